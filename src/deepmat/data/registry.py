@@ -1,0 +1,259 @@
+"""Named datasets: where each file comes from, its checksum, and where it is cached.
+
+The cache lives in the user's cache directory, or in ``$DEEPMAT_DATA_DIR`` when set.
+Its layout mirrors the project's reference-data folder (``composition/oqmd_dhf/
+train.csv.gz`` ...), so ``DEEPMAT_DATA_DIR=../shared/data`` serves a checkout with
+no network. Checksums are SHA-256 of the *decompressed* bytes, so a file is valid
+whether it was fetched plain or gzipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.request
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import BinaryIO
+
+import platformdirs
+
+from deepmat.data.composition import (
+    CompositionTable,
+    DuplicatePolicy,
+    ErrorPolicy,
+    read_composition_csv,
+)
+from deepmat.errors import DataError, DataNotFoundError
+
+ENV_VAR = "DEEPMAT_DATA_DIR"
+
+_CRABNET = "https://raw.githubusercontent.com/anthony-wang/CrabNet/master/data"
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """One file of a dataset: its place in the cache, checksum and download address."""
+
+    relpath: str
+    sha256: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named composition dataset: files per split, its columns, unit and provenance."""
+
+    name: str
+    description: str
+    files: dict[str, DatasetFile]
+    source: str
+    unit: str = ""
+    formula_column: str = "formula"
+    target_column: str = "target"
+    licence: str = "MIT"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.files)
+
+
+def _matbench(task: str, sha256: str, unit: str, description: str) -> Dataset:
+    return Dataset(
+        name=f"matbench-{task.replace('_', '-').lower()}",
+        description=f"matbench {task} reduced to composition: {description}",
+        files={"all": DatasetFile(f"composition/matbench/{task}.csv.gz", sha256)},
+        source="matbench tasks as shipped in the crabnet 2.0.8 package data",
+        unit=unit,
+    )
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in [
+        Dataset(
+            name="oqmd-dhf",
+            description="OQMD DFT formation enthalpy, the train/val split of the "
+            "CrabNet/Roost/ElemNet comparisons",
+            files={
+                "train": DatasetFile(
+                    "composition/oqmd_dhf/train.csv.gz",
+                    "0b69cfcbffc31145790e48af13efed4f191e5687e01a19cda5ed7cee43deaf6d",
+                    f"{_CRABNET}/benchmark_data/OQMD_Formation_Enthalpy/train.csv",
+                ),
+                "val": DatasetFile(
+                    "composition/oqmd_dhf/val.csv.gz",
+                    "af138c2bfed3a8eb8fc2e202690fae94190e0e64258625ce1612df45298193d4",
+                    f"{_CRABNET}/benchmark_data/OQMD_Formation_Enthalpy/val.csv",
+                ),
+            },
+            source="CrabNet benchmark data (crabnet 2.0.8 package data)",
+            unit="eV/atom",
+        ),
+        _matbench("mp_e_form", "90e895635c96447c5be4e9070d26f26e1b4d17925102a6597ae3c4d79c32555b",
+                  "eV/atom", "DFT formation energy"),
+        _matbench("mp_gap", "4084e584467e6f81ec8bf12c438eeb2c049ae39e11401bae694ef6a9983b9d9f",
+                  "eV", "DFT band gap"),
+        _matbench("expt_gap", "3de82c37f1db3ab9bbd92366c96633f131913ded5db0969eb36216bdd11cef2f",
+                  "eV", "experimental band gap"),
+        _matbench("castelli", "2aba6ff55450b269056de0e07362bd279d32abc8e4af04ca0100ecbb3e62bb97",
+                  "eV/atom", "perovskite formation energy"),
+        _matbench("steels_yield",
+                  "a4232b4d83185f8c65c02dca6a013b85e220227d212e703d12586a4b5b9e9cf0",
+                  "MPa", "steel yield strength"),
+        _matbench("dielectric", "6320d3da4c0f68e9248e26c058bf047b71f43ec687a6db6faf4f7bc4f4f21c9e",
+                  "", "refractive index"),
+        _matbench("elasticity_log10_G_VRH",
+                  "6eda504f98a3b98308bb4f1353810f2703475daa85540b15aebe1fedf313304a",
+                  "log10 GPa", "shear modulus"),
+        _matbench("elasticity_log10_K_VRH",
+                  "b4e2620ca797b9eca83a6633d4b94dc3ae047bba3f0eacd5cdb446a75d07d087",
+                  "log10 GPa", "bulk modulus"),
+        _matbench("jdft2d", "96e89a27ba23662de1fed19faaf577db45fd1a3b160d149b556e9d6a348a3056",
+                  "meV/atom", "2-D exfoliation energy"),
+        _matbench("phonons", "09108e3cbfead13edc0c18e66ca015cef28f7431fcc822038bc7b5ecc5d6222b",
+                  "1/cm", "last phonon DOS peak"),
+        Dataset(
+            name="mp-transport",
+            description="Materials Project transport properties computed with BoltzTraP "
+            "(Ricci et al. 2017): Seebeck coefficients S_p/S_n (uV/K), conductivities, "
+            "power factors, effective masses m_p/m_n; shipped inside matminer",
+            files={
+                "all": DatasetFile(
+                    "composition/mp_transport/transport_database.csv.gz",
+                    "2cf962a60eaf7c7ba792e84046114a8237f5cd0c3ec409fde3c1db3a16ced42e",
+                    "package:matminer/utils/data_files/mp_transport/transport_database.tar.xz",
+                )
+            },
+            source="matminer package data (mp_transport)",
+            unit="uV/K",
+            formula_column="pretty_formula",
+            target_column="S_p",
+        ),
+        Dataset(
+            name="ssub-dhf",
+            description="experimental formation enthalpies (SSUB); a formula can repeat",
+            files={
+                "all": DatasetFile(
+                    "composition/experimental/ssub_dhf.csv",
+                    "71839edd90f7720e165ea09e216d3af78f88a32d207d59b4326b6a96592d5200",
+                )
+            },
+            source="qmpy 1.4.0 package data",
+            unit="eV/atom",
+            target_column="dhf_expt_ev_per_atom",
+        ),
+    ]
+}
+
+
+def data_dir() -> Path:
+    """The dataset cache: ``$DEEPMAT_DATA_DIR`` or the user's cache directory."""
+    configured = os.environ.get(ENV_VAR)
+    if configured:
+        return Path(configured).expanduser()
+    return Path(platformdirs.user_cache_dir("deepmat")) / "data"
+
+
+def get_dataset(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(
+            f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))} "
+            "(or pass a CSV file with a formula column)"
+        ) from None
+
+
+def dataset_path(name: str, split: str | None = None, *, download: bool = True) -> Path:
+    """The verified local path of one split of a named dataset, fetching it if allowed."""
+    dataset = get_dataset(name)
+    split = split or dataset.splits[0]
+    if split not in dataset.files:
+        raise DataError(f"dataset {name!r} has splits {dataset.splits}, not {split!r}")
+    entry = dataset.files[split]
+    path = data_dir() / entry.relpath
+    if not path.exists():
+        if not (download and entry.url):
+            raise DataNotFoundError(_missing_message(dataset, entry, path))
+        _download(entry, path, dataset)
+    verify_checksum(path, entry.sha256)
+    return path
+
+
+def load_dataset(
+    name: str,
+    split: str | None = None,
+    *,
+    duplicates: DuplicatePolicy = "mean",
+    on_error: ErrorPolicy = "raise",
+) -> CompositionTable:
+    """Read one split of a named dataset as a validated :class:`CompositionTable`."""
+    dataset = get_dataset(name)
+    return read_composition_csv(
+        dataset_path(name, split),
+        dataset.target_column,
+        formula_column=dataset.formula_column,
+        duplicates=duplicates,
+        on_error=on_error,
+    )
+
+
+@cache
+def verify_checksum(path: Path, expected: str) -> None:
+    digest = hashlib.sha256()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise DataError(
+            f"{path}: checksum mismatch (sha256 of the content is {digest.hexdigest()}, "
+            f"expected {expected}); delete the file to fetch it again"
+        )
+
+
+def _missing_message(dataset: Dataset, entry: DatasetFile, path: Path) -> str:
+    where = f"download {entry.url}" if entry.url else f"obtain it from {dataset.source}"
+    return (
+        f"dataset {dataset.name!r} needs the file {entry.relpath}, which is not in the cache. "
+        f"Place it at {path} ({where}; gzipped or plain), or set {ENV_VAR} to a folder "
+        f"that holds {entry.relpath}."
+    )
+
+
+def _download(entry: DatasetFile, path: Path, dataset: Dataset) -> None:
+    """Fetch ``entry`` into ``path`` (gzipped when the cache name ends in .gz)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with _open_source(entry.url) as source, open(tmp, "wb") as raw:
+            sink = gzip.GzipFile(fileobj=raw, mode="wb") if path.suffix == ".gz" else raw
+            with sink:
+                shutil.copyfileobj(source, sink)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        message = _missing_message(dataset, entry, path)
+        raise DataNotFoundError(f"{message} (fetch failed: {exc})") from None
+    tmp.replace(path)
+
+
+def _open_source(url: str) -> BinaryIO:
+    """A readable stream of the plain bytes behind ``url``.
+
+    ``package:PKG/inner/path.tar.xz`` reads the single file inside an archive shipped by
+    an installed package; ``.gz`` sources are decompressed; anything else goes to urllib.
+    """
+    if url.startswith("package:"):
+        package, _, inner = url.removeprefix("package:").partition("/")
+        archive = tarfile.open(str(resources.files(package).joinpath(inner)))
+        member = next(m for m in archive.getmembers() if m.isfile())
+        return archive.extractfile(member)
+    stream = urllib.request.urlopen(url, timeout=30)
+    return gzip.GzipFile(fileobj=stream) if url.endswith(".gz") else stream

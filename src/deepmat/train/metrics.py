@@ -1,0 +1,56 @@
+"""Metrics every regression model reports, and the parity plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, R² and the number of points."""
+    y_true = np.asarray(y_true, dtype=np.float64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
+    error = y_pred - y_true
+    variance = np.sum((y_true - y_true.mean()) ** 2)
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "r2": float(1 - np.sum(error**2) / variance) if variance > 0 else float("nan"),
+        "n": int(len(y_true)),
+    }
+
+
+def parity_plot(
+    y_true: np.ndarray, y_pred: np.ndarray, path: str | Path, title: str = "", unit: str = ""
+) -> Path:
+    """Predicted against true values with the identity line and the metrics; a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = regression_metrics(y_true, y_pred)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    if len(y_true) > 5000:
+        ax.hexbin(y_true, y_pred, gridsize=120, bins="log", cmap="viridis", mincnt=1)
+    else:
+        ax.scatter(y_true, y_pred, s=6, alpha=0.5)
+    low = float(min(np.min(y_true), np.min(y_pred)))
+    high = float(max(np.max(y_true), np.max(y_pred)))
+    ax.plot([low, high], [low, high], "k--", lw=1)
+    label = f" ({unit})" if unit else ""
+    ax.set(xlabel=f"true{label}", ylabel=f"predicted{label}", title=title)
+    ax.text(
+        0.04, 0.96,
+        f"MAE {metrics['mae']:.4g}\nRMSE {metrics['rmse']:.4g}\nR² {metrics['r2']:.4f}\n"
+        f"n {metrics['n']}",
+        transform=ax.transAxes, va="top", fontsize=9,
+        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+    )  # fmt: skip
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,203 @@
+"""Composition regressors with one estimator API: ``fit``, ``predict``, ``evaluate``, ``save``.
+
+* :class:`NetworkRegressor`: any :class:`~deepmat.models.MLPSpec` (ElemNet by default)
+  trained by :func:`~deepmat.train.trainer.fit_network`; ``predict(..., return_std=True)``
+  gives Monte-Carlo-dropout standard deviations.
+* :class:`ForestRegressor`: scikit-learn's random forest; standard deviations are the
+  spread of the trees.
+
+Both featurize through a representation (element fractions or Magpie attributes), so a
+loaded model turns formulas into inputs exactly as it did in training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from pymatgen.core import Composition
+from sklearn.ensemble import RandomForestRegressor
+
+from deepmat.data.composition import CompositionTable, composition_table
+from deepmat.models.mlp import ELEMNET_BLOCKS, MLP, MLPSpec
+from deepmat.represent import ElementFractions, MagpieAttributes
+from deepmat.train.metrics import regression_metrics
+from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network
+
+CompositionInputs = CompositionTable | Sequence[str | Composition]
+PREDICT_BATCH = 8192
+
+
+def as_table(inputs: CompositionInputs) -> CompositionTable:
+    """Formulas or Compositions (or a table) as a validated table, duplicates kept."""
+    if isinstance(inputs, CompositionTable):
+        return inputs
+    if isinstance(inputs, str | Composition):
+        inputs = [inputs]
+    return composition_table(list(inputs), source="input", duplicates="keep")
+
+
+class CompositionRegressor:
+    """Shared behaviour: featurize, predict from compositions, evaluate, describe."""
+
+    family = ""
+
+    def __init__(self, representation, name: str, target: str = "target", unit: str = ""):
+        self.representation = representation
+        self.name, self.target, self.unit = name, target, unit
+        self.training: dict = {}
+        self.metrics: dict = {}
+
+    def featurize(self, table: CompositionTable) -> np.ndarray:
+        return self.representation.transform(table.compositions, table.labels)
+
+    def predict(
+        self, inputs: CompositionInputs, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predicted targets for formulas/Compositions; with ``return_std``, also std devs."""
+        return self.predict_features(self.featurize(as_table(inputs)), return_std)
+
+    def predict_features(self, x: np.ndarray, return_std: bool = False):
+        raise NotImplementedError
+
+    def evaluate(self, table: CompositionTable) -> tuple[dict, np.ndarray]:
+        """Metrics on a table with targets, and the predictions."""
+        prediction = self.predict(table)
+        return regression_metrics(table.targets, prediction), prediction
+
+    def _record_training(self, train, val, seconds: float, extra: dict) -> None:
+        self.training = {
+            "data": {"source": train.report.source, "fingerprint": train.fingerprint(),
+                     "n_train": len(train), "n_val": len(val) if val is not None else 0,
+                     "load_report": train.report.to_dict()},
+            "seconds": round(seconds, 2),
+        } | extra  # fmt: skip
+        if val is not None and len(val):
+            self.metrics["val"], _ = self.evaluate(val)
+
+    def card(self) -> dict:
+        return {
+            "family": self.family,
+            "model": self.name,
+            "input": "composition",
+            "representation": self.representation.to_dict(),
+            "target": {"name": self.target, "unit": self.unit},
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+
+class NetworkRegressor(CompositionRegressor):
+    """A fully connected network on a composition representation (ElemNet by default)."""
+
+    family = "network"
+
+    def __init__(
+        self,
+        spec: MLPSpec | None = None,
+        representation=None,
+        config: TrainConfig | None = None,
+        name: str = "elemnet",
+        target: str = "target",
+        unit: str = "",
+    ):
+        representation = representation or ElementFractions()
+        super().__init__(representation, name, target, unit)
+        n_features = len(representation.feature_names)
+        self.spec = spec or MLPSpec(n_features, ELEMNET_BLOCKS)
+        if self.spec.in_features != n_features:
+            raise ValueError(f"spec has {self.spec.in_features} inputs, the representation "
+                             f"{n_features} features")
+        self.config = config or TrainConfig()
+        self.net = MLP(self.spec)
+        self.scaler = TargetScaler()
+        self.fit_result = FitResult()
+
+    def fit(
+        self, train: CompositionTable, val: CompositionTable, workdir: str | Path,
+        resume: bool = True,
+    ) -> NetworkRegressor:
+        """Train on ``train`` with early stopping on ``val``; checkpoints in ``workdir``."""
+        start = time.perf_counter()
+        self.scaler = TargetScaler.fit(train.targets)
+        self.fit_result = fit_network(
+            self.net, self.featurize(train), train.targets, self.featurize(val), val.targets,
+            self.config, workdir, self.scaler, resume,
+        )  # fmt: skip
+        self._record_training(train, val, time.perf_counter() - start, {
+            "config": self.config.to_dict(),
+            "epochs_run": self.fit_result.epochs_run,
+            "best_val_mae": self.fit_result.best_val_mae,
+            "resumed_from": self.fit_result.resumed_from,
+        })  # fmt: skip
+        return self
+
+    @torch.inference_mode()
+    def predict_features(self, x: np.ndarray, return_std: bool = False, mc_samples: int = 30):
+        """Predictions in target units; ``return_std`` runs ``mc_samples`` dropout passes."""
+        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if not return_std:
+            self.net.eval()
+            z = torch.cat([self.net(b) for b in inputs.split(PREDICT_BATCH)]).squeeze(-1)
+            return self.scaler.inverse(z.numpy().astype(np.float64))
+        self.net.train()
+        try:
+            draws = torch.stack([
+                torch.cat([self.net(b) for b in inputs.split(PREDICT_BATCH)]).squeeze(-1)
+                for _ in range(mc_samples)
+            ]).numpy().astype(np.float64)  # fmt: skip
+        finally:
+            self.net.eval()
+        values = self.scaler.inverse(draws)
+        return values.mean(0), values.std(0)
+
+    def card(self) -> dict:
+        card = super().card()
+        card["architecture"] = self.spec.to_dict()
+        card["target"] |= {"mean": self.scaler.mean, "std": self.scaler.std}
+        return card
+
+
+class ForestRegressor(CompositionRegressor):
+    """scikit-learn random forest on a composition representation."""
+
+    family = "forest"
+
+    def __init__(
+        self,
+        representation=None,
+        n_estimators: int = 100,
+        max_features: float = 1 / 3,
+        min_samples_leaf: int = 1,
+        seed: int = 0,
+        n_jobs: int = -1,
+        name: str = "rf-magpie",
+        target: str = "target",
+        unit: str = "",
+    ):
+        super().__init__(representation or MagpieAttributes(), name, target, unit)
+        self.hyperparameters = {"n_estimators": n_estimators, "max_features": max_features,
+                                "min_samples_leaf": min_samples_leaf, "seed": seed}
+        self.forest = RandomForestRegressor(
+            n_estimators=n_estimators, max_features=max_features,
+            min_samples_leaf=min_samples_leaf, random_state=seed, n_jobs=n_jobs,
+        )  # fmt: skip
+
+    def fit(self, train: CompositionTable, val: CompositionTable | None = None) -> ForestRegressor:
+        start = time.perf_counter()
+        self.forest.fit(self.featurize(train), train.targets)
+        self._record_training(train, val, time.perf_counter() - start,
+                              {"hyperparameters": self.hyperparameters})
+        return self
+
+    def predict_features(self, x: np.ndarray, return_std: bool = False):
+        if not return_std:
+            return self.forest.predict(x)
+        per_tree = np.stack([tree.predict(x) for tree in self.forest.estimators_])
+        return per_tree.mean(0), per_tree.std(0)
+
+    def card(self) -> dict:
+        return super().card() | {"hyperparameters": self.hyperparameters}

@@ -1,0 +1,102 @@
+"""The saved-model format: one directory per trained model.
+
+::
+
+    card.json            family, model name, representation, architecture or
+                         hyper-parameters, target (name, unit, normalisation),
+                         training data fingerprint and config, metrics, versions
+    weights.safetensors  network weights (family "network")
+    forest.joblib        the scikit-learn forest (family "forest"; a pickle: load
+                         only forests you trust, as with any scikit-learn model)
+
+:func:`load_model` reads any such directory back into an object with ``.predict``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import joblib
+from safetensors.torch import load_file, save_file
+
+from deepmat.errors import ModelFormatError
+from deepmat.models.mlp import MLPSpec
+from deepmat.represent import representation_from_dict
+from deepmat.train.regressors import CompositionRegressor, ForestRegressor, NetworkRegressor
+from deepmat.train.trainer import TargetScaler, TrainConfig
+
+FORMAT = "deepmat-model"
+FORMAT_VERSION = 1
+CARD = "card.json"
+
+
+def _versions() -> dict[str, str]:
+    packages = ("deepmat", "torch", "lightning", "scikit-learn", "pymatgen", "matminer")
+    return {"python": platform.python_version()} | {p: version(p) for p in packages}
+
+
+def save_model(model: CompositionRegressor, path: str | Path) -> Path:
+    """Write ``model`` as a saved-model directory at ``path`` (created if needed)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, NetworkRegressor):
+        state = {k: v.contiguous() for k, v in model.net.state_dict().items()}
+        save_file(state, path / "weights.safetensors")
+    elif isinstance(model, ForestRegressor):
+        joblib.dump(model.forest, path / "forest.joblib", compress=3)
+    else:
+        raise ModelFormatError(f"cannot save a {type(model).__name__}")
+    card = {"format": FORMAT, "format_version": FORMAT_VERSION} | model.card()
+    card |= {"versions": _versions(), "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    (path / CARD).write_text(json.dumps(card, indent=2, default=float))
+    return path
+
+
+def read_card(path: str | Path) -> dict:
+    card_path = Path(path) / CARD
+    if not card_path.exists():
+        raise ModelFormatError(f"{path}: not a deepmat model directory (no {CARD})")
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(f"{card_path}: unreadable model card ({exc})") from None
+    if card.get("format") != FORMAT:
+        raise ModelFormatError(f"{card_path}: not a {FORMAT} card")
+    if card.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFormatError(f"{card_path}: format version {card['format_version']} is newer "
+                               "than this deepmat reads; upgrade deepmat")
+    return card
+
+
+def load_model(path: str | Path) -> CompositionRegressor:
+    """Load a saved-model directory written by :func:`save_model`."""
+    path = Path(path)
+    card = read_card(path)
+    representation = representation_from_dict(card["representation"])
+    target = card["target"]
+    common = {"name": card["model"], "target": target["name"], "unit": target.get("unit", "")}
+    if card["family"] == "network":
+        config = TrainConfig(**card.get("training", {}).get("config", {}))
+        model = NetworkRegressor(MLPSpec.from_dict(card["architecture"]), representation,
+                                 config, **common)
+        weights = path / "weights.safetensors"
+        if not weights.exists():
+            raise ModelFormatError(f"{path}: missing weights.safetensors")
+        model.net.load_state_dict(load_file(weights))
+        model.net.eval()
+        model.scaler = TargetScaler(target["mean"], target["std"])
+    elif card["family"] == "forest":
+        hyper = card.get("hyperparameters", {})
+        model = ForestRegressor(representation, **hyper, **common)
+        forest = path / "forest.joblib"
+        if not forest.exists():
+            raise ModelFormatError(f"{path}: missing forest.joblib")
+        model.forest = joblib.load(forest)
+    else:
+        raise ModelFormatError(f"{path}: unknown model family {card['family']!r}")
+    model.training, model.metrics = card.get("training", {}), card.get("metrics", {})
+    return model

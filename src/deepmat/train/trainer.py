@@ -1,0 +1,209 @@
+"""One Lightning-based trainer for every regression network in deepmat.
+
+:func:`fit_network` takes any ``nn.Module`` mapping a batch of feature tensors to
+``(n, 1)`` predictions and trains it on standardised targets with early stopping on
+the validation MAE (in the target's own units), checkpoints that allow resuming after
+an interruption, per-epoch metrics and a progress bar. It runs on the CPU by default
+and on a GPU when one is present (``accelerator="auto"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from rich.console import Console
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import TensorDataset
+
+SCHEDULES = ("constant", "onecycle", "cosine", "plateau")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a network is trained (saved in the model card)."""
+
+    epochs: int = 300
+    batch_size: int = 256
+    lr: float = 1e-4
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    patience: int = 30
+    loss: str = "l1"
+    seed: int = 0
+    accelerator: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
+        if self.loss not in ("l1", "mse"):
+            raise ValueError(f"loss {self.loss!r} is not 'l1' or 'mse'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TargetScaler:
+    """Standardisation of targets: the network learns (y - mean) / std."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, y: np.ndarray) -> TargetScaler:
+        std = float(np.std(y))
+        return cls(float(np.mean(y)), std if std > 0 else 1.0)
+
+    def transform(self, y: np.ndarray) -> np.ndarray:
+        return (y - self.mean) / self.std
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return z * self.std + self.mean
+
+
+class RegressionTask(L.LightningModule):
+    """Wraps a network with its loss, optimiser, schedule and target scaling."""
+
+    def __init__(self, net: nn.Module, config: TrainConfig, scaler: TargetScaler):
+        super().__init__()
+        self.net, self.config, self.scaler = net, config, scaler
+        self.loss_fn = nn.L1Loss() if config.loss == "l1" else nn.MSELoss()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        prediction = self(x)
+        loss = self.loss_fn(prediction, y)
+        train_mae = (prediction.detach() - y).abs().mean() * self.scaler.std
+        self.log("train_loss", loss, on_epoch=True, on_step=False, batch_size=len(y))
+        self.log("train_mae", train_mae, on_epoch=True, on_step=False, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        error = (self(x) - y).abs().mean() * self.scaler.std
+        self.log("val_mae", error, on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def configure_optimizers(self):
+        c = self.config
+        optimizer = torch.optim.Adam(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        if c.schedule == "constant":
+            return optimizer
+        if c.schedule == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
+                                                                   patience=max(c.patience // 3, 2))
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": scheduler, "monitor": "val_mae"}}
+        steps = self.trainer.estimated_stepping_batches
+        if c.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=c.lr,
+                                                            total_steps=steps, pct_start=0.15)
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
+                                                         "interval": "step"}}
+
+
+class EpochReport(Callback):
+    """Prints one line of metrics per epoch and keeps the history."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.history: list[dict] = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        row = {"epoch": trainer.current_epoch + 1}
+        row |= {k: float(v) for k, v in trainer.callback_metrics.items()}
+        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        self.history.append(row)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+        self.console.print(f"epoch {row['epoch']:>4}  {shown}")
+
+
+@dataclass
+class FitResult:
+    """What training produced besides the weights: per-epoch history and the best score."""
+
+    history: list[dict] = field(default_factory=list)
+    best_val_mae: float = math.nan
+    epochs_run: int = 0
+    resumed_from: str | None = None
+
+
+def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
+    """Whole batches indexed straight out of in-memory tensors: no per-sample collation."""
+    data = TensorDataset(torch.as_tensor(x, dtype=torch.float32),
+                         torch.as_tensor(y, dtype=torch.float32))
+    sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
+    return DataLoader(data, sampler=BatchSampler(sampler, batch_size, drop_last=False),
+                      batch_size=None)
+
+
+def fit_network(
+    net: nn.Module,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainConfig,
+    workdir: str | Path,
+    scaler: TargetScaler | None = None,
+    resume: bool = True,
+) -> FitResult:
+    """Train ``net`` in place; the best weights by validation MAE are loaded at the end.
+
+    Checkpoints go to ``workdir/checkpoints``; with ``resume`` a run that finds
+    ``last.ckpt`` there continues from it (same epoch, optimiser and schedule state).
+    """
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    scaler = scaler or TargetScaler.fit(y_train)
+    task = RegressionTask(net, config, scaler)
+    ckpt_dir = Path(workdir) / "checkpoints"
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_mae", mode="min",
+                           save_last=True, save_top_k=1, enable_version_counter=False)
+    report = EpochReport()
+    callbacks = [best, report, EarlyStopping(monitor="val_mae", patience=config.patience)]
+    if config.progress:
+        callbacks.append(RichProgressBar(leave=False))
+    trainer = L.Trainer(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=1,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(workdir),
+    )
+    last = ckpt_dir / "last.ckpt"
+    resume_from = str(last) if resume and last.exists() else None
+    trainer.fit(
+        task,
+        train_dataloaders=_loader(x_train, scaler.transform(y_train), config.batch_size, True),
+        val_dataloaders=_loader(x_val, scaler.transform(y_val), 4096, False),
+        ckpt_path=resume_from,
+    )
+    if best.best_model_path:
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+        task.load_state_dict(state["state_dict"])
+    net.cpu().eval()
+    best_score = best.best_model_score
+    return FitResult(
+        history=report.history,
+        best_val_mae=float(best_score) if best_score is not None else math.nan,
+        epochs_run=trainer.current_epoch,
+        resumed_from=resume_from,
+    )
