@@ -15,6 +15,8 @@ import os
 import shutil
 import tarfile
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -244,7 +246,8 @@ def _download(entry: DatasetFile, path: Path, dataset: Dataset) -> None:
     tmp.replace(path)
 
 
-def _open_source(url: str) -> BinaryIO:
+@contextmanager
+def _open_source(url: str) -> Iterator[BinaryIO]:
     """A readable stream of the plain bytes behind ``url``.
 
     ``package:PKG/inner/path.tar.xz`` reads the single file inside an archive shipped by
@@ -252,8 +255,9 @@ def _open_source(url: str) -> BinaryIO:
     """
     if url.startswith("package:"):
         package, _, inner = url.removeprefix("package:").partition("/")
-        archive = tarfile.open(str(resources.files(package).joinpath(inner)))
-        member = next(m for m in archive.getmembers() if m.isfile())
-        return archive.extractfile(member)
-    stream = urllib.request.urlopen(url, timeout=30)
-    return gzip.GzipFile(fileobj=stream) if url.endswith(".gz") else stream
+        with tarfile.open(str(resources.files(package).joinpath(inner))) as archive:
+            member = next(m for m in archive.getmembers() if m.isfile())
+            yield archive.extractfile(member)
+        return
+    with urllib.request.urlopen(url, timeout=30) as stream:
+        yield gzip.GzipFile(fileobj=stream) if url.endswith(".gz") else stream

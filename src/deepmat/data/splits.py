@@ -33,6 +33,7 @@ class Split:
     val: np.ndarray
     test: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
     params: dict = field(default_factory=dict)
+    names: Sequence[str] | None = None
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
@@ -54,10 +55,11 @@ class Split:
         return out
 
     def save(self, path: str | Path, names: Sequence[str] | None = None) -> Path:
-        """Write the split as JSON: indices, or the record names when given."""
+        """Write the split as JSON: the record names (``names`` or ``self.names``) on each
+        side, or the indices when no names are known."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(names)))
+        path.write_text(json.dumps(self.to_dict(names if names is not None else self.names)))
         return path
 
 

@@ -43,6 +43,10 @@ class ElementFractions:
     def feature_names(self) -> list[str]:
         return list(self.elements)
 
+    @property
+    def supported_elements(self) -> tuple[str, ...]:
+        return self.elements
+
     def to_dict(self) -> dict:
         return {"name": self.name, "elements": list(self.elements)}
 

@@ -71,6 +71,10 @@ class MagpieAttributes:
             + [f"frac {o} valence electrons" for o in ORBITALS]
         )
 
+    @property
+    def supported_elements(self) -> tuple[str, ...]:
+        return tuple(Element.from_Z(z).symbol for z in range(1, N_ELEMENTS + 1))
+
     def to_dict(self) -> dict:
         return {"name": self.name}
 

@@ -17,7 +17,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "mae": float(np.mean(np.abs(error))),
         "rmse": float(np.sqrt(np.mean(error**2))),
         "r2": float(1 - np.sum(error**2) / variance) if variance > 0 else float("nan"),
-        "n": int(len(y_true)),
+        "n": len(y_true),
     }
 
 

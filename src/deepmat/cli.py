@@ -1,0 +1,205 @@
+"""The ``deepmat`` command: train, predict, evaluate, list datasets, run the demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deepmat.errors import DeepmatError
+
+app = typer.Typer(help="Deep materials informatics.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+console = Console(stderr=True)
+
+DataOption = Annotated[str, typer.Option(
+    "--data", help="named dataset (see `deepmat datasets`; NAME:SPLIT for one split) or CSV")]
+TargetOption = Annotated[str | None, typer.Option(
+    help="target column (default: the dataset's, or 'target' for a CSV)")]
+FormulaOption = Annotated[str | None, typer.Option(
+    "--formula-column", help="formula column (default: the dataset's, or 'formula')")]
+DropOption = Annotated[bool, typer.Option(
+    "--drop-invalid", help="skip and count bad rows instead of stopping at the first")]
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+@train_app.command("composition")
+def train_composition_cmd(
+    out: Annotated[Path, typer.Option(help="directory for the saved model and checkpoints")],
+    data: DataOption,
+    model: Annotated[str, typer.Option(help="elemnet, rf-magpie or rf-fractions")] = "elemnet",
+    target: TargetOption = None,
+    formula_column: FormulaOption = None,
+    epochs: int = 300,
+    batch_size: int = 256,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (peak, for onecycle)")] = 1e-4,
+    schedule: Annotated[str, typer.Option(help="constant, onecycle, cosine or plateau")] = (
+        "constant"),
+    patience: Annotated[int, typer.Option(help="epochs without improvement before stopping")] = 30,
+    trees: Annotated[int, typer.Option(help="trees of a random forest")] = 100,
+    split: Annotated[str, typer.Option(help="grouped (by reduced composition) or random")] = (
+        "grouped"),
+    val_fraction: float = 0.1,
+    holdout: Annotated[list[str] | None, typer.Option(
+        help="hold out a chemical system as the test set, e.g. Ti-O (repeatable)")] = None,
+    duplicates: Annotated[str, typer.Option(help="mean, keep or error")] = "mean",
+    drop_invalid: DropOption = False,
+    seed: int = 0,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt")] = True,
+) -> None:
+    """Train a composition model (ElemNet or a random forest) and save it to OUT."""
+    from deepmat.train.trainer import TrainConfig
+    from deepmat.workflows.composition import DataSpec, make_regressor, train_composition
+
+    on_error = "drop" if drop_invalid else "raise"
+    try:
+        spec = DataSpec(data, target, formula_column, duplicates, on_error)
+        train, val, test, made = spec.train_val(split, val_fraction, seed, holdout)
+        for table in {id(t): t for t in (train, val)}.values():
+            console.print(table.report.summary())
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
+                             patience=patience, seed=seed, progress=sys.stderr.isatty())
+        regressor = make_regressor(model, target or "target", spec.unit(), config, trees, seed)
+        train_composition(regressor, train, val, out, test=test, split=made,
+                          on_error=on_error, resume=resume)
+    except DeepmatError as exc:
+        _fail(exc)
+    _print_metrics(regressor.name, regressor.metrics)
+    console.print(f"saved to {out}")
+
+
+def _print_metrics(name: str, metrics: dict) -> None:
+    table = Table(title=name)
+    for column in ("set", "MAE", "RMSE", "R²", "n"):
+        table.add_column(column)
+    for side, m in metrics.items():
+        table.add_row(side, f"{m['mae']:.4g}", f"{m['rmse']:.4g}", f"{m['r2']:.4f}", str(m["n"]))
+    console.print(table)
+
+
+def _read_inputs(inputs: list[str], formula_column: str) -> list[str]:
+    formulas: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.suffix in (".csv", ".gz") or path.is_file():
+            if not path.exists():
+                raise typer.BadParameter(f"{item}: no such file")
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            if formula_column not in frame.columns:
+                raise typer.BadParameter(f"{item}: no column {formula_column!r}; columns are "
+                                         f"{', '.join(frame.columns)}")
+            formulas += frame[formula_column].tolist()
+        else:
+            formulas.append(item)
+    return formulas
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="saved model directory")],
+    inputs: Annotated[list[str], typer.Argument(help="formulas, or CSVs with a formula column")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV to write")] = None,
+    formula_column: str = "formula",
+    std: Annotated[bool, typer.Option(help="also write standard deviations")] = False,
+) -> None:
+    """Predict the target of formulas (or of the formulas in CSV files)."""
+    import deepmat
+    from deepmat.data.composition import composition_table
+
+    try:
+        model = deepmat.load(model_dir)
+        formulas = _read_inputs(inputs, formula_column)
+        table = composition_table(formulas, source="inputs", duplicates="keep",
+                                  label=lambda i: f"input {i + 1} ({formulas[i]})")
+        result = model.predict(table, return_std=std)
+    except DeepmatError as exc:
+        _fail(exc)
+    frame = pd.DataFrame({"formula": table.formulas})
+    values, spread = result if std else (result, None)
+    frame[model.target] = values
+    if spread is not None:
+        frame[f"{model.target}_std"] = spread
+    if output:
+        frame.to_csv(output, index=False)
+        console.print(f"{len(frame)} predictions written to {output}")
+    else:
+        typer.echo(frame.to_csv(index=False), nl=False)
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="saved model directory")],
+    data: Annotated[str, typer.Argument(help="CSV file, or named dataset NAME[:SPLIT]")],
+    target: TargetOption = None,
+    formula_column: FormulaOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
+    plot: Annotated[Path | None, typer.Option(help="parity plot PNG (default: in MODEL_DIR)")] = (
+        None),
+    drop_invalid: DropOption = False,
+) -> None:
+    """MAE, RMSE and R² of a saved model on labelled data, and a parity plot."""
+    import deepmat
+    from deepmat.train.metrics import parity_plot
+    from deepmat.workflows.composition import DataSpec
+
+    on_error = "drop" if drop_invalid else "raise"
+    try:
+        model = deepmat.load(model_dir)
+        spec = DataSpec(data, target, formula_column, "mean", on_error)
+        table = spec.evaluation_table()
+        table = table.restrict_elements(model.representation.supported_elements, on_error)
+        metrics, prediction = model.evaluate(table)
+    except DeepmatError as exc:
+        _fail(exc)
+    metrics["dropped"] = sum(table.report.dropped.values())
+    stem = Path(data).name.split(".")[0].replace(":", "_")
+    plot = plot or Path(model_dir) / f"parity_{stem}.png"
+    parity_plot(table.targets, prediction, plot, title=f"{model.name} on {data}", unit=model.unit)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+    else:
+        console.print(table.report.summary())
+        _print_metrics(f"{model.name} on {data}", {"data": metrics})
+        console.print(f"parity plot: {plot}")
+
+
+@app.command()
+def datasets() -> None:
+    """List the named datasets and whether each is in the local cache."""
+    from deepmat.data.registry import DATASETS, data_dir
+
+    table = Table(title=f"datasets (cache: {data_dir()})")
+    for column in ("name", "splits", "target", "cached", "description"):
+        table.add_column(column)
+    for d in DATASETS.values():
+        cached = all((data_dir() / f.relpath).exists() for f in d.files.values())
+        table.add_row(d.name, ",".join(d.splits), f"{d.target_column} ({d.unit})",
+                      "yes" if cached else "no", d.description)
+    Console().print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="directory for the demo's models and plots")] = Path(
+        "runs/demo"),
+    epochs: int = 12,
+) -> None:
+    """Train ElemNet and a Magpie forest on data shipped inside matminer; no network."""
+    from deepmat.workflows.demo import run_demo
+
+    try:
+        run_demo(out, epochs=epochs, console=console)
+    except DeepmatError as exc:
+        _fail(exc)

@@ -1,0 +1,1 @@
+"""End-to-end jobs built from the layers below: training, evaluation, the demo."""

@@ -1,0 +1,143 @@
+"""Composition jobs: resolve data, split it honestly, train, save, evaluate.
+
+The CLI and the demo are thin shells over these functions, so a job run from Python
+and one run from the shell produce the same directory: the saved model, ``split.json``
+and a parity plot of the validation set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepmat.data.composition import CompositionTable, ErrorPolicy, read_composition_csv
+from deepmat.data.registry import DATASETS, dataset_path, get_dataset, load_dataset
+from deepmat.data.splits import Split, chemical_system_split, grouped_split, random_split
+from deepmat.errors import DataError
+from deepmat.represent import ElementFractions, MagpieAttributes
+from deepmat.train.metrics import parity_plot
+from deepmat.train.regressors import CompositionRegressor, ForestRegressor, NetworkRegressor
+from deepmat.train.saved import save_model
+from deepmat.train.trainer import TrainConfig
+
+MODELS = ("elemnet", "rf-magpie", "rf-fractions")
+
+
+@dataclass
+class DataSpec:
+    """Where a table comes from: a named dataset (optionally ``name:split``) or a CSV."""
+
+    data: str
+    target: str | None = None
+    formula_column: str | None = None
+    duplicates: str = "mean"
+    on_error: ErrorPolicy = "raise"
+
+    @property
+    def is_named(self) -> bool:
+        return self.data.split(":")[0] in DATASETS and not Path(self.data).exists()
+
+    def unit(self) -> str:
+        return get_dataset(self.data.split(":")[0]).unit if self.is_named else ""
+
+    def load(self, split: str | None = None) -> CompositionTable:
+        if self.is_named:
+            name, _, named_split = self.data.partition(":")
+            dataset = get_dataset(name)
+            if self.target or self.formula_column:
+                return read_composition_csv(
+                    dataset_path(name, named_split or split),
+                    self.target or dataset.target_column,
+                    formula_column=self.formula_column or dataset.formula_column,
+                    duplicates=self.duplicates, on_error=self.on_error,
+                )  # fmt: skip
+            return load_dataset(name, named_split or split, duplicates=self.duplicates,
+                                on_error=self.on_error)
+        if ":" in self.data and not Path(self.data).exists():
+            raise DataError(f"{self.data}: no such file and no such dataset; known datasets: "
+                            f"{', '.join(sorted(DATASETS))}")
+        return read_composition_csv(self.data, self.target or "target",
+                                    formula_column=self.formula_column or "formula",
+                                    duplicates=self.duplicates, on_error=self.on_error)
+
+    def evaluation_table(self) -> CompositionTable:
+        """The table to evaluate on: the named split, else a dataset's val split, else all."""
+        if self.is_named and ":" not in self.data and "val" in get_dataset(self.data).splits:
+            return self.load("val")
+        return self.load()
+
+    def train_val(
+        self, split: str = "grouped", val: float = 0.1, seed: int = 0,
+        holdout: list[str] | None = None,
+    ) -> tuple[CompositionTable, CompositionTable, CompositionTable | None, Split | None]:
+        """Train, validation and (for a held-out chemical system) test tables.
+
+        A named dataset with its own train/val files uses them as distributed;
+        anything else is split here (grouped by reduced composition by default).
+        """
+        if self.is_named and ":" not in self.data and not holdout:
+            splits = get_dataset(self.data).splits
+            if "train" in splits and "val" in splits:
+                return self.load("train"), self.load("val"), None, None
+        table = self.load()
+        if holdout:
+            made = chemical_system_split(table.compositions, holdout, val=val, seed=seed,
+                                         keys=table.keys)
+        elif split == "grouped":
+            made = grouped_split(table.keys, val=val, seed=seed)
+        elif split == "random":
+            made = random_split(len(table), val=val, seed=seed)
+        else:
+            raise DataError(f"split {split!r} is not 'grouped' or 'random'")
+        made.names = table.formulas
+        test = table.subset(made.test) if len(made.test) else None
+        return table.subset(made.train), table.subset(made.val), test, made
+
+
+def make_regressor(
+    model: str, target: str = "target", unit: str = "", config: TrainConfig | None = None,
+    trees: int = 100, seed: int = 0,
+) -> CompositionRegressor:
+    """One of :data:`MODELS`, ready to ``fit``."""
+    if model == "elemnet":
+        return NetworkRegressor(config=config, name=model, target=target, unit=unit)
+    if model in ("rf-magpie", "rf-fractions"):
+        representation = MagpieAttributes() if model == "rf-magpie" else ElementFractions()
+        return ForestRegressor(representation, n_estimators=trees, seed=seed, name=model,
+                               target=target, unit=unit)
+    raise DataError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+
+
+def train_composition(
+    model: CompositionRegressor,
+    train: CompositionTable,
+    val: CompositionTable,
+    out: str | Path,
+    *,
+    test: CompositionTable | None = None,
+    split: Split | None = None,
+    on_error: ErrorPolicy = "raise",
+    resume: bool = True,
+) -> CompositionRegressor:
+    """Fit ``model``, save it to ``out`` with its split and a validation parity plot."""
+    out = Path(out)
+    why = f" by the {model.representation.name} representation"
+    supported = model.representation.supported_elements
+    train = train.restrict_elements(supported, on_error, why)
+    val = val.restrict_elements(supported, on_error, why)
+    if isinstance(model, NetworkRegressor):
+        model.fit(train, val, out, resume=resume)
+    else:
+        model.fit(train, val)
+    if test is not None and len(test):
+        test = test.restrict_elements(supported, on_error, why)
+        model.metrics["test"], _ = model.evaluate(test)
+    if split is not None:
+        model.training["split"] = {"method": split.method, **split.params,
+                                   "sizes": split.sizes(), "file": "split.json"}
+        split.save(out / "split.json")
+    save_model(model, out)
+    _, prediction = model.evaluate(val)
+    parity_plot(val.targets, prediction, out / "parity_val.png",
+                title=f"{model.name}: validation", unit=model.unit)
+    return model
