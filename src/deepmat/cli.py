@@ -194,12 +194,13 @@ def datasets() -> None:
 def demo(
     out: Annotated[Path, typer.Option(help="directory for the demo's models and plots")] = Path(
         "runs/demo"),
-    epochs: int = 12,
+    epochs: int = 10,
+    limit: Annotated[int | None, typer.Option(help="use a random subset of this size")] = None,
 ) -> None:
     """Train ElemNet and a Magpie forest on data shipped inside matminer; no network."""
     from deepmat.workflows.demo import run_demo
 
     try:
-        run_demo(out, epochs=epochs, console=console)
+        run_demo(out, epochs=epochs, limit=limit, console=console)
     except DeepmatError as exc:
         _fail(exc)

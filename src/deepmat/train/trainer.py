@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -173,6 +174,7 @@ def fit_network(
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers).*")
     scaler = scaler or TargetScaler.fit(y_train)
     task = RegressionTask(net, config, scaler)
     ckpt_dir = Path(workdir) / "checkpoints"

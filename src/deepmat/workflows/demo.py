@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -23,12 +24,23 @@ TARGET = "S_p"
 THERMOELECTRICS = ["Bi2Te3", "PbTe", "SnSe", "Mg2Si", "CoSb3", "ZnO", "Cu2Se", "NaCl"]
 
 
-def run_demo(out: str | Path, epochs: int = 12, console: Console | None = None) -> dict:
-    """Train, compare, predict and plot; returns the metrics of both models."""
+def run_demo(
+    out: str | Path,
+    epochs: int = 10,
+    trees: int = 100,
+    limit: int | None = None,
+    console: Console | None = None,
+) -> dict:
+    """Train, compare, predict and plot; returns the metrics of both models.
+
+    ``limit`` keeps a random subset of that many compounds (for a quick run).
+    """
     console = console or Console(stderr=True)
     out = Path(out)
     spec = DataSpec("mp-transport", target=TARGET, on_error="drop")
     table = spec.load()
+    if limit is not None and limit < len(table):
+        table = table.subset(np.sort(np.random.default_rng(0).choice(len(table), limit, False)))
     split = grouped_split(table.keys, val=0.1, test=0.1, seed=0)
     split.names = table.formulas
     train, val, test = (table.subset(i) for i in (split.train, split.val, split.test))
@@ -39,7 +51,7 @@ def run_demo(out: str | Path, epochs: int = 12, console: Console | None = None) 
     results, models = {}, {}
     for name in ("elemnet", "rf-magpie"):
         console.rule(name)
-        model = make_regressor(name, TARGET, "uV/K", config, trees=100)
+        model = make_regressor(name, TARGET, "uV/K", config, trees=trees)
         train_composition(model, train, val, out / name, test=test, split=split,
                           on_error="drop", resume=False)
         results[name], models[name] = model.metrics, model

@@ -1,0 +1,33 @@
+"""Every benchmark runs end to end with --quick, so none rots."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import deepmat
+from deepmat.data.registry import DATASETS, data_dir
+
+BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("*.py"))
+NEEDS = {"oqmd_elemnet": "oqmd-dhf"}
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
+def test_benchmark_quick(script, tmp_path):
+    dataset = DATASETS[NEEDS[script.stem]]
+    missing = [f.relpath for f in dataset.files.values() if not (data_dir() / f.relpath).exists()]
+    if missing:
+        pytest.skip(f"reference data not found in {data_dir()}: {missing}; "
+                    "set DEEPMAT_DATA_DIR (e.g. to ../shared/data)")
+    out, results = tmp_path / "models", tmp_path / "results"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(out),
+                    "--results", str(results)], check=True)
+    (result_file,) = results.glob("*.json")
+    payload = json.loads(result_file.read_text())
+    assert payload["quick"] is True and payload["metrics"]
+    assert {"data", "split", "sizes", "wall_seconds", "machine", "command"} <= set(payload)
+    assert list(results.glob("*.png"))
+    for model, path in payload["models"].items():
+        assert len(deepmat.load(path).predict(["Fe2O3", "NaCl"])) == 2, model

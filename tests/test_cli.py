@@ -1,0 +1,115 @@
+"""The `deepmat` command end to end on small CSVs written by the tests."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import deepmat
+from deepmat.cli import app
+
+runner = CliRunner()
+
+CATIONS = ["Li", "Na", "K", "Mg", "Ca", "Ti", "Fe", "Ni", "Cu", "Zn", "Al", "Ga"]
+ANIONS = ["O", "S", "N", "F", "Cl"]
+
+
+@pytest.fixture(scope="module")
+def csv_path(tmp_path_factory):
+    """~180 binary compounds with a target that depends smoothly on composition."""
+    rng = np.random.default_rng(0)
+    weight = {el: rng.normal() for el in CATIONS + ANIONS}
+    rows = []
+    for cation in CATIONS:
+        for anion in ANIONS:
+            for a, b in ((1, 1), (1, 2), (2, 3)):
+                value = (a * weight[cation] + b * weight[anion]) / (a + b)
+                rows.append({"formula": f"{cation}{a}{anion}{b}", "dhf": value})
+    path = tmp_path_factory.mktemp("cli") / "data.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def rf_model(csv_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "rf"
+    result = runner.invoke(app, ["train", "composition", "--model", "rf-fractions", "--data",
+                                 str(csv_path), "--target", "dhf", "--out", str(out),
+                                 "--trees", "20"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_model_split_and_plot(rf_model):
+    for name in ("card.json", "forest.joblib", "split.json", "parity_val.png"):
+        assert (rf_model / name).exists(), name
+    card = json.loads((rf_model / "card.json").read_text())
+    assert card["family"] == "forest" and card["target"]["name"] == "dhf"
+    split = json.loads((rf_model / "split.json").read_text())
+    assert split["method"] == "grouped"
+    assert not set(split["train"]) & set(split["val"])
+    assert card["metrics"]["val"]["n"] == len(split["val"])
+
+
+def test_predict_formulas_and_csv(rf_model, csv_path, tmp_path):
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(app, ["predict", str(rf_model), "Fe2O3", "NaCl", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    assert list(frame["formula"]) == ["Fe2O3", "NaCl"]
+    expected = deepmat.load(rf_model).predict(["Fe2O3", "NaCl"])
+    np.testing.assert_allclose(frame["dhf"], expected)
+
+    result = runner.invoke(app, ["predict", str(rf_model), str(csv_path), "--std"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "formula,dhf,dhf_std"
+    assert len(lines) == 1 + len(pd.read_csv(csv_path))
+
+
+def test_predict_bad_formula_names_the_input(rf_model):
+    result = runner.invoke(app, ["predict", str(rf_model), "Fe2O3", "Fe2O3)"])
+    assert result.exit_code == 2
+    assert "input 2" in result.output and "cannot parse formula" in result.output
+
+
+def test_evaluate_json_and_parity_plot(rf_model, csv_path, tmp_path):
+    plot = tmp_path / "parity.png"
+    result = runner.invoke(app, ["evaluate", str(rf_model), str(csv_path), "--target", "dhf",
+                                 "--json", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert set(metrics) >= {"mae", "rmse", "r2", "n"}
+    assert metrics["n"] == len(pd.read_csv(csv_path)) and metrics["r2"] > 0.5
+    assert plot.stat().st_size > 0
+
+
+def test_train_bad_csv_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("formula,target\nFe2O3,-1.0\nNaCl,nan\n")
+    result = runner.invoke(app, ["train", "composition", "--model", "rf-magpie", "--data",
+                                 str(bad), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert "bad.csv line 3" in result.output and "NaN" in result.output
+
+
+def test_train_elemnet_with_held_out_system(csv_path, tmp_path):
+    out = tmp_path / "elemnet"
+    result = runner.invoke(app, ["train", "composition", "--model", "elemnet", "--data",
+                                 str(csv_path), "--target", "dhf", "--out", str(out),
+                                 "--epochs", "2", "--batch-size", "32", "--holdout", "Ti-O"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["architecture"]["in_features"] == 86
+    assert card["metrics"]["test"]["n"] == 3  # TiO, TiO2, Ti2O3
+    split = json.loads((out / "split.json").read_text())
+    assert sorted(split["test"]) == ["Ti1O1", "Ti1O2", "Ti2O3"]
+    assert (out / "checkpoints" / "last.ckpt").exists()
+
+
+def test_datasets_lists_names():
+    result = runner.invoke(app, ["datasets"])
+    assert result.exit_code == 0
+    assert "oqmd-dhf" in result.stdout and "mp-transport" in result.stdout
