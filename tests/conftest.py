@@ -7,9 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from deepmat.data.composition import CompositionTable, composition_table
 from deepmat.data.registry import data_dir
+
+# The networks in these tests are tiny: one thread is much faster than several threads
+# contending with whatever else runs on the machine.
+torch.set_num_threads(1)
 
 METALS = (
     "Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni",

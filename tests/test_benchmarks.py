@@ -19,11 +19,15 @@ def test_benchmark_quick(script, tmp_path):
     dataset = DATASETS[NEEDS[script.stem]]
     missing = [f.relpath for f in dataset.files.values() if not (data_dir() / f.relpath).exists()]
     if missing:
-        pytest.skip(f"reference data not found in {data_dir()}: {missing}; "
-                    "set DEEPMAT_DATA_DIR (e.g. to ../shared/data)")
+        pytest.skip(
+            f"reference data not found in {data_dir()}: {missing}; "
+            "set DEEPMAT_DATA_DIR (e.g. to ../shared/data)"
+        )
     out, results = tmp_path / "models", tmp_path / "results"
-    subprocess.run([sys.executable, str(script), "--quick", "--out", str(out),
-                    "--results", str(results)], check=True)
+    subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(out), "--results", str(results)],
+        check=True,
+    )
     (result_file,) = results.glob("*.json")
     payload = json.loads(result_file.read_text())
     assert payload["quick"] is True and payload["metrics"]

@@ -35,9 +35,23 @@ def csv_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rf_model(csv_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "rf"
-    result = runner.invoke(app, ["train", "composition", "--model", "rf-fractions", "--data",
-                                 str(csv_path), "--target", "dhf", "--out", str(out),
-                                 "--trees", "20"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "composition",
+            "--model",
+            "rf-fractions",
+            "--data",
+            str(csv_path),
+            "--target",
+            "dhf",
+            "--out",
+            str(out),
+            "--trees",
+            "20",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -77,8 +91,19 @@ def test_predict_bad_formula_names_the_input(rf_model):
 
 def test_evaluate_json_and_parity_plot(rf_model, csv_path, tmp_path):
     plot = tmp_path / "parity.png"
-    result = runner.invoke(app, ["evaluate", str(rf_model), str(csv_path), "--target", "dhf",
-                                 "--json", "--plot", str(plot)])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(rf_model),
+            str(csv_path),
+            "--target",
+            "dhf",
+            "--json",
+            "--plot",
+            str(plot),
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert set(metrics) >= {"mae", "rmse", "r2", "n"}
@@ -89,17 +114,46 @@ def test_evaluate_json_and_parity_plot(rf_model, csv_path, tmp_path):
 def test_train_bad_csv_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("formula,target\nFe2O3,-1.0\nNaCl,nan\n")
-    result = runner.invoke(app, ["train", "composition", "--model", "rf-magpie", "--data",
-                                 str(bad), "--out", str(tmp_path / "m")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "composition",
+            "--model",
+            "rf-magpie",
+            "--data",
+            str(bad),
+            "--out",
+            str(tmp_path / "m"),
+        ],
+    )
     assert result.exit_code == 2
     assert "bad.csv line 3" in result.output and "NaN" in result.output
 
 
 def test_train_elemnet_with_held_out_system(csv_path, tmp_path):
     out = tmp_path / "elemnet"
-    result = runner.invoke(app, ["train", "composition", "--model", "elemnet", "--data",
-                                 str(csv_path), "--target", "dhf", "--out", str(out),
-                                 "--epochs", "2", "--batch-size", "32", "--holdout", "Ti-O"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "composition",
+            "--model",
+            "elemnet",
+            "--data",
+            str(csv_path),
+            "--target",
+            "dhf",
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--holdout",
+            "Ti-O",
+        ],
+    )
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())
     assert card["architecture"]["in_features"] == 86

@@ -8,8 +8,9 @@ from deepmat.workflows.demo import run_demo
 
 def test_demo_trains_both_models_and_writes_plots(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPMAT_DATA_DIR", str(tmp_path / "cache"))
-    results = run_demo(tmp_path / "demo", epochs=1, trees=10, limit=1500,
-                       console=Console(quiet=True))
+    results = run_demo(
+        tmp_path / "demo", epochs=1, trees=10, limit=1500, console=Console(quiet=True)
+    )
     assert set(results) == {"elemnet", "rf-magpie"}
     for name, metrics in results.items():
         assert metrics["test"]["n"] > 100 and metrics["val"]["mae"] > 0

@@ -24,6 +24,7 @@ from sklearn.ensemble import RandomForestRegressor
 from deepmat.data.composition import CompositionTable, composition_table
 from deepmat.models.mlp import ELEMNET_BLOCKS, MLP, MLPSpec
 from deepmat.represent import ElementFractions, MagpieAttributes
+from deepmat.represent.cache import cached_transform
 from deepmat.train.metrics import regression_metrics
 from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network
 
@@ -52,7 +53,7 @@ class CompositionRegressor:
         self.metrics: dict = {}
 
     def featurize(self, table: CompositionTable) -> np.ndarray:
-        return self.representation.transform(table.compositions, table.labels)
+        return cached_transform(self.representation, table.compositions, table.labels)
 
     def predict(
         self, inputs: CompositionInputs, return_std: bool = False

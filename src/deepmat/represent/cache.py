@@ -1,0 +1,36 @@
+"""A disk cache of computed features, keyed by the compositions and the representation.
+
+Featurizing OQMD (290k compositions) takes seconds, not minutes, but every benchmark
+and training run repeats it; the cache makes the repeat a file read. Entries live in
+``<data dir>/features/`` (see :func:`deepmat.data.registry.data_dir`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from deepmat.data.composition import composition_key
+from deepmat.data.registry import data_dir
+
+MIN_ROWS = 5000
+
+
+def cached_transform(representation, compositions: Sequence, labels: Sequence[str] | None = None):
+    """``representation.transform`` through the cache (tables under MIN_ROWS skip it)."""
+    if len(compositions) < MIN_ROWS:
+        return representation.transform(compositions, labels)
+    digest = hashlib.sha256(json.dumps(representation.to_dict(), sort_keys=True).encode())
+    digest.update("\n".join(composition_key(c) for c in compositions).encode())
+    path = data_dir() / "features" / f"{representation.name}-{digest.hexdigest()[:32]}.npy"
+    if path.exists():
+        return np.load(path)
+    features = representation.transform(compositions, labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.npy")
+    np.save(tmp, features)
+    tmp.replace(path)
+    return features
