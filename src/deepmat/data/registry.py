@@ -155,6 +155,14 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+def cache_dir() -> Path:
+    """Derived files (computed features): ``$DEEPMAT_CACHE_DIR`` or the user's cache."""
+    configured = os.environ.get("DEEPMAT_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(platformdirs.user_cache_dir("deepmat"))
+
+
 def data_dir() -> Path:
     """The dataset cache: ``$DEEPMAT_DATA_DIR`` or the user's cache directory."""
     configured = os.environ.get(ENV_VAR)
@@ -185,7 +193,8 @@ def dataset_path(name: str, split: str | None = None, *, download: bool = True) 
         if not (download and entry.url):
             raise DataNotFoundError(_missing_message(dataset, entry, path))
         _download(entry, path, dataset)
-    verify_checksum(path, entry.sha256)
+    stat = path.stat()
+    verify_checksum(path, entry.sha256, stat.st_mtime_ns, stat.st_size)
     return path
 
 
@@ -208,7 +217,9 @@ def load_dataset(
 
 
 @cache
-def verify_checksum(path: Path, expected: str) -> None:
+def verify_checksum(path: Path, expected: str, mtime_ns: int = 0, size: int = 0) -> None:
+    """Raise unless the content of ``path`` has SHA-256 ``expected``; cached per
+    (path, modification time, size) so a replaced file is checked again."""
     digest = hashlib.sha256()
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Element
 
 from deepmat.data.composition import composition_key
 from deepmat.errors import DataError
@@ -108,12 +108,12 @@ def grouped_split(
 
 def parse_system(system: str) -> frozenset[str]:
     """``"Na-Fe-Mn-O"`` (or ``"Na–Fe–Mn–O"``) to its set of element symbols."""
-    symbols = [s for s in system.replace("–", "-").split("-") if s]
-    try:
-        return frozenset(Composition(s).elements[0].symbol for s in symbols)
-    except (ValueError, IndexError):
-        raise DataError(f"chemical system {system!r} is not a dash-separated list of "
-                        "elements such as 'Ti-O'") from None
+    symbols = [s.strip() for s in system.replace("–", "-").split("-") if s.strip()]
+    bad = [s for s in symbols if not Element.is_valid_symbol(s)]
+    if bad or not symbols:
+        raise DataError(f"chemical system {system!r}: {', '.join(bad) or 'nothing'} is not an "
+                        "element; write systems as dash-separated symbols such as 'Ti-O'")
+    return frozenset(symbols)
 
 
 def chemical_system_split(
@@ -134,7 +134,8 @@ def chemical_system_split(
     if not in_test.any():
         raise DataError(f"no compound of the chemical systems {list(systems)} is in the data")
     rest = np.flatnonzero(~in_test)
-    keys = keys or [composition_key(c) for c in compositions]
+    if keys is None:
+        keys = [composition_key(c) for c in compositions]
     inner = grouped_split([keys[i] for i in rest], val=val, seed=seed)
     return Split(
         "chemical_system",

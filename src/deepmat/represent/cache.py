@@ -2,7 +2,8 @@
 
 Featurizing OQMD (290k compositions) takes seconds, not minutes, but every benchmark
 and training run repeats it; the cache makes the repeat a file read. Entries live in
-``<data dir>/features/`` (see :func:`deepmat.data.registry.data_dir`).
+``<cache dir>/features/`` (``$DEEPMAT_CACHE_DIR``, else the user's cache directory),
+never in the dataset folder, which may be a shared read-only copy.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from deepmat.data.composition import composition_key
-from deepmat.data.registry import data_dir
+from deepmat.data.registry import cache_dir
 
 MIN_ROWS = 5000
 
@@ -25,7 +26,7 @@ def cached_transform(representation, compositions: Sequence, labels: Sequence[st
         return representation.transform(compositions, labels)
     digest = hashlib.sha256(json.dumps(representation.to_dict(), sort_keys=True).encode())
     digest.update("\n".join(composition_key(c) for c in compositions).encode())
-    path = data_dir() / "features" / f"{representation.name}-{digest.hexdigest()[:32]}.npy"
+    path = cache_dir() / "features" / f"{representation.name}-{digest.hexdigest()[:32]}.npy"
     if path.exists():
         return np.load(path)
     features = representation.transform(compositions, labels)

@@ -113,6 +113,7 @@ class NetworkRegressor(CompositionRegressor):
             raise ValueError(f"spec has {self.spec.in_features} inputs, the representation "
                              f"{n_features} features")
         self.config = config or TrainConfig()
+        torch.manual_seed(self.config.seed)
         self.net = MLP(self.spec)
         self.scaler = TargetScaler()
         self.fit_result = FitResult()

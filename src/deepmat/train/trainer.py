@@ -179,9 +179,11 @@ def fit_network(
     task = RegressionTask(net, config, scaler)
     ckpt_dir = Path(workdir) / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_mae", mode="min",
-                           save_last=True, save_top_k=1, enable_version_counter=False)
+                           save_top_k=1, enable_version_counter=False)
+    latest = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
+                             enable_version_counter=False)
     report = EpochReport()
-    callbacks = [best, report, EarlyStopping(monitor="val_mae", patience=config.patience)]
+    callbacks = [best, latest, report, EarlyStopping(monitor="val_mae", patience=config.patience)]
     if config.progress:
         callbacks.append(RichProgressBar(leave=False))
     trainer = L.Trainer(
