@@ -202,15 +202,18 @@ def load_dataset(
     name: str,
     split: str | None = None,
     *,
+    target: str | None = None,
+    formula_column: str | None = None,
     duplicates: DuplicatePolicy = "mean",
     on_error: ErrorPolicy = "raise",
 ) -> CompositionTable:
-    """Read one split of a named dataset as a validated :class:`CompositionTable`."""
+    """Read one split of a named dataset as a validated :class:`CompositionTable`;
+    ``target`` and ``formula_column`` override the dataset's own columns."""
     dataset = get_dataset(name)
     return read_composition_csv(
         dataset_path(name, split),
-        dataset.target_column,
-        formula_column=dataset.formula_column,
+        target or dataset.target_column,
+        formula_column=formula_column or dataset.formula_column,
         duplicates=duplicates,
         on_error=on_error,
     )

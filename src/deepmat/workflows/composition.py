@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepmat.data.composition import CompositionTable, ErrorPolicy, read_composition_csv
-from deepmat.data.registry import DATASETS, dataset_path, get_dataset, load_dataset
+from deepmat.data.registry import DATASETS, get_dataset, load_dataset
 from deepmat.data.splits import Split, chemical_system_split, grouped_split, random_split
 from deepmat.errors import DataError
 from deepmat.represent import ElementFractions, MagpieAttributes
@@ -38,21 +38,18 @@ class DataSpec:
         return self.data.split(":")[0] in DATASETS and not Path(self.data).exists()
 
     def unit(self) -> str:
-        return get_dataset(self.data.split(":")[0]).unit if self.is_named else ""
+        """The dataset's unit when its own target column is used; unknown otherwise."""
+        if not self.is_named:
+            return ""
+        dataset = get_dataset(self.data.split(":")[0])
+        return dataset.unit if self.target in (None, dataset.target_column) else ""
 
     def load(self, split: str | None = None) -> CompositionTable:
         if self.is_named:
             name, _, named_split = self.data.partition(":")
-            dataset = get_dataset(name)
-            if self.target or self.formula_column:
-                return read_composition_csv(
-                    dataset_path(name, named_split or split),
-                    self.target or dataset.target_column,
-                    formula_column=self.formula_column or dataset.formula_column,
-                    duplicates=self.duplicates, on_error=self.on_error,
-                )  # fmt: skip
-            return load_dataset(name, named_split or split, duplicates=self.duplicates,
-                                on_error=self.on_error)
+            return load_dataset(name, named_split or split, target=self.target,
+                                formula_column=self.formula_column,
+                                duplicates=self.duplicates, on_error=self.on_error)
         if ":" in self.data and not Path(self.data).exists():
             raise DataError(f"{self.data}: no such file and no such dataset; known datasets: "
                             f"{', '.join(sorted(DATASETS))}")
