@@ -45,8 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--schedule", default="onecycle")
     p.add_argument("--rf-trees", type=int, default=100)
     p.add_argument("--curve-sizes", type=int, nargs="*", default=[1000, 4000, 16000, 64000])
-    p.add_argument("--curve-samples", type=int, default=400_000,
-                   help="training samples seen per ElemNet learning-curve point")
+    p.add_argument(
+        "--curve-samples",
+        type=int,
+        default=400_000,
+        help="training samples seen per ElemNet learning-curve point",
+    )
     return p.parse_args(argv)
 
 
@@ -63,15 +67,19 @@ def train_elemnet(train, val, workdir: Path, config: TrainConfig) -> NetworkRegr
 
 
 def train_forest(train, val, representation, name: str, trees: int) -> ForestRegressor:
-    model = ForestRegressor(representation, n_estimators=trees, name=name, target="dhf",
-                            unit="eV/atom")
+    model = ForestRegressor(
+        representation, n_estimators=trees, name=name, target="dhf", unit="eV/atom"
+    )
     return model.fit(train, val)
 
 
 def time_prediction(model: NetworkRegressor, compositions: list, repeats: int = 3) -> dict:
     """Best-of-``repeats`` seconds: predict() from Compositions vs the bare matmuls."""
-    weights = [(m.weight.detach().T.contiguous(), m.bias.detach())
-               for m in model.net.layers if isinstance(m, torch.nn.Linear)]
+    weights = [
+        (m.weight.detach().T.contiguous(), m.bias.detach())
+        for m in model.net.layers
+        if isinstance(m, torch.nn.Linear)
+    ]
     x = torch.from_numpy(ElementFractions().transform(compositions))
 
     def bare() -> None:
@@ -97,10 +105,14 @@ def time_prediction(model: NetworkRegressor, compositions: list, repeats: int = 
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def plot(results: dict, history: list[dict], path: Path) -> None:
@@ -115,8 +127,13 @@ def plot(results: dict, history: list[dict], path: Path) -> None:
         points = [(c["n_train"], c[model]) for c in curve if model in c]
         if points:
             ax1.plot(*zip(*points, strict=True), style, label=model)
-    ax1.set(xscale="log", yscale="log", xlabel="training compounds",
-            ylabel="validation MAE (eV/atom)", title="Learning curve, OQMD ΔHf")
+    ax1.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training compounds",
+        ylabel="validation MAE (eV/atom)",
+        title="Learning curve, OQMD ΔHf",
+    )
     ax1.legend()
     epochs = [h["epoch"] for h in history]
     ax2.plot(epochs, [h.get("train_mae", math.nan) for h in history], label="train MAE")
@@ -140,26 +157,35 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         train, val = subsample(train, 3000), subsample(val, 1000)
     load_seconds = time.perf_counter() - t0
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         schedule=args.schedule, patience=max(10, args.epochs // 5),
-                         progress=sys.stderr.isatty())
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        patience=max(10, args.epochs // 5),
+        progress=sys.stderr.isatty(),
+    )
     out = args.out
     metrics: dict[str, dict] = {}
 
     elemnet = train_elemnet(train, val, out / "elemnet", config)
     save_model(elemnet, out / "elemnet")
-    metrics["elemnet"] = {"val_mae": elemnet.metrics["val"]["mae"],
-                          "val_rmse": elemnet.metrics["val"]["rmse"],
-                          "val_r2": elemnet.metrics["val"]["r2"],
-                          "train_seconds": elemnet.training["seconds"],
-                          "epochs_run": elemnet.training["epochs_run"]}
+    metrics["elemnet"] = {
+        "val_mae": elemnet.metrics["val"]["mae"],
+        "val_rmse": elemnet.metrics["val"]["rmse"],
+        "val_r2": elemnet.metrics["val"]["r2"],
+        "train_seconds": elemnet.training["seconds"],
+        "epochs_run": elemnet.training["epochs_run"],
+    }
     for name, representation in (("rf_fractions", ElementFractions()), ("rf_magpie", None)):
         forest = train_forest(train, val, representation, name.replace("_", "-"), args.rf_trees)
         save_model(forest, out / name)
-        metrics[name] = {"val_mae": forest.metrics["val"]["mae"],
-                         "val_rmse": forest.metrics["val"]["rmse"],
-                         "val_r2": forest.metrics["val"]["r2"],
-                         "train_seconds": forest.training["seconds"]}
+        metrics[name] = {
+            "val_mae": forest.metrics["val"]["mae"],
+            "val_rmse": forest.metrics["val"]["rmse"],
+            "val_r2": forest.metrics["val"]["r2"],
+            "train_seconds": forest.training["seconds"],
+        }
 
     n_predict = min(25_000, len(val))
     timing = time_prediction(elemnet, val.compositions[:n_predict])
@@ -174,14 +200,17 @@ def main(argv: list[str] | None = None) -> dict:
     for size in [s for s in args.curve_sizes if s < len(train)]:
         part = subsample(train, size, seed=size)
         epochs = max(1, min(300, math.ceil(args.curve_samples / size)))
-        cfg = TrainConfig(**(config.to_dict() | {"epochs": epochs,
-                                                 "batch_size": min(args.batch_size, 256)}))
+        cfg = TrainConfig(
+            **(config.to_dict() | {"epochs": epochs, "batch_size": min(args.batch_size, 256)})
+        )
         point = {"n_train": size, "elemnet_epochs": epochs}
-        point["elemnet"] = train_elemnet(part, val, out / "curve" / f"elemnet_{size}",
-                                         cfg).metrics["val"]["mae"]
+        point["elemnet"] = train_elemnet(part, val, out / "curve" / f"elemnet_{size}", cfg).metrics[
+            "val"
+        ]["mae"]
         for name, representation in (("rf_fractions", ElementFractions()), ("rf_magpie", None)):
-            point[name] = train_forest(part, val, representation, name,
-                                       args.rf_trees).metrics["val"]["mae"]
+            point[name] = train_forest(part, val, representation, name, args.rf_trees).metrics[
+                "val"
+            ]["mae"]
         curve.append(point)
     curve.append({"n_train": len(train)} | {m: metrics[m]["val_mae"] for m in metrics})
 
@@ -189,14 +218,19 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "oqmd_elemnet",
         "quick": args.quick,
         "command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]),
-        "data": {"train": str(dataset_path("oqmd-dhf", "train")),
-                 "val": str(dataset_path("oqmd-dhf", "val")),
-                 "train_report": train.report.to_dict(), "val_report": val.report.to_dict()},
+        "data": {
+            "train": str(dataset_path("oqmd-dhf", "train")),
+            "val": str(dataset_path("oqmd-dhf", "val")),
+            "train_report": train.report.to_dict(),
+            "val_report": val.report.to_dict(),
+        },
         "split": "oqmd-dhf train/val as distributed (CrabNet split); metrics on val",
         "sizes": {"train": len(train), "val": len(val), "predict": n_predict},
-        "schedule": config.to_dict() | {
+        "schedule": config.to_dict()
+        | {
             "note": "architecture as published; schedule differs from the original "
-                    "(Adam 1e-4, batch 32, ~7 h on a GPU) to fit 2 CPU cores"},
+            "(Adam 1e-4, batch 32, ~7 h on a GPU) to fit 2 CPU cores"
+        },
         "metrics": metrics,
         "learning_curve": curve,
         "elemnet_history": elemnet.fit_result.history,

@@ -16,6 +16,11 @@ CATIONS = ["Li", "Na", "K", "Mg", "Ca", "Ti", "Fe", "Ni", "Cu", "Zn", "Al", "Ga"
 ANIONS = ["O", "S", "N", "F", "Cl"]
 
 
+def train(csv_path, out, *options):
+    command = ["train", "composition", "--data", str(csv_path), "--target", "dhf"]
+    return runner.invoke(app, [*command, "--out", str(out), *options])
+
+
 @pytest.fixture(scope="module")
 def csv_path(tmp_path_factory):
     """~180 binary compounds with a target that depends smoothly on composition."""
@@ -35,23 +40,7 @@ def csv_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rf_model(csv_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "rf"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "composition",
-            "--model",
-            "rf-fractions",
-            "--data",
-            str(csv_path),
-            "--target",
-            "dhf",
-            "--out",
-            str(out),
-            "--trees",
-            "20",
-        ],
-    )
+    result = train(csv_path, out, "--model", "rf-fractions", "--trees", "20")
     assert result.exit_code == 0, result.output
     return out
 
@@ -133,26 +122,17 @@ def test_train_bad_csv_names_file_and_line(tmp_path):
 
 def test_train_elemnet_with_held_out_system(csv_path, tmp_path):
     out = tmp_path / "elemnet"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "composition",
-            "--model",
-            "elemnet",
-            "--data",
-            str(csv_path),
-            "--target",
-            "dhf",
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "32",
-            "--holdout",
-            "Ti-O",
-        ],
+    result = train(
+        csv_path,
+        out,
+        "--model",
+        "elemnet",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--holdout",
+        "Ti-O",
     )
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())

@@ -14,20 +14,30 @@ from rich.table import Table
 
 from deepmat.errors import DeepmatError
 
-app = typer.Typer(help="Deep materials informatics.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Deep materials informatics.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 console = Console(stderr=True)
 
-DataOption = Annotated[str, typer.Option(
-    "--data", help="named dataset (see `deepmat datasets`; NAME:SPLIT for one split) or CSV")]
-TargetOption = Annotated[str | None, typer.Option(
-    help="target column (default: the dataset's, or 'target' for a CSV)")]
-FormulaOption = Annotated[str | None, typer.Option(
-    "--formula-column", help="formula column (default: the dataset's, or 'formula')")]
-DropOption = Annotated[bool, typer.Option(
-    "--drop-invalid", help="skip and count bad rows instead of stopping at the first")]
+DataOption = Annotated[
+    str,
+    typer.Option(
+        "--data", help="named dataset (see `deepmat datasets`; NAME:SPLIT for one split) or CSV"
+    ),
+]
+TargetOption = Annotated[
+    str | None, typer.Option(help="target column (default: the dataset's, or 'target' for a CSV)")
+]
+FormulaOption = Annotated[
+    str | None,
+    typer.Option("--formula-column", help="formula column (default: the dataset's, or 'formula')"),
+]
+DropOption = Annotated[
+    bool,
+    typer.Option("--drop-invalid", help="skip and count bad rows instead of stopping at the first"),
+]
 
 
 def _fail(exc: Exception) -> None:
@@ -46,14 +56,18 @@ def train_composition_cmd(
     batch_size: int = 256,
     lr: Annotated[float, typer.Option(help="Adam learning rate (peak, for onecycle)")] = 1e-4,
     schedule: Annotated[str, typer.Option(help="constant, onecycle, cosine or plateau")] = (
-        "constant"),
+        "constant"
+    ),
     patience: Annotated[int, typer.Option(help="epochs without improvement before stopping")] = 30,
     trees: Annotated[int, typer.Option(help="trees of a random forest")] = 100,
     split: Annotated[str, typer.Option(help="grouped (by reduced composition) or random")] = (
-        "grouped"),
+        "grouped"
+    ),
     val_fraction: float = 0.1,
-    holdout: Annotated[list[str] | None, typer.Option(
-        help="hold out a chemical system as the test set, e.g. Ti-O (repeatable)")] = None,
+    holdout: Annotated[
+        list[str] | None,
+        typer.Option(help="hold out a chemical system as the test set, e.g. Ti-O (repeatable)"),
+    ] = None,
     duplicates: Annotated[str, typer.Option(help="mean, keep or error")] = "mean",
     drop_invalid: DropOption = False,
     seed: int = 0,
@@ -69,11 +83,19 @@ def train_composition_cmd(
         train, val, test, made = spec.train_val(split, val_fraction, seed, holdout)
         for table in {id(t): t for t in (train, val)}.values():
             console.print(table.report.summary())
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
-                             patience=patience, seed=seed, progress=sys.stderr.isatty())
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            schedule=schedule,
+            patience=patience,
+            seed=seed,
+            progress=sys.stderr.isatty(),
+        )
         regressor = make_regressor(model, target or "target", spec.unit(), config, trees, seed)
-        train_composition(regressor, train, val, out, test=test, split=made,
-                          on_error=on_error, resume=resume)
+        train_composition(
+            regressor, train, val, out, test=test, split=made, on_error=on_error, resume=resume
+        )
     except DeepmatError as exc:
         _fail(exc)
     _print_metrics(regressor.name, regressor.metrics)
@@ -98,8 +120,9 @@ def _read_inputs(inputs: list[str], formula_column: str) -> list[str]:
                 raise typer.BadParameter(f"{item}: no such file")
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
             if formula_column not in frame.columns:
-                raise typer.BadParameter(f"{item}: no column {formula_column!r}; columns are "
-                                         f"{', '.join(frame.columns)}")
+                raise typer.BadParameter(
+                    f"{item}: no column {formula_column!r}; columns are {', '.join(frame.columns)}"
+                )
             formulas += frame[formula_column].tolist()
         else:
             formulas.append(item)
@@ -121,8 +144,12 @@ def predict(
     try:
         model = deepmat.load(model_dir)
         formulas = _read_inputs(inputs, formula_column)
-        table = composition_table(formulas, source="inputs", duplicates="keep",
-                                  label=lambda i: f"input {i + 1} ({formulas[i]})")
+        table = composition_table(
+            formulas,
+            source="inputs",
+            duplicates="keep",
+            label=lambda i: f"input {i + 1} ({formulas[i]})",
+        )
         result = model.predict(table, return_std=std)
     except DeepmatError as exc:
         _fail(exc)
@@ -146,7 +173,8 @@ def evaluate(
     formula_column: FormulaOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
     plot: Annotated[Path | None, typer.Option(help="parity plot PNG (default: in MODEL_DIR)")] = (
-        None),
+        None
+    ),
     drop_invalid: DropOption = False,
 ) -> None:
     """MAE, RMSE and R² of a saved model on labelled data, and a parity plot."""
@@ -185,15 +213,21 @@ def datasets() -> None:
         table.add_column(column)
     for d in DATASETS.values():
         cached = all((data_dir() / f.relpath).exists() for f in d.files.values())
-        table.add_row(d.name, ",".join(d.splits), f"{d.target_column} ({d.unit})",
-                      "yes" if cached else "no", d.description)
+        table.add_row(
+            d.name,
+            ",".join(d.splits),
+            f"{d.target_column} ({d.unit})",
+            "yes" if cached else "no",
+            d.description,
+        )
     Console().print(table)
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="directory for the demo's models and plots")] = Path(
-        "runs/demo"),
+        "runs/demo"
+    ),
     epochs: int = 10,
     limit: Annotated[int | None, typer.Option(help="use a random subset of this size")] = None,
 ) -> None:

@@ -44,8 +44,10 @@ class Split:
         for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
             shared = sides[a] & sides[b]
             if shared:
-                raise DataError(f"split leaks: {len(shared)} keys in both {a} and {b}, "
-                                f"e.g. {sorted(shared)[:3]}")
+                raise DataError(
+                    f"split leaks: {len(shared)} keys in both {a} and {b}, "
+                    f"e.g. {sorted(shared)[:3]}"
+                )
 
     def to_dict(self, names: Sequence[str] | None = None) -> dict:
         out = {"method": self.method, "params": self.params, "sizes": self.sizes()}
@@ -82,9 +84,7 @@ def random_split(n: int, val: float = 0.1, test: float = 0.0, seed: int = 0) -> 
     )
 
 
-def grouped_split(
-    keys: Sequence[str], val: float = 0.1, test: float = 0.0, seed: int = 0
-) -> Split:
+def grouped_split(keys: Sequence[str], val: float = 0.1, test: float = 0.0, seed: int = 0) -> Split:
     """Split so that rows sharing a key (a reduced composition) never straddle sides."""
     _check_fractions(val, test)
     unique, inverse = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
@@ -111,8 +111,10 @@ def parse_system(system: str) -> frozenset[str]:
     symbols = [s.strip() for s in system.replace("–", "-").split("-") if s.strip()]
     bad = [s for s in symbols if not Element.is_valid_symbol(s)]
     if bad or not symbols:
-        raise DataError(f"chemical system {system!r}: {', '.join(bad) or 'nothing'} is not an "
-                        "element; write systems as dash-separated symbols such as 'Ti-O'")
+        raise DataError(
+            f"chemical system {system!r}: {', '.join(bad) or 'nothing'} is not an "
+            "element; write systems as dash-separated symbols such as 'Ti-O'"
+        )
     return frozenset(symbols)
 
 

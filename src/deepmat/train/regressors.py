@@ -110,8 +110,9 @@ class NetworkRegressor(CompositionRegressor):
         n_features = len(representation.feature_names)
         self.spec = spec or MLPSpec(n_features, ELEMNET_BLOCKS)
         if self.spec.in_features != n_features:
-            raise ValueError(f"spec has {self.spec.in_features} inputs, the representation "
-                             f"{n_features} features")
+            raise ValueError(
+                f"spec has {self.spec.in_features} inputs, the representation {n_features} features"
+            )
         self.config = config or TrainConfig()
         torch.manual_seed(self.config.seed)
         self.net = MLP(self.spec)
@@ -119,7 +120,10 @@ class NetworkRegressor(CompositionRegressor):
         self.fit_result = FitResult()
 
     def fit(
-        self, train: CompositionTable, val: CompositionTable, workdir: str | Path,
+        self,
+        train: CompositionTable,
+        val: CompositionTable,
+        workdir: str | Path,
         resume: bool = True,
     ) -> NetworkRegressor:
         """Train on ``train`` with early stopping on ``val``; checkpoints in ``workdir``."""
@@ -181,8 +185,12 @@ class ForestRegressor(CompositionRegressor):
         unit: str = "",
     ):
         super().__init__(representation or MagpieAttributes(), name, target, unit)
-        self.hyperparameters = {"n_estimators": n_estimators, "max_features": max_features,
-                                "min_samples_leaf": min_samples_leaf, "seed": seed}
+        self.hyperparameters = {
+            "n_estimators": n_estimators,
+            "max_features": max_features,
+            "min_samples_leaf": min_samples_leaf,
+            "seed": seed,
+        }
         self.forest = RandomForestRegressor(
             n_estimators=n_estimators, max_features=max_features,
             min_samples_leaf=min_samples_leaf, random_state=seed, n_jobs=n_jobs,
@@ -191,8 +199,9 @@ class ForestRegressor(CompositionRegressor):
     def fit(self, train: CompositionTable, val: CompositionTable | None = None) -> ForestRegressor:
         start = time.perf_counter()
         self.forest.fit(self.featurize(train), train.targets)
-        self._record_training(train, val, time.perf_counter() - start,
-                              {"hyperparameters": self.hyperparameters})
+        self._record_training(
+            train, val, time.perf_counter() - start, {"hyperparameters": self.hyperparameters}
+        )
         return self
 
     def predict_features(self, x: np.ndarray, return_std: bool = False):

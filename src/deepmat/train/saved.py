@@ -67,8 +67,10 @@ def read_card(path: str | Path) -> dict:
     if card.get("format") != FORMAT:
         raise ModelFormatError(f"{card_path}: not a {FORMAT} card")
     if card.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFormatError(f"{card_path}: format version {card['format_version']} is newer "
-                               "than this deepmat reads; upgrade deepmat")
+        raise ModelFormatError(
+            f"{card_path}: format version {card['format_version']} is newer "
+            "than this deepmat reads; upgrade deepmat"
+        )
     return card
 
 
@@ -81,8 +83,9 @@ def load_model(path: str | Path) -> CompositionRegressor:
     common = {"name": card["model"], "target": target["name"], "unit": target.get("unit", "")}
     if card["family"] == "network":
         config = TrainConfig(**card.get("training", {}).get("config", {}))
-        model = NetworkRegressor(MLPSpec.from_dict(card["architecture"]), representation,
-                                 config, **common)
+        model = NetworkRegressor(
+            MLPSpec.from_dict(card["architecture"]), representation, config, **common
+        )
         weights = path / "weights.safetensors"
         if not weights.exists():
             raise ModelFormatError(f"{path}: missing weights.safetensors")

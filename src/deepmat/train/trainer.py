@@ -107,18 +107,24 @@ class RegressionTask(L.LightningModule):
         if c.schedule == "constant":
             return optimizer
         if c.schedule == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
-                                                                   patience=max(c.patience // 3, 2))
-            return {"optimizer": optimizer,
-                    "lr_scheduler": {"scheduler": scheduler, "monitor": "val_mae"}}
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=0.5, patience=max(c.patience // 3, 2)
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val_mae"},
+            }
         steps = self.trainer.estimated_stepping_batches
         if c.schedule == "onecycle":
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=c.lr,
-                                                            total_steps=steps, pct_start=0.15)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=c.lr, total_steps=steps, pct_start=0.15
+            )
         else:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
-                                                         "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 class EpochReport(Callback):
@@ -149,11 +155,13 @@ class FitResult:
 
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
     """Whole batches indexed straight out of in-memory tensors: no per-sample collation."""
-    data = TensorDataset(torch.as_tensor(x, dtype=torch.float32),
-                         torch.as_tensor(y, dtype=torch.float32))
+    data = TensorDataset(
+        torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    )
     sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
-    return DataLoader(data, sampler=BatchSampler(sampler, batch_size, drop_last=False),
-                      batch_size=None)
+    return DataLoader(
+        data, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
+    )
 
 
 def fit_network(
@@ -178,10 +186,17 @@ def fit_network(
     scaler = scaler or TargetScaler.fit(y_train)
     task = RegressionTask(net, config, scaler)
     ckpt_dir = Path(workdir) / "checkpoints"
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_mae", mode="min",
-                           save_top_k=1, enable_version_counter=False)
-    latest = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
-                             enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor="val_mae",
+        mode="min",
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
+    )
     report = EpochReport()
     callbacks = [best, latest, report, EarlyStopping(monitor="val_mae", patience=config.patience)]
     if config.progress:

@@ -47,15 +47,26 @@ class DataSpec:
     def load(self, split: str | None = None) -> CompositionTable:
         if self.is_named:
             name, _, named_split = self.data.partition(":")
-            return load_dataset(name, named_split or split, target=self.target,
-                                formula_column=self.formula_column,
-                                duplicates=self.duplicates, on_error=self.on_error)
+            return load_dataset(
+                name,
+                named_split or split,
+                target=self.target,
+                formula_column=self.formula_column,
+                duplicates=self.duplicates,
+                on_error=self.on_error,
+            )
         if ":" in self.data and not Path(self.data).exists():
-            raise DataError(f"{self.data}: no such file and no such dataset; known datasets: "
-                            f"{', '.join(sorted(DATASETS))}")
-        return read_composition_csv(self.data, self.target or "target",
-                                    formula_column=self.formula_column or "formula",
-                                    duplicates=self.duplicates, on_error=self.on_error)
+            raise DataError(
+                f"{self.data}: no such file and no such dataset; known datasets: "
+                f"{', '.join(sorted(DATASETS))}"
+            )
+        return read_composition_csv(
+            self.data,
+            self.target or "target",
+            formula_column=self.formula_column or "formula",
+            duplicates=self.duplicates,
+            on_error=self.on_error,
+        )
 
     def evaluation_table(self) -> CompositionTable:
         """The table to evaluate on: the named split, else a dataset's val split, else all."""
@@ -64,7 +75,10 @@ class DataSpec:
         return self.load()
 
     def train_val(
-        self, split: str = "grouped", val: float = 0.1, seed: int = 0,
+        self,
+        split: str = "grouped",
+        val: float = 0.1,
+        seed: int = 0,
         holdout: list[str] | None = None,
     ) -> tuple[CompositionTable, CompositionTable, CompositionTable | None, Split | None]:
         """Train, validation and (for a held-out chemical system) test tables.
@@ -78,8 +92,9 @@ class DataSpec:
                 return self.load("train"), self.load("val"), None, None
         table = self.load()
         if holdout:
-            made = chemical_system_split(table.compositions, holdout, val=val, seed=seed,
-                                         keys=table.keys)
+            made = chemical_system_split(
+                table.compositions, holdout, val=val, seed=seed, keys=table.keys
+            )
         elif split == "grouped":
             made = grouped_split(table.keys, val=val, seed=seed)
         elif split == "random":
@@ -92,16 +107,21 @@ class DataSpec:
 
 
 def make_regressor(
-    model: str, target: str = "target", unit: str = "", config: TrainConfig | None = None,
-    trees: int = 100, seed: int = 0,
+    model: str,
+    target: str = "target",
+    unit: str = "",
+    config: TrainConfig | None = None,
+    trees: int = 100,
+    seed: int = 0,
 ) -> CompositionRegressor:
     """One of :data:`MODELS`, ready to ``fit``."""
     if model == "elemnet":
         return NetworkRegressor(config=config, name=model, target=target, unit=unit)
     if model in ("rf-magpie", "rf-fractions"):
         representation = MagpieAttributes() if model == "rf-magpie" else ElementFractions()
-        return ForestRegressor(representation, n_estimators=trees, seed=seed, name=model,
-                               target=target, unit=unit)
+        return ForestRegressor(
+            representation, n_estimators=trees, seed=seed, name=model, target=target, unit=unit
+        )
     raise DataError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
 
 
@@ -130,11 +150,20 @@ def train_composition(
         test = test.restrict_elements(supported, on_error, why)
         model.metrics["test"], _ = model.evaluate(test)
     if split is not None:
-        model.training["split"] = {"method": split.method, **split.params,
-                                   "sizes": split.sizes(), "file": "split.json"}
+        model.training["split"] = {
+            "method": split.method,
+            **split.params,
+            "sizes": split.sizes(),
+            "file": "split.json",
+        }
         split.save(out / "split.json")
     save_model(model, out)
     _, prediction = model.evaluate(val)
-    parity_plot(val.targets, prediction, out / "parity_val.png",
-                title=f"{model.name}: validation", unit=model.unit)
+    parity_plot(
+        val.targets,
+        prediction,
+        out / "parity_val.png",
+        title=f"{model.name}: validation",
+        unit=model.unit,
+    )
     return model

@@ -46,22 +46,34 @@ def run_demo(
     train, val, test = (table.subset(i) for i in (split.train, split.val, split.test))
     console.print(f"[bold]deepmat demo[/]: {table.report.summary()}")
     console.print(f"grouped split: {split.sizes()}; target {TARGET} (p-type Seebeck, uV/K)")
-    config = TrainConfig(epochs=epochs, batch_size=256, lr=1e-3, schedule="onecycle",
-                         patience=epochs, progress=console.is_terminal)
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=256,
+        lr=1e-3,
+        schedule="onecycle",
+        patience=epochs,
+        progress=console.is_terminal,
+    )
     results, models = {}, {}
     for name in ("elemnet", "rf-magpie"):
         console.rule(name)
         model = make_regressor(name, TARGET, "uV/K", config, trees=trees)
-        train_composition(model, train, val, out / name, test=test, split=split,
-                          on_error="drop", resume=False)
+        train_composition(
+            model, train, val, out / name, test=test, split=split, on_error="drop", resume=False
+        )
         results[name], models[name] = model.metrics, model
     summary = Table(title=f"p-type Seebeck coefficient from composition ({out})")
     for column in ("model", "val MAE", "test MAE", "test R²", "train s"):
         summary.add_column(column)
     for name, model in models.items():
         m = model.metrics
-        summary.add_row(name, f"{m['val']['mae']:.1f}", f"{m['test']['mae']:.1f}",
-                        f"{m['test']['r2']:.3f}", f"{model.training['seconds']:.0f}")
+        summary.add_row(
+            name,
+            f"{m['val']['mae']:.1f}",
+            f"{m['test']['mae']:.1f}",
+            f"{m['test']['r2']:.3f}",
+            f"{model.training['seconds']:.0f}",
+        )
     console.print(summary)
     predictions = Table(title="predicted S_p (uV/K), mean ± std")
     predictions.add_column("formula")
