@@ -42,12 +42,15 @@ def parity_plot(
     label = f" ({unit})" if unit else ""
     ax.set(xlabel=f"true{label}", ylabel=f"predicted{label}", title=title)
     ax.text(
-        0.04, 0.96,
+        0.04,
+        0.96,
         f"MAE {metrics['mae']:.4g}\nRMSE {metrics['rmse']:.4g}\nR² {metrics['r2']:.4f}\n"
         f"n {metrics['n']}",
-        transform=ax.transAxes, va="top", fontsize=9,
+        transform=ax.transAxes,
+        va="top",
+        fontsize=9,
         bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
-    )  # fmt: skip
+    )
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -71,11 +71,15 @@ class CompositionRegressor:
 
     def _record_training(self, train, val, seconds: float, extra: dict) -> None:
         self.training = {
-            "data": {"source": train.report.source, "fingerprint": train.fingerprint(),
-                     "n_train": len(train), "n_val": len(val) if val is not None else 0,
-                     "load_report": train.report.to_dict()},
+            "data": {
+                "source": train.report.source,
+                "fingerprint": train.fingerprint(),
+                "n_train": len(train),
+                "n_val": len(val) if val is not None else 0,
+                "load_report": train.report.to_dict(),
+            },
             "seconds": round(seconds, 2),
-        } | extra  # fmt: skip
+        } | extra
         if val is not None and len(val):
             self.metrics["val"], _ = self.evaluate(val)
 
@@ -130,15 +134,27 @@ class NetworkRegressor(CompositionRegressor):
         start = time.perf_counter()
         self.scaler = TargetScaler.fit(train.targets)
         self.fit_result = fit_network(
-            self.net, self.featurize(train), train.targets, self.featurize(val), val.targets,
-            self.config, workdir, self.scaler, resume,
-        )  # fmt: skip
-        self._record_training(train, val, time.perf_counter() - start, {
-            "config": self.config.to_dict(),
-            "epochs_run": self.fit_result.epochs_run,
-            "best_val_mae": self.fit_result.best_val_mae,
-            "resumed_from": self.fit_result.resumed_from,
-        })  # fmt: skip
+            self.net,
+            self.featurize(train),
+            train.targets,
+            self.featurize(val),
+            val.targets,
+            self.config,
+            workdir,
+            self.scaler,
+            resume,
+        )
+        self._record_training(
+            train,
+            val,
+            time.perf_counter() - start,
+            {
+                "config": self.config.to_dict(),
+                "epochs_run": self.fit_result.epochs_run,
+                "best_val_mae": self.fit_result.best_val_mae,
+                "resumed_from": self.fit_result.resumed_from,
+            },
+        )
         return self
 
     @torch.inference_mode()
@@ -151,10 +167,16 @@ class NetworkRegressor(CompositionRegressor):
             return self.scaler.inverse(z.numpy().astype(np.float64))
         self.net.train()
         try:
-            draws = torch.stack([
-                torch.cat([self.net(b) for b in inputs.split(PREDICT_BATCH)]).squeeze(-1)
-                for _ in range(mc_samples)
-            ]).numpy().astype(np.float64)  # fmt: skip
+            draws = (
+                torch.stack(
+                    [
+                        torch.cat([self.net(b) for b in inputs.split(PREDICT_BATCH)]).squeeze(-1)
+                        for _ in range(mc_samples)
+                    ]
+                )
+                .numpy()
+                .astype(np.float64)
+            )
         finally:
             self.net.eval()
         values = self.scaler.inverse(draws)
@@ -192,9 +214,12 @@ class ForestRegressor(CompositionRegressor):
             "seed": seed,
         }
         self.forest = RandomForestRegressor(
-            n_estimators=n_estimators, max_features=max_features,
-            min_samples_leaf=min_samples_leaf, random_state=seed, n_jobs=n_jobs,
-        )  # fmt: skip
+            n_estimators=n_estimators,
+            max_features=max_features,
+            min_samples_leaf=min_samples_leaf,
+            random_state=seed,
+            n_jobs=n_jobs,
+        )
 
     def fit(self, train: CompositionTable, val: CompositionTable | None = None) -> ForestRegressor:
         start = time.perf_counter()
