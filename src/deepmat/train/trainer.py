@@ -29,6 +29,13 @@ from torch.utils.data import (
     TensorDataset,
 )
 
+from deepmat.errors import DeepmatError
+
+
+class TrainingInterrupted(DeepmatError):
+    """Training stopped by the user; the last completed epoch is checkpointed."""
+
+
 SCHEDULES = ("constant", "onecycle", "cosine", "plateau")
 
 
@@ -220,6 +227,11 @@ def fit_network(
         val_dataloaders=_loader(x_val, scaler.transform(y_val), 4096, False),
         ckpt_path=resume_from,
     )
+    if trainer.interrupted:
+        raise TrainingInterrupted(
+            f"training interrupted after {trainer.current_epoch} completed epochs; run the "
+            f"same command again to resume from {last}"
+        )
     if best.best_model_path:
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
         task.load_state_dict(state["state_dict"])
