@@ -46,6 +46,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rf-trees", type=int, default=100)
     p.add_argument("--curve-sizes", type=int, nargs="*", default=[1000, 4000, 16000, 64000])
     p.add_argument(
+        "--curve-val",
+        type=int,
+        default=5000,
+        help="validation compounds used for early stopping of learning-curve points "
+        "(their reported MAE is on the whole validation split)",
+    )
+    p.add_argument("--curve-max-epochs", type=int, default=150)
+    p.add_argument(
         "--curve-samples",
         type=int,
         default=400_000,
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.quick:
         args.epochs, args.rf_trees, args.batch_size = 2, 10, 256
-        args.curve_sizes, args.curve_samples = [300, 1000], 3000
+        args.curve_sizes, args.curve_samples, args.curve_val = [300, 1000], 3000, 300
     t0 = time.perf_counter()
     train, val = load_dataset("oqmd-dhf", "train"), load_dataset("oqmd-dhf", "val")
     if args.quick:
@@ -197,20 +205,17 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     curve = []
+    stopping_val = subsample(val, args.curve_val, seed=1)
     for size in [s for s in args.curve_sizes if s < len(train)]:
         part = subsample(train, size, seed=size)
-        epochs = max(1, min(300, math.ceil(args.curve_samples / size)))
-        cfg = TrainConfig(
-            **(config.to_dict() | {"epochs": epochs, "batch_size": min(args.batch_size, 256)})
-        )
+        epochs = max(1, min(args.curve_max_epochs, math.ceil(args.curve_samples / size)))
+        cfg = TrainConfig(**(config.to_dict() | {"epochs": epochs, "batch_size": 256}))
         point = {"n_train": size, "elemnet_epochs": epochs}
-        point["elemnet"] = train_elemnet(part, val, out / "curve" / f"elemnet_{size}", cfg).metrics[
-            "val"
-        ]["mae"]
+        net = train_elemnet(part, stopping_val, out / "curve" / f"elemnet_{size}", cfg)
+        point["elemnet"] = net.evaluate(val)[0]["mae"]
         for name, representation in (("rf_fractions", ElementFractions()), ("rf_magpie", None)):
-            point[name] = train_forest(part, val, representation, name, args.rf_trees).metrics[
-                "val"
-            ]["mae"]
+            forest = train_forest(part, None, representation, name, args.rf_trees)
+            point[name] = forest.evaluate(val)[0]["mae"]
         curve.append(point)
     curve.append({"n_train": len(train)} | {m: metrics[m]["val_mae"] for m in metrics})
 

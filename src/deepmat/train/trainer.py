@@ -135,11 +135,18 @@ class RegressionTask(L.LightningModule):
 
 
 class EpochReport(Callback):
-    """Prints one line of metrics per epoch and keeps the history."""
+    """Prints one line of metrics per epoch and keeps the history (saved in checkpoints,
+    so a resumed run reports every epoch, not just those since the restart)."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
         self.history: list[dict] = []
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
 
     def on_train_epoch_end(self, trainer, pl_module):
         row = {"epoch": trainer.current_epoch + 1}
