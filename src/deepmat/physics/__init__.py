@@ -1,0 +1,28 @@
+"""Physics solvers on voxel microstructures, for generating and checking property data.
+
+:mod:`deepmat.physics.elasticity` computes periodic linear-elastic strain and stress fields and
+effective stiffnesses with a Fourier–Galerkin FFT solver (conjugate gradients), and gives the
+Hashin–Shtrikman bounds to check them against.
+"""
+
+from deepmat.physics.elasticity import (
+    ElasticField,
+    IsotropicPhase,
+    SolveReport,
+    effective_stiffness,
+    hashin_shtrikman_bounds,
+    isotropic_moduli,
+    mandel_to_voigt_stiffness,
+    solve,
+)
+
+__all__ = [
+    "ElasticField",
+    "IsotropicPhase",
+    "SolveReport",
+    "effective_stiffness",
+    "hashin_shtrikman_bounds",
+    "isotropic_moduli",
+    "mandel_to_voigt_stiffness",
+    "solve",
+]
