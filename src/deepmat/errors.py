@@ -19,3 +19,7 @@ class DataNotFoundError(DeepmatError, FileNotFoundError):
 
 class ModelFormatError(DeepmatError, ValueError):
     """A saved-model directory that is missing files or was written by an unknown family."""
+
+
+class ConfigError(DeepmatError, ValueError):
+    """A setting outside its allowed values (unknown schedule, precision, ...)."""

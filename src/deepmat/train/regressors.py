@@ -2,7 +2,7 @@
 
 * :class:`NetworkRegressor`: any :class:`~deepmat.models.MLPSpec` (ElemNet by default)
   trained by :func:`~deepmat.train.trainer.fit_network`; ``predict(..., return_std=True)``
-  gives Monte-Carlo-dropout standard deviations.
+  adds Monte-Carlo-dropout standard deviations to the deterministic predictions.
 * :class:`ForestRegressor`: scikit-learn's random forest; standard deviations are the
   spread of the trees.
 
@@ -29,7 +29,7 @@ from deepmat.train.metrics import regression_metrics
 from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network
 
 CompositionInputs = CompositionTable | Sequence[str | Composition]
-PREDICT_BATCH = 8192
+PREDICT_BATCH = 4096
 
 
 def as_table(inputs: CompositionInputs) -> CompositionTable:
@@ -96,7 +96,11 @@ class CompositionRegressor:
 
 
 class NetworkRegressor(CompositionRegressor):
-    """A fully connected network on a composition representation (ElemNet by default)."""
+    """A fully connected network on a composition representation (ElemNet by default).
+
+    Setting ``inference_bf16 = True`` predicts with bfloat16 matrix products on the CPU:
+    about twice as fast on CPUs with AVX-512 BF16, at a cost of ~3 significant digits.
+    """
 
     family = "network"
 
@@ -122,6 +126,7 @@ class NetworkRegressor(CompositionRegressor):
         self.net = MLP(self.spec)
         self.scaler = TargetScaler()
         self.fit_result = FitResult()
+        self.inference_bf16 = False
 
     def fit(
         self,
@@ -159,28 +164,24 @@ class NetworkRegressor(CompositionRegressor):
 
     @torch.inference_mode()
     def predict_features(self, x: np.ndarray, return_std: bool = False, mc_samples: int = 30):
-        """Predictions in target units; ``return_std`` runs ``mc_samples`` dropout passes."""
+        """Predictions in target units (dropout off); ``return_std`` adds the spread of
+        ``mc_samples`` passes with dropout on (Monte-Carlo dropout)."""
         inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        self.net.eval()
+        values = self.scaler.inverse(self._forward(inputs))
         if not return_std:
-            self.net.eval()
-            z = torch.cat([self.net(b) for b in inputs.split(PREDICT_BATCH)]).squeeze(-1)
-            return self.scaler.inverse(z.numpy().astype(np.float64))
+            return values
         self.net.train()
         try:
-            draws = (
-                torch.stack(
-                    [
-                        torch.cat([self.net(b) for b in inputs.split(PREDICT_BATCH)]).squeeze(-1)
-                        for _ in range(mc_samples)
-                    ]
-                )
-                .numpy()
-                .astype(np.float64)
-            )
+            draws = np.stack([self._forward(inputs) for _ in range(mc_samples)])
         finally:
             self.net.eval()
-        values = self.scaler.inverse(draws)
-        return values.mean(0), values.std(0)
+        return values, self.scaler.inverse(draws).std(0)
+
+    def _forward(self, inputs: torch.Tensor) -> np.ndarray:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.inference_bf16):
+            z = torch.cat([self.net(b).float() for b in inputs.split(PREDICT_BATCH)])
+        return z.squeeze(-1).numpy().astype(np.float64)
 
     def card(self) -> dict:
         card = super().card()
