@@ -147,3 +147,54 @@ def test_datasets_lists_names():
     result = runner.invoke(app, ["datasets"])
     assert result.exit_code == 0
     assert "oqmd-dhf" in result.stdout and "mp-transport" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def voxel_files(tmp_path_factory):
+    """A saved Voigt model and an HDF5 file of 6 random 5³ structures with stiffness labels."""
+    from deepmat.data.voxels import write_voxel_dataset
+    from deepmat.physics import IsotropicPhase
+    from deepmat.train import save_model
+    from deepmat.train.microstructure import RuleOfMixtures
+
+    root = tmp_path_factory.mktemp("voxels")
+    rng = np.random.default_rng(0)
+    micro = (rng.random((6, 5, 5, 5)) < 0.4).astype(np.uint8)
+    stiffness = rng.uniform(1, 5, (6, 6, 6))
+    write_voxel_dataset(root / "data.h5", micro, stiffness=stiffness)
+    np.save(root / "one.npy", micro[0])
+    phases = (IsotropicPhase(1.0, 0.3), IsotropicPhase(10.0, 0.3))
+    model = RuleOfMixtures(phases, "voigt").fit(micro, stiffness[:, 0, 0])
+    save_model(model, root / "voigt")
+    return root, model, micro, stiffness
+
+
+def test_evaluate_microstructure_model(voxel_files):
+    root, model, micro, stiffness = voxel_files
+    result = runner.invoke(app, ["evaluate", str(root / "voigt"), str(root / "data.h5"), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output.strip().splitlines()[-1])
+    expected = np.mean(np.abs(model.predict(micro) - stiffness[:, 0, 0]))
+    assert metrics["mae"] == pytest.approx(expected)
+    assert metrics["n"] == 6 and "mape" in metrics
+    assert (root / "voigt" / "parity_data.png").is_file()
+
+
+def test_predict_microstructure_files(voxel_files, tmp_path):
+    root, model, micro, _ = voxel_files
+    out = tmp_path / "pred.csv"
+    inputs = [str(root / "data.h5"), str(root / "one.npy")]
+    result = runner.invoke(app, ["predict", str(root / "voigt"), *inputs, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["file", "index", "C11"]
+    assert len(frame) == 7
+    np.testing.assert_allclose(frame["C11"][:6], model.predict(micro))
+    assert frame["C11"][6] == pytest.approx(frame["C11"][0])
+
+
+def test_evaluate_microstructure_model_on_a_csv_names_the_file(voxel_files, csv_path):
+    root, *_ = voxel_files
+    result = runner.invoke(app, ["evaluate", str(root / "voigt"), str(csv_path)])
+    assert result.exit_code == 2
+    assert "data.csv" in result.output and "HDF5" in result.output

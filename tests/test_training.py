@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ import torch
 
 import deepmat
 from deepmat.data.splits import grouped_split
-from deepmat.errors import DataError, ModelFormatError
-from deepmat.models import Block, MLPSpec
+from deepmat.errors import ConfigError, DataError, ModelFormatError
+from deepmat.models import MLP, Block, MLPSpec
 from deepmat.represent import ElementFractions, MagpieAttributes
 from deepmat.train import (
     ForestRegressor,
@@ -23,6 +24,7 @@ from deepmat.train import (
     regression_metrics,
     save_model,
 )
+from deepmat.train.trainer import DropoutCutoff
 
 SMALL = MLPSpec(86, (Block(64, 2, 0.1), Block(32, 1)))
 EPOCHS = 30
@@ -117,9 +119,62 @@ def test_network_predict_with_std(network, train_val):
     assert mean.shape == std.shape == (len(val),)
     assert (std > 0).all()
     assert np.all(np.isfinite(mean))
+    # the values are the deterministic predictions; dropout only supplies the spread
+    np.testing.assert_array_equal(mean, model.predict(val))
     # Monte-Carlo dropout leaves the network in eval mode: plain predictions stay exact.
     np.testing.assert_array_equal(model.predict(val), model.predict(val))
     assert not model.net.training
+
+
+def test_bf16_inference_is_close_to_float32(network, train_val):
+    model, _ = network
+    _, val = train_val
+    exact = model.predict(val)
+    model.inference_bf16 = True
+    try:
+        fast = model.predict(val)
+    finally:
+        model.inference_bf16 = False
+    assert not np.array_equal(fast, exact)
+    assert np.abs(fast - exact).max() < 0.02 * np.abs(exact).max()
+
+
+def test_dropout_cutoff_switches_dropout_off_and_restores_it():
+    net = MLP(SMALL)
+    cutoff = DropoutCutoff(dropout_until=0.5)
+    rates = lambda: [m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)]  # noqa: E731
+    for epoch, expected in ((0, [0.1]), (1, [0.1]), (2, [0.0]), (3, [0.0])):
+        cutoff.on_train_epoch_start(SimpleNamespace(max_epochs=4, current_epoch=epoch), net)
+        assert rates() == expected, epoch
+    cutoff.on_train_end(None, net)
+    assert rates() == [0.1]
+
+
+def test_dropout_cutoff_and_bf16_training(train_val, tmp_path):
+    train, val = train_val
+    cfg = TrainConfig(
+        epochs=2, batch_size=32, lr=3e-3, progress=False, accelerator="cpu",
+        precision="bf16-mixed", dropout_until=0.5,
+    )  # fmt: skip
+    model = NetworkRegressor(SMALL, config=cfg).fit(train, val, tmp_path)
+    assert model.fit_result.epochs_run == 2
+    assert [m.p for m in model.net.modules() if isinstance(m, torch.nn.Dropout)] == [0.1]
+    assert model.net.layers[0].weight.dtype == torch.float32
+    assert model.training["config"]["precision"] == "bf16-mixed"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"precision": "fp8"}, "precision 'fp8' is not one of"),
+        ({"dropout_until": 1.5}, "dropout_until 1.5 is not between 0 and 1"),
+        ({"schedule": "warm"}, "schedule 'warm' is not one of"),
+        ({"loss": "huber"}, "loss 'huber' is not 'l1' or 'mse'"),
+    ],
+)
+def test_bad_train_config(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**setting)
 
 
 @pytest.mark.filterwarnings("ignore:No Pauling electronegativity")

@@ -19,6 +19,10 @@ app = typer.Typer(
 )
 train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+generate_app = typer.Typer(
+    help="Generate labelled data with physics solvers.", no_args_is_help=True
+)
+app.add_typer(generate_app, name="generate")
 console = Console(stderr=True)
 
 DataOption = Annotated[
@@ -63,8 +67,12 @@ def train_composition_cmd(
         str, typer.Option(help="32-true, or bf16-mixed (faster on AVX-512 BF16 CPUs and GPUs)")
     ] = "32-true",
     dropout_until: Annotated[
-        float, typer.Option(help="fraction of the epochs trained with dropout; the rest without")
-    ] = 1.0,
+        float,
+        typer.Option(
+            help="fraction of the epochs trained with dropout; the rest without, which removes "
+            "the bias dropout leaves in deep regression networks (1: dropout throughout)"
+        ),
+    ] = 0.75,
     trees: Annotated[int, typer.Option(help="trees of a random forest")] = 100,
     split: Annotated[str, typer.Option(help="grouped (by reduced composition) or random")] = (
         "grouped"
@@ -145,12 +153,17 @@ def predict(
     formula_column: str = "formula",
     std: Annotated[bool, typer.Option(help="also write standard deviations")] = False,
 ) -> None:
-    """Predict the target of formulas (or of the formulas in CSV files)."""
+    """Predict the target of formulas (or of the formulas in CSV files), or of the
+    microstructures in HDF5/.npy files for a microstructure model."""
     import deepmat
     from deepmat.data.composition import composition_table
+    from deepmat.train.microstructure import MicrostructureRegressor
 
     try:
         model = deepmat.load(model_dir)
+        if isinstance(model, MicrostructureRegressor):
+            _predict_microstructures(model, inputs, output)
+            return
         formulas = _read_inputs(inputs, formula_column)
         table = composition_table(
             formulas,
@@ -173,6 +186,22 @@ def predict(
         typer.echo(frame.to_csv(index=False), nl=False)
 
 
+def _predict_microstructures(model, inputs: list[str], output: Path | None) -> None:
+    from deepmat.workflows.microstructure import read_microstructures
+
+    frames = []
+    for item in inputs:
+        values = model.predict(read_microstructures(item))
+        columns = {"file": item, "index": range(len(values)), model.target: values}
+        frames.append(pd.DataFrame(columns))
+    frame = pd.concat(frames, ignore_index=True)
+    if output:
+        frame.to_csv(output, index=False)
+        console.print(f"{len(frame)} predictions written to {output}")
+    else:
+        typer.echo(frame.to_csv(index=False), nl=False)
+
+
 @app.command()
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="saved model directory")],
@@ -188,11 +217,15 @@ def evaluate(
     """MAE, RMSE and R² of a saved model on labelled data, and a parity plot."""
     import deepmat
     from deepmat.train.metrics import parity_plot
+    from deepmat.train.microstructure import MicrostructureRegressor
     from deepmat.workflows.composition import DataSpec
 
     on_error = "drop" if drop_invalid else "raise"
     try:
         model = deepmat.load(model_dir)
+        if isinstance(model, MicrostructureRegressor):
+            _evaluate_microstructures(model, model_dir, Path(data), as_json, plot)
+            return
         spec = DataSpec(data, target, formula_column, "mean", on_error)
         table = spec.evaluation_table()
         table = table.restrict_elements(model.representation.supported_elements, on_error)
@@ -209,6 +242,115 @@ def evaluate(
         console.print(table.report.summary())
         _print_metrics(f"{model.name} on {data}", {"data": metrics})
         console.print(f"parity plot: {plot}")
+
+
+def _evaluate_microstructures(
+    model, model_dir: Path, data: Path, as_json: bool, plot: Path | None
+) -> None:
+    from deepmat.data.voxels import read_voxel_dataset
+    from deepmat.train.metrics import parity_plot
+    from deepmat.workflows.microstructure import stiffness_target
+
+    dataset = read_voxel_dataset(data, with_strain=False)
+    targets = stiffness_target(dataset, model.target, str(data))
+    prediction = model.predict(dataset.microstructures)
+    metrics = model.evaluate(dataset.microstructures, targets)
+    plot = plot or model_dir / f"parity_{data.name.split('.')[0]}.png"
+    parity_plot(targets, prediction, plot, title=f"{model.name} on {data}", unit=model.unit)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+    else:
+        _print_metrics(f"{model.name} on {data}", {"data": metrics})
+        console.print(f"parity plot: {plot}")
+
+
+def _numbers(text: str, separator: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(separator))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a number or {separator}-separated numbers", param_hint=option
+        ) from None
+
+
+@generate_app.command("microstructures")
+def generate_microstructures_cmd(
+    out: Annotated[Path, typer.Argument(help="HDF5 file to write")],
+    kind: Annotated[str, typer.Option(help="grf, sphere, ellipsoid or fibre")] = "grf",
+    size: Annotated[int, typer.Option(help="voxels along each axis")] = 21,
+    dims: Annotated[int, typer.Option(help="2 or 3")] = 3,
+    n: Annotated[int, typer.Option("--n", help="number of microstructures")] = 100,
+    volume_fraction: Annotated[
+        str, typer.Option(help="fraction of phase 1, or MIN:MAX to draw one per sample")
+    ] = "0.5",
+    feature_size: Annotated[
+        str,
+        typer.Option(
+            help="grf: kernel width in voxels (or one per axis, comma-separated); "
+            "sphere/fibre: radius; ellipsoid: semi-axes"
+        ),
+    ] = "3",
+    length: Annotated[float | None, typer.Option(help="fibre length (default: cell size)")] = (
+        None
+    ),
+    direction: Annotated[
+        str | None, typer.Option(help="fixed inclusion direction, e.g. 0,0,1 (default random)")
+    ] = None,
+    contrast: Annotated[float, typer.Option(help="Young's modulus of phase 1 / phase 0")] = 50.0,
+    label: Annotated[str, typer.Option(help="stiffness or strain")] = "stiffness",
+    load_cases: Annotated[
+        int, typer.Option(help="stiffness columns to solve (1-6; the rest are stored as NaN)")
+    ] = 6,
+    tol: Annotated[float, typer.Option(help="solver relative residual")] = 1e-6,
+    seed: int = 0,
+    workers: Annotated[int, typer.Option(help="parallel local workers")] = 2,
+    chunk_size: Annotated[int, typer.Option(help="samples per Dask task")] = 4,
+    scheduler: Annotated[
+        str,
+        typer.Option(help="threads, processes, or a Dask scheduler address (tcp://HOST:PORT)"),
+    ] = "threads",
+) -> None:
+    """Generate random two-phase microstructures, label them by FFT elasticity, write HDF5."""
+    from deepmat.data.microstructures import MicrostructureSpec
+    from deepmat.parallel import LOCAL_SCHEDULERS
+    from deepmat.workflows.generate import generate_dataset
+
+    fraction = _numbers(volume_fraction, ":", "--volume-fraction")
+    sizes = _numbers(feature_size, ",", "--feature-size")
+    local = scheduler in LOCAL_SCHEDULERS
+    if not local and ":" not in scheduler:
+        raise typer.BadParameter(
+            f"{scheduler!r} is neither {', '.join(LOCAL_SCHEDULERS)} nor an address HOST:PORT",
+            param_hint="--scheduler",
+        )
+    try:
+        spec = MicrostructureSpec(
+            kind=kind,
+            shape=(size,) * dims,
+            volume_fraction=fraction[0] if len(fraction) == 1 else fraction,
+            feature_size=sizes[0] if len(sizes) == 1 else sizes,
+            length=length,
+            direction=None if direction is None else _numbers(direction, ",", "--direction"),
+        )
+        report = generate_dataset(
+            out,
+            spec,
+            n,
+            contrast=contrast,
+            label=label,
+            seed=seed,
+            client=None if local else scheduler,
+            scheduler=scheduler if local else "threads",
+            workers=workers,
+            tol=tol,
+            load_cases=load_cases,
+            chunk_size=chunk_size,
+            progress=sys.stderr.isatty(),
+            console=console,
+        )
+    except DeepmatError as exc:
+        _fail(exc)
+    console.print(report.summary())
 
 
 @app.command()

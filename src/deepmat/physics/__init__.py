@@ -2,7 +2,7 @@
 
 :mod:`deepmat.physics.elasticity` computes periodic linear-elastic strain and stress fields and
 effective stiffnesses with a Fourier–Galerkin FFT solver (conjugate gradients), and gives the
-Hashin–Shtrikman bounds to check them against.
+Voigt, Reuss and Hashin–Shtrikman bounds to check them against.
 """
 
 from deepmat.physics.elasticity import (
@@ -13,7 +13,9 @@ from deepmat.physics.elasticity import (
     hashin_shtrikman_bounds,
     isotropic_moduli,
     mandel_to_voigt_stiffness,
+    reuss_stiffness,
     solve,
+    voigt_stiffness,
 )
 
 __all__ = [
@@ -24,5 +26,7 @@ __all__ = [
     "hashin_shtrikman_bounds",
     "isotropic_moduli",
     "mandel_to_voigt_stiffness",
+    "reuss_stiffness",
     "solve",
+    "voigt_stiffness",
 ]

@@ -166,6 +166,42 @@ def hashin_shtrikman_bounds(
     }
 
 
+def voigt_stiffness(phases: Sequence[IsotropicPhase], fractions: np.ndarray) -> np.ndarray:
+    """The Voigt bound Σ f_i C_i: the volume average of the phases' Mandel stiffnesses.
+
+    ``fractions`` has shape (..., len(phases)) and sums to 1 along its last axis; the
+    result has shape (..., 6, 6). Uniform strain in every phase gives it, so the effective
+    stiffness lies below it: εᵀ C_eff ε ≤ εᵀ C_V ε for every ε, C11 included.
+    """
+    f = _check_fractions(phases, fractions)
+    stiffness = np.stack([p.stiffness() for p in phases])
+    return np.einsum("...p,pij->...ij", f, stiffness)
+
+
+def reuss_stiffness(phases: Sequence[IsotropicPhase], fractions: np.ndarray) -> np.ndarray:
+    """The Reuss bound (Σ f_i C_i⁻¹)⁻¹: the inverse of the volume-averaged compliance.
+
+    Shapes as in :func:`voigt_stiffness`. Uniform stress in every phase gives it, so the
+    effective stiffness lies above it: εᵀ C_eff ε ≥ εᵀ C_R ε, C11 included. Its C11 is
+    the (0, 0) entry of that inverse, not the harmonic mean of the phases' C11.
+    """
+    f = _check_fractions(phases, fractions)
+    compliance = np.stack([np.linalg.inv(p.stiffness()) for p in phases])
+    return np.linalg.inv(np.einsum("...p,pij->...ij", f, compliance))
+
+
+def _check_fractions(phases: Sequence[IsotropicPhase], fractions: np.ndarray) -> np.ndarray:
+    f = np.asarray(fractions, dtype=np.float64)
+    if f.ndim == 0 or f.shape[-1] != len(phases):
+        raise DataError(
+            f"fractions must have shape (..., {len(phases)}) for {len(phases)} phases, "
+            f"got shape {f.shape}"
+        )
+    if not np.all(np.isfinite(f)) or np.any(f < 0) or not np.allclose(f.sum(-1), 1, atol=1e-9):
+        raise DataError("fractions must be non-negative and sum to 1 over the phases")
+    return f
+
+
 def solve(
     phases_map: np.ndarray,
     phases: Sequence[IsotropicPhase],

@@ -1,12 +1,16 @@
 """Representations: materials turned into fixed-length tensors.
 
-Each representation has ``transform(compositions, labels=None) -> float32 array``,
+Compositions: each representation has ``transform(compositions, labels=None) -> float32 array``,
 ``feature_names`` and ``to_dict()``; :func:`representation_from_dict` rebuilds one from
 the dict stored in a saved model's card, so a model always featurizes as it was trained.
+Voxel microstructures: :func:`check_phase_maps` validates a batch and
+:func:`two_point_statistics` computes its periodic 2-point autocorrelations.
 """
 
 from deepmat.represent.fractions import ELEMNET_ELEMENTS, ElementFractions
 from deepmat.represent.magpie import MagpieAttributes
+from deepmat.represent.phase_maps import check_phase_maps, volume_fractions
+from deepmat.represent.two_point import two_point_statistics
 
 REPRESENTATIONS = {cls.name: cls for cls in (ElementFractions, MagpieAttributes)}
 
@@ -22,5 +26,8 @@ __all__ = [
     "REPRESENTATIONS",
     "ElementFractions",
     "MagpieAttributes",
+    "check_phase_maps",
     "representation_from_dict",
+    "two_point_statistics",
+    "volume_fractions",
 ]

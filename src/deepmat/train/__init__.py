@@ -1,17 +1,32 @@
 """Training: one Lightning trainer, metrics, estimators and the saved-model format."""
 
-from deepmat.train.metrics import parity_plot, regression_metrics
+from deepmat.train.metrics import (
+    mean_absolute_percentage_error,
+    parity_plot,
+    regression_metrics,
+)
+from deepmat.train.microstructure import (
+    MicrostructureRegressor,
+    RuleOfMixtures,
+    TwoPointPCARegressor,
+    VoxelCNNRegressor,
+)
 from deepmat.train.regressors import ForestRegressor, NetworkRegressor
 from deepmat.train.saved import load_model, save_model
 from deepmat.train.trainer import TargetScaler, TrainConfig, fit_network
 
 __all__ = [
     "ForestRegressor",
+    "MicrostructureRegressor",
     "NetworkRegressor",
+    "RuleOfMixtures",
     "TargetScaler",
     "TrainConfig",
+    "TwoPointPCARegressor",
+    "VoxelCNNRegressor",
     "fit_network",
     "load_model",
+    "mean_absolute_percentage_error",
     "parity_plot",
     "regression_metrics",
     "save_model",

@@ -57,3 +57,12 @@ def parity_plot(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def mean_absolute_percentage_error(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean of |prediction − truth| / |truth| in percent (NaN if any truth is zero)."""
+    y_true = np.asarray(y_true, dtype=np.float64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
+    if np.any(y_true == 0):
+        return float("nan")
+    return float(100 * np.mean(np.abs(y_pred - y_true) / np.abs(y_true)))

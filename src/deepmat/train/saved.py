@@ -5,10 +5,15 @@
     card.json            family, model name, representation, architecture or
                          hyper-parameters, target (name, unit, normalisation),
                          training data fingerprint and config, metrics, versions
-    weights.safetensors  network weights (family "network")
+    weights.safetensors  network weights (families "network" and "voxel-network")
     forest.joblib        the scikit-learn forest (family "forest"; a pickle: load
                          only forests you trust, as with any scikit-learn model)
+    pipeline.joblib      PCA and polynomial regression on 2-point statistics (family
+                         "two-point-pca"; a pickle, trust as above)
 
+Composition models have ``"input": "composition"`` in their card; homogenization models
+(families "voxel-network", "two-point-pca" and "mixture-rule", the last one a card
+alone) have ``"input": "microstructure"``, the training grid and the phases.
 :func:`load_model` reads any such directory back into an object with ``.predict``.
 """
 
@@ -24,14 +29,24 @@ import joblib
 from safetensors.torch import load_file, save_file
 
 from deepmat.errors import ModelFormatError
+from deepmat.models.cnn3d import CNN3DSpec
 from deepmat.models.mlp import MLPSpec
+from deepmat.physics.elasticity import IsotropicPhase
 from deepmat.represent import representation_from_dict
+from deepmat.train.microstructure import (
+    MicrostructureRegressor,
+    RuleOfMixtures,
+    TwoPointPCARegressor,
+    VoxelCNNRegressor,
+)
 from deepmat.train.regressors import CompositionRegressor, ForestRegressor, NetworkRegressor
 from deepmat.train.trainer import TargetScaler, TrainConfig
 
 FORMAT = "deepmat-model"
 FORMAT_VERSION = 1
 CARD = "card.json"
+MICROSTRUCTURE_FAMILIES = ("voxel-network", "two-point-pca", "mixture-rule")
+Model = CompositionRegressor | MicrostructureRegressor
 
 
 def _versions() -> dict[str, str]:
@@ -39,16 +54,20 @@ def _versions() -> dict[str, str]:
     return {"python": platform.python_version()} | {p: version(p) for p in packages}
 
 
-def save_model(model: CompositionRegressor, path: str | Path) -> Path:
+def save_model(model: Model, path: str | Path) -> Path:
     """Write ``model`` as a saved-model directory at ``path`` (created if needed)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    if isinstance(model, NetworkRegressor):
+    if isinstance(model, NetworkRegressor | VoxelCNNRegressor):
         state = {k: v.contiguous() for k, v in model.net.state_dict().items()}
         save_file(state, path / "weights.safetensors")
     elif isinstance(model, ForestRegressor):
         joblib.dump(model.forest, path / "forest.joblib", compress=3)
-    else:
+    elif isinstance(model, TwoPointPCARegressor):
+        if model.pipeline is None:
+            raise ModelFormatError(f"cannot save {model.name}: it is not fitted")
+        joblib.dump(model.pipeline, path / "pipeline.joblib", compress=3)
+    elif not isinstance(model, RuleOfMixtures):
         raise ModelFormatError(f"cannot save a {type(model).__name__}")
     card = {"format": FORMAT, "format_version": FORMAT_VERSION} | model.card()
     card |= {"versions": _versions(), "created": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -74,10 +93,12 @@ def read_card(path: str | Path) -> dict:
     return card
 
 
-def load_model(path: str | Path) -> CompositionRegressor:
+def load_model(path: str | Path) -> Model:
     """Load a saved-model directory written by :func:`save_model`."""
     path = Path(path)
     card = read_card(path)
+    if card["family"] in MICROSTRUCTURE_FAMILIES:
+        return _load_microstructure_model(path, card)
     representation = representation_from_dict(card["representation"])
     target = card["target"]
     common = {"name": card["model"], "target": target["name"], "unit": target.get("unit", "")}
@@ -102,4 +123,42 @@ def load_model(path: str | Path) -> CompositionRegressor:
     else:
         raise ModelFormatError(f"{path}: unknown model family {card['family']!r}")
     model.training, model.metrics = card.get("training", {}), card.get("metrics", {})
+    return model
+
+
+def _require(path: Path, name: str) -> Path:
+    if not (path / name).exists():
+        raise ModelFormatError(f"{path}: missing {name}")
+    return path / name
+
+
+def _load_microstructure_model(path: Path, card: dict) -> MicrostructureRegressor:
+    """A homogenization model from its card (and weights or pipeline)."""
+    target = card["target"]
+    common = {
+        "phases": [IsotropicPhase(**p) for p in card.get("phases", [])],
+        "name": card["model"],
+        "target": target["name"],
+        "unit": target.get("unit", ""),
+    }
+    training = card.get("training", {})
+    model: MicrostructureRegressor
+    if card["family"] == "voxel-network":
+        model = VoxelCNNRegressor(
+            CNN3DSpec.from_dict(card["architecture"]),
+            TrainConfig(**training.get("config", {})),
+            augment=card.get("augment", True),
+            **common,
+        )
+        model.net.load_state_dict(load_file(_require(path, "weights.safetensors")))
+        model.net.eval()
+        model.scaler = TargetScaler(target["mean"], target["std"])
+    elif card["family"] == "two-point-pca":
+        model = TwoPointPCARegressor(**card["hyperparameters"], **common)
+        model.window = card["representation"]["r_max"]
+        model.pipeline = joblib.load(_require(path, "pipeline.joblib"))
+    else:
+        model = RuleOfMixtures(rule=card["rule"], **common)
+    model.grid = tuple(card["grid"]) if card.get("grid") else None
+    model.training, model.metrics = training, card.get("metrics", {})
     return model

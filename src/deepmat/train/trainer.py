@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -101,19 +102,35 @@ class TargetScaler:
         return z * self.std + self.mean
 
 
-class RegressionTask(L.LightningModule):
-    """Wraps a network with its loss, optimiser, schedule and target scaling."""
+Augment = Callable[[torch.Tensor], torch.Tensor]
 
-    def __init__(self, net: nn.Module, config: TrainConfig, scaler: TargetScaler):
+
+class RegressionTask(L.LightningModule):
+    """Wraps a network with its loss, optimiser, schedule and target scaling.
+
+    ``augment``, when given, transforms every training batch of inputs (never the
+    validation batches): a random symmetry that leaves the target unchanged.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        config: TrainConfig,
+        scaler: TargetScaler,
+        augment: Augment | None = None,
+    ):
         super().__init__()
         self.net, self.config, self.scaler = net, config, scaler
+        self.augment = augment
         self.loss_fn = nn.L1Loss() if config.loss == "l1" else nn.MSELoss()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        return self.net(x.float()).squeeze(-1)
 
     def training_step(self, batch, _):
         x, y = batch
+        if self.augment is not None:
+            x = self.augment(x.float())
         prediction = self(x)
         loss = self.loss_fn(prediction, y)
         train_mae = (prediction.detach() - y).abs().mean() * self.scaler.std
@@ -207,10 +224,13 @@ class FitResult:
 
 
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
-    """Whole batches indexed straight out of in-memory tensors: no per-sample collation."""
-    data = TensorDataset(
-        torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
-    )
+    """Whole batches indexed straight out of in-memory tensors: no per-sample collation.
+
+    uint8 inputs (voxel images) stay uint8 in memory, a quarter of float32, and are
+    converted batch by batch in :class:`RegressionTask`.
+    """
+    inputs = torch.from_numpy(x) if x.dtype == np.uint8 else torch.as_tensor(x, dtype=torch.float32)
+    data = TensorDataset(inputs, torch.as_tensor(y, dtype=torch.float32))
     sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
     return DataLoader(
         data, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
@@ -227,17 +247,22 @@ def fit_network(
     workdir: str | Path,
     scaler: TargetScaler | None = None,
     resume: bool = True,
+    augment: Augment | None = None,
+    val_batch_size: int = 4096,
 ) -> FitResult:
     """Train ``net`` in place; the best weights by validation MAE are loaded at the end.
 
-    Checkpoints go to ``workdir/checkpoints``; with ``resume`` a run that finds
-    ``last.ckpt`` there continues from it (same epoch, optimiser and schedule state).
+    ``x`` arrays may have any shape (n, ...) that ``net`` takes, such as (n, features)
+    vectors or (n, 1, n1, n2, n3) voxel images. Checkpoints go to ``workdir/checkpoints``;
+    with ``resume`` a run that finds ``last.ckpt`` there continues from it (same epoch,
+    optimiser and schedule state). ``augment`` transforms each training batch of inputs;
+    ``val_batch_size`` bounds the memory of validation passes (3-D CNNs need it small).
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers).*")
     scaler = scaler or TargetScaler.fit(y_train)
-    task = RegressionTask(net, config, scaler)
+    task = RegressionTask(net, config, scaler, augment)
     ckpt_dir = Path(workdir) / "checkpoints"
     best = ModelCheckpoint(
         dirpath=ckpt_dir,
@@ -273,7 +298,7 @@ def fit_network(
     trainer.fit(
         task,
         train_dataloaders=_loader(x_train, scaler.transform(y_train), config.batch_size, True),
-        val_dataloaders=_loader(x_val, scaler.transform(y_val), 4096, False),
+        val_dataloaders=_loader(x_val, scaler.transform(y_val), val_batch_size, False),
         ckpt_path=resume_from,
     )
     if trainer.interrupted:

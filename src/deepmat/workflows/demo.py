@@ -52,6 +52,7 @@ def run_demo(
         lr=1e-3,
         schedule="onecycle",
         patience=epochs,
+        dropout_until=0.75,
         progress=console.is_terminal,
     )
     results, models = {}, {}

@@ -1,0 +1,318 @@
+"""Homogenization of contrast-50 two-phase composites (Yang et al. 2018): a 3-D CNN
+against 2-point statistics + PCA + polynomial regression and the rules of mixtures.
+
+Generates its own ground truth: random periodic microstructures (Gaussian random fields
+of several feature sizes, isotropic and elongated, and random spheres, over a range of
+volume fractions) labelled with the effective stiffness C11 by the FFT elasticity solver.
+The microstructures are split at random into train / validation / held-out test (each one
+is drawn from its own seed, so no microstructure is on two sides); models are selected on
+validation only, and the test set is touched once at the end.
+
+    python benchmarks/homogenization.py --out runs/homogenization           # full
+    python benchmarks/homogenization.py --out /tmp/q --quick                 # seconds
+
+Each trained model is saved as ``OUT/<model>/`` (``deepmat evaluate OUT/cnn3d
+OUT/data/test.h5 --json``). Results: ``benchmarks/results/homogenization.{json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepmat.data.microstructures import MicrostructureSpec
+from deepmat.data.voxels import VoxelDataset, read_voxel_dataset, write_voxel_dataset
+from deepmat.models.cnn3d import HOMOGENIZATION_SMALL
+from deepmat.physics import IsotropicPhase, solve
+from deepmat.train import save_model
+from deepmat.train.microstructure import (
+    RuleOfMixtures,
+    TwoPointPCARegressor,
+    VoxelCNNRegressor,
+    microstructure_metrics,
+)
+from deepmat.train.trainer import TrainConfig
+from deepmat.workflows.generate import generate_dataset
+
+RESULTS = Path(__file__).parent / "results"
+CONTRAST = 50.0
+PHASES = (IsotropicPhase(1.0, 0.3), IsotropicPhase(CONTRAST, 0.3))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/homogenization"))
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke run")
+    p.add_argument("--grid", type=int, default=51, help="voxels per edge (the paper: 51)")
+    p.add_argument("--n", type=int, default=1200, help="microstructures generated in all")
+    p.add_argument("--val", type=float, default=0.15, help="fraction for validation")
+    p.add_argument("--test", type=float, default=0.15, help="fraction held out for test")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--workers", type=int, default=2, help="parallel solver tasks (Dask)")
+    p.add_argument("--curve", type=float, nargs="*", default=[0.25, 0.5])
+    return p.parse_args(argv)
+
+
+def families(grid: int) -> list[MicrostructureSpec]:
+    """The microstructure families, in equal shares: features from 1.5 voxels to a tenth of
+    the cell, isotropic and elongated along each axis, fields and spheres."""
+    shape = (grid,) * 3
+    scale = grid / 51
+    fractions = (0.15, 0.85)
+    grf = [
+        (1.5 * scale,) * 3,
+        (3 * scale,) * 3,
+        (5 * scale,) * 3,
+        (6 * scale, 2 * scale, 2 * scale),
+        (2 * scale, 2 * scale, 6 * scale),
+    ]
+    specs = [
+        MicrostructureSpec("grf", shape, fractions, tuple(max(s, 1.0) for s in size))
+        for size in grf
+    ]
+    specs.append(MicrostructureSpec("sphere", shape, (0.1, 0.5), max(4 * scale, 1.5)))
+    return specs
+
+
+def generate(
+    out: Path, grid: int, n: int, workers: int, seed: int = 0
+) -> tuple[VoxelDataset, dict]:
+    """All families labelled with C[:, 0]; returns the data and per-family timings."""
+    parts, timing = [], {}
+    specs = families(grid)
+    for i, spec in enumerate(specs):
+        count = n // len(specs) + (i < n % len(specs))
+        path = out / "data" / f"family{i}.h5"
+        report = generate_dataset(
+            path,
+            spec,
+            count,
+            contrast=CONTRAST,
+            label="stiffness",
+            seed=seed + 1000 * i,
+            workers=workers,
+            load_cases=1,
+            progress=sys.stderr.isatty(),
+        )
+        timing[f"family{i}"] = {"spec": spec.to_dict(), "n": count, "seconds": report.wall_seconds}
+        parts.append(read_voxel_dataset(path))
+    data = VoxelDataset(
+        microstructures=np.concatenate([p.microstructures for p in parts]),
+        stiffness=np.concatenate([p.stiffness for p in parts]),
+        iterations=np.concatenate([p.iterations for p in parts]),
+        solve_seconds=np.concatenate([p.solve_seconds for p in parts]),
+        attrs=parts[0].attrs,
+    )
+    return data, timing
+
+
+def solver_time(grid: int, repeats: int = 2) -> dict:
+    """Best-of-``repeats`` seconds of one FFT solve (uniaxial strain) at contrast 50."""
+    spec = MicrostructureSpec("grf", (grid,) * 3, 0.5, 3.0 * grid / 51)
+    structure = spec.sample(0)
+    runs = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        field = solve(structure, PHASES, [1e-3, 0, 0, 0, 0, 0])
+        runs.append(time.perf_counter() - start)
+    return {
+        "grid": grid,
+        "seconds": min(runs[1:]),
+        "iterations": field.report.iterations,
+        "residual": field.report.residual,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def split(n: int, val: float, test: float, seed: int = 0) -> dict[str, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_test, n_val = round(test * n), round(val * n)
+    return {
+        "test": np.sort(order[:n_test]),
+        "val": np.sort(order[n_test : n_test + n_val]),
+        "train": np.sort(order[n_test + n_val :]),
+    }
+
+
+def train_models(x, y, x_val, y_val, args, workdir: Path, curve_point: bool = False) -> dict:
+    """The CNN and the 2-point model on (x, y); the 2-point model's size is chosen on val."""
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule="onecycle",
+        patience=args.epochs,
+        progress=sys.stderr.isatty() and not curve_point,
+    )
+    cnn = VoxelCNNRegressor(HOMOGENIZATION_SMALL, config, phases=PHASES, name="cnn3d")
+    cnn.fit(x, y, (x_val, y_val), workdir=workdir / "cnn3d")
+    candidates = [
+        TwoPointPCARegressor(components, degree, r_max=8, phases=PHASES, name="two-point-pca")
+        for components in (5, 10, 20)
+        for degree in (2, 3)
+    ]
+    fitted = [model.fit(x, y, (x_val, y_val)) for model in candidates]
+    two_point = min(fitted, key=lambda m: m.metrics["val"]["mape"])
+    return {"cnn3d": cnn, "two_point_pca": two_point}
+
+
+def machine() -> dict:
+    import platform
+
+    return {
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def plot(results: dict, truth: np.ndarray, predictions: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=120)
+    for name, values in predictions.items():
+        mape = results["metrics"][name]["mape_c50"]
+        ax1.scatter(truth, values, s=8, alpha=0.6, label=f"{name} ({mape:.2f} %)")
+    low, high = truth.min(), truth.max()
+    ax1.plot([low, high], [low, high], "k-", lw=0.8)
+    ax1.set(
+        xlabel="C11 from the FFT solver (matrix E = 1)",
+        ylabel="predicted C11",
+        title="Held-out test set, contrast 50",
+        yscale="log",
+        xscale="log",
+    )
+    ax1.legend(fontsize=8)
+    for name, style in (("cnn3d", "o-"), ("two_point_pca", "s--")):
+        points = [(c["n_train"], c[name]) for c in results["learning_curve"]]
+        ax2.plot(*zip(*points, strict=True), style, label=name)
+    ax2.set(
+        xscale="log",
+        xlabel="training microstructures",
+        ylabel="test MAPE of C11 (%)",
+        title="Learning curve",
+    )
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.quick:
+        args.grid, args.n, args.epochs, args.curve = 9, 60, 3, [0.5]
+    t0 = time.perf_counter()
+    solver = solver_time(args.grid)
+    data, generation = generate(args.out, args.grid, args.n, args.workers)
+    generate_seconds = time.perf_counter() - t0 - solver["seconds"]
+    c11 = data.stiffness[:, 0, 0]
+    parts = split(len(data), args.val, args.test)
+    (args.out / "data").mkdir(parents=True, exist_ok=True)
+    for side, index in parts.items():
+        write_voxel_dataset(
+            args.out / "data" / f"{side}.h5",
+            data.microstructures[index],
+            stiffness=data.stiffness[index],
+            attrs=data.attrs,
+        )
+    x, y = data.microstructures[parts["train"]], c11[parts["train"]]
+    x_val, y_val = data.microstructures[parts["val"]], c11[parts["val"]]
+    x_test, y_test = data.microstructures[parts["test"]], c11[parts["test"]]
+
+    start = time.perf_counter()
+    models = train_models(x, y, x_val, y_val, args, args.out)
+    train_seconds = time.perf_counter() - start
+    for rule, name in (("voigt", "rule_of_mixtures"), ("reuss", "reuss")):
+        models[name] = RuleOfMixtures(PHASES, rule, name=name).fit(x, y, (x_val, y_val))
+
+    metrics, predictions = {}, {}
+    for name, model in models.items():
+        save_model(model, args.out / name)
+        predictions[name] = model.predict(x_test)
+        test = microstructure_metrics(y_test, predictions[name])
+        metrics[name] = {
+            "mape_c50": test["mape"],
+            "mae_c50": test["mae"],
+            "r2_c50": test["r2"],
+            "val_mape_c50": model.evaluate(x_val, y_val)["mape"],
+            "train_seconds": model.training.get("seconds", 0.0),
+        }
+    metrics["two_point_pca"]["selected"] = models["two_point_pca"].hyperparameters
+    metrics["solver"] = {
+        f"seconds_{args.grid}_c50": solver["seconds"],
+        "iterations": solver["iterations"],
+        "residual": solver["residual"],
+        "mean_seconds_per_microstructure": float(np.mean(data.solve_seconds)),
+        "mean_iterations": float(np.mean(data.iterations)),
+    }
+    if args.grid != 51 and not args.quick:
+        metrics["solver"]["seconds_51_c50"] = solver_time(51, repeats=1)["seconds"]
+
+    curve = []
+    for fraction in args.curve:
+        n_part = max(4, round(fraction * len(x)))
+        part = np.random.default_rng(n_part).choice(len(x), n_part, replace=False)
+        fitted = train_models(
+            x[part], y[part], x_val, y_val, args, args.out / "curve" / str(n_part), curve_point=True
+        )
+        curve.append(
+            {"n_train": n_part}
+            | {name: model.evaluate(x_test, y_test)["mape"] for name, model in fitted.items()}
+        )
+    curve.append(
+        {"n_train": len(x)} | {m: metrics[m]["mape_c50"] for m in ("cnn3d", "two_point_pca")}
+    )
+
+    results = {
+        "benchmark": "homogenization",
+        "quick": args.quick,
+        "command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]),
+        "data": {
+            "generated": generation,
+            "files": {side: str(args.out / "data" / f"{side}.h5") for side in parts},
+            "grid": [args.grid] * 3,
+            "contrast": CONTRAST,
+            "phases": [{"E": p.youngs_modulus, "nu": p.poisson_ratio} for p in PHASES],
+            "target": "C11 (Mandel), from the solve under uniaxial strain e11",
+        },
+        "split": {
+            "how": "random over microstructures (each drawn from its own seed); "
+            "models and hyper-parameters chosen on val; test used once",
+            **{side: index.tolist() for side, index in parts.items()},
+        },
+        "sizes": {side: len(index) for side, index in parts.items()},
+        "metrics": metrics,
+        "learning_curve": curve,
+        "wall_seconds": {
+            "generate": generate_seconds,
+            "train": train_seconds,
+            "total": time.perf_counter() - t0,
+        },
+        "machine": machine(),
+        "models": {name: str(args.out / name) for name in models},
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = "homogenization_quick" if args.quick else "homogenization"
+    (args.results / f"{stem}.json").write_text(json.dumps(results, indent=2, default=float))
+    plot(results, y_test, predictions, args.results / f"{stem}.png")
+    return results
+
+
+if __name__ == "__main__":
+    main()

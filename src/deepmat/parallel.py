@@ -1,0 +1,122 @@
+"""Independent chunks of work run with Dask, returned in order, a bounded number at a time.
+
+Generating and labelling microstructures is embarrassingly parallel: each chunk of samples is
+one task. On one machine the tasks run on Dask's local threaded, multiprocessing or
+synchronous scheduler; given a ``distributed.Client`` or a scheduler address they run on that
+cluster. Results come back in chunk order, and at most ``window`` chunks are in flight or held
+at once, so a caller can stream them to disk without keeping the whole data set in memory.
+Which worker ran a chunk never changes its result: every chunk carries its own seeds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from deepmat.errors import ConfigError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
+
+
+def map_chunks(
+    func: Callable[[T], R],
+    chunks: Sequence[T],
+    *,
+    client: Client | str | None = None,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    window: int | None = None,
+) -> Iterator[R]:
+    """Yield ``func(chunk)`` for every chunk, in order, computed in parallel by Dask.
+
+    ``client`` (a ``distributed.Client`` or a scheduler address such as ``tcp://host:8786``)
+    runs the chunks on that cluster; otherwise ``scheduler`` names a local Dask scheduler
+    (threads, processes or synchronous) with ``workers`` workers (default: the CPU count).
+    ``func`` and the chunks must pickle for the processes scheduler and for a cluster.
+    ``window`` (default twice the number of workers) bounds the chunks held at once.
+    """
+    if client is None and scheduler not in LOCAL_SCHEDULERS:
+        raise ConfigError(
+            f"scheduler must be one of {', '.join(LOCAL_SCHEDULERS)} or a cluster client, "
+            f"got {scheduler!r}"
+        )
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    if window is not None and window < 1:
+        raise ConfigError(f"window must be at least 1, got {window}")
+    if client is not None:
+        return _on_cluster(func, chunks, client, window)
+    return _on_local(func, chunks, scheduler, workers, window)
+
+
+def runs_in_parallel(
+    client: Client | str | None, scheduler: str = "threads", workers: int | None = None
+) -> bool:
+    """Whether several chunks may run at once (then each task should use one torch thread)."""
+    if client is not None:
+        return True
+    if scheduler == "synchronous":
+        return False
+    return (workers or os.cpu_count() or 1) > 1
+
+
+def _on_local(
+    func: Callable[[T], R],
+    chunks: Sequence[T],
+    scheduler: str,
+    workers: int | None,
+    window: int | None,
+) -> Iterator[R]:
+    import dask
+
+    workers = workers or os.cpu_count() or 1
+    window = window or 2 * workers
+    for start in range(0, len(chunks), window):
+        batch = [dask.delayed(func, pure=False)(chunk) for chunk in chunks[start : start + window]]
+        yield from dask.compute(*batch, scheduler=scheduler, num_workers=workers)
+
+
+def _on_cluster(
+    func: Callable[[T], R], chunks: Sequence[T], client: Client | str, window: int | None
+) -> Iterator[R]:
+    with _connected(client) as connected:
+        window = window or 2 * max(1, sum(connected.nthreads().values()))
+        remaining = iter(chunks)
+        pending: deque[Any] = deque()
+        for chunk in remaining:
+            pending.append(connected.submit(func, chunk, pure=False))
+            if len(pending) == window:
+                break
+        while pending:
+            future = pending.popleft()
+            result = future.result()
+            future.release()
+            for chunk in remaining:
+                pending.append(connected.submit(func, chunk, pure=False))
+                break
+            yield result
+
+
+@contextmanager
+def _connected(client: Client | str) -> Iterator[Client]:
+    """The client itself, or a client connected to the address for the duration."""
+    if not isinstance(client, str):
+        yield client
+        return
+    from distributed import Client
+
+    try:
+        connected = Client(client, timeout=30)
+    except OSError as exc:
+        raise ConfigError(f"cannot connect to the Dask scheduler at {client}: {exc}") from exc
+    with connected:
+        yield connected

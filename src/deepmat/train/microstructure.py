@@ -1,0 +1,387 @@
+"""Homogenization estimators: two-phase voxel microstructure → effective property.
+
+Three models of increasing knowledge of the structure, as compared by Yang et al. (2018)
+for the effective stiffness C11 of contrast-50 composites:
+
+* :class:`RuleOfMixtures`: volume fraction only, through the Voigt (uniform strain) or
+  Reuss (uniform stress) estimate of the phases' stiffness; no fitting.
+* :class:`TwoPointPCARegressor`: 2-point statistics in a window around r = 0, reduced by
+  PCA and fed to a polynomial ridge regression, the materials-knowledge-systems recipe.
+* :class:`VoxelCNNRegressor`: a :class:`~deepmat.models.cnn3d.HomogenizationCNN` on the
+  voxels themselves, trained by :func:`~deepmat.train.trainer.fit_network`.
+
+They share one API: ``fit(microstructures, targets, val=None)``, ``predict(microstructures)``,
+``evaluate(microstructures, targets)`` (MAE, RMSE, R², n and MAPE in percent) and
+``card()``. Microstructures are (n, n1, n2, n3) arrays of phase indices 0/1 with phase 1
+the stiff phase; targets are one float per microstructure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+from deepmat.errors import ConfigError, DataError
+from deepmat.models.cnn3d import HOMOGENIZATION_SMALL, CNN3DSpec, HomogenizationCNN
+from deepmat.physics.elasticity import IsotropicPhase, reuss_stiffness, voigt_stiffness
+from deepmat.represent.phase_maps import check_phase_maps, check_targets, volume_fractions
+from deepmat.represent.two_point import two_point_statistics
+from deepmat.train.metrics import mean_absolute_percentage_error, regression_metrics
+from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network
+
+Validation = tuple[np.ndarray, np.ndarray] | None
+PREDICT_BATCH = 64
+RULES = ("voigt", "reuss")
+
+
+def microstructure_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, R², n and the mean absolute percentage error ``mape`` (%)."""
+    return regression_metrics(y_true, y_pred) | {
+        "mape": mean_absolute_percentage_error(y_true, y_pred)
+    }
+
+
+def fingerprint(microstructures: np.ndarray, targets: np.ndarray) -> str:
+    """SHA-256 of the voxels (with their shape) and targets: identifies the training data."""
+    digest = hashlib.sha256(repr(microstructures.shape).encode())
+    digest.update(np.ascontiguousarray(microstructures, dtype=np.uint8).tobytes())
+    digest.update(np.ascontiguousarray(targets, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+class MicrostructureRegressor:
+    """Shared behaviour: input checks, evaluation, training record and the card."""
+
+    family = ""
+
+    def __init__(
+        self,
+        name: str,
+        phases: Sequence[IsotropicPhase] = (),
+        target: str = "C11",
+        unit: str = "",
+    ):
+        self.name, self.target, self.unit = name, target, unit
+        self.phases = tuple(phases)
+        if not all(isinstance(p, IsotropicPhase) for p in self.phases):
+            raise ConfigError("phases must be IsotropicPhase objects (phase 0, then phase 1)")
+        self.grid: tuple[int, ...] | None = None
+        self.training: dict = {}
+        self.metrics: dict = {}
+
+    def predict(self, microstructures: np.ndarray) -> np.ndarray:
+        """Predicted targets, float64 of shape (n,)."""
+        return self._predict(check_phase_maps(microstructures))
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def evaluate(self, microstructures: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """MAE, RMSE, R², n and MAPE (%) of the predictions for ``microstructures``."""
+        x, y = self._check(microstructures, targets)
+        return microstructure_metrics(y, self._predict(x))
+
+    @staticmethod
+    def _check(
+        microstructures: np.ndarray, targets: np.ndarray, prefix: str = ""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x = check_phase_maps(microstructures, f"{prefix}microstructures")
+        return x, check_targets(targets, len(x), f"{prefix}targets")
+
+    def _check_val(self, val: Validation) -> Validation:
+        if val is None:
+            return None
+        if len(val) != 2:
+            raise DataError("val must be a pair (microstructures, targets)")
+        return self._check(*val, prefix="val ")
+
+    def _record_training(
+        self, x: np.ndarray, y: np.ndarray, val: Validation, seconds: float, extra: dict
+    ) -> None:
+        self.grid = tuple(int(n) for n in x.shape[1:])
+        phi = volume_fractions(x)
+        self.training = {
+            "data": {
+                "fingerprint": fingerprint(x, y),
+                "n_train": len(x),
+                "n_val": len(val[0]) if val is not None else 0,
+                "grid": list(self.grid),
+                "volume_fraction": {"min": float(phi.min()), "max": float(phi.max())},
+            },
+            "seconds": round(seconds, 2),
+        } | extra
+        if val is not None:
+            self.metrics["val"] = self.evaluate(*val)
+
+    def card(self) -> dict:
+        return {
+            "family": self.family,
+            "model": self.name,
+            "input": "microstructure",
+            "grid": list(self.grid) if self.grid else None,
+            "phases": [asdict(p) for p in self.phases],
+            "target": {"name": self.target, "unit": self.unit},
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+
+def c11_symmetries(x: torch.Tensor) -> torch.Tensor:
+    """Each sample of a (b, 1, n1, n2, n3) batch under a random symmetry that keeps C11.
+
+    A periodic translation (any shift), a reflection of each axis with probability 1/2
+    and, on grids with n2 = n3, a swap of axes 2 and 3 with probability 1/2: the 16
+    symmetries of the cube that map axis 1 to ±axis 1, times all translations. C11 = C1111
+    picks up the factor Q11⁴ = 1 under each of them; the other 32 cube symmetries send
+    axis 1 to axis 2 or 3 and would turn C11 into C22 or C33.
+    """
+    grid = x.shape[-3:]
+    axes = (-3, -2, -1)
+    out = torch.empty_like(x)
+    for i, sample in enumerate(x):
+        shifts = [int(s) for s in (torch.rand(3) * torch.tensor(grid)).long()]
+        sample = torch.roll(sample, shifts, dims=axes)
+        flips = [a for a, flip in zip(axes, torch.rand(3) < 0.5, strict=True) if flip]
+        if flips:
+            sample = sample.flip(flips)
+        if grid[1] == grid[2] and torch.rand(()) < 0.5:
+            sample = sample.transpose(-2, -1)
+        out[i] = sample
+    return out
+
+
+class VoxelCNNRegressor(MicrostructureRegressor):
+    """A 3-D CNN on the voxels, trained on standardised targets with early stopping.
+
+    Without ``val`` in :meth:`fit`, a random ``val_fraction`` of the training data is held
+    out for early stopping. With ``augment`` every training batch passes through
+    :func:`c11_symmetries` (periodic translations, reflections, the 2↔3 swap), which
+    leaves C11 unchanged; switch it off for targets that are not invariant under them.
+    """
+
+    family = "voxel-network"
+
+    def __init__(
+        self,
+        spec: CNN3DSpec = HOMOGENIZATION_SMALL,
+        config: TrainConfig | None = None,
+        augment: bool = True,
+        val_fraction: float = 0.15,
+        phases: Sequence[IsotropicPhase] = (),
+        name: str = "homogenization-cnn",
+        target: str = "C11",
+        unit: str = "",
+    ):
+        super().__init__(name, phases, target, unit)
+        if not 0 < val_fraction < 1:
+            raise ConfigError(f"val_fraction {val_fraction} is not between 0 and 1")
+        self.spec, self.augment, self.val_fraction = spec, augment, val_fraction
+        self.config = config or TrainConfig(epochs=100, batch_size=32, lr=1e-3, patience=20)
+        torch.manual_seed(self.config.seed)
+        self.net = HomogenizationCNN(spec)
+        self.scaler = TargetScaler()
+        self.fit_result = FitResult()
+
+    def fit(
+        self,
+        microstructures: np.ndarray,
+        targets: np.ndarray,
+        val: Validation = None,
+        workdir: str | Path | None = None,
+        resume: bool = True,
+    ) -> VoxelCNNRegressor:
+        """Train; checkpoints go to ``workdir`` (a temporary directory when None)."""
+        start = time.perf_counter()
+        x, y = self._check(microstructures, targets)
+        val = self._check_val(val)
+        if val is None:
+            x, y, val = self._hold_out(x, y)
+        self.scaler = TargetScaler.fit(y)
+        with tempfile.TemporaryDirectory(prefix="deepmat-cnn-") as scratch:
+            self.fit_result = fit_network(
+                self.net,
+                x[:, None],
+                y,
+                val[0][:, None],
+                val[1],
+                self.config,
+                workdir if workdir is not None else scratch,
+                self.scaler,
+                resume,
+                augment=c11_symmetries if self.augment else None,
+                val_batch_size=PREDICT_BATCH,
+            )
+        self._record_training(
+            x,
+            y,
+            val,
+            time.perf_counter() - start,
+            {
+                "config": self.config.to_dict(),
+                "augment": self.augment,
+                "epochs_run": self.fit_result.epochs_run,
+                "best_val_mae": self.fit_result.best_val_mae,
+                "resumed_from": self.fit_result.resumed_from,
+            },
+        )
+        return self
+
+    def _hold_out(self, x: np.ndarray, y: np.ndarray):
+        """A random ``val_fraction`` of (x, y) set aside for early stopping."""
+        if len(x) < 2:
+            raise DataError(
+                f"need at least 2 microstructures to hold out a validation set, got {len(x)}"
+            )
+        order = np.random.default_rng(self.config.seed).permutation(len(x))
+        n_val = min(max(1, round(self.val_fraction * len(x))), len(x) - 1)
+        val, train = order[:n_val], order[n_val:]
+        return x[train], y[train], (x[val], y[val])
+
+    @torch.inference_mode()
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        self.net.eval()
+        z = [
+            self.net(torch.from_numpy(x[i : i + PREDICT_BATCH, None]).float())
+            for i in range(0, len(x), PREDICT_BATCH)
+        ]
+        return self.scaler.inverse(torch.cat(z).squeeze(-1).numpy().astype(np.float64))
+
+    def card(self) -> dict:
+        card = super().card()
+        card["representation"] = {"name": "voxels"}
+        card["architecture"] = self.spec.to_dict()
+        card["target"] |= {"mean": self.scaler.mean, "std": self.scaler.std}
+        card["augment"] = self.augment
+        return card
+
+
+class TwoPointPCARegressor(MicrostructureRegressor):
+    """2-point statistics → PCA → polynomial ridge regression.
+
+    The statistics are cropped to |r_i| ≤ ``r_max`` (reduced to what the training grid
+    allows), standardised PCA scores of ``n_components`` are expanded into all monomials
+    up to ``degree`` and fitted by ridge regression with penalty ``alpha``.
+    """
+
+    family = "two-point-pca"
+
+    def __init__(
+        self,
+        n_components: int = 10,
+        degree: int = 2,
+        r_max: int = 8,
+        alpha: float = 1e-6,
+        phases: Sequence[IsotropicPhase] = (),
+        name: str = "two-point-pca",
+        target: str = "C11",
+        unit: str = "",
+    ):
+        super().__init__(name, phases, target, unit)
+        if n_components < 1 or degree < 1 or r_max < 0 or alpha < 0:
+            raise ConfigError(
+                "n_components and degree must be at least 1, r_max and alpha non-negative; "
+                f"got {n_components}, {degree}, {r_max}, {alpha}"
+            )
+        self.hyperparameters = {
+            "n_components": n_components,
+            "degree": degree,
+            "r_max": r_max,
+            "alpha": alpha,
+        }
+        self.window = r_max
+        self.pipeline: Pipeline | None = None
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """Cropped 2-point statistics, one flattened row per microstructure."""
+        return two_point_statistics(x, self.window).reshape(len(x), -1)
+
+    def fit(
+        self, microstructures: np.ndarray, targets: np.ndarray, val: Validation = None
+    ) -> TwoPointPCARegressor:
+        start = time.perf_counter()
+        x, y = self._check(microstructures, targets)
+        val = self._check_val(val)
+        h = self.hyperparameters
+        self.window = min(h["r_max"], (min(x.shape[1:]) - 1) // 2)
+        features = self.features(x)
+        components = min(h["n_components"], *features.shape)
+        self.pipeline = make_pipeline(
+            PCA(components, random_state=0),
+            StandardScaler(),
+            PolynomialFeatures(h["degree"], include_bias=False),
+            Ridge(alpha=h["alpha"]),
+        )
+        self.pipeline.fit(features, y)
+        extra = {"hyperparameters": h, "n_components_used": components}
+        self._record_training(x, y, val, time.perf_counter() - start, extra)
+        return self
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        if self.pipeline is None:
+            raise ConfigError(f"{self.name} is not fitted: call fit first")
+        return self.pipeline.predict(self.features(x)).astype(np.float64)
+
+    def card(self) -> dict:
+        card = super().card()
+        card["representation"] = {"name": "two-point", "r_max": self.window}
+        card["hyperparameters"] = self.hyperparameters
+        return card
+
+
+class RuleOfMixtures(MicrostructureRegressor):
+    """C11 from the volume fraction alone: the Voigt or the Reuss estimate.
+
+    ``rule="voigt"``: (Σ f_i C_i)[0, 0], the arithmetic mean of the phases' C11 (upper
+    bound); ``rule="reuss"``: ((Σ f_i C_i⁻¹)⁻¹)[0, 0] (lower bound). Phase 1 is
+    ``phases[1]``. :meth:`fit` learns nothing: it checks the data and records it.
+    """
+
+    family = "mixture-rule"
+
+    def __init__(
+        self,
+        phases: Sequence[IsotropicPhase],
+        rule: str = "voigt",
+        name: str | None = None,
+        target: str = "C11",
+        unit: str = "",
+    ):
+        super().__init__(name or f"{rule}-mixture", phases, target, unit)
+        if len(self.phases) != 2:
+            raise ConfigError("a rule of mixtures needs two IsotropicPhase objects (0 and 1)")
+        if rule not in RULES:
+            raise ConfigError(f"rule {rule!r} is not one of {RULES}")
+        self.rule = rule
+
+    def fit(
+        self, microstructures: np.ndarray, targets: np.ndarray, val: Validation = None
+    ) -> RuleOfMixtures:
+        start = time.perf_counter()
+        x, y = self._check(microstructures, targets)
+        val = self._check_val(val)
+        self._record_training(x, y, val, time.perf_counter() - start, {})
+        self.metrics["train"] = self.evaluate(x, y)
+        return self
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        phi = volume_fractions(x)
+        fractions = np.stack([1 - phi, phi], axis=-1)
+        bound = voigt_stiffness if self.rule == "voigt" else reuss_stiffness
+        return bound(self.phases, fractions)[:, 0, 0]
+
+    def card(self) -> dict:
+        card = super().card()
+        card["representation"] = {"name": "volume-fraction"}
+        card["rule"] = self.rule
+        return card
