@@ -18,8 +18,6 @@ OUT/data/test.h5 --json``). Results: ``benchmarks/results/homogenization.{json,p
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _shared import command, machine, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.voxels import VoxelDataset, read_voxel_dataset, write_voxel_dataset
 from deepmat.models.cnn3d import HOMOGENIZATION_SMALL
@@ -166,18 +165,6 @@ def train_models(x, y, x_val, y_val, args, workdir: Path, curve_point: bool = Fa
     return {"cnn3d": cnn, "two_point_pca": two_point}
 
 
-def machine() -> dict:
-    import platform
-
-    return {
-        "platform": platform.platform(),
-        "cpu_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 def plot(results: dict, truth: np.ndarray, predictions: dict, path: Path) -> None:
     import matplotlib
 
@@ -282,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "benchmark": "homogenization",
         "quick": args.quick,
-        "command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]),
+        "command": command(),
         "data": {
             "generated": generation,
             "files": {side: str(args.out / "data" / f"{side}.h5") for side in parts},
@@ -307,9 +294,8 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "models": {name: str(args.out / name) for name in models},
     }
-    args.results.mkdir(parents=True, exist_ok=True)
     stem = "homogenization_quick" if args.quick else "homogenization"
-    (args.results / f"{stem}.json").write_text(json.dumps(results, indent=2, default=float))
+    write_json(results, args.results, stem)
     plot(results, y_test, predictions, args.results / f"{stem}.png")
     return results
 

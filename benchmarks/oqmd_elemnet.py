@@ -16,10 +16,7 @@ last checkpoint. Results: ``benchmarks/results/oqmd_elemnet.{json,png}``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _shared import command, machine, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.represent import ElementFractions
 from deepmat.train import ForestRegressor, NetworkRegressor, TrainConfig, save_model
@@ -125,17 +123,6 @@ def time_prediction(model: NetworkRegressor, compositions: list, repeats: int = 
             runs.append(time.perf_counter() - start)
         timings[name] = min(runs)
     return timings
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpu_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def plot(results: dict, history: list[dict], path: Path) -> None:
@@ -243,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "benchmark": "oqmd_elemnet",
         "quick": args.quick,
-        "command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]),
+        "command": command(),
         "data": {
             "train": str(dataset_path("oqmd-dhf", "train")),
             "val": str(dataset_path("oqmd-dhf", "val")),
@@ -266,9 +253,8 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "models": {m: str(out / m) for m in metrics},
     }
-    args.results.mkdir(parents=True, exist_ok=True)
     stem = "oqmd_elemnet_quick" if args.quick else "oqmd_elemnet"
-    (args.results / f"{stem}.json").write_text(json.dumps(results, indent=2, default=float))
+    write_json(results, args.results, stem)
     plot(results, elemnet.fit_result.history, args.results / f"{stem}.png")
     return results
 

@@ -11,8 +11,8 @@ import pytest
 import deepmat
 from deepmat.data.registry import DATASETS, data_dir
 
-BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("*.py"))
-NEEDS = {"oqmd_elemnet": "oqmd-dhf", "homogenization": None}
+BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("[!_]*.py"))
+NEEDS = {"oqmd_elemnet": "oqmd-dhf", "homogenization": None, "localization": None}
 
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)

@@ -118,12 +118,75 @@ def train_composition_cmd(
     console.print(f"saved to {out}")
 
 
+@train_app.command("microstructure")
+def train_microstructure_cmd(
+    out: Annotated[Path, typer.Option(help="directory for the saved model and checkpoints")],
+    data: Annotated[
+        Path, typer.Option(help="HDF5 file of labelled microstructures (`deepmat generate`)")
+    ],
+    model: Annotated[str, typer.Option(help="cnn3d, two-point-pca, voigt or reuss")] = "cnn3d",
+    val: Annotated[
+        Path | None, typer.Option(help="validation HDF5 (default: split off DATA at random)")
+    ] = None,
+    test: Annotated[Path | None, typer.Option(help="held-out test HDF5, evaluated once")] = None,
+    target: Annotated[str, typer.Option(help="stiffness component, e.g. C11")] = "C11",
+    epochs: int = 100,
+    batch_size: int = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (peak, for onecycle)")] = 1e-3,
+    schedule: Annotated[str, typer.Option(help="constant, onecycle, cosine or plateau")] = (
+        "constant"
+    ),
+    patience: Annotated[int, typer.Option(help="epochs without improvement before stopping")] = 20,
+    val_fraction: Annotated[float, typer.Option(help="share of DATA held out without --val")] = (
+        0.15
+    ),
+    seed: int = 0,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt")] = True,
+) -> None:
+    """Train a homogenization model (microstructure → stiffness component) and save it to OUT."""
+    from deepmat.train.trainer import TrainConfig
+    from deepmat.workflows.microstructure import train_microstructure
+
+    try:
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            schedule=schedule,
+            patience=patience,
+            seed=seed,
+            progress=sys.stderr.isatty(),
+        )
+        regressor = train_microstructure(
+            model,
+            data,
+            out,
+            val=val,
+            test=test,
+            target=target,
+            config=config,
+            val_fraction=val_fraction,
+            seed=seed,
+            resume=resume,
+        )
+    except DeepmatError as exc:
+        _fail(exc)
+    _print_metrics(f"{regressor.name}: {target}", regressor.metrics)
+    console.print(
+        f"trained on {regressor.training['data']['n_train']} microstructures; saved to {out}"
+    )
+
+
 def _print_metrics(name: str, metrics: dict) -> None:
+    """One row per set; a MAPE column when the metrics have one (microstructure models)."""
+    with_mape = any("mape" in m for m in metrics.values())
     table = Table(title=name)
-    for column in ("set", "MAE", "RMSE", "R²", "n"):
+    for column in ("set", "MAE", "RMSE", "R²", *(["MAPE %"] if with_mape else []), "n"):
         table.add_column(column)
     for side, m in metrics.items():
-        table.add_row(side, f"{m['mae']:.4g}", f"{m['rmse']:.4g}", f"{m['r2']:.4f}", str(m["n"]))
+        mape = [f"{m.get('mape', float('nan')):.3g}"] if with_mape else []
+        row = [f"{m['mae']:.4g}", f"{m['rmse']:.4g}", f"{m['r2']:.4f}", *mape, str(m["n"])]
+        table.add_row(side, *row)
     console.print(table)
 
 
@@ -380,11 +443,20 @@ def demo(
     ),
     epochs: int = 10,
     limit: Annotated[int | None, typer.Option(help="use a random subset of this size")] = None,
+    microstructures: Annotated[
+        int, typer.Option(help="microstructures generated for the homogenization part")
+    ] = 150,
+    grid: Annotated[int, typer.Option(help="voxels per edge of each microstructure")] = 15,
+    cnn_epochs: Annotated[int, typer.Option(help="epochs of the homogenization CNN")] = 40,
 ) -> None:
-    """Train ElemNet and a Magpie forest on data shipped inside matminer; no network."""
-    from deepmat.workflows.demo import run_demo
+    """Train ElemNet and a Magpie forest on data shipped inside matminer, then homogenization
+    models on microstructures generated here; no network."""
+    from deepmat.workflows.demo import run_demo, run_homogenization_demo
 
     try:
         run_demo(out, epochs=epochs, limit=limit, console=console)
+        run_homogenization_demo(
+            out, n=microstructures, grid=grid, epochs=cnn_epochs, console=console
+        )
     except DeepmatError as exc:
         _fail(exc)

@@ -6,6 +6,15 @@ from deepmat.models.cnn3d import (
     CNN3DSpec,
     HomogenizationCNN,
 )
+from deepmat.models.localization import (
+    SLICE_CNN_PAPER,
+    SLICE_CNN_SMALL,
+    STRAIN_FCN_SMALL,
+    SliceCNN,
+    SliceCNNSpec,
+    StrainFCN,
+    StrainFCNSpec,
+)
 from deepmat.models.mlp import ELEMNET, MLP, Block, MLPSpec
 
 __all__ = [
@@ -13,8 +22,15 @@ __all__ = [
     "HOMOGENIZATION_PAPER",
     "HOMOGENIZATION_SMALL",
     "MLP",
+    "SLICE_CNN_PAPER",
+    "SLICE_CNN_SMALL",
+    "STRAIN_FCN_SMALL",
     "Block",
     "CNN3DSpec",
     "HomogenizationCNN",
     "MLPSpec",
+    "SliceCNN",
+    "SliceCNNSpec",
+    "StrainFCN",
+    "StrainFCNSpec",
 ]

@@ -4,11 +4,13 @@ Compositions: each representation has ``transform(compositions, labels=None) -> 
 ``feature_names`` and ``to_dict()``; :func:`representation_from_dict` rebuilds one from
 the dict stored in a saved model's card, so a model always featurizes as it was trained.
 Voxel microstructures: :func:`check_phase_maps` validates a batch and
-:func:`two_point_statistics` computes its periodic 2-point autocorrelations.
+:func:`two_point_statistics` computes its periodic 2-point autocorrelations;
+:func:`neighbourhoods` cuts the periodic block around each voxel (localization input).
 """
 
 from deepmat.represent.fractions import ELEMNET_ELEMENTS, ElementFractions
 from deepmat.represent.magpie import MagpieAttributes
+from deepmat.represent.neighbourhoods import neighbourhoods, sample_voxels
 from deepmat.represent.phase_maps import check_phase_maps, volume_fractions
 from deepmat.represent.two_point import two_point_statistics
 
@@ -27,7 +29,9 @@ __all__ = [
     "ElementFractions",
     "MagpieAttributes",
     "check_phase_maps",
+    "neighbourhoods",
     "representation_from_dict",
+    "sample_voxels",
     "two_point_statistics",
     "volume_fractions",
 ]

@@ -64,3 +64,30 @@ def volume_fractions(microstructures: np.ndarray) -> np.ndarray:
     """Fraction of phase-1 voxels in each microstructure, shape (n,)."""
     array = check_phase_maps(microstructures)
     return array.reshape(len(array), -1).mean(axis=1, dtype=np.float64)
+
+
+def check_fields(fields: np.ndarray, shape: tuple[int, ...], name: str = "strain") -> np.ndarray:
+    """``fields`` as a finite float64 array of ``shape``: one value per voxel per sample.
+
+    ``shape`` is that of the microstructures the fields belong to, (n, n1, n2, n3); the
+    message names a count or grid mismatch, or the first sample holding NaN or infinity.
+    """
+    values = np.asarray(fields, dtype=np.float64)
+    if values.ndim != len(shape):
+        raise DataError(
+            f"{name} must have shape (n, n1, n2, n3) like the microstructures {shape}, "
+            f"got shape {values.shape}"
+        )
+    if len(values) != shape[0]:
+        raise DataError(f"{name} has {len(values)} fields for {shape[0]} microstructures")
+    if values.shape[1:] != tuple(shape[1:]):
+        raise DataError(
+            f"{name} fields have grid {values.shape[1:]}, the microstructures {tuple(shape[1:])}"
+        )
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise DataError(
+            f"{name}[{first}] holds NaN or infinite values ({int(bad.sum())} such field(s))"
+        )
+    return values

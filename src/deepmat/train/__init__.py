@@ -1,7 +1,14 @@
 """Training: one Lightning trainer, metrics, estimators and the saved-model format."""
 
+from deepmat.train.localization import (
+    FCN3DRegressor,
+    LocalizationRegressor,
+    MKSRegressor,
+    SliceCNNRegressor,
+)
 from deepmat.train.metrics import (
     mean_absolute_percentage_error,
+    mean_absolute_strain_error,
     parity_plot,
     regression_metrics,
 )
@@ -16,10 +23,14 @@ from deepmat.train.saved import load_model, save_model
 from deepmat.train.trainer import TargetScaler, TrainConfig, fit_network
 
 __all__ = [
+    "FCN3DRegressor",
     "ForestRegressor",
+    "LocalizationRegressor",
+    "MKSRegressor",
     "MicrostructureRegressor",
     "NetworkRegressor",
     "RuleOfMixtures",
+    "SliceCNNRegressor",
     "TargetScaler",
     "TrainConfig",
     "TwoPointPCARegressor",
@@ -27,6 +38,7 @@ __all__ = [
     "fit_network",
     "load_model",
     "mean_absolute_percentage_error",
+    "mean_absolute_strain_error",
     "parity_plot",
     "regression_metrics",
     "save_model",

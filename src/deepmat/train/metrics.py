@@ -1,10 +1,12 @@
-"""Metrics every regression model reports, and the parity plot."""
+"""Metrics every regression model reports, the parity plot, and the localization MASE."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+from deepmat.errors import DataError
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -66,3 +68,20 @@ def mean_absolute_percentage_error(y_true: np.ndarray, y_pred: np.ndarray) -> fl
     if np.any(y_true == 0):
         return float("nan")
     return float(100 * np.mean(np.abs(y_pred - y_true) / np.abs(y_true)))
+
+
+def mean_absolute_strain_error(
+    truth: np.ndarray, prediction: np.ndarray, macro_strain: float
+) -> float:
+    """MASE (%): the mean over voxels of |ε_pred − ε_true| / |ε̄|, ε̄ the macroscopic strain.
+
+    The localization error measure of Yang et al. (2019); with equally sized volume elements
+    it is also the mean over elements of their own MASE.
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    prediction = np.asarray(prediction, dtype=np.float64)
+    if truth.shape != prediction.shape:
+        raise DataError(f"shapes differ: truth {truth.shape}, prediction {prediction.shape}")
+    if macro_strain == 0 or not np.isfinite(macro_strain):
+        raise DataError(f"the macroscopic strain must be finite and non-zero, got {macro_strain}")
+    return float(100 * np.mean(np.abs(prediction - truth)) / abs(macro_strain))

@@ -38,7 +38,7 @@ from deepmat.physics.elasticity import IsotropicPhase, reuss_stiffness, voigt_st
 from deepmat.represent.phase_maps import check_phase_maps, check_targets, volume_fractions
 from deepmat.represent.two_point import two_point_statistics
 from deepmat.train.metrics import mean_absolute_percentage_error, regression_metrics
-from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network
+from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network, inputs_only
 
 Validation = tuple[np.ndarray, np.ndarray] | None
 PREDICT_BATCH = 64
@@ -219,7 +219,7 @@ class VoxelCNNRegressor(MicrostructureRegressor):
                 workdir if workdir is not None else scratch,
                 self.scaler,
                 resume,
-                augment=c11_symmetries if self.augment else None,
+                augment=inputs_only(c11_symmetries) if self.augment else None,
                 val_batch_size=PREDICT_BATCH,
             )
         self._record_training(

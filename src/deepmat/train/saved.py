@@ -10,10 +10,15 @@
                          only forests you trust, as with any scikit-learn model)
     pipeline.joblib      PCA and polynomial regression on 2-point statistics (family
                          "two-point-pca"; a pickle, trust as above)
+    mks.npz              MKS influence coefficients α_h(r), (2, n1, n2, n3) float64
+                         (family "mks"; plain arrays, no pickle)
 
 Composition models have ``"input": "composition"`` in their card; homogenization models
 (families "voxel-network", "two-point-pca" and "mixture-rule", the last one a card
 alone) have ``"input": "microstructure"``, the training grid and the phases.
+Localization models (families "localization-network", whose ``architecture.kind`` is
+"slice-cnn" or "strain-fcn", and "mks") have ``"input": "microstructure"`` and
+``"output": "strain field"``, with the macroscopic strain they were trained under.
 :func:`load_model` reads any such directory back into an object with ``.predict``.
 """
 
@@ -26,13 +31,22 @@ from importlib.metadata import version
 from pathlib import Path
 
 import joblib
+import numpy as np
 from safetensors.torch import load_file, save_file
 
 from deepmat.errors import ModelFormatError
 from deepmat.models.cnn3d import CNN3DSpec
+from deepmat.models.localization import SliceCNNSpec, StrainFCNSpec
 from deepmat.models.mlp import MLPSpec
 from deepmat.physics.elasticity import IsotropicPhase
 from deepmat.represent import representation_from_dict
+from deepmat.train.localization import (
+    FCN3DRegressor,
+    LocalizationRegressor,
+    MKSRegressor,
+    NetworkLocalizationRegressor,
+    SliceCNNRegressor,
+)
 from deepmat.train.microstructure import (
     MicrostructureRegressor,
     RuleOfMixtures,
@@ -46,7 +60,9 @@ FORMAT = "deepmat-model"
 FORMAT_VERSION = 1
 CARD = "card.json"
 MICROSTRUCTURE_FAMILIES = ("voxel-network", "two-point-pca", "mixture-rule")
-Model = CompositionRegressor | MicrostructureRegressor
+LOCALIZATION_FAMILIES = ("localization-network", "mks")
+MKS_FILE = "mks.npz"
+Model = CompositionRegressor | MicrostructureRegressor | LocalizationRegressor
 
 
 def _versions() -> dict[str, str]:
@@ -58,7 +74,7 @@ def save_model(model: Model, path: str | Path) -> Path:
     """Write ``model`` as a saved-model directory at ``path`` (created if needed)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    if isinstance(model, NetworkRegressor | VoxelCNNRegressor):
+    if isinstance(model, NetworkRegressor | VoxelCNNRegressor | NetworkLocalizationRegressor):
         state = {k: v.contiguous() for k, v in model.net.state_dict().items()}
         save_file(state, path / "weights.safetensors")
     elif isinstance(model, ForestRegressor):
@@ -67,6 +83,10 @@ def save_model(model: Model, path: str | Path) -> Path:
         if model.pipeline is None:
             raise ModelFormatError(f"cannot save {model.name}: it is not fitted")
         joblib.dump(model.pipeline, path / "pipeline.joblib", compress=3)
+    elif isinstance(model, MKSRegressor):
+        if model.influence is None:
+            raise ModelFormatError(f"cannot save {model.name}: it is not fitted")
+        np.savez(path / MKS_FILE, influence=model.influence)
     elif not isinstance(model, RuleOfMixtures):
         raise ModelFormatError(f"cannot save a {type(model).__name__}")
     card = {"format": FORMAT, "format_version": FORMAT_VERSION} | model.card()
@@ -99,6 +119,8 @@ def load_model(path: str | Path) -> Model:
     card = read_card(path)
     if card["family"] in MICROSTRUCTURE_FAMILIES:
         return _load_microstructure_model(path, card)
+    if card["family"] in LOCALIZATION_FAMILIES:
+        return _load_localization_model(path, card)
     representation = representation_from_dict(card["representation"])
     target = card["target"]
     common = {"name": card["model"], "target": target["name"], "unit": target.get("unit", "")}
@@ -160,5 +182,46 @@ def _load_microstructure_model(path: Path, card: dict) -> MicrostructureRegresso
     else:
         model = RuleOfMixtures(rule=card["rule"], **common)
     model.grid = tuple(card["grid"]) if card.get("grid") else None
+    model.training, model.metrics = training, card.get("metrics", {})
+    return model
+
+
+def _load_localization_model(path: Path, card: dict) -> LocalizationRegressor:
+    """A localization model from its card and weights or influence coefficients."""
+    phases = [IsotropicPhase(**p) for p in card.get("phases", [])]
+    common = {"phases": phases, "name": card["model"]}
+    training, target = card.get("training", {}), card["target"]
+    model: LocalizationRegressor
+    if card["family"] == "mks":
+        model = MKSRegressor(**card["hyperparameters"], **common)
+        with np.load(_require(path, MKS_FILE), allow_pickle=False) as stored:
+            model.influence = stored["influence"]
+    else:
+        architecture = card["architecture"]
+        config = TrainConfig(**training.get("config", {}))
+        options = {"augment": card.get("augment", True), "mean_correction": card["mean_correction"]}
+        network: NetworkLocalizationRegressor
+        if architecture.get("kind") == "slice-cnn":
+            network = SliceCNNRegressor(
+                SliceCNNSpec.from_dict(architecture),
+                config,
+                voxels_per_sample=card["voxels_per_sample"],
+                **options,
+                **common,
+            )
+        elif architecture.get("kind") == "strain-fcn":
+            network = FCN3DRegressor(
+                StrainFCNSpec.from_dict(architecture), config, **options, **common
+            )
+        else:
+            raise ModelFormatError(
+                f"{path}: unknown localization architecture {architecture.get('kind')!r}"
+            )
+        network.net.load_state_dict(load_file(_require(path, "weights.safetensors")))
+        network.net.eval()
+        network.scaler = TargetScaler(target["mean"], target["std"])
+        model = network
+    model.grid = tuple(card["grid"]) if card.get("grid") else None
+    model.macro_strain = target.get("macro_strain")
     model.training, model.metrics = training, card.get("metrics", {})
     return model

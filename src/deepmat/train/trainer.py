@@ -1,10 +1,11 @@
 """One Lightning-based trainer for every regression network in deepmat.
 
 :func:`fit_network` takes any ``nn.Module`` mapping a batch of feature tensors to
-``(n, 1)`` predictions and trains it on standardised targets with early stopping on
-the validation MAE (in the target's own units), checkpoints that allow resuming after
-an interruption, per-epoch metrics and a progress bar. It runs on the CPU by default
-and on a GPU when one is present (``accelerator="auto"``).
+``(n, 1)`` predictions, or to fields of the targets' shape, and trains it on
+standardised targets with early stopping on the validation MAE (in the target's own
+units), checkpoints that allow resuming after an interruption, per-epoch metrics and a
+progress bar. It runs on the CPU by default and on a GPU when one is present
+(``accelerator="auto"``).
 
 Two options matter for deep ReLU networks with dropout such as ElemNet:
 
@@ -102,14 +103,27 @@ class TargetScaler:
         return z * self.std + self.mean
 
 
-Augment = Callable[[torch.Tensor], torch.Tensor]
+Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def inputs_only(transform: Callable[[torch.Tensor], torch.Tensor]) -> Augment:
+    """An :data:`Augment` that transforms the inputs and leaves the targets as they are:
+    for a random symmetry under which the target is invariant (C11 under reflections)."""
+
+    def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return transform(x), y
+
+    return augment
 
 
 class RegressionTask(L.LightningModule):
     """Wraps a network with its loss, optimiser, schedule and target scaling.
 
-    ``augment``, when given, transforms every training batch of inputs (never the
-    validation batches): a random symmetry that leaves the target unchanged.
+    Targets may be one value per sample, shape (n,), or a field per sample such as
+    (n, 1, n1, n2, n3); the network's output is reshaped to the targets' shape, so a
+    (b, 1) output meets (b,) targets. ``augment``, when given, transforms every training
+    batch ``(x, y)`` (never the validation batches): a random symmetry applied to the
+    inputs and, for equivariant targets such as fields, to the targets alike.
     """
 
     def __init__(
@@ -125,13 +139,13 @@ class RegressionTask(L.LightningModule):
         self.loss_fn = nn.L1Loss() if config.loss == "l1" else nn.MSELoss()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.float()).squeeze(-1)
+        return self.net(x.float())
 
     def training_step(self, batch, _):
         x, y = batch
         if self.augment is not None:
-            x = self.augment(x.float())
-        prediction = self(x)
+            x, y = self.augment(x.float(), y)
+        prediction = self(x).reshape(y.shape)
         loss = self.loss_fn(prediction, y)
         train_mae = (prediction.detach() - y).abs().mean() * self.scaler.std
         self.log("train_loss", loss, on_epoch=True, on_step=False, batch_size=len(y))
@@ -140,7 +154,7 @@ class RegressionTask(L.LightningModule):
 
     def validation_step(self, batch, _):
         x, y = batch
-        error = (self(x) - y).abs().mean() * self.scaler.std
+        error = (self(x).reshape(y.shape) - y).abs().mean() * self.scaler.std
         self.log("val_mae", error, on_epoch=True, prog_bar=True, batch_size=len(y))
 
     def configure_optimizers(self):
@@ -253,10 +267,12 @@ def fit_network(
     """Train ``net`` in place; the best weights by validation MAE are loaded at the end.
 
     ``x`` arrays may have any shape (n, ...) that ``net`` takes, such as (n, features)
-    vectors or (n, 1, n1, n2, n3) voxel images. Checkpoints go to ``workdir/checkpoints``;
+    vectors or (n, 1, n1, n2, n3) voxel images; ``y`` arrays are (n,) values or (n, ...)
+    fields matching the network's output. Checkpoints go to ``workdir/checkpoints``;
     with ``resume`` a run that finds ``last.ckpt`` there continues from it (same epoch,
-    optimiser and schedule state). ``augment`` transforms each training batch of inputs;
-    ``val_batch_size`` bounds the memory of validation passes (3-D CNNs need it small).
+    optimiser and schedule state). ``augment`` transforms each training batch ``(x, y)``
+    (wrap an input-only transform with :func:`inputs_only`); ``val_batch_size`` bounds
+    the memory of validation passes (3-D CNNs need it small).
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)

@@ -1,0 +1,36 @@
+"""What every benchmark records beside its metrics: the machine and the exact command."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+
+def machine() -> dict:
+    """Platform, CPU threads, Python, torch and GPU (None on a CPU-only machine)."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def command() -> str:
+    """The command line that ran this benchmark."""
+    return shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv])
+
+
+def write_json(results: dict, directory: Path, stem: str) -> Path:
+    """``directory/stem.json`` (created as needed), NumPy scalars written as floats."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stem}.json"
+    path.write_text(json.dumps(results, indent=2, default=float))
+    return path

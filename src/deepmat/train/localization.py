@@ -1,0 +1,539 @@
+"""Localization estimators: two-phase voxel microstructure → local strain field ε11.
+
+Under a macroscopic uniaxial strain ε̄11 every voxel of a linear-elastic composite takes a
+local strain ε11(x); the three models compared here, as by Yang et al. (2019), learn that
+map from solved examples:
+
+* :class:`MKSRegressor`: the first-order materials knowledge systems (MKS) localization,
+  a linear convolution of the phase indicators with influence coefficients calibrated
+  independently at each spatial frequency; no network.
+* :class:`SliceCNNRegressor`: a :class:`~deepmat.models.localization.SliceCNN` on the 11³
+  periodic neighbourhood of each voxel, trained on a random subset of voxels per volume
+  element and applied to every voxel to predict a field.
+* :class:`FCN3DRegressor`: a :class:`~deepmat.models.localization.StrainFCN`, a periodic
+  fully convolutional 3-D network that predicts whole fields, trained on whole fields.
+
+They share one API: ``fit(microstructures, strain, val=None, macro_strain=None)``,
+``predict(microstructures)`` → (n, n1, n2, n3) fields of ε11, ``evaluate(microstructures,
+strain)`` → MASE (%), MAE, RMSE, n and n_voxels, and ``card()``. Microstructures are
+(n, n1, n2, n3) arrays of phase indices 0/1; strain is the ε11 fields, (n, n1, n2, n3), or
+the stored Mandel fields (n, 6, n1, n2, n3) of which component 0 is taken. Models learn
+ε11 / ε̄11 (the problem is linear, so the field scales with the load): ``macro_strain`` is
+ε̄11, by default the mean of the training fields, which for periodic fields is exactly the
+imposed macroscopic strain; ``predict`` scales back by it or by the value it is given.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepmat.errors import ConfigError, DataError
+from deepmat.models.localization import (
+    SLICE_CNN_SMALL,
+    STRAIN_FCN_SMALL,
+    SliceCNN,
+    SliceCNNSpec,
+    StrainFCN,
+    StrainFCNSpec,
+)
+from deepmat.physics.elasticity import IsotropicPhase
+from deepmat.represent.neighbourhoods import neighbourhoods, sample_voxels
+from deepmat.represent.phase_maps import check_fields, check_phase_maps, volume_fractions
+from deepmat.train.metrics import mean_absolute_strain_error
+from deepmat.train.microstructure import c11_symmetries, fingerprint
+from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network, inputs_only
+
+Validation = tuple[np.ndarray, np.ndarray] | None
+TARGET = "e11"
+PREDICT_VOXELS = 8192
+FIELD_BATCH = 16
+MKS_CHUNK = 256
+
+
+def strain_component(strain: np.ndarray) -> np.ndarray:
+    """ε11 fields: component 0 of (n, 6, n1, n2, n3) Mandel fields, or ``strain`` as given."""
+    array = np.asarray(strain)
+    if array.ndim == 5 and array.shape[1] == 6:
+        return array[:, 0]
+    return array
+
+
+def localization_metrics(
+    truth: np.ndarray, prediction: np.ndarray, macro_strain: float
+) -> dict[str, float]:
+    """MASE (%), MAE and RMSE of the strain over all voxels, the fields n and voxels n_voxels."""
+    error = np.asarray(prediction, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
+    return {
+        "mase": mean_absolute_strain_error(truth, prediction, macro_strain),
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "n": len(error),
+        "n_voxels": int(error.size),
+    }
+
+
+def neighbourhood_symmetries(x: torch.Tensor) -> torch.Tensor:
+    """Each (s, s, s) neighbourhood of a batch reflected along each axis with probability
+    1/2 and its axes 2 and 3 swapped with probability 1/2.
+
+    These map the loading axis 1 to ±itself and keep the centre voxel, so under uniaxial
+    ε̄11 they leave the centre's ε11 unchanged (ε'11 = Q11² ε11 = ε11).
+    """
+    b = len(x)
+    for axis in (1, 2, 3):
+        flip = torch.rand(b, device=x.device) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(axis), x)
+    swap = torch.rand(b, device=x.device) < 0.5
+    return torch.where(swap[:, None, None, None], x.transpose(2, 3), x)
+
+
+def strain_symmetries(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random symmetry of :func:`~deepmat.train.microstructure.c11_symmetries` (a
+    periodic translation, reflections, the 2↔3 swap) applied to each phase map and its field.
+
+    The solution of the transformed structure is the transformed field: these symmetries
+    keep the uniaxial load ε̄11 and the component ε11, so (x, y) ↦ (g x, g y) is exact.
+    """
+    both = c11_symmetries(torch.cat([x.float(), y], dim=1))
+    return both[:, : x.shape[1]], both[:, x.shape[1] :]
+
+
+def hold_out(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) with a random ``fraction`` of ``n`` microstructures in val."""
+    if n < 2:
+        raise DataError(f"need at least 2 microstructures to hold out a validation set, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class LocalizationRegressor:
+    """Shared behaviour: input checks, normalisation by ε̄11, evaluation and the card."""
+
+    family = ""
+
+    def __init__(self, name: str, phases: Sequence[IsotropicPhase] = ()):
+        self.name = name
+        self.phases = tuple(phases)
+        if not all(isinstance(p, IsotropicPhase) for p in self.phases):
+            raise ConfigError("phases must be IsotropicPhase objects (phase 0, then phase 1)")
+        self.grid: tuple[int, ...] | None = None
+        self.macro_strain: float | None = None
+        self.training: dict = {}
+        self.metrics: dict = {}
+
+    def predict(self, microstructures: np.ndarray, macro_strain: float | None = None) -> np.ndarray:
+        """Predicted ε11 fields, float64 (n, n1, n2, n3), under ε̄11 = ``macro_strain``
+        (the training value when None)."""
+        scale = self._scale(macro_strain)
+        return scale * self._predict_normalised(check_phase_maps(microstructures))
+
+    def evaluate(
+        self, microstructures: np.ndarray, strain: np.ndarray, macro_strain: float | None = None
+    ) -> dict[str, float]:
+        """MASE (%), MAE, RMSE, n and n_voxels of the predicted ε11 fields."""
+        x, e = self._check(microstructures, strain)
+        scale = self._scale(macro_strain)
+        return localization_metrics(e, scale * self._predict_normalised(x), scale)
+
+    def _predict_normalised(self, x: np.ndarray) -> np.ndarray:
+        """ε11 / ε̄11 fields for checked microstructures."""
+        raise NotImplementedError
+
+    def _scale(self, macro_strain: float | None) -> float:
+        value = self.macro_strain if macro_strain is None else float(macro_strain)
+        if value is None:
+            raise ConfigError(f"{self.name} is not fitted: call fit first")
+        if value == 0 or not np.isfinite(value):
+            raise DataError(f"macro_strain must be finite and non-zero, got {value}")
+        return value
+
+    @staticmethod
+    def _check(
+        microstructures: np.ndarray, strain: np.ndarray, prefix: str = ""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x = check_phase_maps(microstructures, f"{prefix}microstructures")
+        return x, check_fields(strain_component(strain), x.shape, f"{prefix}strain")
+
+    def _check_val(self, val: Validation) -> Validation:
+        if val is None:
+            return None
+        if len(val) != 2:
+            raise DataError("val must be a pair (microstructures, strain)")
+        return self._check(*val, prefix="val ")
+
+    def _prepare(
+        self,
+        microstructures: np.ndarray,
+        strain: np.ndarray,
+        val: Validation,
+        macro_strain: float | None,
+    ) -> tuple[np.ndarray, np.ndarray, Validation]:
+        """Checked training data and validation pair; sets the grid and ε̄11."""
+        x, e = self._check(microstructures, strain)
+        val = self._check_val(val)
+        if val is not None and val[0].shape[1:] != x.shape[1:]:
+            raise DataError(
+                f"val microstructures have grid {val[0].shape[1:]}, training {x.shape[1:]}"
+            )
+        self.macro_strain = self._scale(float(e.mean()) if macro_strain is None else macro_strain)
+        self.grid = tuple(int(n) for n in x.shape[1:])
+        return x, e, val
+
+    def _record_training(
+        self, x: np.ndarray, e: np.ndarray, val: Validation, seconds: float, extra: dict
+    ) -> None:
+        phi = volume_fractions(x)
+        self.training = {
+            "data": {
+                "fingerprint": fingerprint(x, e),
+                "n_train": len(x),
+                "n_val": len(val[0]) if val is not None else 0,
+                "grid": list(self.grid or ()),
+                "volume_fraction": {"min": float(phi.min()), "max": float(phi.max())},
+            },
+            "seconds": round(seconds, 2),
+        } | extra
+        if val is not None:
+            self.metrics["val"] = self.evaluate(*val)
+
+    def card(self) -> dict:
+        return {
+            "family": self.family,
+            "model": self.name,
+            "input": "microstructure",
+            "output": "strain field",
+            "grid": list(self.grid) if self.grid else None,
+            "phases": [asdict(p) for p in self.phases],
+            "target": {
+                "name": TARGET,
+                "component": "Mandel 0 of the local strain",
+                "macro_strain": self.macro_strain,
+                "unit": "",
+            },
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+
+class MKSRegressor(LocalizationRegressor):
+    """First-order MKS localization: ε = Σ_h α_h ⊛ m_h, calibrated frequency by frequency.
+
+    With the indicators m_0 = 1 − m, m_1 = m of the two phases and a periodic convolution
+    ⊛, the prediction in Fourier space is, at each frequency k,
+
+    .. math::
+
+        \\hat\\varepsilon(k) = \\hat\\alpha_0(k)\\,\\hat m_0(k) + \\hat\\alpha_1(k)\\,\\hat m_1(k).
+
+    The indicators are redundant: m_0 + m_1 = 1, so :math:`\\hat m_0(k) = -\\hat m_1(k)` at
+    every k ≠ 0 and only β = α_1 − α_0 is identifiable there. It is calibrated over the
+    training fields j by a 1×1 ridge solve per frequency,
+
+    .. math::
+
+        \\hat\\beta(k) = \\frac{\\sum_j \\overline{\\hat m_{1j}(k)}\\,\\hat\\varepsilon_j(k)}
+        {\\sum_j |\\hat m_{1j}(k)|^2 + \\lambda \\langle \\sum_j |\\hat m_{1j}|^2 \\rangle_k},
+
+    (λ = ``ridge`` relative to the mean power, which only matters at frequencies the
+    training structures hardly excite); at k = 0 the mean strains ε̄_j are fitted as
+    c + β̂(0) φ_j by least squares over the volume fractions φ_j. The coefficients stored
+    are α̂_0(k) = c and α̂_1(k) = c + β̂(k), i.e. in real space α_0(r) = c δ(r): an exact
+    rewriting of ε = c + β ⊛ m_1 in the two local states. Fields learned are ε11 / ε̄11;
+    structures to predict must have the training grid.
+    """
+
+    family = "mks"
+
+    def __init__(
+        self, ridge: float = 1e-10, phases: Sequence[IsotropicPhase] = (), name: str = "mks"
+    ):
+        super().__init__(name, phases)
+        if not ridge >= 0:
+            raise ConfigError(f"ridge must be non-negative, got {ridge}")
+        self.ridge = float(ridge)
+        self.influence: np.ndarray | None = None
+
+    def fit(
+        self,
+        microstructures: np.ndarray,
+        strain: np.ndarray,
+        val: Validation = None,
+        macro_strain: float | None = None,
+    ) -> MKSRegressor:
+        start = time.perf_counter()
+        x, e, val = self._prepare(microstructures, strain, val, macro_strain)
+        axes = (1, 2, 3)
+        numerator, power = 0.0, 0.0
+        for i in range(0, len(x), MKS_CHUNK):
+            m_hat = np.fft.rfftn(x[i : i + MKS_CHUNK], axes=axes)
+            e_hat = np.fft.rfftn(e[i : i + MKS_CHUNK] / self.macro_strain, axes=axes)
+            numerator = numerator + np.sum(np.conj(m_hat) * e_hat, axis=0)
+            power = power + np.sum(np.abs(m_hat) ** 2, axis=0)
+        scale = float(power.mean()) or 1.0
+        beta = numerator / (power + self.ridge * scale)
+        design = np.column_stack([np.ones(len(x)), volume_fractions(x)])
+        means = e.reshape(len(e), -1).mean(axis=1) / self.macro_strain
+        (constant, slope), *_ = np.linalg.lstsq(design, means, rcond=None)
+        beta[0, 0, 0] = slope
+        spectra = np.stack([np.full_like(beta, constant), constant + beta])
+        self.influence = np.fft.irfftn(spectra, s=self.grid, axes=axes)
+        self._record_training(
+            x, e, val, time.perf_counter() - start, {"hyperparameters": {"ridge": self.ridge}}
+        )
+        return self
+
+    def _predict_normalised(self, x: np.ndarray) -> np.ndarray:
+        if self.influence is None:
+            raise ConfigError(f"{self.name} is not fitted: call fit first")
+        if x.shape[1:] != self.grid:
+            raise DataError(
+                f"{self.name} was calibrated on the grid {self.grid}; got microstructures of "
+                f"grid {x.shape[1:]} (MKS coefficients are defined on one grid)"
+            )
+        axes = (1, 2, 3)
+        alpha = np.fft.rfftn(self.influence, axes=axes)
+        out = np.empty(x.shape, dtype=np.float64)
+        for i in range(0, len(x), MKS_CHUNK):
+            m1 = x[i : i + MKS_CHUNK].astype(np.float64)
+            m_hat = np.fft.rfftn(np.stack([1 - m1, m1], axis=1), axes=(2, 3, 4))
+            field = np.sum(alpha * m_hat, axis=1)
+            out[i : i + MKS_CHUNK] = np.fft.irfftn(field, s=self.grid, axes=axes)
+        return out
+
+    def card(self) -> dict:
+        card = super().card()
+        card["representation"] = {"name": "local-state indicators", "states": 2}
+        card["hyperparameters"] = {"ridge": self.ridge}
+        return card
+
+
+class NetworkLocalizationRegressor(LocalizationRegressor):
+    """A network trained by :func:`fit_network` on ε11 / ε̄11, standardised, with early
+    stopping on validation volume elements (a random ``val_fraction`` of the training ones
+    when ``val`` is not given).
+
+    With ``mean_correction`` each predicted field is shifted by a constant so that its mean
+    is exactly ε̄11, which the strain of a periodic volume element always satisfies.
+    """
+
+    family = "localization-network"
+    spec: SliceCNNSpec | StrainFCNSpec
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        config: TrainConfig,
+        augment: bool,
+        mean_correction: bool,
+        val_fraction: float,
+        phases: Sequence[IsotropicPhase],
+        name: str,
+    ):
+        super().__init__(name, phases)
+        if not 0 < val_fraction < 1:
+            raise ConfigError(f"val_fraction {val_fraction} is not between 0 and 1")
+        self.net, self.config = net, config
+        self.augment, self.mean_correction = augment, mean_correction
+        self.val_fraction = val_fraction
+        self.scaler = TargetScaler()
+        self.fit_result = FitResult()
+
+    def fit(
+        self,
+        microstructures: np.ndarray,
+        strain: np.ndarray,
+        val: Validation = None,
+        macro_strain: float | None = None,
+        workdir: str | Path | None = None,
+        resume: bool = True,
+    ) -> NetworkLocalizationRegressor:
+        """Train; checkpoints go to ``workdir`` (a temporary directory when None)."""
+        start = time.perf_counter()
+        x, e, val = self._prepare(microstructures, strain, val, macro_strain)
+        if val is None:
+            train, held = hold_out(len(x), self.val_fraction, self.config.seed)
+            x, e, val = x[train], e[train], (x[held], e[held])
+        y, y_val = e / self.macro_strain, val[1] / self.macro_strain
+        self.scaler = TargetScaler.fit(y)
+        with tempfile.TemporaryDirectory(prefix="deepmat-localization-") as scratch:
+            self.fit_result = self._train(
+                x, y, val[0], y_val, Path(workdir) if workdir is not None else Path(scratch), resume
+            )
+        self._record_training(
+            x,
+            e,
+            val,
+            time.perf_counter() - start,
+            {
+                "config": self.config.to_dict(),
+                "augment": self.augment,
+                "epochs_run": self.fit_result.epochs_run,
+                "best_val_mae": self.fit_result.best_val_mae,
+                "resumed_from": self.fit_result.resumed_from,
+            },
+        )
+        return self
+
+    def _train(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        workdir: Path,
+        resume: bool,
+    ) -> FitResult:
+        raise NotImplementedError
+
+    def _finish(self, z: np.ndarray) -> np.ndarray:
+        """Standardised network output → ε11 / ε̄11 fields (mean-corrected if asked)."""
+        fields = self.scaler.inverse(z.astype(np.float64))
+        if self.mean_correction:
+            fields += 1 - fields.mean(axis=(1, 2, 3), keepdims=True)
+        return fields
+
+    def card(self) -> dict:
+        card = super().card()
+        card["architecture"] = self.spec.to_dict()
+        card["target"] |= {"mean": self.scaler.mean, "std": self.scaler.std}
+        card["augment"] = self.augment
+        card["mean_correction"] = self.mean_correction
+        return card
+
+
+class SliceCNNRegressor(NetworkLocalizationRegressor):
+    """The slice CNN of Yang et al. (2019) on periodic neighbourhoods of single voxels.
+
+    Training samples are ``voxels_per_sample`` random voxels of each training volume element
+    (their neighbourhoods extracted once, uint8, ``spec.size``³ bytes each); validation
+    samples are drawn likewise from the validation elements. With ``augment`` each training
+    batch is passed through :func:`neighbourhood_symmetries`. Prediction runs every voxel of
+    a few volume elements at a time.
+    """
+
+    def __init__(
+        self,
+        spec: SliceCNNSpec = SLICE_CNN_SMALL,
+        config: TrainConfig | None = None,
+        voxels_per_sample: int = 500,
+        augment: bool = True,
+        mean_correction: bool = True,
+        val_fraction: float = 0.15,
+        phases: Sequence[IsotropicPhase] = (),
+        name: str = "cnn-slices",
+    ):
+        if voxels_per_sample < 1:
+            raise ConfigError(f"voxels_per_sample must be at least 1, got {voxels_per_sample}")
+        config = config or TrainConfig(epochs=30, batch_size=1024, lr=2e-3, patience=10)
+        torch.manual_seed(config.seed)
+        super().__init__(
+            SliceCNN(spec), config, augment, mean_correction, val_fraction, phases, name
+        )
+        self.spec, self.voxels_per_sample = spec, voxels_per_sample
+
+    def samples(self, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Neighbourhoods of ``voxels_per_sample`` random voxels per element, and their y."""
+        voxels = sample_voxels(len(x), x.shape[1:], self.voxels_per_sample, seed)
+        return neighbourhoods(x, self.spec.size, voxels), y[tuple(voxels.T)]
+
+    def _train(self, x, y, x_val, y_val, workdir, resume) -> FitResult:
+        inputs, targets = self.samples(x, y, self.config.seed)
+        val_inputs, val_targets = self.samples(x_val, y_val, self.config.seed + 1)
+        return fit_network(
+            self.net,
+            inputs,
+            targets,
+            val_inputs,
+            val_targets,
+            self.config,
+            workdir,
+            self.scaler,
+            resume,
+            augment=inputs_only(neighbourhood_symmetries) if self.augment else None,
+        )
+
+    @torch.inference_mode()
+    def _predict_normalised(self, x: np.ndarray) -> np.ndarray:
+        self.net.eval()
+        per_element = int(np.prod(x.shape[1:]))
+        step = max(1, PREDICT_VOXELS // per_element)
+        out = []
+        for i in range(0, len(x), step):
+            blocks = torch.from_numpy(neighbourhoods(x[i : i + step], self.spec.size))
+            z = torch.cat(
+                [
+                    self.net(blocks[j : j + PREDICT_VOXELS])
+                    for j in range(0, len(blocks), PREDICT_VOXELS)
+                ]
+            )
+            out.append(z.reshape(-1, *x.shape[1:]).numpy())
+        return self._finish(np.concatenate(out))
+
+    def card(self) -> dict:
+        card = super().card()
+        card["representation"] = {"name": "neighbourhoods", "size": self.spec.size}
+        card["voxels_per_sample"] = self.voxels_per_sample
+        return card
+
+
+class FCN3DRegressor(NetworkLocalizationRegressor):
+    """A periodic fully convolutional 3-D network trained on whole fields.
+
+    With ``augment`` each training batch of (phase map, field) pairs passes through
+    :func:`strain_symmetries`: the same random translation, reflections and axis swap for
+    both, which maps a solved example to another solved example.
+    """
+
+    def __init__(
+        self,
+        spec: StrainFCNSpec = STRAIN_FCN_SMALL,
+        config: TrainConfig | None = None,
+        augment: bool = True,
+        mean_correction: bool = True,
+        val_fraction: float = 0.15,
+        phases: Sequence[IsotropicPhase] = (),
+        name: str = "fcn3d",
+    ):
+        config = config or TrainConfig(epochs=100, batch_size=8, lr=2e-3, patience=20)
+        torch.manual_seed(config.seed)
+        super().__init__(
+            StrainFCN(spec), config, augment, mean_correction, val_fraction, phases, name
+        )
+        self.spec = spec
+
+    def _train(self, x, y, x_val, y_val, workdir, resume) -> FitResult:
+        return fit_network(
+            self.net,
+            x[:, None],
+            y[:, None],
+            x_val[:, None],
+            y_val[:, None],
+            self.config,
+            workdir,
+            self.scaler,
+            resume,
+            augment=strain_symmetries if self.augment else None,
+            val_batch_size=FIELD_BATCH,
+        )
+
+    @torch.inference_mode()
+    def _predict_normalised(self, x: np.ndarray) -> np.ndarray:
+        self.net.eval()
+        z = [
+            self.net(torch.from_numpy(x[i : i + FIELD_BATCH, None]))[:, 0]
+            for i in range(0, len(x), FIELD_BATCH)
+        ]
+        return self._finish(torch.cat(z).numpy())
+
+    def card(self) -> dict:
+        card = super().card()
+        card["representation"] = {"name": "voxels"}
+        return card

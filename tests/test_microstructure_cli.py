@@ -1,0 +1,167 @@
+"""`deepmat train microstructure` end to end on small HDF5 files written by the tests.
+
+The labels are synthetic (a smooth function of the volume fraction plus a little noise),
+so no solver runs: the tests check the job's plumbing, not the physics.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import deepmat
+from deepmat.cli import app
+from deepmat.data.voxels import write_voxel_dataset
+
+runner = CliRunner()
+PHASES = [
+    {"youngs_modulus": 1.0, "poisson_ratio": 0.3},
+    {"youngs_modulus": 50.0, "poisson_ratio": 0.3},
+]
+
+
+def labelled_file(path, n, seed, columns=1, phases=True):
+    """``n`` random 7³ structures whose first ``columns`` stiffness columns are filled."""
+    rng = np.random.default_rng(seed)
+    micro = (rng.random((n, 7, 7, 7)) < rng.uniform(0.2, 0.8, (n, 1, 1, 1))).astype(np.uint8)
+    phi = micro.reshape(n, -1).mean(axis=1)
+    stiffness = np.full((n, 6, 6), np.nan)
+    stiffness[:, :, :columns] = rng.uniform(0.5, 1.5, (n, 6, columns))
+    stiffness[:, 0, 0] = 1 + 20 * phi**2 + 0.05 * rng.normal(size=n)
+    attrs = {"stiffness_columns": list(range(columns))}
+    if phases:
+        attrs["phases"] = PHASES
+    return write_voxel_dataset(path, micro, stiffness=stiffness, attrs=attrs)
+
+
+def train(data, out, *options):
+    command = ["train", "microstructure", "--data", str(data), "--out", str(out)]
+    return runner.invoke(app, [*command, *options])
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("voxels")
+    return {
+        "train": labelled_file(root / "train.h5", 30, 0),
+        "test": labelled_file(root / "test.h5", 8, 1),
+        "unlabelled": write_voxel_dataset(root / "bare.h5", np.zeros((4, 7, 7, 7), np.uint8)),
+        "no_phases": labelled_file(root / "no_phases.h5", 6, 2, phases=False),
+    }
+
+
+def evaluate_json(model_dir, data):
+    result = runner.invoke(app, ["evaluate", str(model_dir), str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output.strip().splitlines()[-1])
+
+
+def test_two_point_pca_splits_saves_and_evaluates(files, tmp_path):
+    out = tmp_path / "two-point"
+    result = train(files["train"], out, "--model", "two-point-pca", "--val-fraction", "0.2")
+    assert result.exit_code == 0, result.output
+    assert "MAPE" in result.output
+    for name in ("card.json", "pipeline.joblib", "split.json", "parity_val.png"):
+        assert (out / name).is_file(), name
+    split = json.loads((out / "split.json").read_text())
+    assert split["method"] == "random" and len(split["val"]) == 6
+    assert sorted(split["train"] + split["val"]) == list(range(30))
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["split"]["file"] == "split.json"
+    assert card["metrics"]["val"]["n"] == 6
+    assert len(card["training"]["selection"]["candidates"]) > 1
+    model = deepmat.load(out)
+    assert model.predict(np.zeros((2, 7, 7, 7), np.uint8)).shape == (2,)
+    metrics = evaluate_json(out, files["test"])
+    assert metrics["n"] == 8 and {"mae", "rmse", "r2", "mape"} <= set(metrics)
+
+
+def test_cnn3d_trains_with_test_file_and_resumes(files, tmp_path):
+    out = tmp_path / "cnn"
+    options = [
+        "--model",
+        "cnn3d",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--test",
+        str(files["test"]),
+    ]
+    result = train(files["train"], out, *options)
+    assert result.exit_code == 0, result.output
+    assert "epoch    2" in result.output
+    for name in ("weights.safetensors", "split.json", "parity_val.png", "parity_test.png"):
+        assert (out / name).is_file(), name
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    card = json.loads((out / "card.json").read_text())
+    assert card["metrics"]["test"]["n"] == 8 and card["augment"] is True
+    assert card["training"]["resumed_from"] is None
+    metrics = evaluate_json(out, files["test"])
+    assert metrics["mae"] == pytest.approx(card["metrics"]["test"]["mae"])
+
+    result = train(files["train"], out, *options)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["resumed_from"].endswith("last.ckpt")
+
+
+def test_voigt_with_a_validation_file_writes_no_split(files, tmp_path):
+    out = tmp_path / "voigt"
+    result = train(files["train"], out, "--model", "voigt", "--val", str(files["test"]))
+    assert result.exit_code == 0, result.output
+    assert not (out / "split.json").exists()
+    card = json.loads((out / "card.json").read_text())
+    assert card["metrics"]["val"]["n"] == 8 and card["metrics"]["train"]["n"] == 30
+    assert card["training"]["files"]["val"] == str(files["test"])
+    assert deepmat.load(out).phases[1].youngs_modulus == 50.0
+
+
+@pytest.mark.parametrize(
+    ("file", "options", "message"),
+    [
+        ("unlabelled", [], "no stiffness labels"),
+        ("train", ["--target", "C22"], "C22 was not computed"),
+        ("train", ["--target", "C1"], "not a stiffness component"),
+        ("train", ["--model", "resnet"], "unknown model 'resnet'"),
+        ("train", ["--model", "reuss", "--target", "C12"], "estimates C11 only"),
+        ("no_phases", ["--model", "voigt"], "no 'phases' attribute"),
+        ("train", ["--val-fraction", "0.01"], "leave 30 for training and 0 for validation"),
+    ],
+)
+def test_bad_inputs_give_clear_errors(files, tmp_path, file, options, message):
+    result = train(files[file], tmp_path / "m", *options)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_a_csv_is_not_a_voxel_file(tmp_path):
+    csv = tmp_path / "data.csv"
+    csv.write_text("formula,target\nFe2O3,1\n")
+    result = train(csv, tmp_path / "m", "--model", "two-point-pca")
+    assert result.exit_code == 2
+    assert "data.csv" in result.output and "not an HDF5 file" in result.output
+
+
+def test_symmetric_component_is_read_from_its_mirror(files, tmp_path):
+    out = tmp_path / "c12"
+    result = train(files["train"], out, "--model", "two-point-pca", "--target", "C12")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "card.json").read_text())["target"]["name"] == "C12"
+
+
+def test_a_bad_test_file_stops_the_run_before_training(files, tmp_path):
+    out = tmp_path / "cnn"
+    result = train(files["train"], out, "--test", str(files["unlabelled"]), "--epochs", "1")
+    assert result.exit_code == 2
+    assert "bare.h5: no stiffness labels" in " ".join(result.output.split())
+    assert not (out / "checkpoints").exists()
+
+
+def test_two_dimensional_structures_are_refused(tmp_path):
+    flat = tmp_path / "flat.h5"
+    write_voxel_dataset(flat, np.zeros((4, 7, 7), np.uint8), stiffness=np.ones((4, 6, 6)))
+    result = train(flat, tmp_path / "m", "--model", "two-point-pca")
+    assert result.exit_code == 2
+    assert "are 2-D" in result.output
