@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _shared import command, machine, write_json
+from _shared import command, machine, parser, random_split, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.voxels import VoxelDataset, read_voxel_dataset, write_voxel_dataset
 from deepmat.models.cnn3d import HOMOGENIZATION_SMALL
@@ -40,16 +40,12 @@ from deepmat.train.microstructure import (
 from deepmat.train.trainer import TrainConfig
 from deepmat.workflows.generate import generate_dataset
 
-RESULTS = Path(__file__).parent / "results"
 CONTRAST = 50.0
 PHASES = (IsotropicPhase(1.0, 0.3), IsotropicPhase(CONTRAST, 0.3))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("runs/homogenization"))
-    p.add_argument("--results", type=Path, default=RESULTS)
-    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke run")
+    p = parser(__doc__, "homogenization")
     p.add_argument("--grid", type=int, default=51, help="voxels per edge (the paper: 51)")
     p.add_argument("--n", type=int, default=1200, help="microstructures generated in all")
     p.add_argument("--val", type=float, default=0.15, help="fraction for validation")
@@ -133,16 +129,6 @@ def solver_time(grid: int, repeats: int = 2) -> dict:
     }
 
 
-def split(n: int, val: float, test: float, seed: int = 0) -> dict[str, np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    n_test, n_val = round(test * n), round(val * n)
-    return {
-        "test": np.sort(order[:n_test]),
-        "val": np.sort(order[n_test : n_test + n_val]),
-        "train": np.sort(order[n_test + n_val :]),
-    }
-
-
 def train_models(x, y, x_val, y_val, args, workdir: Path, curve_point: bool = False) -> dict:
     """The CNN and the 2-point model on (x, y); the 2-point model's size is chosen on val."""
     config = TrainConfig(
@@ -209,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     data, generation = generate(args.out, args.grid, args.n, args.workers)
     generate_seconds = time.perf_counter() - t0 - solver["seconds"]
     c11 = data.stiffness[:, 0, 0]
-    parts = split(len(data), args.val, args.test)
+    parts = random_split(len(data), args.val, args.test)
     (args.out / "data").mkdir(parents=True, exist_ok=True)
     for side, index in parts.items():
         write_voxel_dataset(

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _shared import command, machine, write_json
+from _shared import command, machine, parser, random_split, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.voxels import read_voxel_dataset
 from deepmat.models.localization import SliceCNNSpec, StrainFCNSpec
@@ -42,7 +42,6 @@ from deepmat.train.localization import (
 from deepmat.train.trainer import TrainConfig
 from deepmat.workflows.generate import generate_dataset
 
-RESULTS = Path(__file__).parent / "results"
 CONTRASTS = (10, 50)
 MODELS = ("cnn_slices", "fcn3d", "mks")
 RIDGES = (1e-10, 1e-6, 1e-3, 1e-1)
@@ -56,10 +55,7 @@ PAPER = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("runs/localization"))
-    p.add_argument("--results", type=Path, default=RESULTS)
-    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke run")
+    p = parser(__doc__, "localization")
     p.add_argument("--grid", type=int, default=21, help="voxels per edge (the paper: 21)")
     p.add_argument("--n", type=int, default=400, help="microstructures per contrast")
     p.add_argument("--val", type=float, default=0.15, help="fraction for validation")
@@ -121,16 +117,6 @@ def generate(out: Path, grid: int, n: int, contrast: float, workers: int, seed: 
     }
 
 
-def split(n: int, val: float, test: float, seed: int = 0) -> dict[str, np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    n_test, n_val = max(1, round(test * n)), max(1, round(val * n))
-    return {
-        "test": np.sort(order[:n_test]),
-        "val": np.sort(order[n_test : n_test + n_val]),
-        "train": np.sort(order[n_test + n_val :]),
-    }
-
-
 def fit_mks(x, e, val, macro: float, phases) -> MKSRegressor:
     """MKS with the ridge of lowest validation MASE."""
     fitted = [
@@ -185,7 +171,7 @@ def run_contrast(contrast: float, args, seed: int) -> dict:
     start = time.perf_counter()
     data = generate(args.out, args.grid, args.n, contrast, args.workers, seed)
     generate_seconds = time.perf_counter() - start
-    parts = split(len(data["x"]), args.val, args.test, seed)
+    parts = random_split(len(data["x"]), args.val, args.test, seed)
     x, e, macro = data["x"], data["e"], data["macro_strain"]
     train = x[parts["train"]], e[parts["train"]]
     val = x[parts["val"]], e[parts["val"]]

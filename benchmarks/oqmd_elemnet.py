@@ -24,19 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _shared import command, machine, write_json
+from _shared import command, machine, parser, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.represent import ElementFractions
 from deepmat.train import ForestRegressor, NetworkRegressor, TrainConfig, save_model
 
-RESULTS = Path(__file__).parent / "results"
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("runs/oqmd_elemnet"))
-    p.add_argument("--results", type=Path, default=RESULTS)
-    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke run")
+    p = parser(__doc__, "oqmd_elemnet")
     p.add_argument("--epochs", type=int, default=90)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)

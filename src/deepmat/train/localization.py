@@ -372,13 +372,7 @@ class NetworkLocalizationRegressor(LocalizationRegressor):
             e,
             val,
             time.perf_counter() - start,
-            {
-                "config": self.config.to_dict(),
-                "augment": self.augment,
-                "epochs_run": self.fit_result.epochs_run,
-                "best_val_mae": self.fit_result.best_val_mae,
-                "resumed_from": self.fit_result.resumed_from,
-            },
+            self.fit_result.record(self.config) | {"augment": self.augment},
         )
         return self
 

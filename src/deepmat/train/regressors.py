@@ -153,12 +153,7 @@ class NetworkRegressor(CompositionRegressor):
             train,
             val,
             time.perf_counter() - start,
-            {
-                "config": self.config.to_dict(),
-                "epochs_run": self.fit_result.epochs_run,
-                "best_val_mae": self.fit_result.best_val_mae,
-                "resumed_from": self.fit_result.resumed_from,
-            },
+            self.fit_result.record(self.config),
         )
         return self
 

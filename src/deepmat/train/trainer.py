@@ -236,6 +236,15 @@ class FitResult:
     epochs_run: int = 0
     resumed_from: str | None = None
 
+    def record(self, config: TrainConfig) -> dict:
+        """The part of a model card's ``training`` entry that training itself decides."""
+        return {
+            "config": config.to_dict(),
+            "epochs_run": self.epochs_run,
+            "best_val_mae": self.best_val_mae,
+            "resumed_from": self.resumed_from,
+        }
+
 
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
     """Whole batches indexed straight out of in-memory tensors: no per-sample collation.
