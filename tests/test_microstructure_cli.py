@@ -1,20 +1,23 @@
 """`deepmat train microstructure` end to end on small HDF5 files written by the tests.
 
-The labels are synthetic (a smooth function of the volume fraction plus a little noise),
-so no solver runs: the tests check the job's plumbing, not the physics.
+The labels are synthetic (stiffness: a smooth function of the volume fraction plus a little
+noise; strain: a local function of the structure with the mean of the applied strain), so
+no solver runs: the tests check the job's plumbing, not the physics.
 """
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 import deepmat
 from deepmat.cli import app
-from deepmat.data.voxels import write_voxel_dataset
+from deepmat.data.voxels import read_voxel_dataset, write_voxel_dataset
 
 runner = CliRunner()
+MACRO = 1e-3
 PHASES = [
     {"youngs_modulus": 1.0, "poisson_ratio": 0.3},
     {"youngs_modulus": 50.0, "poisson_ratio": 0.3},
@@ -35,6 +38,20 @@ def labelled_file(path, n, seed, columns=1, phases=True):
     return write_voxel_dataset(path, micro, stiffness=stiffness, attrs=attrs)
 
 
+def strain_file(path, n, seed, macro=MACRO):
+    """``n`` random 7³ structures with ε11 fields of mean ``macro`` (component 0 of the
+    Mandel fields), a local function of the phases as a solved field would be."""
+    rng = np.random.default_rng(seed)
+    micro = (rng.random((n, 7, 7, 7)) < rng.uniform(0.2, 0.8, (n, 1, 1, 1))).astype(np.uint8)
+    m = micro.astype(np.float64)
+    neighbours = sum(np.roll(m, s, axis=a) for a in (1, 2, 3) for s in (-1, 1)) / 6
+    r = 0.8 * neighbours - 0.5 * m
+    strain = np.zeros((n, 6, 7, 7, 7))
+    strain[:, 0] = macro * (1 + r - r.mean(axis=(1, 2, 3), keepdims=True))
+    attrs = {"label": "strain", "macro_strain": [macro, 0, 0, 0, 0, 0], "phases": PHASES}
+    return write_voxel_dataset(path, micro, strain=strain, attrs=attrs)
+
+
 def train(data, out, *options):
     command = ["train", "microstructure", "--data", str(data), "--out", str(out)]
     return runner.invoke(app, [*command, *options])
@@ -48,6 +65,9 @@ def files(tmp_path_factory):
         "test": labelled_file(root / "test.h5", 8, 1),
         "unlabelled": write_voxel_dataset(root / "bare.h5", np.zeros((4, 7, 7, 7), np.uint8)),
         "no_phases": labelled_file(root / "no_phases.h5", 6, 2, phases=False),
+        "strain": strain_file(root / "strain.h5", 12, 3),
+        "strain_test": strain_file(root / "strain_test.h5", 5, 4),
+        "strain_2x": strain_file(root / "strain_2x.h5", 5, 5, macro=2 * MACRO),
     }
 
 
@@ -128,6 +148,8 @@ def test_voigt_with_a_validation_file_writes_no_split(files, tmp_path):
         ("train", ["--model", "reuss", "--target", "C12"], "estimates C11 only"),
         ("no_phases", ["--model", "voigt"], "no 'phases' attribute"),
         ("train", ["--val-fraction", "0.01"], "leave 30 for training and 0 for validation"),
+        ("train", ["--target", "e11"], "not a stiffness component"),
+        ("strain", ["--model", "fcn3d", "--target", "C11"], "predicts the strain field e11"),
     ],
 )
 def test_bad_inputs_give_clear_errors(files, tmp_path, file, options, message):
@@ -165,3 +187,88 @@ def test_two_dimensional_structures_are_refused(tmp_path):
     result = train(flat, tmp_path / "m", "--model", "two-point-pca")
     assert result.exit_code == 2
     assert "are 2-D" in result.output
+
+
+def test_a_file_without_strain_fields_says_how_to_make_them(files, tmp_path):
+    result = train(files["train"], tmp_path / "m", "--model", "fcn3d", "--epochs", "1")
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "train.h5: no strain labels" in message and "generate it with --label strain" in message
+    assert not (tmp_path / "m" / "checkpoints").exists()
+
+
+def test_mks_trains_evaluates_and_predicts_fields(files, tmp_path):
+    out = tmp_path / "mks"
+    result = train(files["strain"], out, "--model", "mks", "--test", str(files["strain_test"]))
+    assert result.exit_code == 0, result.output
+    assert "MASE %" in result.output and "R²" not in result.output
+    for name in ("card.json", "mks.npz", "split.json", "fields_val.png", "fields_test.png"):
+        assert (out / name).is_file(), name
+    card = json.loads((out / "card.json").read_text())
+    assert card["output"] == "strain field" and card["target"]["name"] == "e11"
+    assert card["target"]["macro_strain"] == pytest.approx(MACRO)
+    assert card["metrics"]["val"]["n"] == 2 and card["metrics"]["test"]["n"] == 5
+    assert len(card["training"]["selection"]["candidates"]) == 4
+    assert card["training"]["files"]["test"] == str(files["strain_test"])
+
+    metrics = evaluate_json(out, files["strain_test"])
+    assert set(metrics) == {"mase", "mae", "rmse", "n", "n_voxels"}
+    assert metrics["n"] == 5 and metrics["n_voxels"] == 5 * 7**3
+    assert metrics["mase"] == pytest.approx(card["metrics"]["test"]["mase"])
+    assert (out / "fields_strain_test.png").is_file()
+
+    model = deepmat.load(out)
+    fields_h5 = tmp_path / "fields.h5"
+    inputs = [str(files["strain_test"]), str(files["strain"])]
+    result = runner.invoke(app, ["predict", str(out), *inputs, "-o", str(fields_h5)])
+    assert result.exit_code == 0, result.output
+    assert "17 ε11 fields written" in result.output
+    with h5py.File(fields_h5, "r") as file:
+        fields = file["e11"][()]
+        assert file.attrs["model"] == "mks" and list(file.attrs["counts"]) == [5, 12]
+        assert json.loads(file.attrs["inputs"]) == inputs
+    assert fields.shape == (17, 7, 7, 7)
+    test_structures = read_voxel_dataset(files["strain_test"]).microstructures
+    np.testing.assert_allclose(fields[:5], model.predict(test_structures))
+
+    result = runner.invoke(app, ["predict", str(out), str(files["strain_test"])])
+    assert result.exit_code == 0, result.output
+    assert "strain_test.h5: 5 ε11 fields of 7×7×7 voxels, mean 0.001" in result.output
+
+    result = runner.invoke(app, ["predict", str(out), *inputs, "-o", str(tmp_path / "f.csv")])
+    assert result.exit_code == 2
+    assert "written as .h5, .hdf5 or .npy" in result.output
+
+
+def test_fcn3d_trains_with_a_validation_file_and_predicts_npy(files, tmp_path):
+    out = tmp_path / "fcn3d"
+    options = ["--model", "fcn3d", "--epochs", "1", "--val", str(files["strain_test"])]
+    result = train(files["strain"], out, *options)
+    assert result.exit_code == 0, result.output
+    assert "epoch    1" in result.output and "MASE %" in result.output
+    for name in ("card.json", "weights.safetensors", "fields_val.png"):
+        assert (out / name).is_file(), name
+    assert not (out / "split.json").exists()
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    card = json.loads((out / "card.json").read_text())
+    assert card["architecture"]["kind"] == "strain-fcn" and card["metrics"]["val"]["n"] == 5
+    assert card["training"]["data"]["n_train"] == 12
+    assert card["training"]["config"]["batch_size"] == 8
+
+    structures = np.zeros((3, 7, 7, 7), np.uint8)
+    structures[:, :3] = 1
+    np.save(tmp_path / "three.npy", structures)
+    npy = tmp_path / "fields.npy"
+    result = runner.invoke(app, ["predict", str(out), str(tmp_path / "three.npy"), "-o", str(npy)])
+    assert result.exit_code == 0, result.output
+    fields = np.load(npy)
+    assert fields.shape == (3, 7, 7, 7)
+    np.testing.assert_allclose(fields.mean(axis=(1, 2, 3)), MACRO)  # mean correction
+
+
+def test_validation_fields_under_another_load_are_refused(files, tmp_path):
+    result = train(
+        files["strain"], tmp_path / "m", "--model", "mks", "--val", str(files["strain_2x"])
+    )
+    assert result.exit_code == 2
+    assert "same macroscopic strain" in " ".join(result.output.split())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -13,6 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from deepmat.errors import DeepmatError
+
+if TYPE_CHECKING:
+    from deepmat.train.localization import LocalizationRegressor
 
 app = typer.Typer(
     help="Deep materials informatics.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -124,31 +127,53 @@ def train_microstructure_cmd(
     data: Annotated[
         Path, typer.Option(help="HDF5 file of labelled microstructures (`deepmat generate`)")
     ],
-    model: Annotated[str, typer.Option(help="cnn3d, two-point-pca, voigt or reuss")] = "cnn3d",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="homogenization: cnn3d, two-point-pca, voigt or reuss; "
+            "localization (strain field): mks, slice-cnn or fcn3d"
+        ),
+    ] = "cnn3d",
     val: Annotated[
         Path | None, typer.Option(help="validation HDF5 (default: split off DATA at random)")
     ] = None,
     test: Annotated[Path | None, typer.Option(help="held-out test HDF5, evaluated once")] = None,
-    target: Annotated[str, typer.Option(help="stiffness component, e.g. C11")] = "C11",
-    epochs: int = 100,
-    batch_size: int = 32,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (peak, for onecycle)")] = 1e-3,
+    target: Annotated[
+        str | None,
+        typer.Option(help="stiffness component, e.g. C11 (the default); localization: e11"),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="default: 100; slice-cnn 30")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="default: 32; slice-cnn 1024 voxels, fcn3d 8")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help="Adam learning rate (peak, for onecycle); default: 1e-3; 2e-3 "
+            "for slice-cnn and fcn3d"
+        ),
+    ] = None,
     schedule: Annotated[str, typer.Option(help="constant, onecycle, cosine or plateau")] = (
         "constant"
     ),
-    patience: Annotated[int, typer.Option(help="epochs without improvement before stopping")] = 20,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="epochs without improvement before stopping; default: 20; slice-cnn 10"),
+    ] = None,
     val_fraction: Annotated[float, typer.Option(help="share of DATA held out without --val")] = (
         0.15
     ),
     seed: int = 0,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt")] = True,
 ) -> None:
-    """Train a homogenization model (microstructure → stiffness component) and save it to OUT."""
-    from deepmat.train.trainer import TrainConfig
-    from deepmat.workflows.microstructure import train_microstructure
+    """Train a homogenization model (microstructure → stiffness component) or a localization
+    model (microstructure → ε11 strain field) and save it to OUT."""
+    from deepmat.workflows.microstructure import default_target, train_config, train_microstructure
 
+    target = target or default_target(model)
     try:
-        config = TrainConfig(
+        config = train_config(
+            model,
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
@@ -177,16 +202,20 @@ def train_microstructure_cmd(
     )
 
 
+# Metrics printed when some set has them: R² (not of strain fields), MAPE (homogenization
+# models) and MASE (localization models), with their column and format.
+_OPTIONAL_METRICS = {"r2": ("R²", ".4f"), "mape": ("MAPE %", ".3g"), "mase": ("MASE %", ".3g")}
+
+
 def _print_metrics(name: str, metrics: dict) -> None:
-    """One row per set; a MAPE column when the metrics have one (microstructure models)."""
-    with_mape = any("mape" in m for m in metrics.values())
+    """One row per set: MAE, RMSE, those of :data:`_OPTIONAL_METRICS` that some set has, n."""
+    optional = [key for key in _OPTIONAL_METRICS if any(key in m for m in metrics.values())]
     table = Table(title=name)
-    for column in ("set", "MAE", "RMSE", "R²", *(["MAPE %"] if with_mape else []), "n"):
+    for column in ("set", "MAE", "RMSE", *(_OPTIONAL_METRICS[k][0] for k in optional), "n"):
         table.add_column(column)
     for side, m in metrics.items():
-        mape = [f"{m.get('mape', float('nan')):.3g}"] if with_mape else []
-        row = [f"{m['mae']:.4g}", f"{m['rmse']:.4g}", f"{m['r2']:.4f}", *mape, str(m["n"])]
-        table.add_row(side, *row)
+        values = [format(m.get(k, float("nan")), _OPTIONAL_METRICS[k][1]) for k in optional]
+        table.add_row(side, f"{m['mae']:.4g}", f"{m['rmse']:.4g}", *values, str(m["n"]))
     console.print(table)
 
 
@@ -211,21 +240,38 @@ def _read_inputs(inputs: list[str], formula_column: str) -> list[str]:
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="saved model directory")],
-    inputs: Annotated[list[str], typer.Argument(help="formulas, or CSVs with a formula column")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV to write")] = None,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="formulas, or CSVs with a formula column; HDF5/.npy files of microstructures"
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="CSV to write; .h5 or .npy for the fields of a localization model",
+        ),
+    ] = None,
     formula_column: str = "formula",
     std: Annotated[bool, typer.Option(help="also write standard deviations")] = False,
 ) -> None:
     """Predict the target of formulas (or of the formulas in CSV files), or of the
-    microstructures in HDF5/.npy files for a microstructure model."""
+    microstructures in HDF5/.npy files for a microstructure model: ε11 fields for a
+    localization model, written to OUTPUT or summarised."""
     import deepmat
     from deepmat.data.composition import composition_table
+    from deepmat.train.localization import LocalizationRegressor
     from deepmat.train.microstructure import MicrostructureRegressor
 
     try:
         model = deepmat.load(model_dir)
         if isinstance(model, MicrostructureRegressor):
             _predict_microstructures(model, inputs, output)
+            return
+        if isinstance(model, LocalizationRegressor):
+            _predict_fields(model, inputs, output)
             return
         formulas = _read_inputs(inputs, formula_column)
         table = composition_table(
@@ -250,11 +296,10 @@ def predict(
 
 
 def _predict_microstructures(model, inputs: list[str], output: Path | None) -> None:
-    from deepmat.workflows.microstructure import read_microstructures
+    from deepmat.workflows.microstructure import predict_microstructure_files
 
     frames = []
-    for item in inputs:
-        values = model.predict(read_microstructures(item))
+    for item, values in predict_microstructure_files(model, inputs):
         columns = {"file": item, "index": range(len(values)), model.target: values}
         frames.append(pd.DataFrame(columns))
     frame = pd.concat(frames, ignore_index=True)
@@ -265,6 +310,27 @@ def _predict_microstructures(model, inputs: list[str], output: Path | None) -> N
         typer.echo(frame.to_csv(index=False), nl=False)
 
 
+def _predict_fields(model: LocalizationRegressor, inputs: list[str], output: Path | None) -> None:
+    """Write the ε11 fields predicted for ``inputs`` to ``output``, or summarise them."""
+    from deepmat.workflows.microstructure import (
+        check_fields_output,
+        field_summary,
+        predict_microstructure_files,
+        write_fields,
+    )
+
+    if output:
+        check_fields_output(output)
+    predictions = predict_microstructure_files(model, inputs)
+    if output:
+        write_fields(output, predictions, model)
+        n = sum(len(fields) for _, fields in predictions)
+        console.print(f"{n} ε11 fields written to {output}")
+    else:
+        for item, fields in predictions:
+            typer.echo(field_summary(item, fields))
+
+
 @app.command()
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="saved model directory")],
@@ -272,13 +338,19 @@ def evaluate(
     target: TargetOption = None,
     formula_column: FormulaOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
-    plot: Annotated[Path | None, typer.Option(help="parity plot PNG (default: in MODEL_DIR)")] = (
-        None
-    ),
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="parity plot PNG, or strain-field picture for a localization model "
+            "(default: in MODEL_DIR)"
+        ),
+    ] = None,
     drop_invalid: DropOption = False,
 ) -> None:
-    """MAE, RMSE and R² of a saved model on labelled data, and a parity plot."""
+    """MAE, RMSE and R² (MASE for strain fields) of a saved model on labelled data, and a
+    parity plot (a strain-field picture for a localization model)."""
     import deepmat
+    from deepmat.train.localization import LocalizationRegressor
     from deepmat.train.metrics import parity_plot
     from deepmat.train.microstructure import MicrostructureRegressor
     from deepmat.workflows.composition import DataSpec
@@ -286,7 +358,7 @@ def evaluate(
     on_error = "drop" if drop_invalid else "raise"
     try:
         model = deepmat.load(model_dir)
-        if isinstance(model, MicrostructureRegressor):
+        if isinstance(model, MicrostructureRegressor | LocalizationRegressor):
             _evaluate_microstructures(model, model_dir, Path(data), as_json, plot)
             return
         spec = DataSpec(data, target, formula_column, "mean", on_error)
@@ -310,21 +382,15 @@ def evaluate(
 def _evaluate_microstructures(
     model, model_dir: Path, data: Path, as_json: bool, plot: Path | None
 ) -> None:
-    from deepmat.data.voxels import read_voxel_dataset
-    from deepmat.train.metrics import parity_plot
-    from deepmat.workflows.microstructure import stiffness_target
+    from deepmat.workflows.microstructure import evaluate_microstructure_file, plot_name
 
-    dataset = read_voxel_dataset(data, with_strain=False)
-    targets = stiffness_target(dataset, model.target, str(data))
-    prediction = model.predict(dataset.microstructures)
-    metrics = model.evaluate(dataset.microstructures, targets)
-    plot = plot or model_dir / f"parity_{data.name.split('.')[0]}.png"
-    parity_plot(targets, prediction, plot, title=f"{model.name} on {data}", unit=model.unit)
+    plot = plot or model_dir / plot_name(model, data.name.split(".")[0])
+    metrics = evaluate_microstructure_file(model, data, plot)
     if as_json:
         typer.echo(json.dumps(metrics))
     else:
         _print_metrics(f"{model.name} on {data}", {"data": metrics})
-        console.print(f"parity plot: {plot}")
+        console.print(f"plot: {plot}")
 
 
 def _numbers(text: str, separator: str, option: str) -> tuple[float, ...]:

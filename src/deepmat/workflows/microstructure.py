@@ -1,19 +1,25 @@
-"""Homogenization jobs: labelled microstructure files in, a saved model and its plots out.
+"""Microstructure jobs: labelled microstructure files in, a saved model and its plots out.
 
 Homogenization models predict one stiffness component, named as in the model card
 ("C11", "C12", ... in Mandel notation, 1-based); the data files store the whole 6×6 (or
 its computed columns), so training and evaluation pick the component out here.
+Localization models predict the local strain field ε11 (target "e11"), component 0 of the
+file's ``strain`` fields, solved under a uniaxial macroscopic strain ε̄11.
 
 :func:`train_microstructure` is what ``deepmat train microstructure`` and the demo run, so
 a model trained from Python and one trained from the shell give the same directory: the
-saved model, ``split.json`` (when the validation set was split off here) and parity plots.
+saved model, ``split.json`` (when the validation set was split off here) and plots (parity
+plots of a stiffness, pictures of strain fields).
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from deepmat.data.splits import Split, random_split
@@ -21,6 +27,14 @@ from deepmat.data.voxels import VoxelDataset, read_voxel_dataset
 from deepmat.errors import ConfigError, DataError
 from deepmat.models.cnn3d import HOMOGENIZATION_SMALL
 from deepmat.physics.elasticity import IsotropicPhase
+from deepmat.train.field_plots import field_comparison_plot
+from deepmat.train.localization import (
+    TARGET,
+    FCN3DRegressor,
+    LocalizationRegressor,
+    MKSRegressor,
+    SliceCNNRegressor,
+)
 from deepmat.train.metrics import parity_plot
 from deepmat.train.microstructure import (
     MicrostructureRegressor,
@@ -31,13 +45,24 @@ from deepmat.train.microstructure import (
 from deepmat.train.saved import save_model
 from deepmat.train.trainer import TrainConfig
 
-MODELS = ("cnn3d", "two-point-pca", "voigt", "reuss")
+HOMOGENIZATION_MODELS = ("cnn3d", "two-point-pca", "voigt", "reuss")
+LOCALIZATION_MODELS = ("mks", "slice-cnn", "fcn3d")
+MODELS = HOMOGENIZATION_MODELS + LOCALIZATION_MODELS
+# Training settings of each network where the caller leaves them out (see train_config).
+NETWORK_DEFAULTS = {
+    "cnn3d": {"epochs": 100, "batch_size": 32, "lr": 1e-3, "patience": 20},
+    "slice-cnn": {"epochs": 30, "batch_size": 1024, "lr": 2e-3, "patience": 10},
+    "fcn3d": {"epochs": 100, "batch_size": 8, "lr": 2e-3, "patience": 20},
+}
 # (PCA components, polynomial degree) tried for the 2-point model; the best on val is kept.
 TWO_POINT_CANDIDATES = ((5, 2), (5, 3), (10, 2), (10, 3), (20, 2), (20, 3))
+# Ridges (relative to the mean spectral power) tried for MKS; the best on val is kept.
+MKS_RIDGES = (1e-10, 1e-6, 1e-3, 1e-1)
 # Mandel index → the pair of axes it stands for (1-based), and its image under the 2↔3 swap.
 _MANDEL_AXES = {1: (1, 1), 2: (2, 2), 3: (3, 3), 4: (2, 3), 5: (1, 3), 6: (1, 2)}
 _SWAP_23 = {1: 1, 2: 3, 3: 2, 4: 4, 5: 6, 6: 5}
 Labelled = tuple[np.ndarray, np.ndarray]
+Regressor = MicrostructureRegressor | LocalizationRegressor
 
 
 def _component(name: str) -> tuple[int, int]:
@@ -70,6 +95,29 @@ def stiffness_target(dataset: VoxelDataset, name: str, source: str = "data") -> 
     )
 
 
+def strain_target(dataset: VoxelDataset, source: str = "data") -> np.ndarray:
+    """The ε11 fields (n, n1, n2, n3) of every sample of ``dataset``.
+
+    Localization models learn ε11 / ε̄11, which is the whole story only under a uniaxial
+    macroscopic strain; a file that records another (attribute ``macro_strain``, Mandel) is
+    refused.
+    """
+    if dataset.strain is None:
+        raise DataError(
+            f"{source}: no strain labels (local strain fields), which localization models "
+            "learn; generate it with --label strain"
+        )
+    macro = dataset.attrs.get("macro_strain")
+    if macro is not None:
+        values = np.asarray(macro, dtype=np.float64)
+        if values.shape != (6,) or values[0] == 0 or np.any(values[1:]):
+            raise DataError(
+                f"{source}: the fields were solved under the macroscopic strain {macro}; "
+                "localization models learn ε11 under a uniaxial one, [ε̄11, 0, 0, 0, 0, 0]"
+            )
+    return np.ascontiguousarray(dataset.strain[:, 0])
+
+
 def read_microstructures(path: str | Path) -> np.ndarray:
     """Voxel microstructures from a deepmat HDF5 file or a NumPy ``.npy`` array."""
     path = Path(path)
@@ -84,16 +132,22 @@ def read_microstructures(path: str | Path) -> np.ndarray:
 def read_labelled(path: str | Path, target: str) -> tuple[Labelled, tuple[IsotropicPhase, ...]]:
     """Microstructures and their ``target`` from an HDF5 file, with the file's phases.
 
-    The phases (matrix, then inclusion) come from the ``phases`` attribute that
-    ``deepmat generate`` writes; a file without it gives an empty tuple.
+    ``target`` is a stiffness component ("C11" ...), one value per microstructure, or
+    "e11", the ε11 field of each (:func:`strain_target`). The phases (matrix, then
+    inclusion) come from the ``phases`` attribute that ``deepmat generate`` writes; a file
+    without it gives an empty tuple.
     """
-    dataset = read_voxel_dataset(path, with_strain=False)
+    fields = target == TARGET
+    dataset = read_voxel_dataset(path, with_strain=fields)
     if len(dataset.grid) != 3:
         raise DataError(
-            f"{path}: microstructures of grid {dataset.grid} are 2-D; homogenization models "
+            f"{path}: microstructures of grid {dataset.grid} are 2-D; microstructure models "
             "take 3-D grids (n1, n2, n3)"
         )
-    y = stiffness_target(dataset, target, str(path))
+    if fields:
+        y = strain_target(dataset, str(path))
+    else:
+        y = stiffness_target(dataset, target, str(path))
     phases = tuple(IsotropicPhase(**p) for p in dataset.attrs.get("phases") or ())
     return (dataset.microstructures, y), phases
 
@@ -112,6 +166,37 @@ def c11_symmetries_keep(target: str) -> bool:
     return even and {_SWAP_23[m], _SWAP_23[n]} == {m, n}
 
 
+def default_target(model: str) -> str:
+    """What ``model`` predicts unless told otherwise: "e11" for a localization model, "C11"
+    for a homogenization one."""
+    return TARGET if model in LOCALIZATION_MODELS else "C11"
+
+
+def model_target(model: Regressor) -> str:
+    """The target of a fitted or loaded model: its stiffness component, or "e11"."""
+    return TARGET if isinstance(model, LocalizationRegressor) else model.target
+
+
+def check_model_target(model: str, target: str) -> None:
+    """Refuse an unknown model, and a target that ``model`` does not predict."""
+    if model not in MODELS:
+        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    if model in HOMOGENIZATION_MODELS:
+        _component(target)  # a DataError unless a stiffness component
+    elif target != TARGET:
+        raise ConfigError(
+            f"{model} predicts the strain field {TARGET}, not {target!r}: stiffness targets "
+            f"are for {', '.join(HOMOGENIZATION_MODELS)}"
+        )
+
+
+def train_config(model: str, **settings: object) -> TrainConfig:
+    """A :class:`TrainConfig` of ``settings``, those given as None taken from ``model``'s
+    :data:`NETWORK_DEFAULTS` (or :class:`TrainConfig`'s, for a model that is no network)."""
+    given = {key: value for key, value in settings.items() if value is not None}
+    return TrainConfig(**NETWORK_DEFAULTS.get(model, {}) | given)
+
+
 def fit_microstructure_model(
     model: str,
     train: Labelled,
@@ -122,8 +207,11 @@ def fit_microstructure_model(
     config: TrainConfig | None = None,
     workdir: str | Path | None = None,
     resume: bool = True,
-) -> MicrostructureRegressor:
-    """One of :data:`MODELS` fitted on ``train``, early-stopped or selected on ``val``."""
+) -> Regressor:
+    """One of :data:`MODELS` fitted on ``train``, early-stopped or selected on ``val``.
+
+    For a localization model the labels are ε11 fields and ``target`` is not used.
+    """
     if model == "cnn3d":
         regressor = VoxelCNNRegressor(
             HOMOGENIZATION_SMALL,
@@ -145,6 +233,12 @@ def fit_microstructure_model(
                 "'phases' attribute (files from `deepmat generate` have one)"
             )
         return RuleOfMixtures(phases, model, name=model, target=target).fit(*train, val)
+    if model == "mks":
+        return select_mks(train, val, phases)
+    if model in ("slice-cnn", "fcn3d"):
+        network = SliceCNNRegressor if model == "slice-cnn" else FCN3DRegressor
+        estimator = network(config=config, phases=phases, name=model)
+        return estimator.fit(*train, val, workdir=workdir, resume=resume)
     raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
 
 
@@ -166,6 +260,25 @@ def select_two_point(
     best.training["selection"] = {
         "on": "val mape",
         "candidates": [m.hyperparameters | {"val_mape": m.metrics["val"]["mape"]} for m in fitted],
+    }
+    return best
+
+
+def select_mks(
+    train: Labelled, val: Labelled, phases: tuple[IsotropicPhase, ...] = ()
+) -> MKSRegressor:
+    """The MKS model of :data:`MKS_RIDGES` with the lowest validation MASE.
+
+    The ridge matters only at frequencies the training structures hardly excite, and a fit
+    is a few FFTs; every candidate's validation MASE goes in the card.
+    """
+    fitted = [
+        MKSRegressor(ridge, phases=phases, name="mks").fit(*train, val) for ridge in MKS_RIDGES
+    ]
+    best = min(fitted, key=lambda m: m.metrics["val"]["mase"])
+    best.training["selection"] = {
+        "on": "val mase",
+        "candidates": [{"ridge": m.ridge, "val_mase": m.metrics["val"]["mase"]} for m in fitted],
     }
     return best
 
@@ -193,22 +306,25 @@ def train_microstructure(
     *,
     val: str | Path | None = None,
     test: str | Path | None = None,
-    target: str = "C11",
+    target: str | None = None,
     config: TrainConfig | None = None,
     val_fraction: float = 0.15,
     seed: int = 0,
     resume: bool = True,
-) -> MicrostructureRegressor:
+) -> Regressor:
     """Fit ``model`` on the HDF5 file ``data``, save it to ``out`` with its plots.
 
-    Every file is read (and checked) before training starts. Without a ``val`` file a
-    random ``val_fraction`` of ``data`` is held out (seeded) and the indices of each side
-    are saved as ``out/split.json``. The CNN checkpoints to
-    ``out/checkpoints`` and, with ``resume``, continues from ``last.ckpt``. Writes
-    ``parity_val.png`` and, with a ``test`` file, ``parity_test.png``.
+    ``target`` is a stiffness component for a homogenization model (default C11) and
+    "e11", the strain field, for a localization model (its default). Every file is read
+    (and checked) before training starts. Without a ``val`` file a random
+    ``val_fraction`` of ``data`` is held out (seeded) and the indices of each side are
+    saved as ``out/split.json``. The networks checkpoint to ``out/checkpoints`` and, with
+    ``resume``, continue from ``last.ckpt``. Writes ``parity_val.png`` (``fields_val.png``
+    for a localization model) and, with a ``test`` file, ``parity_test.png``
+    (``fields_test.png``).
     """
-    if model not in MODELS:
-        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    target = target or default_target(model)
+    check_model_target(model, target)
     out = Path(out)
     labelled, phases = read_labelled(data, target)
     split = None
@@ -218,6 +334,8 @@ def train_microstructure(
     else:
         train = labelled
         validation, _ = read_labelled(val, target)
+        if target == TARGET:
+            _check_same_load(train[1], validation[1], str(val))
     sets = {"val": validation}
     if test is not None:
         sets["test"], _ = read_labelled(test, target)
@@ -232,7 +350,7 @@ def train_microstructure(
         resume=resume,
     )
     if "test" in sets:
-        regressor.metrics["test"] = regressor.evaluate(*sets["test"])
+        regressor.metrics["test"] = evaluate_labelled(regressor, sets["test"])
     regressor.training["files"] = {
         side: str(path) if path is not None else None
         for side, path in (("train", data), ("val", val), ("test", test))
@@ -246,15 +364,115 @@ def train_microstructure(
         }
         split.save(out / "split.json")
     save_model(regressor, out)
-    for side, (x, y) in sets.items():
-        parity_plot(
-            y,
-            regressor.predict(x),
-            out / f"parity_{side}.png",
-            title=f"{regressor.name}: {target}, {side}",
-            unit=regressor.unit,
-        )
+    for side, labelled_side in sets.items():
+        path = out / plot_name(regressor, side)
+        save_plot(regressor, labelled_side, path, f"{regressor.name}: {target}, {side}")
     return regressor
+
+
+def evaluate_labelled(model: Regressor, labelled: Labelled) -> dict:
+    """The metrics of ``model`` on ``labelled``; a localization model predicts under the
+    ε̄11 of the fields given, their mean (exact for periodic fields)."""
+    x, y = labelled
+    if isinstance(model, LocalizationRegressor):
+        return model.evaluate(x, y, float(y.mean()))
+    return model.evaluate(x, y)
+
+
+def evaluate_microstructure_file(model: Regressor, data: str | Path, plot: str | Path) -> dict:
+    """The metrics of ``model`` on the labelled HDF5 file ``data``; writes its plot to ``plot``
+    (see :func:`save_plot`)."""
+    labelled, _ = read_labelled(data, model_target(model))
+    metrics = evaluate_labelled(model, labelled)
+    save_plot(model, labelled, Path(plot), f"{model.name} on {data}")
+    return metrics
+
+
+def plot_name(model: Regressor, label: str) -> str:
+    """The file name of ``model``'s plot on the set ``label``: parity_LABEL.png, or
+    fields_LABEL.png for a localization model."""
+    kind = "fields" if isinstance(model, LocalizationRegressor) else "parity"
+    return f"{kind}_{label}.png"
+
+
+def save_plot(model: Regressor, labelled: Labelled, path: Path, title: str) -> Path:
+    """A parity plot of a homogenization model on ``labelled``; for a localization model,
+    its ε11 field beside the true one on the middle slice of the first structure."""
+    x, y = labelled
+    if isinstance(model, LocalizationRegressor):
+        macro = float(y.mean())
+        field = model.predict(x[:1], macro)[0]
+        return field_comparison_plot(x[0], y[0], {model.name: field}, path, macro, title=title)
+    return parity_plot(y, model.predict(x), path, title=title, unit=model.unit)
+
+
+def predict_microstructure_files(
+    model: Regressor, inputs: Sequence[str | Path]
+) -> list[tuple[str, np.ndarray]]:
+    """``model``'s predictions for the microstructures of each HDF5 or ``.npy`` input, in
+    order: one value per structure, or (n, n1, n2, n3) ε11 fields for a localization model."""
+    return [(str(item), model.predict(read_microstructures(item))) for item in inputs]
+
+
+def field_summary(source: str, fields: np.ndarray) -> str:
+    """One line on the predicted ε11 fields of ``source``: how many, their mean and range."""
+    if not len(fields):
+        return f"{source}: no fields"
+    grid = "×".join(str(n) for n in fields.shape[1:])
+    return (
+        f"{source}: {len(fields)} ε11 fields of {grid} voxels, mean {fields.mean():.4g}, "
+        f"min {fields.min():.4g}, max {fields.max():.4g}"
+    )
+
+
+def check_fields_output(path: str | Path) -> Path:
+    """``path`` as a :class:`Path` if :func:`write_fields` can write it (.h5, .hdf5, .npy)."""
+    path = Path(path)
+    if path.suffix not in (".npy", ".h5", ".hdf5"):
+        raise DataError(f"{path}: strain fields are written as .h5, .hdf5 or .npy")
+    return path
+
+
+def write_fields(
+    path: str | Path, predictions: Sequence[tuple[str, np.ndarray]], model: LocalizationRegressor
+) -> Path:
+    """The predicted ε11 fields of every input as one (n, n1, n2, n3) float64 array.
+
+    ``.npy`` holds the array alone; an HDF5 file (``.h5`` or ``.hdf5``) holds it as the
+    dataset ``e11``, with root attributes ``model``, ``macro_strain`` (ε̄11 of the
+    prediction), ``inputs`` (JSON list of the input files) and ``counts`` (fields per input).
+    """
+    path = check_fields_output(path)
+    grids = sorted({fields.shape[1:] for _, fields in predictions})
+    if len(grids) > 1:
+        raise DataError(
+            f"the inputs have different grids ({', '.join(map(str, grids))}); predict them "
+            "into separate files"
+        )
+    array = np.concatenate([fields for _, fields in predictions])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npy":
+        np.save(path, array)
+        return path
+    with h5py.File(path, "w") as file:
+        chunks = (1, *array.shape[1:]) if len(array) else None
+        file.create_dataset(TARGET, data=array, chunks=chunks, compression="gzip")
+        file.attrs["model"] = model.name
+        file.attrs["macro_strain"] = model.macro_strain
+        file.attrs["inputs"] = json.dumps([source for source, _ in predictions])
+        file.attrs["counts"] = [len(fields) for _, fields in predictions]
+    return path
+
+
+def _check_same_load(train: np.ndarray, val: np.ndarray, source: str) -> None:
+    """Refuse validation fields solved under another ε̄11 than the training fields (the
+    models scale both by the training one); ε̄11 is the mean of periodic fields."""
+    if not np.isclose(val.mean(), train.mean(), rtol=1e-3):
+        raise DataError(
+            f"{source}: its fields average ε11 = {val.mean():.4g}, the training fields "
+            f"{train.mean():.4g}: validation fields must be solved under the same "
+            "macroscopic strain"
+        )
 
 
 def _subset(labelled: Labelled, index: np.ndarray) -> Labelled:
