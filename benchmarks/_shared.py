@@ -18,7 +18,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def parser(doc: str, name: str) -> argparse.ArgumentParser:
     """An argument parser with the options every benchmark takes: --out, --results, --quick."""
-    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()))
     p.add_argument("--out", type=Path, default=Path("runs") / name, help="trained models")
     p.add_argument("--results", type=Path, default=RESULTS, help="where NAME.json/png go")
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke run")
