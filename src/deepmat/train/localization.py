@@ -47,7 +47,7 @@ from deepmat.physics.elasticity import IsotropicPhase
 from deepmat.represent.neighbourhoods import neighbourhoods, sample_voxels
 from deepmat.represent.phase_maps import check_fields, check_phase_maps, volume_fractions
 from deepmat.train.metrics import mean_absolute_strain_error
-from deepmat.train.microstructure import c11_symmetries, fingerprint
+from deepmat.train.microstructure import c11_symmetries, training_record
 from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network, inputs_only
 
 Validation = tuple[np.ndarray, np.ndarray] | None
@@ -190,17 +190,7 @@ class LocalizationRegressor:
     def _record_training(
         self, x: np.ndarray, e: np.ndarray, val: Validation, seconds: float, extra: dict
     ) -> None:
-        phi = volume_fractions(x)
-        self.training = {
-            "data": {
-                "fingerprint": fingerprint(x, e),
-                "n_train": len(x),
-                "n_val": len(val[0]) if val is not None else 0,
-                "grid": list(self.grid or ()),
-                "volume_fraction": {"min": float(phi.min()), "max": float(phi.max())},
-            },
-            "seconds": round(seconds, 2),
-        } | extra
+        self.training = training_record(x, e, val, seconds, extra)
         if val is not None:
             self.metrics["val"] = self.evaluate(*val)
 

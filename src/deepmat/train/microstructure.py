@@ -60,6 +60,23 @@ def fingerprint(microstructures: np.ndarray, targets: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def training_record(
+    x: np.ndarray, y: np.ndarray, val: Validation, seconds: float, extra: dict
+) -> dict:
+    """The ``training`` entry of a microstructure model's card: what it learned from."""
+    phi = volume_fractions(x)
+    return {
+        "data": {
+            "fingerprint": fingerprint(x, y),
+            "n_train": len(x),
+            "n_val": len(val[0]) if val is not None else 0,
+            "grid": [int(n) for n in x.shape[1:]],
+            "volume_fraction": {"min": float(phi.min()), "max": float(phi.max())},
+        },
+        "seconds": round(seconds, 2),
+    } | extra
+
+
 class MicrostructureRegressor:
     """Shared behaviour: input checks, evaluation, training record and the card."""
 
@@ -110,17 +127,7 @@ class MicrostructureRegressor:
         self, x: np.ndarray, y: np.ndarray, val: Validation, seconds: float, extra: dict
     ) -> None:
         self.grid = tuple(int(n) for n in x.shape[1:])
-        phi = volume_fractions(x)
-        self.training = {
-            "data": {
-                "fingerprint": fingerprint(x, y),
-                "n_train": len(x),
-                "n_val": len(val[0]) if val is not None else 0,
-                "grid": list(self.grid),
-                "volume_fraction": {"min": float(phi.min()), "max": float(phi.max())},
-            },
-            "seconds": round(seconds, 2),
-        } | extra
+        self.training = training_record(x, y, val, seconds, extra)
         if val is not None:
             self.metrics["val"] = self.evaluate(*val)
 
