@@ -27,7 +27,7 @@ import torch
 
 from _shared import command, machine, parser, random_split, write_json
 from deepmat.data.microstructures import MicrostructureSpec
-from deepmat.data.voxels import VoxelDataset, read_voxel_dataset, write_voxel_dataset
+from deepmat.data.voxels import VoxelDataset, write_voxel_dataset
 from deepmat.models.cnn3d import HOMOGENIZATION_SMALL
 from deepmat.physics import IsotropicPhase, solve
 from deepmat.train import save_model
@@ -38,7 +38,7 @@ from deepmat.train.microstructure import (
     microstructure_metrics,
 )
 from deepmat.train.trainer import TrainConfig
-from deepmat.workflows.generate import generate_dataset
+from deepmat.workflows.generate import generate_families
 
 CONTRAST = 50.0
 PHASES = (IsotropicPhase(1.0, 0.3), IsotropicPhase(CONTRAST, 0.3))
@@ -79,35 +79,22 @@ def families(grid: int) -> list[MicrostructureSpec]:
     return specs
 
 
-def generate(
-    out: Path, grid: int, n: int, workers: int, seed: int = 0
-) -> tuple[VoxelDataset, dict]:
+def generate(grid: int, n: int, workers: int) -> tuple[VoxelDataset, dict]:
     """All families labelled with C[:, 0]; returns the data and per-family timings."""
-    parts, timing = [], {}
     specs = families(grid)
-    for i, spec in enumerate(specs):
-        count = n // len(specs) + (i < n % len(specs))
-        path = out / "data" / f"family{i}.h5"
-        report = generate_dataset(
-            path,
-            spec,
-            count,
-            contrast=CONTRAST,
-            label="stiffness",
-            seed=seed + 1000 * i,
-            workers=workers,
-            load_cases=1,
-            progress=sys.stderr.isatty(),
-        )
-        timing[f"family{i}"] = {"spec": spec.to_dict(), "n": count, "seconds": report.wall_seconds}
-        parts.append(read_voxel_dataset(path))
-    data = VoxelDataset(
-        microstructures=np.concatenate([p.microstructures for p in parts]),
-        stiffness=np.concatenate([p.stiffness for p in parts]),
-        iterations=np.concatenate([p.iterations for p in parts]),
-        solve_seconds=np.concatenate([p.solve_seconds for p in parts]),
-        attrs=parts[0].attrs,
+    data, reports = generate_families(
+        specs,
+        n,
+        contrast=CONTRAST,
+        label="stiffness",
+        workers=workers,
+        load_cases=1,
+        progress=sys.stderr.isatty(),
     )
+    timing = {
+        f"family{i}": {"spec": spec.to_dict(), "n": report.n, "seconds": report.wall_seconds}
+        for i, (spec, report) in enumerate(zip(specs, reports, strict=True))
+    }
     return data, timing
 
 
@@ -192,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.grid, args.n, args.epochs, args.curve = 9, 60, 3, [0.5]
     t0 = time.perf_counter()
     solver = solver_time(args.grid)
-    data, generation = generate(args.out, args.grid, args.n, args.workers)
+    data, generation = generate(args.grid, args.n, args.workers)
     generate_seconds = time.perf_counter() - t0 - solver["seconds"]
     c11 = data.stiffness[:, 0, 0]
     parts = random_split(len(data), args.val, args.test)

@@ -17,7 +17,6 @@ comparison of Yang et al. (2018) in miniature.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,11 +26,11 @@ from rich.table import Table
 
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.splits import grouped_split, random_split
-from deepmat.data.voxels import read_voxel_dataset, write_voxel_dataset
+from deepmat.data.voxels import write_voxel_dataset
 from deepmat.train.microstructure import MicrostructureRegressor
 from deepmat.train.trainer import TrainConfig
 from deepmat.workflows.composition import DataSpec, make_regressor, train_composition
-from deepmat.workflows.generate import generate_dataset
+from deepmat.workflows.generate import generate_families
 from deepmat.workflows.microstructure import read_labelled, train_microstructure
 
 TARGET = "S_p"
@@ -39,7 +38,6 @@ THERMOELECTRICS = ["Bi2Te3", "PbTe", "SnSe", "Mg2Si", "CoSb3", "ZnO", "Cu2Se", "
 CONTRAST = 50.0
 HOMOGENIZATION_MODELS = ("voigt", "reuss", "two-point-pca", "cnn3d")
 # Attributes of the generated files that hold for the whole set (not per family).
-_SHARED_ATTRS = ("label", "phases", "solver", "contrast", "load_cases", "stiffness_columns")
 
 
 def run_demo(
@@ -184,38 +182,29 @@ def generate_homogenization_data(
     with C11 (one load case), split at random 70/15/15 into ``train.h5``, ``val.h5`` and
     ``test.h5`` in ``folder``; the indices of each side go to ``folder/split.json``."""
     specs = homogenization_families(grid)
-    parts = []
-    with tempfile.TemporaryDirectory(prefix="deepmat-demo-") as scratch:
-        for i, spec in enumerate(specs):
-            path = Path(scratch) / f"family{i}.h5"
-            report = generate_dataset(
-                path,
-                spec,
-                n // len(specs) + (i < n % len(specs)),
-                contrast=CONTRAST,
-                seed=1000 * i,
-                workers=workers,
-                load_cases=1,
-                progress=console.is_terminal,
-                console=console,
-            )
-            size = "×".join(f"{s:.3g}" for s in np.atleast_1d(spec.feature_size))
-            console.print(
-                f"family {i} (feature size {size} voxels): {report.n} labelled in "
-                f"{report.wall_seconds:.1f} s, {report.mean_iterations:.0f} solver iterations "
-                "on average"
-            )
-            parts.append(read_voxel_dataset(path))
-    micro = np.concatenate([p.microstructures for p in parts])
-    stiffness = np.concatenate([p.stiffness for p in parts])
-    attrs = {key: parts[0].attrs[key] for key in _SHARED_ATTRS}
-    attrs["families"] = [spec.to_dict() for spec in specs]
+    data, reports = generate_families(
+        specs,
+        n,
+        contrast=CONTRAST,
+        workers=workers,
+        load_cases=1,
+        progress=console.is_terminal,
+        console=console,
+    )
+    for i, (spec, report) in enumerate(zip(specs, reports, strict=True)):
+        size = "×".join(f"{s:.3g}" for s in np.atleast_1d(spec.feature_size))
+        console.print(
+            f"family {i} (feature size {size} voxels): {report.n} labelled in "
+            f"{report.wall_seconds:.1f} s, {report.mean_iterations:.0f} solver iterations "
+            "on average"
+        )
+    micro, stiffness = data.microstructures, data.stiffness
     split = random_split(len(micro), val=0.15, test=0.15, seed=0)
     split.save(folder / "split.json")
     console.print(f"random split by microstructure: {split.sizes()}")
     return {
         side: write_voxel_dataset(
-            folder / f"{side}.h5", micro[index], stiffness=stiffness[index], attrs=attrs
+            folder / f"{side}.h5", micro[index], stiffness=stiffness[index], attrs=data.attrs
         )
         for side, index in (("train", split.train), ("val", split.val), ("test", split.test))
     }
