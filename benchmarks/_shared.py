@@ -1,5 +1,5 @@
-"""What every benchmark shares: its standard options, random splits of generated data,
-and what it records beside its metrics (the machine and the exact command)."""
+"""What every benchmark shares: its standard options and what it records beside its
+metrics (the machine and the exact command)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 RESULTS = Path(__file__).parent / "results"
@@ -23,18 +22,6 @@ def parser(doc: str, name: str) -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=RESULTS, help="where NAME.json/png go")
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke run")
     return p
-
-
-def random_split(n: int, val: float, test: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """Sorted train/val/test indices of ``n`` independent samples (at least one each in
-    val and test)."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_test, n_val = max(1, round(test * n)), max(1, round(val * n))
-    return {
-        "test": np.sort(order[:n_test]),
-        "val": np.sort(order[n_test : n_test + n_val]),
-        "train": np.sort(order[n_test + n_val :]),
-    }
 
 
 def machine() -> dict:

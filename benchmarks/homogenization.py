@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _shared import command, machine, parser, random_split, write_json
+from _shared import command, machine, parser, write_json
 from deepmat.data.microstructures import MicrostructureSpec
+from deepmat.data.splits import random_split
 from deepmat.data.voxels import VoxelDataset, write_voxel_dataset
 from deepmat.models.cnn3d import HOMOGENIZATION_SMALL
 from deepmat.physics import IsotropicPhase, solve
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     data, generation = generate(args.grid, args.n, args.workers)
     generate_seconds = time.perf_counter() - t0 - solver["seconds"]
     c11 = data.stiffness[:, 0, 0]
-    parts = random_split(len(data), args.val, args.test)
+    parts = random_split(len(data), args.val, args.test).indices()
     (args.out / "data").mkdir(parents=True, exist_ok=True)
     for side, index in parts.items():
         write_voxel_dataset(

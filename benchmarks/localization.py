@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from _shared import command, machine, parser, random_split, write_json
+from _shared import command, machine, parser, write_json
 from deepmat.data.microstructures import MicrostructureSpec
+from deepmat.data.splits import random_split
 from deepmat.data.voxels import read_voxel_dataset
 from deepmat.models.localization import SliceCNNSpec, StrainFCNSpec
 from deepmat.physics import IsotropicPhase
@@ -171,7 +172,7 @@ def run_contrast(contrast: float, args, seed: int) -> dict:
     start = time.perf_counter()
     data = generate(args.out, args.grid, args.n, contrast, args.workers, seed)
     generate_seconds = time.perf_counter() - start
-    parts = random_split(len(data["x"]), args.val, args.test, seed)
+    parts = random_split(len(data["x"]), args.val, args.test, seed).indices()
     x, e, macro = data["x"], data["e"], data["macro_strain"]
     train = x[parts["train"]], e[parts["train"]]
     val = x[parts["val"]], e[parts["val"]]

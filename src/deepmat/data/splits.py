@@ -35,8 +35,12 @@ class Split:
     params: dict = field(default_factory=dict)
     names: Sequence[str] | None = None
 
+    def indices(self) -> dict[str, np.ndarray]:
+        """The row indices of each side, by name."""
+        return {"train": self.train, "val": self.val, "test": self.test}
+
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+        return {side: len(index) for side, index in self.indices().items()}
 
     def assert_disjoint(self, keys: Sequence[str]) -> None:
         """Raise if any group key (e.g. a reduced composition) sits on two sides."""
