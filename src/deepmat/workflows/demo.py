@@ -37,7 +37,6 @@ TARGET = "S_p"
 THERMOELECTRICS = ["Bi2Te3", "PbTe", "SnSe", "Mg2Si", "CoSb3", "ZnO", "Cu2Se", "NaCl"]
 CONTRAST = 50.0
 HOMOGENIZATION_MODELS = ("voigt", "reuss", "two-point-pca", "cnn3d")
-# Attributes of the generated files that hold for the whole set (not per family).
 
 
 def run_demo(
