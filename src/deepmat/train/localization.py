@@ -28,7 +28,6 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +46,7 @@ from deepmat.physics.elasticity import IsotropicPhase
 from deepmat.represent.neighbourhoods import neighbourhoods, sample_voxels
 from deepmat.represent.phase_maps import check_fields, check_phase_maps, volume_fractions
 from deepmat.train.metrics import mean_absolute_strain_error
-from deepmat.train.microstructure import c11_symmetries, training_record
+from deepmat.train.microstructure import c11_symmetries, microstructure_card, training_record
 from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network, inputs_only
 
 Validation = tuple[np.ndarray, np.ndarray] | None
@@ -195,22 +194,13 @@ class LocalizationRegressor:
             self.metrics["val"] = self.evaluate(*val)
 
     def card(self) -> dict:
-        return {
-            "family": self.family,
-            "model": self.name,
-            "input": "microstructure",
-            "output": "strain field",
-            "grid": list(self.grid) if self.grid else None,
-            "phases": [asdict(p) for p in self.phases],
-            "target": {
-                "name": TARGET,
-                "component": "Mandel 0 of the local strain",
-                "macro_strain": self.macro_strain,
-                "unit": "",
-            },
-            "training": self.training,
-            "metrics": self.metrics,
+        target = {
+            "name": TARGET,
+            "component": "Mandel 0 of the local strain",
+            "macro_strain": self.macro_strain,
+            "unit": "",
         }
+        return microstructure_card(self, target, output="strain field")
 
 
 class MKSRegressor(LocalizationRegressor):

@@ -60,6 +60,22 @@ def fingerprint(microstructures: np.ndarray, targets: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def microstructure_card(model, target: dict, **extra: object) -> dict:
+    """The card of a model on voxel microstructures: family, name, grid, phases, target,
+    training record and metrics (``extra`` entries go after the input)."""
+    return {
+        "family": model.family,
+        "model": model.name,
+        "input": "microstructure",
+        **extra,
+        "grid": list(model.grid) if model.grid else None,
+        "phases": [asdict(p) for p in model.phases],
+        "target": target,
+        "training": model.training,
+        "metrics": model.metrics,
+    }
+
+
 def training_record(
     x: np.ndarray, y: np.ndarray, val: Validation, seconds: float, extra: dict
 ) -> dict:
@@ -132,16 +148,7 @@ class MicrostructureRegressor:
             self.metrics["val"] = self.evaluate(*val)
 
     def card(self) -> dict:
-        return {
-            "family": self.family,
-            "model": self.name,
-            "input": "microstructure",
-            "grid": list(self.grid) if self.grid else None,
-            "phases": [asdict(p) for p in self.phases],
-            "target": {"name": self.target, "unit": self.unit},
-            "training": self.training,
-            "metrics": self.metrics,
-        }
+        return microstructure_card(self, {"name": self.target, "unit": self.unit})
 
 
 def c11_symmetries(x: torch.Tensor) -> torch.Tensor:
