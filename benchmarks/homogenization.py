@@ -29,17 +29,17 @@ from _shared import command, machine, parser, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.splits import random_split
 from deepmat.data.voxels import VoxelDataset, write_voxel_dataset
-from deepmat.models.cnn3d import HOMOGENIZATION_SMALL
+from deepmat.models.cnn3d import HOMOGENIZATION_SMALL, CNN3DSpec, count_parameters
 from deepmat.physics import IsotropicPhase, solve
 from deepmat.train import save_model
 from deepmat.train.microstructure import (
     RuleOfMixtures,
-    TwoPointPCARegressor,
     VoxelCNNRegressor,
     microstructure_metrics,
 )
 from deepmat.train.trainer import TrainConfig
 from deepmat.workflows.generate import generate_families
+from deepmat.workflows.microstructure import select_two_point
 
 CONTRAST = 50.0
 PHASES = (IsotropicPhase(1.0, 0.3), IsotropicPhase(CONTRAST, 0.3))
@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--channels", type=int, nargs="+", default=list(HOMOGENIZATION_SMALL.channels))
+    p.add_argument("--fc-widths", type=int, nargs="+", default=list(HOMOGENIZATION_SMALL.fc_widths))
+    p.add_argument("--precision", default="32-true", help="32-true, bf16-mixed or 16-mixed")
     p.add_argument("--workers", type=int, default=2, help="parallel solver tasks (Dask)")
     p.add_argument("--curve", type=float, nargs="*", default=[0.25, 0.5])
     return p.parse_args(argv)
@@ -118,24 +121,21 @@ def solver_time(grid: int, repeats: int = 2) -> dict:
 
 
 def train_models(x, y, x_val, y_val, args, workdir: Path, curve_point: bool = False) -> dict:
-    """The CNN and the 2-point model on (x, y); the 2-point model's size is chosen on val."""
+    """The CNN and the 2-point model on (x, y); the 2-point model's settings are chosen on
+    val."""
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         schedule="onecycle",
         patience=args.epochs,
+        precision=args.precision,
         progress=sys.stderr.isatty() and not curve_point,
     )
-    cnn = VoxelCNNRegressor(HOMOGENIZATION_SMALL, config, phases=PHASES, name="cnn3d")
+    spec = CNN3DSpec(tuple(args.channels), tuple(args.fc_widths))
+    cnn = VoxelCNNRegressor(spec, config, log_target=True, phases=PHASES, name="cnn3d")
     cnn.fit(x, y, (x_val, y_val), workdir=workdir / "cnn3d")
-    candidates = [
-        TwoPointPCARegressor(components, degree, r_max=8, phases=PHASES, name="two-point-pca")
-        for components in (5, 10, 20)
-        for degree in (2, 3)
-    ]
-    fitted = [model.fit(x, y, (x_val, y_val)) for model in candidates]
-    two_point = min(fitted, key=lambda m: m.metrics["val"]["mape"])
+    two_point = select_two_point((x, y), (x_val, y_val), PHASES)
     return {"cnn3d": cnn, "two_point_pca": two_point}
 
 
@@ -258,6 +258,11 @@ def main(argv: list[str] | None = None) -> dict:
             **{side: index.tolist() for side, index in parts.items()},
         },
         "sizes": {side: len(index) for side, index in parts.items()},
+        "settings": {
+            "cnn3d": models["cnn3d"].spec.to_dict()
+            | {"parameters": count_parameters(models["cnn3d"].net), "log_target": True},
+            "train": {k: vars(args)[k] for k in ("epochs", "batch_size", "lr", "precision")},
+        },
         "metrics": metrics,
         "learning_curve": curve,
         "wall_seconds": {

@@ -30,7 +30,7 @@ from _shared import command, machine, parser, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.splits import random_split
 from deepmat.data.voxels import read_voxel_dataset
-from deepmat.models.localization import SliceCNNSpec, StrainFCNSpec
+from deepmat.models.localization import STRAIN_FNO, SliceCNNSpec, StrainFCNSpec
 from deepmat.physics import IsotropicPhase
 from deepmat.train import save_model
 from deepmat.train.field_plots import draw_field_comparison
@@ -65,8 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--voxels-per-mve", type=int, default=500, help="slice CNN samples per MVE")
     p.add_argument("--cnn-epochs", type=int, default=20)
     p.add_argument("--fcn-epochs", type=int, default=30)
-    p.add_argument("--fcn-channels", type=int, default=12)
-    p.add_argument("--fcn-dilations", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--fcn-channels", type=int, default=STRAIN_FNO.channels)
+    p.add_argument("--fcn-dilations", type=int, nargs="+", default=list(STRAIN_FNO.dilations))
+    p.add_argument(
+        "--fcn-modes", type=int, default=STRAIN_FNO.modes, help="spectral modes (0: none)"
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel solver tasks (Dask)")
     p.add_argument("--curve", type=float, nargs="*", default=[0.25, 0.5])
     return p.parse_args(argv)
@@ -154,7 +157,7 @@ def fit_fcn(x, e, val, macro: float, phases, args, workdir: Path) -> FCN3DRegres
         patience=args.fcn_epochs,
         progress=sys.stderr.isatty(),
     )
-    spec = StrainFCNSpec(channels=args.fcn_channels, dilations=tuple(args.fcn_dilations))
+    spec = StrainFCNSpec(args.fcn_channels, tuple(args.fcn_dilations), modes=args.fcn_modes)
     model = FCN3DRegressor(spec, config, phases=phases, name="fcn3d")
     return model.fit(x, e, val, macro, workdir=workdir)
 
@@ -219,7 +222,7 @@ def run_contrast(contrast: float, args, seed: int) -> dict:
 
 
 def learning_curve(run: dict, args) -> list[dict]:
-    """Test MASE of MKS and the slice CNN trained on fractions of the training set."""
+    """Test MASE of the three models trained on fractions of the training set."""
     (x, e), val, (x_test, e_test) = run["train"], run["val"], run["test"]
     macro, phases = run["macro_strain"], run["models"]["mks"].phases
     points = []
@@ -229,7 +232,8 @@ def learning_curve(run: dict, args) -> list[dict]:
         workdir = args.out / "work" / run["tag"] / "curve" / str(n_part)
         fitted = {
             "mks": fit_mks(x[part], e[part], val, macro, phases),
-            "cnn_slices": fit_cnn(x[part], e[part], val, macro, phases, args, workdir),
+            "cnn_slices": fit_cnn(x[part], e[part], val, macro, phases, args, workdir / "cnn"),
+            "fcn3d": fit_fcn(x[part], e[part], val, macro, phases, args, workdir / "fcn3d"),
         }
         points.append(
             {"contrast": run["contrast"], "n_train": n_part}
@@ -237,7 +241,7 @@ def learning_curve(run: dict, args) -> list[dict]:
         )
     points.append(
         {"contrast": run["contrast"], "n_train": len(x)}
-        | {name: run["metrics"][name][f"mase_{run['tag']}"] for name in ("mks", "cnn_slices")}
+        | {name: run["metrics"][name][f"mase_{run['tag']}"] for name in MODELS}
     )
     return points
 
@@ -274,7 +278,7 @@ def plot(results: dict, run: dict, path: Path) -> None:
     bars.set_xticks(np.arange(len(CONTRASTS)) + width, [f"contrast {c:g}" for c in CONTRASTS])
     bars.set(ylabel="test MASE (%)", title="Mean absolute strain error, held-out test")
     bars.legend(fontsize=8)
-    for name, style in (("cnn_slices", "o-"), ("mks", "s--")):
+    for name, style in (("cnn_slices", "o-"), ("fcn3d", "D-"), ("mks", "s--")):
         points = [(p["n_train"], p[name]) for p in results["learning_curve"]]
         curve.plot(*zip(*points, strict=True), style, label=name)
     curve.set(
@@ -293,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.grid, args.n, args.neighbourhood, args.voxels_per_mve = 9, 24, 5, 60
         args.cnn_epochs, args.fcn_epochs, args.fcn_channels = 2, 2, 4
-        args.fcn_dilations, args.curve = [1, 2], [0.5]
+        args.fcn_dilations, args.fcn_modes, args.curve = [1, 2], 2, [0.5]
     t0 = time.perf_counter()
     runs = [run_contrast(c, args, seed=100_000 * i) for i, c in enumerate(CONTRASTS)]
     metrics: dict = {}
@@ -312,7 +316,8 @@ def main(argv: list[str] | None = None) -> dict:
             "target": "e11 (Mandel component 0) under uniaxial macroscopic strain e11",
             "neighbourhood": args.neighbourhood,
             "voxels_per_mve": args.voxels_per_mve,
-            "fcn_receptive_field": fcn_spec.receptive_field,
+            "fcn_spec": fcn_spec.to_dict(),
+            "fcn_local_receptive_field": fcn_spec.receptive_field,
             **{
                 run["tag"]: {
                     "contrast": run["contrast"],

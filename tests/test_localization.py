@@ -184,7 +184,9 @@ def test_bad_slice_cnn_spec(bad):
         SliceCNNSpec(**bad)
 
 
-@pytest.mark.parametrize("bad", [{"channels": 0}, {"dilations": ()}, {"kernel_size": 2}])
+@pytest.mark.parametrize(
+    "bad", [{"channels": 0}, {"dilations": ()}, {"kernel_size": 2}, {"modes": -1}]
+)
 def test_bad_fcn_spec(bad):
     with pytest.raises(ConfigError):
         StrainFCNSpec(**bad)
@@ -201,6 +203,25 @@ def test_fcn_shapes_and_translation_equivariance():
             rolled = net(torch.roll(x, shifts, dims=(2, 3, 4)))
             torch.testing.assert_close(rolled, torch.roll(y, shifts, dims=(2, 3, 4)))
     assert StrainFCNSpec.from_dict(json.loads(json.dumps(TINY_FCN.to_dict()))) == TINY_FCN
+
+
+def test_spectral_blocks_keep_equivariance_and_see_the_whole_cell():
+    torch.manual_seed(0)
+    spec = StrainFCNSpec(channels=4, dilations=(1,), modes=2)
+    net = StrainFCN(spec).eval()
+    x = torch.from_numpy(random_structures(2, grid=(9, 7, 8), seed=5))[:, None]
+    with torch.no_grad():
+        y = net(x)
+        rolled = net(torch.roll(x, (4, 2, 5), dims=(2, 3, 4)))
+        torch.testing.assert_close(rolled, torch.roll(y, (4, 2, 5), dims=(2, 3, 4)))
+        far = x.clone()
+        far[0, 0, 4, 3, 4] = 1 - far[0, 0, 4, 3, 4]
+        assert (net(far) - y)[0, 0, 0, 0, 0].abs() > 0  # beyond the 5³ local kernels
+    assert StrainFCNSpec.from_dict(spec.to_dict()) == spec
+    coarse = torch.from_numpy(random_structures(1, grid=(4, 3, 2), seed=6))[:, None]
+    with torch.no_grad():  # fewer frequencies than modes: those that exist are kept
+        y = net(coarse)
+        torch.testing.assert_close(net(torch.roll(coarse, 1, 2)), torch.roll(y, 1, 2))
 
 
 def test_fcn_receptive_field():

@@ -24,7 +24,7 @@ from deepmat.train import (
     regression_metrics,
     save_model,
 )
-from deepmat.train.trainer import DropoutCutoff
+from deepmat.train.trainer import DropoutCutoff, TargetScaler
 
 SMALL = MLPSpec(86, (Block(64, 2, 0.1), Block(32, 1)))
 EPOCHS = 30
@@ -323,3 +323,16 @@ def test_parity_plot_writes_png(tmp_path, n):
                        title="val", unit="eV/atom")  # fmt: skip
     assert path.is_file()
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_log_target_scaler_round_trips_and_rejects_non_positive():
+    y = np.array([1.5, 3.0, 60.0, 12.0])
+    scaler = TargetScaler.fit(y, log=True)
+    z = scaler.transform(y)
+    assert z.mean() == pytest.approx(0.0, abs=1e-12)
+    assert z.std() == pytest.approx(1.0)
+    np.testing.assert_allclose(scaler.inverse(z), y)
+    np.testing.assert_allclose(z, (np.log(y) - np.log(y).mean()) / np.log(y).std())
+    assert TargetScaler(**scaler.to_dict()) == scaler
+    with pytest.raises(DataError, match="positive targets"):
+        TargetScaler.fit(np.array([1.0, 0.0]), log=True)

@@ -36,6 +36,21 @@ where :math:`(K \\circledast_d h)(x) = \\sum_{|t|_\\infty \\le k/2} K(t)\\, h((x
 \\bmod n)`. Its receptive field has the edge 1 + 2⌊k/2⌋(1 + Σ d_l): 33 voxels for the default
 dilations (1, 2, 4, 8), more than the 11³ neighbourhood of the slice CNN and the whole 21³
 cell. Weights start from He (Kaiming) normal initialisation, biases from zero.
+
+A local kernel, however dilated, sees the rest of the cell only through a few sparse taps,
+while the strain of a stiff inclusion is a long-range elastic interaction: the
+first-order MKS localization is exactly a convolution over the whole cell. With
+``modes = m > 0`` every block therefore adds a global spectral convolution, as in the
+Fourier neural operator (Li et al., ICLR 2021),
+
+.. math::
+
+    h_l = h_{l-1} + \\mathrm{ReLU}\\big(K_l \\circledast_{d_l} h_{l-1}
+        + \\mathcal{F}^{-1}[R_l(k)\\, \\mathcal{F}[h_{l-1}](k)] + \\beta_l\\big),
+
+with a learned complex channel-mixing matrix :math:`R_l(k)` at every frequency with
+:math:`|k_1|, |k_2| \\le m`, :math:`0 \\le k_3 \\le m` (the others are left to the local
+kernel). It is periodic by construction, so the network still commutes with translations.
 """
 
 from __future__ import annotations
@@ -136,15 +151,19 @@ class SliceCNN(nn.Module):
 
 @dataclass(frozen=True)
 class StrainFCNSpec:
-    """Feature channels, dilations of the residual blocks, kernel size."""
+    """Feature channels, dilations of the residual blocks, kernel size, Fourier modes kept
+    by each block's spectral convolution (0: none)."""
 
     channels: int = 12
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     kernel_size: int = 3
+    modes: int = 0
 
     def __post_init__(self) -> None:
         if self.channels < 1:
             raise ConfigError(f"channels must be a positive integer, got {self.channels}")
+        if self.modes < 0:
+            raise ConfigError(f"modes must be a non-negative integer, got {self.modes}")
         if not self.dilations or min(self.dilations) < 1:
             raise ConfigError(f"dilations must be positive integers, got {self.dilations}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -161,11 +180,13 @@ class StrainFCNSpec:
 
     @property
     def receptive_field(self) -> int:
-        """Edge, in voxels, of the block of input voxels that one output voxel sees."""
+        """Edge, in voxels, of the block of input voxels that one output voxel sees through
+        the local convolutions (with ``modes > 0`` the spectral ones see the whole cell)."""
         return 1 + 2 * (self.kernel_size // 2) * (1 + sum(self.dilations))
 
 
 STRAIN_FCN_SMALL = StrainFCNSpec()
+STRAIN_FNO = StrainFCNSpec(channels=16, dilations=(1, 2, 1, 2), modes=4)
 
 
 def circular_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -183,6 +204,39 @@ class PeriodicConv3d(nn.Conv3d):
         return super().forward(circular_pad(x, self.dilation[0] * (self.kernel_size[0] // 2)))
 
 
+class SpectralConv3d(nn.Module):
+    """A periodic convolution whose kernel is band-limited to the lowest ``modes``
+    frequencies per axis, applied as a product in Fourier space (float32 FFTs).
+
+    On a grid too coarse to hold them all, an axis keeps the frequencies it has (up to
+    ⌊(n − 1)/2⌋ on the first two axes, ⌊n/2⌋ on the last), so any grid works.
+    """
+
+    def __init__(self, channels: int, modes: int):
+        super().__init__()
+        self.modes = modes
+        size = (channels, channels, 2 * modes + 1, 2 * modes + 1, modes + 1, 2)
+        self.weight = nn.Parameter(torch.randn(size) / channels)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        grid, m = h.shape[-3:], self.modes
+        m1, m2 = (min(m, (n - 1) // 2) for n in grid[:2])
+        m3 = min(m, grid[2] // 2)
+        k1, k2 = (
+            torch.arange(-k, k + 1, device=h.device) % n
+            for k, n in zip((m1, m2), grid[:2], strict=True)
+        )
+        index = (k1[:, None, None], k2[None, :, None], torch.arange(m3 + 1, device=h.device))
+        weight = torch.view_as_complex(self.weight)[
+            :, :, m - m1 : m + m1 + 1, m - m2 : m + m2 + 1, : m3 + 1
+        ]
+        spectrum = torch.fft.rfftn(h.float(), dim=(-3, -2, -1))
+        mixed = torch.einsum("bixyz,oixyz->boxyz", spectrum[(..., *index)], weight)
+        out = torch.zeros_like(spectrum)
+        out[(..., *index)] = mixed
+        return torch.fft.irfftn(out, s=grid, dim=(-3, -2, -1))
+
+
 class StrainFCN(nn.Module):
     """(batch, 1, n1, n2, n3) phase map → (batch, 1, n1, n2, n3) strain field."""
 
@@ -192,11 +246,17 @@ class StrainFCN(nn.Module):
         c, k = spec.channels, spec.kernel_size
         self.lift = PeriodicConv3d(1, c, k)
         self.blocks = nn.ModuleList(PeriodicConv3d(c, c, k, dilation=d) for d in spec.dilations)
+        self.spectral = nn.ModuleList(
+            SpectralConv3d(c, spec.modes) for _ in spec.dilations if spec.modes > 0
+        )
         self.readout = nn.Conv3d(c, 1, 1)
         _he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.lift(x.float()))
-        for block in self.blocks:
-            h = h + torch.relu(block(h))
+        for i, block in enumerate(self.blocks):
+            update = block(h)
+            if self.spectral:
+                update = update + self.spectral[i](h)
+            h = h + torch.relu(update)
         return self.readout(h)

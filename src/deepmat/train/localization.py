@@ -11,7 +11,9 @@ map from solved examples:
   periodic neighbourhood of each voxel, trained on a random subset of voxels per volume
   element and applied to every voxel to predict a field.
 * :class:`FCN3DRegressor`: a :class:`~deepmat.models.localization.StrainFCN`, a periodic
-  fully convolutional 3-D network that predicts whole fields, trained on whole fields.
+  fully convolutional 3-D network that predicts whole fields, trained on whole fields; by
+  default (:data:`~deepmat.models.localization.STRAIN_FNO`) each of its blocks adds a
+  global spectral convolution to the local one, so every voxel sees the whole cell.
 
 They share one API: ``fit(microstructures, strain, val=None, macro_strain=None)``,
 ``predict(microstructures)`` → (n, n1, n2, n3) fields of ε11, ``evaluate(microstructures,
@@ -36,7 +38,7 @@ import torch
 from deepmat.errors import ConfigError, DataError
 from deepmat.models.localization import (
     SLICE_CNN_SMALL,
-    STRAIN_FCN_SMALL,
+    STRAIN_FNO,
     SliceCNN,
     SliceCNNSpec,
     StrainFCN,
@@ -377,7 +379,7 @@ class NetworkLocalizationRegressor(LocalizationRegressor):
     def card(self) -> dict:
         card = super().card()
         card["architecture"] = self.spec.to_dict()
-        card["target"] |= {"mean": self.scaler.mean, "std": self.scaler.std}
+        card["target"] |= self.scaler.to_dict()
         card["augment"] = self.augment
         card["mean_correction"] = self.mean_correction
         return card
@@ -468,7 +470,7 @@ class FCN3DRegressor(NetworkLocalizationRegressor):
 
     def __init__(
         self,
-        spec: StrainFCNSpec = STRAIN_FCN_SMALL,
+        spec: StrainFCNSpec = STRAIN_FNO,
         config: TrainConfig | None = None,
         augment: bool = True,
         mean_correction: bool = True,

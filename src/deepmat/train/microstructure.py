@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -182,6 +183,8 @@ class VoxelCNNRegressor(MicrostructureRegressor):
     out for early stopping. With ``augment`` every training batch passes through
     :func:`c11_symmetries` (periodic translations, reflections, the 2↔3 swap), which
     leaves C11 unchanged; switch it off for targets that are not invariant under them.
+    With ``log_target`` the network learns ln C11 (see :class:`TargetScaler`), so the loss
+    weighs relative errors, as the MAPE does, across a stiffness range of 1 : 50.
     """
 
     family = "voxel-network"
@@ -191,6 +194,7 @@ class VoxelCNNRegressor(MicrostructureRegressor):
         spec: CNN3DSpec = HOMOGENIZATION_SMALL,
         config: TrainConfig | None = None,
         augment: bool = True,
+        log_target: bool = False,
         val_fraction: float = 0.15,
         phases: Sequence[IsotropicPhase] = (),
         name: str = "homogenization-cnn",
@@ -201,6 +205,7 @@ class VoxelCNNRegressor(MicrostructureRegressor):
         if not 0 < val_fraction < 1:
             raise ConfigError(f"val_fraction {val_fraction} is not between 0 and 1")
         self.spec, self.augment, self.val_fraction = spec, augment, val_fraction
+        self.log_target = log_target
         self.config = config or TrainConfig(epochs=100, batch_size=32, lr=1e-3, patience=20)
         torch.manual_seed(self.config.seed)
         self.net = HomogenizationCNN(spec)
@@ -221,7 +226,7 @@ class VoxelCNNRegressor(MicrostructureRegressor):
         val = self._check_val(val)
         if val is None:
             x, y, val = self._hold_out(x, y)
-        self.scaler = TargetScaler.fit(y)
+        self.scaler = TargetScaler.fit(y, log=self.log_target)
         with tempfile.TemporaryDirectory(prefix="deepmat-cnn-") as scratch:
             self.fit_result = fit_network(
                 self.net,
@@ -269,7 +274,7 @@ class VoxelCNNRegressor(MicrostructureRegressor):
         card = super().card()
         card["representation"] = {"name": "voxels"}
         card["architecture"] = self.spec.to_dict()
-        card["target"] |= {"mean": self.scaler.mean, "std": self.scaler.std}
+        card["target"] |= self.scaler.to_dict()
         card["augment"] = self.augment
         return card
 
@@ -279,7 +284,8 @@ class TwoPointPCARegressor(MicrostructureRegressor):
 
     The statistics are cropped to |r_i| ≤ ``r_max`` (reduced to what the training grid
     allows), standardised PCA scores of ``n_components`` are expanded into all monomials
-    up to ``degree`` and fitted by ridge regression with penalty ``alpha``.
+    up to ``degree`` and fitted by ridge regression with penalty ``alpha``; with
+    ``log_target`` the regression is fitted to ln C11 and its predictions exponentiated.
     """
 
     family = "two-point-pca"
@@ -290,6 +296,7 @@ class TwoPointPCARegressor(MicrostructureRegressor):
         degree: int = 2,
         r_max: int = 8,
         alpha: float = 1e-6,
+        log_target: bool = False,
         phases: Sequence[IsotropicPhase] = (),
         name: str = "two-point-pca",
         target: str = "C11",
@@ -306,9 +313,10 @@ class TwoPointPCARegressor(MicrostructureRegressor):
             "degree": degree,
             "r_max": r_max,
             "alpha": alpha,
+            "log_target": log_target,
         }
         self.window = r_max
-        self.pipeline: Pipeline | None = None
+        self.pipeline: Pipeline | TransformedTargetRegressor | None = None
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """Cropped 2-point statistics, one flattened row per microstructure."""
@@ -330,6 +338,12 @@ class TwoPointPCARegressor(MicrostructureRegressor):
             PolynomialFeatures(h["degree"], include_bias=False),
             Ridge(alpha=h["alpha"]),
         )
+        if h["log_target"]:
+            if np.any(y <= 0):
+                raise DataError("log_target needs positive targets")
+            self.pipeline = TransformedTargetRegressor(
+                self.pipeline, func=np.log, inverse_func=np.exp, check_inverse=False
+            )
         self.pipeline.fit(features, y)
         extra = {"hyperparameters": h, "n_components_used": components}
         self._record_training(x, y, val, time.perf_counter() - start, extra)

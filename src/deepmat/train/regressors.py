@@ -181,7 +181,7 @@ class NetworkRegressor(CompositionRegressor):
     def card(self) -> dict:
         card = super().card()
         card["architecture"] = self.spec.to_dict()
-        card["target"] |= {"mean": self.scaler.mean, "std": self.scaler.std}
+        card["target"] |= self.scaler.to_dict()
         return card
 
 

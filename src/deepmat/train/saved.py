@@ -134,7 +134,7 @@ def load_model(path: str | Path) -> Model:
             raise ModelFormatError(f"{path}: missing weights.safetensors")
         model.net.load_state_dict(load_file(weights))
         model.net.eval()
-        model.scaler = TargetScaler(target["mean"], target["std"])
+        model.scaler = _scaler(target)
     elif card["family"] == "forest":
         hyper = card.get("hyperparameters", {})
         model = ForestRegressor(representation, **hyper, **common)
@@ -146,6 +146,11 @@ def load_model(path: str | Path) -> Model:
         raise ModelFormatError(f"{path}: unknown model family {card['family']!r}")
     model.training, model.metrics = card.get("training", {}), card.get("metrics", {})
     return model
+
+
+def _scaler(target: dict) -> TargetScaler:
+    """The target scaling saved in a card's ``target`` entry (linear unless ``log``)."""
+    return TargetScaler(target["mean"], target["std"], target.get("log", False))
 
 
 def _require(path: Path, name: str) -> Path:
@@ -170,11 +175,12 @@ def _load_microstructure_model(path: Path, card: dict) -> MicrostructureRegresso
             CNN3DSpec.from_dict(card["architecture"]),
             TrainConfig(**training.get("config", {})),
             augment=card.get("augment", True),
+            log_target=target.get("log", False),
             **common,
         )
         model.net.load_state_dict(load_file(_require(path, "weights.safetensors")))
         model.net.eval()
-        model.scaler = TargetScaler(target["mean"], target["std"])
+        model.scaler = _scaler(target)
     elif card["family"] == "two-point-pca":
         model = TwoPointPCARegressor(**card["hyperparameters"], **common)
         model.window = card["representation"]["r_max"]
@@ -219,7 +225,7 @@ def _load_localization_model(path: Path, card: dict) -> LocalizationRegressor:
             )
         network.net.load_state_dict(load_file(_require(path, "weights.safetensors")))
         network.net.eval()
-        network.scaler = TargetScaler(target["mean"], target["std"])
+        network.scaler = _scaler(target)
         model = network
     model.grid = tuple(card["grid"]) if card.get("grid") else None
     model.macro_strain = target.get("macro_strain")

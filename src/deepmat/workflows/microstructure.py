@@ -152,6 +152,13 @@ def read_labelled(path: str | Path, target: str) -> tuple[Labelled, tuple[Isotro
     return (dataset.microstructures, y), phases
 
 
+def _is_diagonal(target: str) -> bool:
+    """Whether ``target`` is a diagonal stiffness component (always positive), which a CNN
+    learns on a log scale."""
+    row, column = _component(target)
+    return row == column
+
+
 def c11_symmetries_keep(target: str) -> bool:
     """Whether the augmentation of :func:`~deepmat.train.microstructure.c11_symmetries`
     (translations, reflections of each axis, the 2↔3 swap) leaves ``target`` unchanged.
@@ -217,6 +224,7 @@ def fit_microstructure_model(
             HOMOGENIZATION_SMALL,
             config,
             augment=c11_symmetries_keep(target),
+            log_target=_is_diagonal(target),
             phases=phases,
             name=model,
             target=target,
@@ -248,13 +256,16 @@ def select_two_point(
     """The 2-point model of :data:`TWO_POINT_CANDIDATES` with the lowest validation MAPE.
 
     The number of components and the degree decide between under- and over-fitting and
-    cost almost nothing to try; every candidate's validation MAPE goes in the card.
+    cost almost nothing to try; with positive targets each is tried on C and on ln C as
+    well. Every candidate's validation MAPE goes in the card.
     """
+    logs = (False, True) if np.all(train[1] > 0) else (False,)
     fitted = [
         TwoPointPCARegressor(
-            components, degree, phases=phases, name="two-point-pca", target=target
+            components, degree, log_target=log, phases=phases, name="two-point-pca", target=target
         ).fit(*train, val)
         for components, degree in TWO_POINT_CANDIDATES
+        for log in logs
     ]
     best = min(fitted, key=lambda m: m.metrics["val"]["mape"])
     best.training["selection"] = {
