@@ -29,7 +29,7 @@ from _shared import command, machine, parser, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.splits import random_split
 from deepmat.data.voxels import VoxelDataset, write_voxel_dataset
-from deepmat.models.cnn3d import HOMOGENIZATION_SMALL, CNN3DSpec, count_parameters
+from deepmat.models.cnn3d import HOMOGENIZATION_PAPER, CNN3DSpec, count_parameters
 from deepmat.physics import IsotropicPhase, solve
 from deepmat.train import save_model
 from deepmat.train.microstructure import (
@@ -48,17 +48,17 @@ PHASES = (IsotropicPhase(1.0, 0.3), IsotropicPhase(CONTRAST, 0.3))
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "homogenization")
     p.add_argument("--grid", type=int, default=51, help="voxels per edge (the paper: 51)")
-    p.add_argument("--n", type=int, default=1200, help="microstructures generated in all")
+    p.add_argument("--n", type=int, default=1000, help="microstructures generated in all")
     p.add_argument("--val", type=float, default=0.15, help="fraction for validation")
     p.add_argument("--test", type=float, default=0.15, help="fraction held out for test")
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--channels", type=int, nargs="+", default=list(HOMOGENIZATION_SMALL.channels))
-    p.add_argument("--fc-widths", type=int, nargs="+", default=list(HOMOGENIZATION_SMALL.fc_widths))
-    p.add_argument("--precision", default="32-true", help="32-true, bf16-mixed or 16-mixed")
+    p.add_argument("--channels", type=int, nargs="+", default=list(HOMOGENIZATION_PAPER.channels))
+    p.add_argument("--fc-widths", type=int, nargs="+", default=list(HOMOGENIZATION_PAPER.fc_widths))
+    p.add_argument("--precision", default="bf16-mixed", help="32-true, bf16-mixed or 16-mixed")
     p.add_argument("--workers", type=int, default=2, help="parallel solver tasks (Dask)")
-    p.add_argument("--curve", type=float, nargs="*", default=[0.25, 0.5])
+    p.add_argument("--curve", type=float, nargs="*", default=[0.5])
     return p.parse_args(argv)
 
 
@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.quick:
         args.grid, args.n, args.epochs, args.curve = 9, 60, 3, [0.5]
+        args.channels, args.fc_widths = [4, 4, 8, 8, 8], [16]
     t0 = time.perf_counter()
     solver = solver_time(args.grid)
     data, generation = generate(args.grid, args.n, args.workers)

@@ -58,20 +58,20 @@ PAPER = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "localization")
     p.add_argument("--grid", type=int, default=21, help="voxels per edge (the paper: 21)")
-    p.add_argument("--n", type=int, default=400, help="microstructures per contrast")
+    p.add_argument("--n", type=int, default=600, help="microstructures per contrast")
     p.add_argument("--val", type=float, default=0.15, help="fraction for validation")
     p.add_argument("--test", type=float, default=0.15, help="fraction held out for test")
     p.add_argument("--neighbourhood", type=int, default=11, help="slice CNN block edge")
     p.add_argument("--voxels-per-mve", type=int, default=500, help="slice CNN samples per MVE")
     p.add_argument("--cnn-epochs", type=int, default=20)
-    p.add_argument("--fcn-epochs", type=int, default=30)
+    p.add_argument("--fcn-epochs", type=int, default=40)
     p.add_argument("--fcn-channels", type=int, default=STRAIN_FNO.channels)
     p.add_argument("--fcn-dilations", type=int, nargs="+", default=list(STRAIN_FNO.dilations))
     p.add_argument(
         "--fcn-modes", type=int, default=STRAIN_FNO.modes, help="spectral modes (0: none)"
     )
     p.add_argument("--workers", type=int, default=2, help="parallel solver tasks (Dask)")
-    p.add_argument("--curve", type=float, nargs="*", default=[0.25, 0.5])
+    p.add_argument("--curve", type=float, nargs="*", default=[0.5])
     return p.parse_args(argv)
 
 

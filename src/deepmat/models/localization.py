@@ -186,7 +186,7 @@ class StrainFCNSpec:
 
 
 STRAIN_FCN_SMALL = StrainFCNSpec()
-STRAIN_FNO = StrainFCNSpec(channels=16, dilations=(1, 2, 1, 2), modes=4)
+STRAIN_FNO = StrainFCNSpec(channels=16, dilations=(1, 2, 4, 1, 2, 4), modes=4)
 
 
 def circular_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
