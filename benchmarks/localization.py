@@ -58,7 +58,7 @@ PAPER = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "localization")
     p.add_argument("--grid", type=int, default=21, help="voxels per edge (the paper: 21)")
-    p.add_argument("--n", type=int, default=600, help="microstructures per contrast")
+    p.add_argument("--n", type=int, default=800, help="microstructures per contrast")
     p.add_argument("--val", type=float, default=0.15, help="fraction for validation")
     p.add_argument("--test", type=float, default=0.15, help="fraction held out for test")
     p.add_argument("--neighbourhood", type=int, default=11, help="slice CNN block edge")
