@@ -24,7 +24,7 @@ from deepmat.train import (
     regression_metrics,
     save_model,
 )
-from deepmat.train.trainer import DropoutCutoff, TargetScaler
+from deepmat.train.trainer import DropoutCutoff, TargetScaler, fit_network
 
 SMALL = MLPSpec(86, (Block(64, 2, 0.1), Block(32, 1)))
 EPOCHS = 30
@@ -336,3 +336,26 @@ def test_log_target_scaler_round_trips_and_rejects_non_positive():
     assert TargetScaler(**scaler.to_dict()) == scaler
     with pytest.raises(DataError, match="positive targets"):
         TargetScaler.fit(np.array([1.0, 0.0]), log=True)
+
+
+def test_custom_loss_trains_and_is_the_validation_score(tmp_path):
+    """A loss module on raw (unscaled) 2-vector targets: the direction of the input."""
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).normal(size=(256, 2)).astype(np.float32)
+    y = x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def cosine_loss(prediction, target):
+        return (1 - torch.nn.functional.cosine_similarity(prediction, target)).mean()
+
+    class CosineLoss(torch.nn.Module):
+        forward = staticmethod(cosine_loss)
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    before = float(cosine_loss(net(torch.from_numpy(x)), torch.from_numpy(y)))
+    result = fit_network(
+        net, x, y, x[:64], y[:64], config(30), tmp_path, TargetScaler(), loss=CosineLoss()
+    )
+    with torch.no_grad():
+        after = float(cosine_loss(net(torch.from_numpy(x[:64])), torch.from_numpy(y[:64])))
+    assert after < 0.2 * before
+    assert result.best_val_mae == pytest.approx(after, rel=1e-4, abs=1e-6)

@@ -145,11 +145,20 @@ class RegressionTask(L.LightningModule):
         config: TrainConfig,
         scaler: TargetScaler,
         augment: Augment | None = None,
+        loss: nn.Module | None = None,
     ):
         super().__init__()
         self.net, self.config, self.scaler = net, config, scaler
         self.augment = augment
-        self.loss_fn = nn.L1Loss() if config.loss == "l1" else nn.MSELoss()
+        self.custom_loss = loss is not None
+        self.loss_fn = loss or (nn.L1Loss() if config.loss == "l1" else nn.MSELoss())
+
+    def _error(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The score logged as ``*_mae``: the mean absolute error in target units, or the
+        custom loss itself (a disorientation angle, say) when one was given."""
+        if self.custom_loss:
+            return self.loss_fn(prediction, y)
+        return (prediction - y).abs().mean() * self.scaler.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float())
@@ -160,14 +169,14 @@ class RegressionTask(L.LightningModule):
             x, y = self.augment(x.float(), y)
         prediction = self(x).reshape(y.shape)
         loss = self.loss_fn(prediction, y)
-        train_mae = (prediction.detach() - y).abs().mean() * self.scaler.std
+        train_mae = loss.detach() if self.custom_loss else self._error(prediction.detach(), y)
         self.log("train_loss", loss, on_epoch=True, on_step=False, batch_size=len(y))
         self.log("train_mae", train_mae, on_epoch=True, on_step=False, batch_size=len(y))
         return loss
 
     def validation_step(self, batch, _):
         x, y = batch
-        error = (self(x).reshape(y.shape) - y).abs().mean() * self.scaler.std
+        error = self._error(self(x).reshape(y.shape), y)
         self.log("val_mae", error, on_epoch=True, prog_bar=True, batch_size=len(y))
 
     def configure_optimizers(self):
@@ -285,6 +294,7 @@ def fit_network(
     resume: bool = True,
     augment: Augment | None = None,
     val_batch_size: int = 4096,
+    loss: nn.Module | None = None,
 ) -> FitResult:
     """Train ``net`` in place; the best weights by validation MAE are loaded at the end.
 
@@ -294,13 +304,16 @@ def fit_network(
     with ``resume`` a run that finds ``last.ckpt`` there continues from it (same epoch,
     optimiser and schedule state). ``augment`` transforms each training batch ``(x, y)``
     (wrap an input-only transform with :func:`inputs_only`); ``val_batch_size`` bounds
-    the memory of validation passes (3-D CNNs need it small).
+    the memory of validation passes (3-D CNNs need it small). A ``loss`` module, such as a
+    disorientation loss on quaternions, replaces ``config.loss`` and is then also the
+    validation score that picks the best epoch; pass ``TargetScaler()`` (identity) for
+    targets that must not be standardised.
     """
     L.seed_everything(config.seed, workers=True, verbose=False)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers).*")
     scaler = scaler or TargetScaler.fit(y_train)
-    task = RegressionTask(net, config, scaler, augment)
+    task = RegressionTask(net, config, scaler, augment, loss)
     ckpt_dir = Path(workdir) / "checkpoints"
     best = ModelCheckpoint(
         dirpath=ckpt_dir,
