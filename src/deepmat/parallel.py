@@ -16,6 +16,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 from deepmat.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -120,3 +130,16 @@ def _connected(client: Client | str) -> Iterator[Client]:
         raise ConfigError(f"cannot connect to the Dask scheduler at {client}: {exc}") from exc
     with connected:
         yield connected
+
+
+def progress_bar(console: Console | None = None, enabled: bool = True) -> Progress:
+    """The rich progress bar of chunked jobs: description, bar, count, elapsed, remaining."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        disable=not enabled,
+    )

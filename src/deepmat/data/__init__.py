@@ -1,7 +1,21 @@
 """Datasets: named sources with checksums and a local cache, validated tables, honest splits,
-random microstructures and the HDF5 format of labelled voxel data sets."""
+random microstructures, the HDF5 format of labelled voxel data sets and simulated EBSD patterns."""
 
 from deepmat.data.composition import CompositionTable, LoadReport, read_composition_csv
+from deepmat.data.ebsd import (
+    DetectorSpec,
+    IndexingResult,
+    NoiseSpec,
+    PatternDataset,
+    PatternReport,
+    apply_noise,
+    dictionary_index,
+    master_pattern,
+    read_pattern_dataset,
+    sample_orientations,
+    simulate_patterns,
+    write_pattern_dataset,
+)
 from deepmat.data.microstructures import (
     Inclusions,
     MicrostructureSpec,
@@ -20,21 +34,33 @@ from deepmat.data.voxels import (
 __all__ = [
     "DATASETS",
     "CompositionTable",
+    "DetectorSpec",
     "Inclusions",
+    "IndexingResult",
     "LoadReport",
     "MicrostructureSpec",
+    "NoiseSpec",
+    "PatternDataset",
+    "PatternReport",
     "Split",
     "VoxelDataset",
     "VoxelDatasetWriter",
+    "apply_noise",
     "chemical_system_split",
     "data_dir",
     "dataset_path",
+    "dictionary_index",
     "gaussian_random_field",
     "grouped_split",
     "load_dataset",
+    "master_pattern",
     "random_inclusions",
     "random_split",
     "read_composition_csv",
+    "read_pattern_dataset",
     "read_voxel_dataset",
+    "sample_orientations",
+    "simulate_patterns",
+    "write_pattern_dataset",
     "write_voxel_dataset",
 ]

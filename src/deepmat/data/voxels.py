@@ -105,7 +105,7 @@ class VoxelDatasetWriter:
     def set_attrs(self, **attrs: Any) -> None:
         """Set root attributes (dicts, lists and None as JSON)."""
         for key, value in attrs.items():
-            self._file.attrs[key] = _encode(key, value)
+            self._file.attrs[key] = encode_attr(key, value)
 
     def append(
         self,
@@ -205,7 +205,7 @@ def read_voxel_dataset(path: str | Path, with_strain: bool = True) -> VoxelDatas
     """Read and check a data set; ``with_strain=False`` skips the (large) strain fields."""
     path = Path(path)
     with _open_checked(path) as file:
-        attrs = {key: _decode(value) for key, value in file.attrs.items()}
+        attrs = {key: decode_attr(value) for key, value in file.attrs.items()}
         micro = file["microstructures"][()]
         _check_values(path, micro)
         arrays: dict[str, np.ndarray | None] = {}
@@ -315,7 +315,7 @@ def _check_finite(
             )
 
 
-def _encode(key: str, value: Any) -> Any:
+def encode_attr(key: str, value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, str | bool | int | float):
@@ -338,7 +338,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _decode(value: Any) -> Any:
+def decode_attr(value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(value, np.generic):

@@ -35,19 +35,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from deepmat.data.microstructures import MicrostructureSpec, chunked, spawn_seeds
 from deepmat.data.voxels import VoxelDataset, VoxelDatasetWriter, read_voxel_dataset
 from deepmat.errors import ConfigError, DataError
-from deepmat.parallel import map_chunks, runs_in_parallel
+from deepmat.parallel import map_chunks, progress_bar, runs_in_parallel
 from deepmat.physics.elasticity import IsotropicPhase, effective_stiffness, solve
 
 if TYPE_CHECKING:
@@ -154,7 +146,7 @@ def generate_dataset(
     try:
         with (
             VoxelDatasetWriter(path, {**attrs, "complete": False}) as writer,
-            _progress_bar(console, progress) as bar,
+            progress_bar(console, progress) as bar,
         ):
             task = bar.add_task(f"labelling ({label})", total=n)
             for result in results:
@@ -204,18 +196,6 @@ def _describe(job: _Job) -> dict[str, Any]:
     else:
         attrs.update(macro_strain=list(job.macro_strain))
     return attrs
-
-
-def _progress_bar(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-    )
 
 
 def _label_chunk(job: _Job, seeds: Sequence[np.random.SeedSequence]) -> dict[str, np.ndarray]:
