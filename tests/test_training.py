@@ -351,7 +351,8 @@ def test_custom_loss_trains_and_is_the_validation_score(tmp_path):
         forward = staticmethod(cosine_loss)
 
     net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-    before = float(cosine_loss(net(torch.from_numpy(x)), torch.from_numpy(y)))
+    with torch.no_grad():
+        before = float(cosine_loss(net(torch.from_numpy(x)), torch.from_numpy(y)))
     result = fit_network(
         net, x, y, x[:64], y[:64], config(30), tmp_path, TargetScaler(), loss=CosineLoss()
     )

@@ -6,6 +6,12 @@ from deepmat.models.cnn3d import (
     CNN3DSpec,
     HomogenizationCNN,
 )
+from deepmat.models.ebsd import (
+    ORIENTATION_CNN_PAPER,
+    ORIENTATION_CNN_SMALL,
+    OrientationCNN,
+    OrientationCNNSpec,
+)
 from deepmat.models.localization import (
     SLICE_CNN_PAPER,
     SLICE_CNN_SMALL,
@@ -23,6 +29,8 @@ __all__ = [
     "HOMOGENIZATION_PAPER",
     "HOMOGENIZATION_SMALL",
     "MLP",
+    "ORIENTATION_CNN_PAPER",
+    "ORIENTATION_CNN_SMALL",
     "SLICE_CNN_PAPER",
     "SLICE_CNN_SMALL",
     "STRAIN_FCN_SMALL",
@@ -31,6 +39,8 @@ __all__ = [
     "CNN3DSpec",
     "HomogenizationCNN",
     "MLPSpec",
+    "OrientationCNN",
+    "OrientationCNNSpec",
     "SliceCNN",
     "SliceCNNSpec",
     "StrainFCN",

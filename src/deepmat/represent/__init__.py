@@ -6,11 +6,14 @@ the dict stored in a saved model's card, so a model always featurizes as it was 
 Voxel microstructures: :func:`check_phase_maps` validates a batch and
 :func:`two_point_statistics` computes its periodic 2-point autocorrelations;
 :func:`neighbourhoods` cuts the periodic block around each voxel (localization input).
+EBSD patterns: :func:`check_patterns` validates a batch and :func:`standardize_patterns`
+maps each pattern to zero mean and unit variance, (n, 1, height, width) float32.
 """
 
 from deepmat.represent.fractions import ELEMNET_ELEMENTS, ElementFractions
 from deepmat.represent.magpie import MagpieAttributes
 from deepmat.represent.neighbourhoods import neighbourhoods, sample_voxels
+from deepmat.represent.patterns import check_patterns, standardize_patterns
 from deepmat.represent.phase_maps import check_phase_maps, volume_fractions
 from deepmat.represent.two_point import two_point_statistics
 
@@ -28,10 +31,12 @@ __all__ = [
     "REPRESENTATIONS",
     "ElementFractions",
     "MagpieAttributes",
+    "check_patterns",
     "check_phase_maps",
     "neighbourhoods",
     "representation_from_dict",
     "sample_voxels",
+    "standardize_patterns",
     "two_point_statistics",
     "volume_fractions",
 ]

@@ -1,5 +1,6 @@
 """Training: one Lightning trainer, metrics, estimators and the saved-model format."""
 
+from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
 from deepmat.train.localization import (
     FCN3DRegressor,
     LocalizationRegressor,
@@ -29,6 +30,7 @@ __all__ = [
     "MKSRegressor",
     "MicrostructureRegressor",
     "NetworkRegressor",
+    "OrientationCNNRegressor",
     "RuleOfMixtures",
     "SliceCNNRegressor",
     "TargetScaler",
@@ -39,6 +41,7 @@ __all__ = [
     "load_model",
     "mean_absolute_percentage_error",
     "mean_absolute_strain_error",
+    "orientation_metrics",
     "parity_plot",
     "regression_metrics",
     "save_model",

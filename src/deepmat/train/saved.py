@@ -5,7 +5,8 @@
     card.json            family, model name, representation, architecture or
                          hyper-parameters, target (name, unit, normalisation),
                          training data fingerprint and config, metrics, versions
-    weights.safetensors  network weights (families "network" and "voxel-network")
+    weights.safetensors  network weights (families "network", "voxel-network",
+                         "localization-network" and "orientation-network")
     forest.joblib        the scikit-learn forest (family "forest"; a pickle: load
                          only forests you trust, as with any scikit-learn model)
     pipeline.joblib      PCA and polynomial regression on 2-point statistics (family
@@ -19,6 +20,8 @@ alone) have ``"input": "microstructure"``, the training grid and the phases.
 Localization models (families "localization-network", whose ``architecture.kind`` is
 "slice-cnn" or "strain-fcn", and "mks") have ``"input": "microstructure"`` and
 ``"output": "strain field"``, with the macroscopic strain they were trained under.
+Orientation models (family "orientation-network") have ``"input": "ebsd-pattern"``,
+``"output": "orientation"``, the pattern shape, the point group and the loss.
 :func:`load_model` reads any such directory back into an object with ``.predict``.
 """
 
@@ -36,10 +39,12 @@ from safetensors.torch import load_file, save_file
 
 from deepmat.errors import ModelFormatError
 from deepmat.models.cnn3d import CNN3DSpec
+from deepmat.models.ebsd import OrientationCNNSpec
 from deepmat.models.localization import SliceCNNSpec, StrainFCNSpec
 from deepmat.models.mlp import MLPSpec
 from deepmat.physics.elasticity import IsotropicPhase
 from deepmat.represent import representation_from_dict
+from deepmat.train.ebsd import OrientationCNNRegressor
 from deepmat.train.localization import (
     FCN3DRegressor,
     LocalizationRegressor,
@@ -62,11 +67,22 @@ CARD = "card.json"
 MICROSTRUCTURE_FAMILIES = ("voxel-network", "two-point-pca", "mixture-rule")
 LOCALIZATION_FAMILIES = ("localization-network", "mks")
 MKS_FILE = "mks.npz"
-Model = CompositionRegressor | MicrostructureRegressor | LocalizationRegressor
+Model = (
+    CompositionRegressor | MicrostructureRegressor | LocalizationRegressor | OrientationCNNRegressor
+)
 
 
 def _versions() -> dict[str, str]:
-    packages = ("deepmat", "torch", "lightning", "scikit-learn", "pymatgen", "matminer")
+    packages = (
+        "deepmat",
+        "torch",
+        "lightning",
+        "scikit-learn",
+        "pymatgen",
+        "matminer",
+        "orix",
+        "kikuchipy",
+    )
     return {"python": platform.python_version()} | {p: version(p) for p in packages}
 
 
@@ -74,7 +90,13 @@ def save_model(model: Model, path: str | Path) -> Path:
     """Write ``model`` as a saved-model directory at ``path`` (created if needed)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    if isinstance(model, NetworkRegressor | VoxelCNNRegressor | NetworkLocalizationRegressor):
+    networks = (
+        NetworkRegressor
+        | VoxelCNNRegressor
+        | NetworkLocalizationRegressor
+        | OrientationCNNRegressor
+    )
+    if isinstance(model, networks):
         state = {k: v.contiguous() for k, v in model.net.state_dict().items()}
         save_file(state, path / "weights.safetensors")
     elif isinstance(model, ForestRegressor):
@@ -121,6 +143,8 @@ def load_model(path: str | Path) -> Model:
         return _load_microstructure_model(path, card)
     if card["family"] in LOCALIZATION_FAMILIES:
         return _load_localization_model(path, card)
+    if card["family"] == OrientationCNNRegressor.family:
+        return _load_orientation_model(path, card)
     representation = representation_from_dict(card["representation"])
     target = card["target"]
     common = {"name": card["model"], "target": target["name"], "unit": target.get("unit", "")}
@@ -229,5 +253,22 @@ def _load_localization_model(path: Path, card: dict) -> LocalizationRegressor:
         model = network
     model.grid = tuple(card["grid"]) if card.get("grid") else None
     model.macro_strain = target.get("macro_strain")
+    model.training, model.metrics = training, card.get("metrics", {})
+    return model
+
+
+def _load_orientation_model(path: Path, card: dict) -> OrientationCNNRegressor:
+    """An orientation CNN from its card and weights."""
+    training = card.get("training", {})
+    model = OrientationCNNRegressor(
+        OrientationCNNSpec.from_dict(card["architecture"]),
+        TrainConfig(**training.get("config", {})),
+        point_group=card["point_group"],
+        temperature=card["loss"]["temperature"],
+        val_fraction=card["val_fraction"],
+        name=card["model"],
+    )
+    model.net.load_state_dict(load_file(_require(path, "weights.safetensors")))
+    model.net.eval()
     model.training, model.metrics = training, card.get("metrics", {})
     return model

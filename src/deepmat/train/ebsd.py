@@ -1,0 +1,281 @@
+"""Orientation indexing of EBSD patterns with a CNN, and the metrics shared with dictionary
+indexing.
+
+:class:`OrientationCNNRegressor` trains an :class:`~deepmat.models.ebsd.OrientationCNN` by
+:func:`~deepmat.train.trainer.fit_network` on standardised patterns
+(:func:`~deepmat.represent.patterns.standardize_patterns`) against unit quaternions, with the
+symmetry-aware :class:`~deepmat.physics.orientations.DisorientationLoss`; the validation
+score that picks the best epoch is then the mean disorientation (radians) itself. It has the
+API of the other deepmat estimators: ``fit(patterns, rotations, val=None)``,
+``predict(patterns)``, ``evaluate(patterns, rotations)`` and ``card()``.
+
+Patterns are (n, height, width) arrays, rows top to bottom as
+:func:`~deepmat.data.ebsd.simulate_patterns` makes them; rotations are orix
+:class:`~orix.quaternion.Rotation`/:class:`~orix.quaternion.Orientation` objects of n
+orientations or (n, 4) scalar-first quaternion arrays. A
+:class:`~deepmat.data.ebsd.PatternDataset` ``ds`` is passed as ``ds.patterns, ds.rotations``.
+
+:func:`orientation_metrics` scores any orientations against the truth with the exact
+:func:`~deepmat.physics.orientations.disorientation_angle`: the network's and those of
+dictionary indexing alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from orix.crystal_map import Phase
+from orix.quaternion import Orientation, Rotation
+from orix.quaternion.symmetry import Symmetry
+
+from deepmat.data.ebsd import PatternDataset
+from deepmat.errors import ConfigError, DataError
+from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNN, OrientationCNNSpec
+from deepmat.physics.orientations import DisorientationLoss, disorientation_angle, to_rotation
+from deepmat.represent.patterns import standardize_patterns
+from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network
+
+Rotations = Rotation | np.ndarray
+Validation = tuple[np.ndarray, Rotations] | None
+PREDICT_BATCH = 256
+THRESHOLDS_DEG = (1, 2, 5)
+
+
+def orientation_metrics(
+    true: Rotations, predicted: Rotations, point_group: str | Symmetry = "m-3m"
+) -> dict[str, float]:
+    """Disorientation statistics of ``predicted`` against ``true`` orientations (one each).
+
+    ``mean_disorientation_deg`` and ``median_disorientation_deg`` (degrees),
+    ``within_1deg``, ``within_2deg`` and ``within_5deg`` (fractions of the records whose
+    disorientation is at most that) and ``n``; angles from the exact
+    :func:`~deepmat.physics.orientations.disorientation_angle` under ``point_group``.
+    """
+    n_true, n_predicted = _count(true, "true"), _count(predicted, "predicted")
+    if n_true != n_predicted:
+        raise DataError(
+            f"true has {n_true} orientations but predicted has {n_predicted}: "
+            "give one prediction per record"
+        )
+    angles = np.degrees(disorientation_angle(true, predicted, point_group)).ravel()
+    return {
+        "mean_disorientation_deg": float(angles.mean()),
+        "median_disorientation_deg": float(np.median(angles)),
+        **{f"within_{t}deg": float(np.mean(angles <= t)) for t in THRESHOLDS_DEG},
+        "n": int(angles.size),
+    }
+
+
+def _count(rotations: Rotations, name: str) -> int:
+    """The number of orientations in a Rotation or an (n, 4) quaternion array."""
+    if isinstance(rotations, Rotation):
+        count = rotations.size
+    else:
+        shape = np.shape(rotations)
+        if len(shape) != 2 or shape[1] != 4:
+            raise DataError(f"{name} must be an orix Rotation or (n, 4) quaternions, got {shape}")
+        count = shape[0]
+    if count == 0:
+        raise DataError(f"{name} holds no orientations")
+    return count
+
+
+def check_rotations(rotations: Rotations, n: int, name: str = "rotations") -> np.ndarray:
+    """``rotations`` as float64 (n, 4) unit quaternions, checked to be ``n`` finite,
+    non-zero ones (non-unit ones are normalised)."""
+    if _count(rotations, name) != n:
+        raise DataError(
+            f"{name} has {_count(rotations, name)} orientations for {n} patterns: "
+            "give one orientation per pattern"
+        )
+    data = rotations.data if isinstance(rotations, Rotation) else rotations
+    try:
+        return to_rotation(np.reshape(data, (n, 4))).data
+    except DataError as exc:
+        raise DataError(f"{name}: {exc}") from None
+
+
+def fingerprint(patterns: np.ndarray, rotations: np.ndarray) -> str:
+    """SHA-256 of the patterns (with shape and dtype) and quaternions: the training data."""
+    digest = hashlib.sha256(f"{patterns.shape} {patterns.dtype}".encode())
+    digest.update(np.ascontiguousarray(patterns).tobytes())
+    digest.update(np.ascontiguousarray(rotations, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+class OrientationCNNRegressor:
+    """An orientation CNN on standardised patterns, trained with the disorientation loss.
+
+    ``point_group`` (a Hermann–Mauguin name such as "m-3m") sets the symmetry of the loss and
+    of the metrics; ``temperature`` (radians, 0 for the exact minimum) that of the loss's soft
+    minimum over symmetry operators. The spec's ``pattern_shape`` is the only pattern size
+    the network takes. Without ``val`` in :meth:`fit`, a random ``val_fraction`` of the
+    training data is held out to pick the best epoch and stop early.
+    """
+
+    family = "orientation-network"
+
+    def __init__(
+        self,
+        spec: OrientationCNNSpec = ORIENTATION_CNN_SMALL,
+        config: TrainConfig | None = None,
+        point_group: str | Symmetry = "m-3m",
+        temperature: float = 0.0,
+        val_fraction: float = 0.1,
+        name: str = "orientation-cnn",
+    ):
+        if isinstance(point_group, Symmetry):
+            point_group = point_group.name
+        if not 0 < val_fraction < 1:
+            raise ConfigError(f"val_fraction {val_fraction} is not between 0 and 1")
+        self.loss = DisorientationLoss(point_group, temperature)
+        self.symmetry = Phase(point_group=point_group).point_group
+        self.spec, self.point_group, self.temperature = spec, point_group, temperature
+        self.val_fraction, self.name = val_fraction, name
+        self.config = config or TrainConfig(
+            epochs=20, batch_size=128, lr=2e-3, schedule="onecycle", patience=10
+        )
+        torch.manual_seed(self.config.seed)
+        self.net = OrientationCNN(spec)
+        self.fit_result = FitResult()
+        self.training: dict = {}
+        self.metrics: dict = {}
+
+    @property
+    def pattern_shape(self) -> tuple[int, int]:
+        """(height, width) of the patterns the network takes."""
+        return self.spec.pattern_shape
+
+    def fit(
+        self,
+        patterns: np.ndarray,
+        rotations: Rotations,
+        val: Validation = None,
+        workdir: str | Path | None = None,
+        resume: bool = True,
+    ) -> OrientationCNNRegressor:
+        """Train; checkpoints go to ``workdir`` (a temporary directory when None)."""
+        start = time.perf_counter()
+        x_all, q_all = self._check(patterns, rotations)
+        val_xq = self._check_val(val)
+        x, q = x_all, q_all
+        if val_xq is None:
+            x, q, val_xq = self._hold_out(x_all, q_all)
+        with tempfile.TemporaryDirectory(prefix="deepmat-ebsd-") as scratch:
+            self.fit_result = fit_network(
+                self.net,
+                x,
+                q,
+                *val_xq,
+                self.config,
+                workdir if workdir is not None else scratch,
+                TargetScaler(),
+                resume,
+                val_batch_size=PREDICT_BATCH,
+                loss=self.loss,
+            )
+        self.training = self._training_record(patterns, q_all, len(x), len(val_xq[0]), start)
+        self.metrics["val"] = orientation_metrics(
+            val_xq[1], self._predict(val_xq[0]), self.point_group
+        )
+        return self
+
+    def predict(self, patterns: np.ndarray) -> Orientation:
+        """Orientations of ``patterns``: an orix Orientation of the model's point group,
+        shape (n,), each reduced into the fundamental zone (the network may answer any
+        symmetrically equivalent quaternion; the reduction gives the canonical one)."""
+        return self._predict(self._patterns(patterns))
+
+    def evaluate(self, patterns: np.ndarray, rotations: Rotations) -> dict[str, float]:
+        """:func:`orientation_metrics` of the predictions for ``patterns``."""
+        x, q = self._check(patterns, rotations)
+        return orientation_metrics(q, self._predict(x), self.point_group)
+
+    def card(self) -> dict:
+        """The model card: what the network is, what it takes and what it learned from."""
+        return {
+            "family": self.family,
+            "model": self.name,
+            "input": "ebsd-pattern",
+            "output": "orientation",
+            "pattern_shape": list(self.pattern_shape),
+            "point_group": self.point_group,
+            "representation": {"name": "standardized-pattern"},
+            "architecture": self.spec.to_dict(),
+            "loss": {"name": "disorientation", "temperature": self.temperature},
+            "val_fraction": self.val_fraction,
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+    @torch.inference_mode()
+    def _predict(self, x: np.ndarray) -> Orientation:
+        self.net.eval()
+        raw = [
+            self.net(torch.from_numpy(x[i : i + PREDICT_BATCH]))
+            for i in range(0, len(x), PREDICT_BATCH)
+        ]
+        q = to_rotation(torch.cat(raw).double()).data
+        return Orientation(q, symmetry=self.symmetry).reduce()
+
+    def _patterns(self, patterns: np.ndarray, name: str = "patterns") -> np.ndarray:
+        """Standardised (n, 1, h, w) float32 patterns, checked against the network's size."""
+        if isinstance(patterns, PatternDataset):
+            raise DataError(f"{name}: pass a PatternDataset ds as ds.patterns, ds.rotations")
+        x = standardize_patterns(patterns, name)
+        if x.shape[2:] != self.pattern_shape:
+            height, width = self.pattern_shape
+            raise DataError(
+                f"{name} are {x.shape[2]}×{x.shape[3]} pixels but {self.name} takes "
+                f"{height}×{width} (spec.pattern_shape); make the patterns on that detector "
+                "or train a network whose spec has this pattern_shape"
+            )
+        return x
+
+    def _check(
+        self, patterns: np.ndarray, rotations: Rotations, prefix: str = ""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x = self._patterns(patterns, f"{prefix}patterns")
+        return x, check_rotations(rotations, len(x), f"{prefix}rotations")
+
+    def _check_val(self, val: Validation) -> Validation:
+        if val is None:
+            return None
+        if len(val) != 2:
+            raise DataError("val must be a pair (patterns, rotations)")
+        return self._check(*val, prefix="val ")
+
+    def _hold_out(
+        self, x: np.ndarray, q: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """A random ``val_fraction`` of (x, q) set aside to pick the best epoch."""
+        if len(x) < 2:
+            raise DataError(f"need at least 2 patterns to hold out a validation set, got {len(x)}")
+        order = np.random.default_rng(self.config.seed).permutation(len(x))
+        n_val = min(max(1, round(self.val_fraction * len(x))), len(x) - 1)
+        val, train = order[:n_val], order[n_val:]
+        return x[train], q[train], (x[val], q[val])
+
+    def _training_record(
+        self, patterns: np.ndarray, q: np.ndarray, n_train: int, n_val: int, start: float
+    ) -> dict:
+        """The card's ``training`` entry: the data fingerprint (of the patterns and rotations
+        given to :meth:`fit`), sizes, config and result."""
+        best = self.fit_result.best_val_mae
+        return {
+            "data": {
+                "fingerprint": fingerprint(np.asarray(patterns), q),
+                "n_train": n_train,
+                "n_val": n_val,
+                "pattern_shape": list(self.pattern_shape),
+            },
+            "seconds": round(time.perf_counter() - start, 2),
+            **self.fit_result.record(self.config),
+            "best_val_disorientation_deg": math.degrees(best) if math.isfinite(best) else None,
+        }
