@@ -12,7 +12,7 @@ import deepmat
 from deepmat.data.registry import DATASETS, data_dir
 
 BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("[!_]*.py"))
-NEEDS = {"oqmd_elemnet": "oqmd-dhf", "homogenization": None, "localization": None}
+NEEDS = {"oqmd_elemnet": "oqmd-dhf", "homogenization": None, "localization": None, "ebsd": None}
 
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
@@ -40,6 +40,8 @@ def test_benchmark_quick(script, tmp_path):
         card = json.loads((Path(path) / "card.json").read_text())
         if card["input"] == "microstructure":
             inputs = np.zeros((2, *card["grid"]), dtype=np.uint8)
+        elif card["input"] == "ebsd-pattern":
+            inputs = np.zeros((2, *card["pattern_shape"]), dtype=np.float32)
         else:
             inputs = ["Fe2O3", "NaCl"]
-        assert len(loaded.predict(inputs)) == 2, model
+        assert loaded.predict(inputs).shape[0] == 2, model

@@ -15,6 +15,7 @@ from rich.table import Table
 from deepmat.errors import DeepmatError
 
 if TYPE_CHECKING:
+    from deepmat.train.ebsd import OrientationCNNRegressor
     from deepmat.train.localization import LocalizationRegressor
 
 app = typer.Typer(
@@ -26,6 +27,8 @@ generate_app = typer.Typer(
     help="Generate labelled data with physics solvers.", no_args_is_help=True
 )
 app.add_typer(generate_app, name="generate")
+ebsd_app = typer.Typer(help="EBSD patterns: simulate and index them.", no_args_is_help=True)
+app.add_typer(ebsd_app, name="ebsd")
 console = Console(stderr=True)
 
 DataOption = Annotated[
@@ -202,6 +205,54 @@ def train_microstructure_cmd(
     )
 
 
+@train_app.command("ebsd")
+def train_ebsd_cmd(
+    out: Annotated[Path, typer.Option(help="directory for the saved model and checkpoints")],
+    data: Annotated[
+        Path, typer.Option(help="HDF5 file of simulated EBSD patterns (`deepmat ebsd simulate`)")
+    ],
+    val: Annotated[
+        Path | None,
+        typer.Option(help="validation pattern file (default: split off DATA at random)"),
+    ] = None,
+    epochs: int = 20,
+    batch_size: int = 128,
+    lr: Annotated[float, typer.Option(help="peak Adam learning rate (one-cycle schedule)")] = 2e-3,
+    patience: Annotated[int, typer.Option(help="epochs without improvement before stopping")] = 10,
+    precision: Annotated[
+        str, typer.Option(help="32-true, or bf16-mixed (faster on AVX-512 BF16 CPUs and GPUs)")
+    ] = "32-true",
+    val_fraction: Annotated[float, typer.Option(help="share of DATA held out without --val")] = (
+        0.1
+    ),
+    seed: int = 0,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt")] = True,
+) -> None:
+    """Train the orientation CNN (EBSD pattern → crystal orientation, disorientation loss)
+    on simulated patterns and save it to OUT."""
+    from deepmat.train.trainer import TrainConfig
+    from deepmat.workflows.ebsd import train_ebsd
+
+    try:
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            schedule="onecycle",
+            patience=patience,
+            seed=seed,
+            precision=precision,
+            progress=sys.stderr.isatty(),
+        )
+        regressor = train_ebsd(
+            data, out, val=val, config=config, val_fraction=val_fraction, resume=resume
+        )
+    except DeepmatError as exc:
+        _fail(exc)
+    _print_orientation_metrics(regressor.name, regressor.metrics)
+    console.print(f"trained on {regressor.training['data']['n_train']} patterns; saved to {out}")
+
+
 # Metrics printed when some set has them: R² (not of strain fields), MAPE (homogenization
 # models) and MASE (localization models), with their column and format.
 _OPTIONAL_METRICS = {"r2": ("R²", ".4f"), "mape": ("MAPE %", ".3g"), "mase": ("MASE %", ".3g")}
@@ -216,6 +267,18 @@ def _print_metrics(name: str, metrics: dict) -> None:
     for side, m in metrics.items():
         values = [format(m.get(k, float("nan")), _OPTIONAL_METRICS[k][1]) for k in optional]
         table.add_row(side, f"{m['mae']:.4g}", f"{m['rmse']:.4g}", *values, str(m["n"]))
+    console.print(table)
+
+
+def _print_orientation_metrics(name: str, metrics: dict) -> None:
+    """One row per set: mean and median disorientation, shares within 1, 2 and 5°, n."""
+    table = Table(title=name)
+    for column in ("set", "mean °", "median °", "≤ 1°", "≤ 2°", "≤ 5°", "n"):
+        table.add_column(column)
+    for side, m in metrics.items():
+        within = [f"{m[f'within_{t}deg']:.1%}" for t in (1, 2, 5)]
+        mean, median = m["mean_disorientation_deg"], m["median_disorientation_deg"]
+        table.add_row(side, f"{mean:.3g}", f"{median:.3g}", *within, str(m["n"]))
     console.print(table)
 
 
@@ -243,7 +306,8 @@ def predict(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="formulas, or CSVs with a formula column; HDF5/.npy files of microstructures"
+            help="formulas, or CSVs with a formula column; HDF5/.npy files of microstructures; "
+            "EBSD pattern files for an orientation model"
         ),
     ],
     output: Annotated[
@@ -259,14 +323,19 @@ def predict(
 ) -> None:
     """Predict the target of formulas (or of the formulas in CSV files), or of the
     microstructures in HDF5/.npy files for a microstructure model: ε11 fields for a
-    localization model, written to OUTPUT or summarised."""
+    localization model, written to OUTPUT or summarised; orientations of EBSD patterns for
+    an orientation model."""
     import deepmat
     from deepmat.data.composition import composition_table
+    from deepmat.train.ebsd import OrientationCNNRegressor
     from deepmat.train.localization import LocalizationRegressor
     from deepmat.train.microstructure import MicrostructureRegressor
 
     try:
         model = deepmat.load(model_dir)
+        if isinstance(model, OrientationCNNRegressor):
+            _predict_orientations(model, inputs, output)
+            return
         if isinstance(model, MicrostructureRegressor):
             _predict_microstructures(model, inputs, output)
             return
@@ -288,9 +357,22 @@ def predict(
     frame[model.target] = values
     if spread is not None:
         frame[f"{model.target}_std"] = spread
+    _write_table(frame, output, "predictions")
+
+
+def _predict_orientations(
+    model: OrientationCNNRegressor, inputs: list[str], output: Path | None
+) -> None:
+    from deepmat.workflows.ebsd import predict_pattern_files
+
+    _write_table(predict_pattern_files(model, inputs), output, "orientations")
+
+
+def _write_table(frame: pd.DataFrame, output: Path | None, what: str) -> None:
+    """``frame`` as CSV to ``output``, or to stdout without one."""
     if output:
         frame.to_csv(output, index=False)
-        console.print(f"{len(frame)} predictions written to {output}")
+        console.print(f"{len(frame)} {what} written to {output}")
     else:
         typer.echo(frame.to_csv(index=False), nl=False)
 
@@ -302,12 +384,7 @@ def _predict_microstructures(model, inputs: list[str], output: Path | None) -> N
     for item, values in predict_microstructure_files(model, inputs):
         columns = {"file": item, "index": range(len(values)), model.target: values}
         frames.append(pd.DataFrame(columns))
-    frame = pd.concat(frames, ignore_index=True)
-    if output:
-        frame.to_csv(output, index=False)
-        console.print(f"{len(frame)} predictions written to {output}")
-    else:
-        typer.echo(frame.to_csv(index=False), nl=False)
+    _write_table(pd.concat(frames, ignore_index=True), output, "predictions")
 
 
 def _predict_fields(model: LocalizationRegressor, inputs: list[str], output: Path | None) -> None:
@@ -348,8 +425,10 @@ def evaluate(
     drop_invalid: DropOption = False,
 ) -> None:
     """MAE, RMSE and R² (MASE for strain fields) of a saved model on labelled data, and a
-    parity plot (a strain-field picture for a localization model)."""
+    parity plot (a strain-field picture for a localization model); the disorientation
+    statistics of an orientation model on a pattern file with reference orientations."""
     import deepmat
+    from deepmat.train.ebsd import OrientationCNNRegressor
     from deepmat.train.localization import LocalizationRegressor
     from deepmat.train.metrics import parity_plot
     from deepmat.train.microstructure import MicrostructureRegressor
@@ -360,6 +439,9 @@ def evaluate(
         model = deepmat.load(model_dir)
         if isinstance(model, MicrostructureRegressor | LocalizationRegressor):
             _evaluate_microstructures(model, model_dir, Path(data), as_json, plot)
+            return
+        if isinstance(model, OrientationCNNRegressor):
+            _evaluate_orientations(model, Path(data), as_json)
             return
         spec = DataSpec(data, target, formula_column, "mean", on_error)
         table = spec.evaluation_table()
@@ -391,6 +473,16 @@ def _evaluate_microstructures(
     else:
         _print_metrics(f"{model.name} on {data}", {"data": metrics})
         console.print(f"plot: {plot}")
+
+
+def _evaluate_orientations(model: OrientationCNNRegressor, data: Path, as_json: bool) -> None:
+    from deepmat.workflows.ebsd import evaluate_pattern_file
+
+    metrics = evaluate_pattern_file(model, data)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+    else:
+        _print_orientation_metrics(f"{model.name} on {data}", {"data": metrics})
 
 
 def _numbers(text: str, separator: str, option: str) -> tuple[float, ...]:
@@ -480,6 +572,123 @@ def generate_microstructures_cmd(
     except DeepmatError as exc:
         _fail(exc)
     console.print(report.summary())
+
+
+@ebsd_app.command("simulate")
+def ebsd_simulate_cmd(
+    out: Annotated[Path, typer.Argument(help="HDF5 file to write")],
+    resolution: Annotated[
+        float | None,
+        typer.Option(help="orientations on a fundamental-zone grid of this spacing (°)"),
+    ] = None,
+    n: Annotated[int | None, typer.Option("--n", help="this many random orientations")] = None,
+    shape: Annotated[tuple[int, int], typer.Option(help="detector rows and columns")] = (60, 60),
+    pc: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option(
+            help="projection centre PCx PCy PCz, Bruker convention (default: that of "
+            "kikuchipy's nickel scan)"
+        ),
+    ] = None,
+    noise_counts: Annotated[
+        float | None, typer.Option(help="Poisson shot noise: electrons at the brightest pixel")
+    ] = None,
+    gaussian: Annotated[
+        float, typer.Option(help="read-out noise σ, a fraction of the brightest pixel")
+    ] = 0.0,
+    background: Annotated[
+        float, typer.Option(help="smooth background hump, a fraction of the brightest pixel")
+    ] = 0.0,
+    uint8: Annotated[
+        bool, typer.Option("--uint8", help="8-bit patterns, each stretched onto 0-255")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="seed of the random orientations and the noise")] = 0,
+    workers: Annotated[int, typer.Option(help="parallel local workers")] = 2,
+    master: Annotated[
+        Path | None,
+        typer.Option(help="EMsoft master pattern file (default: kikuchipy's nickel, 20 kV)"),
+    ] = None,
+) -> None:
+    """Simulate EBSD patterns from a dynamical master pattern (kikuchipy) and write HDF5:
+    a dictionary on an orientation grid, or training and test sets at random orientations."""
+    from deepmat.data.ebsd import DetectorSpec, NoiseSpec
+    from deepmat.workflows.ebsd import simulate_pattern_file
+
+    try:
+        detector = DetectorSpec(shape=shape) if pc is None else DetectorSpec(shape=shape, pc=pc)
+        noise = NoiseSpec(noise_counts, gaussian, background, "uint8" if uint8 else "float")
+        report = simulate_pattern_file(
+            out,
+            resolution=resolution,
+            n=n,
+            detector=detector,
+            noise=noise,
+            master=master,
+            seed=seed,
+            workers=workers,
+            progress=sys.stderr.isatty(),
+            console=console,
+        )
+    except DeepmatError as exc:
+        _fail(exc)
+    console.print(report.summary())
+
+
+@ebsd_app.command("index")
+def ebsd_index_cmd(
+    patterns: Annotated[
+        Path,
+        typer.Argument(
+            help="pattern file: `deepmat ebsd simulate` HDF5 or any EBSD file kikuchipy reads"
+        ),
+    ],
+    model: Annotated[Path | None, typer.Option(help="saved orientation model directory")] = None,
+    dictionary: Annotated[
+        Path | None,
+        typer.Option(help="simulated pattern set to index against instead of a model"),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="CSV to write (default: stdout)")
+    ] = None,
+    ipf: Annotated[
+        Path | None, typer.Option(help="PNG of the inverse-pole-figure (IPF-Z) colour map")
+    ] = None,
+    correct_background: Annotated[
+        bool,
+        typer.Option(
+            help="remove the static and dynamic background of files kikuchipy reads, as "
+            "simulated patterns have none"
+        ),
+    ] = True,
+) -> None:
+    """Index EBSD patterns with a saved orientation CNN or by dictionary indexing: a CSV of
+    Euler angles (Bunge, degrees) and quaternions, and disorientation statistics where the
+    file records reference orientations."""
+    from deepmat.workflows import ebsd
+
+    try:
+        scan, indexed = ebsd.index_file(
+            patterns, model=model, dictionary=dictionary, correct_background=correct_background
+        )
+        table = ebsd.orientation_table(indexed, scan)
+        metrics = ebsd.indexing_metrics(indexed, scan)
+        if ipf:
+            ebsd.ipf_plot(indexed, scan, ipf)
+    except DeepmatError as exc:
+        _fail(exc)
+    for line in scan.corrections:
+        console.print(f"{patterns}: {line}")
+    for line in indexed.notes:
+        console.print(f"[yellow]warning:[/] {line}")
+    console.print(
+        f"{len(scan)} patterns indexed by {indexed.method} in {indexed.seconds:.2f} s "
+        f"({indexed.patterns_per_second:.0f} patterns/s)"
+    )
+    if metrics:
+        _print_orientation_metrics(f"{indexed.method} on {patterns}", {"reference": metrics})
+    if ipf:
+        console.print(f"IPF map: {ipf}")
+    _write_table(table, output, "orientations")
 
 
 @app.command()

@@ -1,0 +1,481 @@
+"""EBSD jobs: simulated pattern files, the orientation CNN trained on them, and the indexing of
+pattern files by a saved CNN or by a dictionary of simulated patterns.
+
+Patterns to index come from a deepmat pattern set (``deepmat ebsd simulate``,
+:func:`~deepmat.data.ebsd.write_pattern_dataset`) or from any file kikuchipy loads as EBSD
+(kikuchipy h5ebsd, EDAX/Bruker/Oxford h5ebsd, NORDIF, EMsoft, ...); :func:`read_scan` turns
+either into a :class:`Scan`. Experimental patterns sit on a smooth backscatter background that
+the simulations lack: on kikuchipy's nickel scan (``kikuchipy.data.nickel_ebsd_small()``),
+dictionary indexing of the raw patterns misses the stored orientations by about 27°, while
+after kikuchipy's static background removal (with the background stored in the file) and
+dynamic background removal every pattern is found to the dictionary's resolution. Patterns
+read by kikuchipy are therefore corrected so by default; simulated sets are indexed as made.
+
+A model or dictionary applies only to patterns of its detector: the pattern shape must match
+(an error otherwise) and a projection centre more than :data:`PC_TOLERANCE` away is reported
+as a note, since the bands then fall elsewhere on the detector than in training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import kikuchipy as kp
+import numpy as np
+import pandas as pd
+from orix.crystal_map import Phase
+from orix.quaternion import Orientation, Rotation
+from orix.quaternion.symmetry import Symmetry
+
+from deepmat.data.ebsd import (
+    FORMAT,
+    DetectorSpec,
+    NoiseSpec,
+    PatternDataset,
+    PatternReport,
+    dictionary_index,
+    master_pattern,
+    read_pattern_dataset,
+    sample_orientations,
+    write_pattern_dataset,
+)
+from deepmat.data.voxels import decode_attr
+from deepmat.errors import ConfigError, DataError, ModelFormatError
+from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNNSpec
+from deepmat.physics.orientations import disorientation_angle
+from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
+from deepmat.train.saved import load_model, save_model
+from deepmat.train.trainer import TrainConfig
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from rich.console import Console
+
+# Largest difference of any projection centre coordinate (fractions of the detector) between
+# the patterns and the model's or dictionary's detector that is not reported.
+PC_TOLERANCE = 0.01
+
+
+def simulate_pattern_file(
+    out: str | Path,
+    *,
+    resolution: float | None = None,
+    n: int | None = None,
+    detector: DetectorSpec | None = None,
+    noise: NoiseSpec | None = None,
+    master: str | Path | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> PatternReport:
+    """Simulate patterns at a fundamental-zone grid (``resolution``, degrees) or at ``n``
+    random orientations (drawn with ``seed``) and write them to ``out``.
+
+    The fundamental zone is that of the master pattern's point group (the shipped nickel
+    one's is m-3m); ``noise`` None or all off writes clean float32 patterns.
+    """
+    if (resolution is None) == (n is None):
+        raise ConfigError(
+            "give exactly one of --resolution (a grid over the fundamental zone) and "
+            "--n (random orientations)"
+        )
+    symmetry = master_pattern(master).phase.point_group if master is not None else "m-3m"
+    rotations = sample_orientations(resolution, n, symmetry, seed)
+    return write_pattern_dataset(
+        out,
+        rotations,
+        detector,
+        None if noise is None or noise.is_identity else noise,
+        master=master,
+        seed=seed,
+        workers=workers,
+        progress=progress,
+        console=console,
+    )
+
+
+def train_ebsd(
+    data: str | Path,
+    out: str | Path,
+    *,
+    val: str | Path | None = None,
+    config: TrainConfig | None = None,
+    val_fraction: float = 0.1,
+    resume: bool = True,
+) -> OrientationCNNRegressor:
+    """Train the orientation CNN on the pattern file ``data`` (see :func:`fit_orientation_cnn`)
+    and save it to ``out``, with the files it learned from in its card."""
+    train = read_pattern_dataset(data)
+    validation = None if val is None else read_pattern_dataset(val)
+    if validation is not None and validation.detector.shape != train.detector.shape:
+        raise DataError(
+            f"{val}: patterns are {_size(validation.detector.shape)} but the training "
+            f"patterns of {data} are {_size(train.detector.shape)}"
+        )
+    regressor = fit_orientation_cnn(
+        train, out, val=validation, config=config, val_fraction=val_fraction, resume=resume
+    )
+    regressor.training["files"] = {"train": str(data), "val": None if val is None else str(val)}
+    save_model(regressor, out)
+    return regressor
+
+
+def fit_orientation_cnn(
+    train: PatternDataset,
+    workdir: str | Path,
+    *,
+    val: PatternDataset | None = None,
+    spec: OrientationCNNSpec = ORIENTATION_CNN_SMALL,
+    config: TrainConfig | None = None,
+    val_fraction: float = 0.1,
+    resume: bool = True,
+) -> OrientationCNNRegressor:
+    """An orientation CNN of ``spec`` (at the pattern shape of ``train``) fitted on ``train``.
+
+    Early stopping and the best epoch use ``val`` or, without it, a random ``val_fraction``
+    of ``train``; checkpoints go to ``workdir``. The loss and metrics use the point group of
+    the data's master pattern. The card records the detector and noise of ``train``, so
+    that indexing can check the geometry of the patterns it is given.
+    """
+    spec = replace(spec, pattern_shape=train.detector.shape)
+    regressor = OrientationCNNRegressor(
+        spec, config, point_group=_point_group(train), val_fraction=val_fraction
+    )
+    regressor.fit(
+        train.patterns,
+        train.rotations,
+        None if val is None else (val.patterns, val.rotations),
+        workdir=workdir,
+        resume=resume,
+    )
+    regressor.training |= {
+        "detector": train.detector.to_dict(),
+        "noise": None if train.noise is None else train.noise.to_dict(),
+    }
+    return regressor
+
+
+def _point_group(dataset: PatternDataset) -> str:
+    return str(dataset.attrs.get("symmetry") or "m-3m")
+
+
+def _size(shape: Sequence[int]) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+@dataclass
+class Scan:
+    """Patterns to index, (n, height, width), with where they came from.
+
+    ``scan_shape`` is (rows, columns) for a map and (n,) for a set or a line; ``reference``
+    holds the orientations the file records (a simulated set's truth, or a kikuchipy file's
+    crystal map), if any; ``corrections`` the background corrections applied on reading.
+    """
+
+    patterns: np.ndarray
+    source: str
+    scan_shape: tuple[int, ...]
+    detector: DetectorSpec
+    reference: Rotation | None = None
+    corrections: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.patterns)
+
+
+def read_scan(path: str | Path, correct_background: bool = True) -> Scan:
+    """The patterns of a deepmat pattern set or of any file kikuchipy loads as EBSD.
+
+    A kikuchipy file has its static background (if it stores one) and then its dynamic
+    background removed unless ``correct_background`` is False (see the module docstring).
+    Anything else is a :class:`DataError` that says what the file is not.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if _is_pattern_set(path):
+        dataset = read_pattern_dataset(path)
+        return Scan(
+            dataset.patterns, str(path), (len(dataset),), dataset.detector, dataset.rotations
+        )
+    try:
+        signal = kp.load(path)
+    except Exception as exc:  # kikuchipy's readers raise many kinds of errors
+        raise DataError(
+            f"{path}: not an EBSD pattern file: neither a deepmat pattern set "
+            f"(`deepmat ebsd simulate`) nor a file kikuchipy reads ({exc})"
+        ) from None
+    if isinstance(signal, list):
+        raise DataError(f"{path}: holds {len(signal)} scans; save the one to index on its own")
+    if not isinstance(signal, kp.signals.EBSD):
+        raise DataError(
+            f"{path}: holds {type(signal).__name__}, not EBSD patterns "
+            "(a deepmat pattern set or an EBSD scan is expected)"
+        )
+    return scan_from_signal(signal, str(path), correct_background)
+
+
+def _is_pattern_set(path: Path) -> bool:
+    if not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as file:
+        return decode_attr(file.attrs.get("format")) == FORMAT
+
+
+def scan_from_signal(signal: kp.signals.EBSD, source: str, correct_background: bool = True) -> Scan:
+    """A :class:`Scan` of a kikuchipy EBSD signal (corrected in place unless told not to).
+
+    The detector is the signal's, with its average projection centre; the reference
+    orientations are those of its crystal map (the best of each point) when it has one
+    point per pattern.
+    """
+    corrections = remove_background(signal) if correct_background else []
+    shape = signal.data.shape[:-2] or (1,)
+    patterns = np.asarray(signal.data).reshape(-1, *signal.data.shape[-2:])
+    return Scan(
+        patterns,
+        source,
+        tuple(int(s) for s in shape),
+        _detector_spec(signal.detector, source),
+        _reference(signal.xmap, len(patterns)),
+        corrections,
+    )
+
+
+def remove_background(signal: kp.signals.EBSD) -> list[str]:
+    """Remove the static background (when the signal stores one) and then the dynamic one,
+    in place, as kikuchipy's indexing tutorials do; returns what was done."""
+    done = []
+    if signal.static_background is not None:
+        signal.remove_static_background(show_progressbar=False)
+        done.append("static background removed")
+    signal.remove_dynamic_background(show_progressbar=False)
+    return [*done, "dynamic background removed"]
+
+
+def _detector_spec(detector: Any, source: str) -> DetectorSpec:
+    try:
+        return DetectorSpec(
+            shape=tuple(int(s) for s in detector.shape),
+            pc=tuple(float(v) for v in detector.pc_average),
+            sample_tilt=float(detector.sample_tilt),
+            tilt=float(detector.tilt),
+            binning=int(detector.binning),
+            px_size=float(detector.px_size),
+        )
+    except ConfigError as exc:
+        raise DataError(f"{source}: unusable detector geometry: {exc}") from None
+
+
+def _reference(xmap: Any, n: int) -> Rotation | None:
+    if xmap is None:
+        return None
+    rotations = xmap.rotations
+    if rotations.ndim == 2:
+        rotations = rotations[:, 0]
+    return Rotation(rotations.data) if rotations.size == n else None
+
+
+@dataclass(eq=False)
+class Indexed:
+    """Orientations found for a scan, (n,), in the fundamental zone of ``point_group``.
+
+    ``method`` is "cnn" or "dictionary"; ``scores`` (n,) are the dictionary's NCC scores of
+    the best matches (None for a CNN); ``seconds`` the wall time of the indexing; ``notes``
+    warnings about the detector geometry.
+    """
+
+    orientations: Orientation
+    method: str
+    point_group: str
+    seconds: float
+    scores: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def patterns_per_second(self) -> float:
+        """The indexing speed."""
+        return self.orientations.size / self.seconds if self.seconds > 0 else float("inf")
+
+
+def index_file(
+    path: str | Path,
+    *,
+    model: str | Path | None = None,
+    dictionary: str | Path | None = None,
+    correct_background: bool = True,
+) -> tuple[Scan, Indexed]:
+    """The patterns of the file ``path`` (see :func:`read_scan`) indexed by the saved
+    orientation model in the directory ``model`` or against the pattern set ``dictionary``:
+    exactly one of the two."""
+    if (model is None) == (dictionary is None):
+        raise ConfigError(
+            "give exactly one of --model (a saved orientation model) and --dictionary "
+            "(a simulated pattern set to index against)"
+        )
+    if model is not None:
+        network = load_model(model)
+        if not isinstance(network, OrientationCNNRegressor):
+            raise ModelFormatError(f"{model}: {network.name} is not an orientation model")
+        scan = read_scan(path, correct_background)
+        return scan, index_with_model(network, scan)
+    reference = read_pattern_dataset(dictionary)
+    scan = read_scan(path, correct_background)
+    return scan, index_with_dictionary(reference, scan, f"the dictionary {dictionary}")
+
+
+def index_with_model(model: OrientationCNNRegressor, scan: Scan) -> Indexed:
+    """Orientations of ``scan`` predicted by an orientation CNN."""
+    _check_shape(scan, model.pattern_shape, f"the model {model.name}")
+    notes = _geometry_notes(scan, model.training.get("detector"), f"the model {model.name}")
+    start = time.perf_counter()
+    orientations = model.predict(scan.patterns)
+    seconds = time.perf_counter() - start
+    return Indexed(orientations, "cnn", model.point_group, seconds, notes=notes)
+
+
+def index_with_dictionary(
+    dictionary: PatternDataset,
+    scan: Scan,
+    name: str = "the dictionary",
+    n_per_iteration: int | None = None,
+) -> Indexed:
+    """Orientations of ``scan`` by dictionary indexing (NCC) against a simulated set, called
+    ``name`` in messages; ``n_per_iteration`` bounds the memory (see
+    :func:`~deepmat.data.ebsd.dictionary_index`)."""
+    _check_shape(scan, dictionary.detector.shape, name)
+    notes = _geometry_notes(scan, dictionary.detector.to_dict(), name)
+    start = time.perf_counter()
+    result = dictionary_index(scan.patterns, dictionary, n_per_iteration=n_per_iteration)
+    seconds = time.perf_counter() - start
+    point_group = _point_group(dictionary)
+    orientations = Orientation(result.best.data, symmetry=_symmetry(point_group)).reduce()
+    return Indexed(orientations, "dictionary", point_group, seconds, result.scores[:, 0], notes)
+
+
+def _symmetry(point_group: str) -> Symmetry:
+    return Phase(point_group=point_group).point_group
+
+
+def _check_shape(scan: Scan, shape: tuple[int, int], what: str) -> None:
+    found = scan.patterns.shape[1:]
+    if tuple(found) != tuple(shape):
+        raise DataError(
+            f"{scan.source}: patterns are {_size(found)} pixels but {what} takes "
+            f"{_size(shape)}: index patterns of the detector it was made for"
+        )
+
+
+def _geometry_notes(scan: Scan, trained: dict | None, what: str) -> list[str]:
+    if not trained:
+        return []
+    expected = np.asarray(trained["pc"], dtype=float)
+    found = np.asarray(scan.detector.pc)
+    if np.abs(found - expected).max() <= PC_TOLERANCE:
+        return []
+    return [
+        f"{scan.source}: projection centre {np.round(found, 4).tolist()} differs from that of "
+        f"{what} {np.round(expected, 4).tolist()}: orientations may be off"
+    ]
+
+
+def indexing_metrics(indexed: Indexed, scan: Scan) -> dict[str, float] | None:
+    """:func:`orientation_metrics` against the scan's reference orientations, if it has any."""
+    if scan.reference is None:
+        return None
+    return orientation_metrics(scan.reference, indexed.orientations, indexed.point_group)
+
+
+def orientation_table(indexed: Indexed, scan: Scan) -> pd.DataFrame:
+    """One row per pattern: ``index`` (and ``row``, ``column`` of a map), Bunge Euler angles
+    ``phi1``, ``Phi``, ``phi2`` in degrees, the quaternion ``qw`` (≥ 0), ``qx``, ``qy``, ``qz``,
+    the dictionary's ``score`` and, when the scan has references, ``disorientation_deg``."""
+    n = indexed.orientations.size
+    columns: dict[str, Any] = {"index": np.arange(n)}
+    if len(scan.scan_shape) == 2:
+        columns["row"], columns["column"] = np.unravel_index(np.arange(n), scan.scan_shape)
+    euler = np.degrees(indexed.orientations.to_euler())
+    columns |= dict(zip(("phi1", "Phi", "phi2"), euler.T, strict=True))
+    quaternions = indexed.orientations.data  # q and -q are one rotation: written with w >= 0
+    quaternions = quaternions * np.where(quaternions[:, :1] < 0, -1.0, 1.0)
+    columns |= dict(zip(("qw", "qx", "qy", "qz"), quaternions.T, strict=True))
+    if indexed.scores is not None:
+        columns["score"] = indexed.scores
+    if scan.reference is not None:
+        angles = disorientation_angle(scan.reference, indexed.orientations, indexed.point_group)
+        columns["disorientation_deg"] = np.degrees(angles)
+    return pd.DataFrame(columns)
+
+
+def evaluate_pattern_file(model: OrientationCNNRegressor, path: str | Path) -> dict[str, float]:
+    """:func:`orientation_metrics` of ``model`` on a pattern file with reference orientations."""
+    scan = read_scan(path)
+    _check_shape(scan, model.pattern_shape, f"the model {model.name}")
+    if scan.reference is None:
+        raise DataError(f"{path}: holds no reference orientations to evaluate against")
+    return model.evaluate(scan.patterns, scan.reference)
+
+
+def predict_pattern_files(
+    model: OrientationCNNRegressor, inputs: Sequence[str | Path]
+) -> pd.DataFrame:
+    """The orientation table of every input file, with a ``file`` column first."""
+    frames = []
+    for item in inputs:
+        scan = read_scan(item)
+        table = orientation_table(index_with_model(model, scan), scan)
+        table.insert(0, "file", str(item))
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+def ipf_image(orientations: Orientation, scan_shape: tuple[int, ...]) -> np.ndarray:
+    """IPF-Z colours (orix TSL key) as an RGB image: (rows, columns, 3) for a map, a strip
+    (1, n, 3) otherwise."""
+    from orix.plot import IPFColorKeyTSL
+
+    rgb = IPFColorKeyTSL(orientations.symmetry).orientation2color(orientations)
+    shape = scan_shape if len(scan_shape) == 2 else (1, orientations.size)
+    return rgb.reshape(*shape, 3)
+
+
+def draw_ipf_map(ax: Axes, orientations: Orientation, scan_shape: tuple[int, ...]) -> None:
+    """The IPF-Z map of ``orientations`` on ``ax``, one square per pattern."""
+    ax.imshow(ipf_image(orientations, scan_shape), interpolation="nearest")
+    ax.set(xticks=[], yticks=[])
+
+
+def draw_ipf_key(fig: Figure, position: Any, orientations: Orientation) -> None:
+    """orix's IPF colour key of the Laue group of ``orientations`` as a subplot of ``fig``
+    (``position`` a subplot spec or three-digit code)."""
+    symmetry = orientations.symmetry.laue
+    ax = fig.add_subplot(position, projection="ipf", symmetry=symmetry)
+    ax.plot_ipf_color_key()
+    ax.set_title("IPF-Z key", fontsize=9)
+
+
+def ipf_plot(indexed: Indexed, scan: Scan, path: str | Path) -> Path:
+    """A PNG of the scan's IPF-Z colour map (see :func:`ipf_image`) beside the colour key."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(9, 4), dpi=120)
+    grid = fig.add_gridspec(1, 2, width_ratios=(2, 1))
+    ax = fig.add_subplot(grid[0])
+    draw_ipf_map(ax, indexed.orientations, scan.scan_shape)
+    ax.set_title(f"{Path(scan.source).name}: {indexed.method} indexing", fontsize=9)
+    draw_ipf_key(fig, grid[1], indexed.orientations)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,160 @@
+"""`deepmat ebsd simulate`, `train ebsd`, `ebsd index`, `evaluate` and `predict` end to end on
+tiny simulated pattern sets (20×20 detector, a 15° grid) and kikuchipy's 3×3 nickel scan.
+
+The network trains for one epoch, so the tests check the plumbing (files, columns, messages),
+not the accuracy; dictionary indexing of the grid against itself must be exact.
+"""
+
+import io
+import json
+
+import kikuchipy as kp
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import deepmat
+from deepmat.cli import app
+from deepmat.data.ebsd import read_pattern_dataset
+
+runner = CliRunner()
+SMALL = ["--shape", "20", "20", "--workers", "1"]
+EULER_QUATERNION = ["phi1", "Phi", "phi2", "qw", "qx", "qy", "qz"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def message(result) -> str:
+    """The output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ebsd")
+    paths = {
+        "grid": root / "grid.h5",
+        "test": root / "test.h5",
+        "grid60": root / "grid60.h5",
+        "nickel": root / "nickel.h5",
+        "model": root / "cnn",
+    }
+    commands = [
+        ("ebsd", "simulate", paths["grid"], "--resolution", 15, *SMALL),
+        ("ebsd", "simulate", paths["test"], "--n", 12, "--seed", 1, "--noise-counts", 300, *SMALL),
+        ("ebsd", "simulate", paths["grid60"], "--resolution", 15, "--workers", 1),
+        ("train", "ebsd", "--data", paths["grid"], "--out", paths["model"], "--epochs", 1),
+    ]
+    for command in commands:
+        result = invoke(*command)
+        assert result.exit_code == 0, result.output
+    kp.data.nickel_ebsd_small().save(paths["nickel"])
+    paths["csv"] = root / "table.csv"
+    paths["csv"].write_text("formula,target\nFe2O3,1\n")
+    return paths
+
+
+def test_simulate_writes_the_noise_and_detector_asked_for(tmp_path):
+    out = tmp_path / "noisy.h5"
+    options = ["--n", 5, "--pc", 0.4, 0.3, 0.6, "--noise-counts", 50, "--gaussian", 0.02]
+    result = invoke("ebsd", "simulate", out, *options, "--background", 0.5, "--uint8", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "5 EBSD patterns of 20×20 written to" in message(result)
+    dataset = read_pattern_dataset(out)
+    assert dataset.patterns.shape == (5, 20, 20) and dataset.patterns.dtype == np.uint8
+    assert dataset.detector.pc == (0.4, 0.3, 0.6)
+    assert dataset.noise.counts == 50 and dataset.noise.background == 0.5
+
+
+def test_train_saves_an_orientation_model_with_its_detector(files):
+    card = json.loads((files["model"] / "card.json").read_text())
+    assert card["input"] == "ebsd-pattern" and card["pattern_shape"] == [20, 20]
+    assert card["training"]["files"] == {"train": str(files["grid"]), "val": None}
+    assert card["training"]["detector"]["shape"] == [20, 20]
+    assert card["metrics"]["val"]["n"] == 26  # 10 % of the 265 grid patterns
+    assert (files["model"] / "weights.safetensors").is_file()
+
+
+def test_index_with_the_model_writes_orientations_and_an_ipf_map(files, tmp_path):
+    csv, png = tmp_path / "cnn.csv", tmp_path / "ipf.png"
+    result = invoke(
+        "ebsd", "index", files["test"], "--model", files["model"], "-o", csv, "--ipf", png
+    )
+    assert result.exit_code == 0, result.output
+    text = message(result)
+    assert "12 patterns indexed by cnn" in text and "mean °" in text and "reference" in text
+    table = pd.read_csv(csv)
+    assert list(table.columns) == ["index", *EULER_QUATERNION, "disorientation_deg"]
+    assert len(table) == 12 and (table["qw"] >= 0).all()
+    assert np.allclose(np.linalg.norm(table[["qw", "qx", "qy", "qz"]], axis=1), 1)
+    assert png.stat().st_size > 0
+
+
+def test_dictionary_indexing_of_the_grid_itself_is_exact(files, tmp_path):
+    csv = tmp_path / "dictionary.csv"
+    result = invoke("ebsd", "index", files["grid"], "--dictionary", files["grid"], "-o", csv)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(csv)
+    assert len(table) == 265 and "score" in table.columns
+    assert table["disorientation_deg"].max() < 1e-3
+    assert table["score"].min() > 0.999
+
+
+def test_a_kikuchipy_scan_is_background_corrected_and_mapped(files, tmp_path):
+    png = tmp_path / "scan.png"
+    result = invoke("ebsd", "index", files["nickel"], "--dictionary", files["grid60"], "--ipf", png)
+    assert result.exit_code == 0, result.output
+    text = message(result)
+    assert "static background removed" in text and "dynamic background removed" in text
+    assert "9 patterns indexed by dictionary" in text and "reference" in text
+    table = pd.read_csv(io.StringIO(result.stdout))
+    assert list(table.columns[:3]) == ["index", "row", "column"]
+    assert table["row"].max() == 2 and table["column"].max() == 2
+    assert png.is_file()
+
+
+def test_evaluate_and_predict_an_orientation_model(files, tmp_path):
+    result = invoke("evaluate", files["model"], files["test"], "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["n"] == 12 and 0 <= metrics["within_5deg"] <= 1
+    test = read_pattern_dataset(files["test"])
+    expected = deepmat.load(files["model"]).evaluate(test.patterns, test.rotations)
+    assert metrics == pytest.approx(expected)
+    out = tmp_path / "predicted.csv"
+    result = invoke("predict", files["model"], files["test"], files["grid"], "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "277 orientations written" in message(result)
+    table = pd.read_csv(out)
+    assert table.columns[0] == "file" and set(EULER_QUATERNION) <= set(table.columns)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["ebsd", "index", "{test}"], "give exactly one of --model"),
+        (
+            ["ebsd", "index", "{test}", "--model", "{model}", "--dictionary", "{grid}"],
+            "give exactly one of --model",
+        ),
+        (["ebsd", "index", "{csv}", "--model", "{model}"], "not an EBSD pattern file"),
+        (["ebsd", "index", "{nickel}", "--model", "{model}"], "are 60×60 pixels but the model"),
+        (["ebsd", "index", "{test}", "--dictionary", "{grid60}"], "are 20×20 pixels but the"),
+        (["ebsd", "index", "{test}", "--dictionary", "{nickel}"], "not an EBSD pattern data set"),
+        (["evaluate", "{model}", "{csv}"], "not an EBSD pattern file"),
+        (["ebsd", "simulate", "{tmp}/x.h5"], "give exactly one of --resolution"),
+        (["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--pc", "0.5", "0.5", "0"], "PCz"),
+        (
+            ["train", "ebsd", "--data", "{grid}", "--val", "{grid60}", "--out", "{tmp}/m"],
+            "but the training patterns",
+        ),
+    ],
+)
+def test_bad_inputs_give_clear_errors(files, tmp_path, args, expected):
+    names = {key: str(path) for key, path in files.items()} | {"tmp": str(tmp_path)}
+    result = invoke(*(arg.format(**names) for arg in args))
+    assert result.exit_code == 2, result.output
+    assert expected in message(result)
