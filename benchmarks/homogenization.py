@@ -48,7 +48,7 @@ PHASES = (IsotropicPhase(1.0, 0.3), IsotropicPhase(CONTRAST, 0.3))
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "homogenization")
     p.add_argument("--grid", type=int, default=51, help="voxels per edge (the paper: 51)")
-    p.add_argument("--n", type=int, default=1000, help="microstructures generated in all")
+    p.add_argument("--n", type=int, default=600, help="microstructures generated in all")
     p.add_argument("--val", type=float, default=0.15, help="fraction for validation")
     p.add_argument("--test", type=float, default=0.15, help="fraction held out for test")
     p.add_argument("--epochs", type=int, default=40)
