@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepmat.errors import ConfigError
+from deepmat.models.layers import dense_layers, he_init
 
 POOLINGS = ("max", "avg")
 
@@ -131,20 +132,10 @@ class HomogenizationCNN(nn.Module):
         self.spec = spec
         widths = (1, *spec.channels)
         self.blocks = nn.Sequential(*(ConvBlock(a, b, spec) for a, b in pairwise(widths)))
-        layers: list[nn.Module] = []
-        width = spec.channels[-1]
-        for hidden in spec.fc_widths:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            if spec.dropout > 0:
-                layers.append(nn.Dropout(spec.dropout))
-            width = hidden
-        layers.append(nn.Linear(width, spec.out_features))
-        self.head = nn.Sequential(*layers)
-        for module in self.modules():
-            if isinstance(module, nn.Conv3d | nn.Linear):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        self.head = nn.Sequential(
+            *dense_layers(spec.channels[-1], spec.fc_widths, spec.dropout, spec.out_features)
+        )
+        he_init(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last block's feature maps, (batch, channels[-1], m1, m2, m3)."""

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepmat.errors import ConfigError, DataError
+from deepmat.models.layers import dense_layers, he_init
 
 READOUTS = ("flatten", "average")
 
@@ -159,19 +160,8 @@ class OrientationCNN(nn.Module):
         self.blocks = nn.Sequential(*(PatternBlock(a, b, spec) for a, b in pairwise(widths)))
         height, width = spec.feature_shape
         features = spec.channels[-1] * (height * width if spec.readout == "flatten" else 1)
-        layers: list[nn.Module] = []
-        for hidden in spec.fc_widths:
-            layers += [nn.Linear(features, hidden), nn.ReLU()]
-            if spec.dropout > 0:
-                layers.append(nn.Dropout(spec.dropout))
-            features = hidden
-        layers.append(nn.Linear(features, 4))
-        self.head = nn.Sequential(*layers)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        self.head = nn.Sequential(*dense_layers(features, spec.fc_widths, spec.dropout, 4))
+        he_init(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last block's feature maps, (batch, channels[-1], *spec.feature_shape)."""

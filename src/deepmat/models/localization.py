@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepmat.errors import ConfigError
+from deepmat.models.layers import dense_layers, he_init
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,6 @@ SLICE_CNN_PAPER = SliceCNNSpec(size=11, channels=(128, 256), fc_widths=(2048, 10
 SLICE_CNN_SMALL = SliceCNNSpec()
 
 
-def _he_init(net: nn.Module) -> None:
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d | nn.Conv3d | nn.Linear):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-
-
 class SliceCNN(nn.Module):
     """(batch, s, s, s) neighbourhoods → (batch, 1) strain of the centre voxel."""
 
@@ -124,16 +117,11 @@ class SliceCNN(nn.Module):
         edge = spec.size
         for _ in spec.channels:
             edge = max(edge // 2, 1)
-        layers: list[nn.Module] = [nn.Flatten()]
         width = spec.channels[-1] * edge * edge
-        for hidden in spec.fc_widths:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            if spec.dropout > 0:
-                layers.append(nn.Dropout(spec.dropout))
-            width = hidden
-        layers.append(nn.Linear(width, 1))
-        self.head = nn.Sequential(*layers)
-        _he_init(self)
+        self.head = nn.Sequential(
+            nn.Flatten(), *dense_layers(width, spec.fc_widths, spec.dropout, 1)
+        )
+        he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-3:] != (self.spec.size,) * 3:
@@ -250,7 +238,7 @@ class StrainFCN(nn.Module):
             SpectralConv3d(c, spec.modes) for _ in spec.dilations if spec.modes > 0
         )
         self.readout = nn.Conv3d(c, 1, 1)
-        _he_init(self)
+        he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.lift(x.float()))

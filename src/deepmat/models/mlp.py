@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from deepmat.models.layers import he_init
+
 
 @dataclass(frozen=True)
 class Block:
@@ -86,10 +88,7 @@ class MLP(nn.Module):
                 layers.append(nn.Dropout(block.dropout))
         layers.append(nn.Linear(width, spec.out_features))
         self.layers = nn.Sequential(*layers)
-        for layer in self.layers:
-            if isinstance(layer, nn.Linear):
-                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
+        he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
