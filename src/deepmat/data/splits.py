@@ -88,6 +88,19 @@ def random_split(n: int, val: float = 0.1, test: float = 0.0, seed: int = 0) -> 
     )
 
 
+def hold_out(
+    n: int, fraction: float, seed: int = 0, what: str = "samples"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices (train, val) with a random ``fraction`` of ``n`` ``what`` in val and
+    at least one on each side: the set an estimator keeps back for early stopping when it is
+    given no validation data."""
+    if n < 2:
+        raise DataError(f"need at least 2 {what} to hold out a validation set, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
 def grouped_split(keys: Sequence[str], val: float = 0.1, test: float = 0.0, seed: int = 0) -> Split:
     """Split so that rows sharing a key (a reduced composition) never straddle sides."""
     _check_fractions(val, test)

@@ -35,6 +35,7 @@ from orix.quaternion import Orientation, Rotation
 from orix.quaternion.symmetry import Symmetry
 
 from deepmat.data.ebsd import PatternDataset
+from deepmat.data.splits import hold_out
 from deepmat.errors import ConfigError, DataError
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNN, OrientationCNNSpec
 from deepmat.physics.orientations import DisorientationLoss, disorientation_angle, to_rotation
@@ -255,11 +256,7 @@ class OrientationCNNRegressor:
         self, x: np.ndarray, q: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """A random ``val_fraction`` of (x, q) set aside to pick the best epoch."""
-        if len(x) < 2:
-            raise DataError(f"need at least 2 patterns to hold out a validation set, got {len(x)}")
-        order = np.random.default_rng(self.config.seed).permutation(len(x))
-        n_val = min(max(1, round(self.val_fraction * len(x))), len(x) - 1)
-        val, train = order[:n_val], order[n_val:]
+        train, val = hold_out(len(x), self.val_fraction, self.config.seed, "patterns")
         return x[train], q[train], (x[val], q[val])
 
     def _training_record(

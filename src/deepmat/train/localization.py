@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepmat.data.splits import hold_out
 from deepmat.errors import ConfigError, DataError
 from deepmat.models.localization import (
     SLICE_CNN_SMALL,
@@ -104,15 +105,6 @@ def strain_symmetries(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, t
     """
     both = c11_symmetries(torch.cat([x.float(), y], dim=1))
     return both[:, : x.shape[1]], both[:, x.shape[1] :]
-
-
-def hold_out(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) with a random ``fraction`` of ``n`` microstructures in val."""
-    if n < 2:
-        raise DataError(f"need at least 2 microstructures to hold out a validation set, got {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = min(max(1, round(fraction * n)), n - 1)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 class LocalizationRegressor:
@@ -341,7 +333,7 @@ class NetworkLocalizationRegressor(LocalizationRegressor):
         start = time.perf_counter()
         x, e, val = self._prepare(microstructures, strain, val, macro_strain)
         if val is None:
-            train, held = hold_out(len(x), self.val_fraction, self.config.seed)
+            train, held = hold_out(len(x), self.val_fraction, self.config.seed, "microstructures")
             x, e, val = x[train], e[train], (x[held], e[held])
         y, y_val = e / self.macro_strain, val[1] / self.macro_strain
         self.scaler = TargetScaler.fit(y)

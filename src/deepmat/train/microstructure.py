@@ -33,6 +33,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
+from deepmat.data.splits import hold_out
 from deepmat.errors import ConfigError, DataError
 from deepmat.models.cnn3d import HOMOGENIZATION_SMALL, CNN3DSpec, HomogenizationCNN
 from deepmat.physics.elasticity import IsotropicPhase, reuss_stiffness, voigt_stiffness
@@ -252,13 +253,7 @@ class VoxelCNNRegressor(MicrostructureRegressor):
 
     def _hold_out(self, x: np.ndarray, y: np.ndarray):
         """A random ``val_fraction`` of (x, y) set aside for early stopping."""
-        if len(x) < 2:
-            raise DataError(
-                f"need at least 2 microstructures to hold out a validation set, got {len(x)}"
-            )
-        order = np.random.default_rng(self.config.seed).permutation(len(x))
-        n_val = min(max(1, round(self.val_fraction * len(x))), len(x) - 1)
-        val, train = order[:n_val], order[n_val:]
+        train, val = hold_out(len(x), self.val_fraction, self.config.seed, "microstructures")
         return x[train], y[train], (x[val], y[val])
 
     @torch.inference_mode()
