@@ -69,6 +69,7 @@ from deepmat.data.microstructures import chunked
 from deepmat.data.voxels import decode_attr, encode_attr
 from deepmat.errors import ConfigError, DataError
 from deepmat.parallel import map_chunks, progress_bar
+from deepmat.physics.orientations import point_group_symmetry
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -339,7 +340,7 @@ def sample_orientations(
     """
     if (resolution_deg is None) == (n is None):
         raise ConfigError("give exactly one of resolution_deg (a grid) and n (random rotations)")
-    point_group = _point_group(symmetry)
+    point_group = point_group_symmetry(symmetry)
     if resolution_deg is not None:
         (resolution,) = _finite_floats([resolution_deg], 1, "resolution_deg")
         if resolution <= 0:
@@ -350,16 +351,6 @@ def sample_orientations(
     quaternions /= np.linalg.norm(quaternions, axis=1, keepdims=True)
     reduced = orix.quaternion.Orientation(quaternions, symmetry=point_group).reduce()
     return orix.quaternion.Rotation(reduced.data)
-
-
-def _point_group(symmetry: str | Symmetry) -> Symmetry:
-    try:
-        point_group = orix.crystal_map.Phase(point_group=symmetry).point_group
-    except ValueError:
-        point_group = None
-    if point_group is None:
-        raise ConfigError(f"symmetry must name a crystallographic point group, got {symmetry!r}")
-    return point_group
 
 
 def apply_noise(patterns: np.ndarray, noise: NoiseSpec | None, seed: int = 0) -> np.ndarray:

@@ -25,6 +25,7 @@ from deepmat.physics.elasticity import (
 from deepmat.physics.orientations import (
     DisorientationLoss,
     disorientation_angle,
+    point_group_symmetry,
     proper_symmetry,
     to_rotation,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "hashin_shtrikman_bounds",
     "isotropic_moduli",
     "mandel_to_voigt_stiffness",
+    "point_group_symmetry",
     "proper_symmetry",
     "reuss_stiffness",
     "solve",

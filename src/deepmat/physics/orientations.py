@@ -159,7 +159,7 @@ def to_rotation(q: np.ndarray | torch.Tensor) -> Rotation:
     return Rotation(_checked_array(q, "quaternions"))
 
 
-def _symmetry(point_group: str | Symmetry) -> Symmetry:
+def point_group_symmetry(point_group: str | Symmetry) -> Symmetry:
     """The orix point group of a Hermann–Mauguin name such as 'm-3m', '6/mmm' or '4/mmm'."""
     if isinstance(point_group, Symmetry):
         return point_group
@@ -172,8 +172,8 @@ def _symmetry(point_group: str | Symmetry) -> Symmetry:
         return Phase(point_group=point_group).point_group
     except ValueError:
         raise ConfigError(
-            f"unknown point group {point_group!r}; use a Hermann–Mauguin name known to orix, "
-            "such as 'm-3m', '432', '6/mmm', '4/mmm' or 'mmm'"
+            f"{point_group!r}: a point group must name a crystallographic point group known to "
+            "orix, a Hermann–Mauguin name such as 'm-3m', '432', '6/mmm', '4/mmm' or 'mmm'"
         ) from None
 
 
@@ -183,7 +183,7 @@ def proper_symmetry(point_group: str | Symmetry = "m-3m") -> np.ndarray:
     These are the operators that leave an orientation unchanged: 24 for the cubic m-3m (and
     432, -43m), 12 for 6/mmm, 8 for 4/mmm. The identity comes first.
     """
-    return np.array(_symmetry(point_group).laue_proper_subgroup.data, dtype=np.float64)
+    return np.array(point_group_symmetry(point_group).laue_proper_subgroup.data, dtype=np.float64)
 
 
 def _check_orientation_symmetry(q: object, operators: Symmetry, name: str) -> None:
@@ -211,7 +211,7 @@ def disorientation_angle(
     min_s ω(s⁻¹·q2·q1⁻¹) over the proper rotations s of the Laue group (see the module
     docstring for why the one-sided minimum is the two-sided one), and lies in [0, π].
     """
-    operators = _symmetry(point_group).laue_proper_subgroup
+    operators = point_group_symmetry(point_group).laue_proper_subgroup
     _check_orientation_symmetry(q1, operators, "q1")
     _check_orientation_symmetry(q2, operators, "q2")
     a, b = _checked_array(q1, "q1"), _checked_array(q2, "q2")

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from orix.crystal_map import Phase
 from orix.quaternion import Orientation, Rotation
 from orix.quaternion.symmetry import Symmetry
 
@@ -38,7 +37,12 @@ from deepmat.data.ebsd import PatternDataset
 from deepmat.data.splits import hold_out
 from deepmat.errors import ConfigError, DataError
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNN, OrientationCNNSpec
-from deepmat.physics.orientations import DisorientationLoss, disorientation_angle, to_rotation
+from deepmat.physics.orientations import (
+    DisorientationLoss,
+    disorientation_angle,
+    point_group_symmetry,
+    to_rotation,
+)
 from deepmat.represent.patterns import standardize_patterns
 from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network
 
@@ -136,7 +140,7 @@ class OrientationCNNRegressor:
         if not 0 < val_fraction < 1:
             raise ConfigError(f"val_fraction {val_fraction} is not between 0 and 1")
         self.loss = DisorientationLoss(point_group, temperature)
-        self.symmetry = Phase(point_group=point_group).point_group
+        self.symmetry = point_group_symmetry(point_group)
         self.spec, self.point_group, self.temperature = spec, point_group, temperature
         self.val_fraction, self.name = val_fraction, name
         self.config = config or TrainConfig(

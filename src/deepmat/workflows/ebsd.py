@@ -28,9 +28,7 @@ import h5py
 import kikuchipy as kp
 import numpy as np
 import pandas as pd
-from orix.crystal_map import Phase
 from orix.quaternion import Orientation, Rotation
-from orix.quaternion.symmetry import Symmetry
 
 from deepmat.data.ebsd import (
     FORMAT,
@@ -47,7 +45,7 @@ from deepmat.data.ebsd import (
 from deepmat.data.voxels import decode_attr
 from deepmat.errors import ConfigError, DataError, ModelFormatError
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNNSpec
-from deepmat.physics.orientations import disorientation_angle
+from deepmat.physics.orientations import disorientation_angle, point_group_symmetry
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
 from deepmat.train.saved import load_model, save_model
 from deepmat.train.trainer import TrainConfig
@@ -356,12 +354,10 @@ def index_with_dictionary(
     result = dictionary_index(scan.patterns, dictionary, n_per_iteration=n_per_iteration)
     seconds = time.perf_counter() - start
     point_group = _point_group(dictionary)
-    orientations = Orientation(result.best.data, symmetry=_symmetry(point_group)).reduce()
+    orientations = Orientation(
+        result.best.data, symmetry=point_group_symmetry(point_group)
+    ).reduce()
     return Indexed(orientations, "dictionary", point_group, seconds, result.scores[:, 0], notes)
-
-
-def _symmetry(point_group: str) -> Symmetry:
-    return Phase(point_group=point_group).point_group
 
 
 def _check_shape(scan: Scan, shape: tuple[int, int], what: str) -> None:
