@@ -47,7 +47,7 @@ from deepmat.data.ebsd import (
 )
 from deepmat.errors import DataError
 from deepmat.models.cnn3d import count_parameters
-from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNNSpec
+from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OUTPUTS, OrientationCNNSpec
 from deepmat.train import save_model
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
 from deepmat.train.trainer import TrainConfig
@@ -79,15 +79,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["none", "1000", "300", "100"],
         help="test noise: 'none' or Poisson counts at the brightest pixel",
     )
-    p.add_argument("--extra", type=int, default=0, help="extra training patterns, random")
+    p.add_argument("--extra", type=int, default=250_000, help="extra training patterns, random")
     p.add_argument("--val-n", type=int, default=1000, help="validation patterns")
     p.add_argument("--test-n", type=int, default=1000, help="test orientations per noise level")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--channels", type=int, nargs="+", default=list(ORIENTATION_CNN_SMALL.channels))
     p.add_argument(
         "--fc-widths", type=int, nargs="+", default=list(ORIENTATION_CNN_SMALL.fc_widths)
+    )
+    p.add_argument(
+        "--output",
+        default="cubic-embedding",
+        choices=list(OUTPUTS),
+        help="what the CNN predicts (cubic-embedding, or quaternion with the disorientation loss)",
     )
     p.add_argument("--precision", default="32-true", help="32-true, bf16-mixed or 16-mixed")
     p.add_argument("--workers", type=int, default=2, help="parallel simulation tasks (Dask)")
@@ -162,7 +168,9 @@ def train_cnn(args: argparse.Namespace, train: PatternDataset, val: PatternDatas
         precision=args.precision,
         progress=sys.stderr.isatty(),
     )
-    spec = OrientationCNNSpec(channels=tuple(args.channels), fc_widths=tuple(args.fc_widths))
+    spec = OrientationCNNSpec(
+        channels=tuple(args.channels), fc_widths=tuple(args.fc_widths), output=args.output
+    )
     cnn = fit_orientation_cnn(train, args.out / "cnn", val=val, spec=spec, config=config)
     save_model(cnn, args.out / "cnn")
     return cnn

@@ -22,6 +22,7 @@ from deepmat.models.ebsd import (
     OrientationCNN,
     OrientationCNNSpec,
 )
+from deepmat.physics.cubic_embedding import isotropic_embedding
 from deepmat.represent.patterns import standardize_patterns
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
 from deepmat.train.saved import save_model
@@ -117,13 +118,28 @@ def test_spec_round_trips_through_json_and_rejects_bad_values():
         {"dropout": 1.0},
         {"convs_per_block": 0},
         {"pattern_shape": (20,)},
+        {"output": "euler"},
     ):
         with pytest.raises(ConfigError):
             replace(TINY, **bad)
 
 
+def test_cards_from_before_the_output_choice_hold_quaternion_networks():
+    card = TINY.to_dict()
+    del card["output"]
+    assert OrientationCNNSpec.from_dict(card) == replace(TINY, output="quaternion")
+    assert TINY.output == "cubic-embedding" and TINY.out_features == 15
+
+
+def test_the_embedding_output_is_refused_for_non_cubic_phases():
+    with pytest.raises(ConfigError, match=r"not '6/mmm'.*quaternion output"):
+        OrientationCNNRegressor(TINY, point_group="6/mmm")
+    hexagonal = OrientationCNNRegressor(replace(TINY, output="quaternion"), point_group="6/mmm")
+    assert hexagonal.card()["loss"]["name"] == "disorientation"
+
+
 def test_default_and_paper_sizes():
-    assert count_parameters(OrientationCNN(ORIENTATION_CNN_SMALL)) == 209_140
+    assert count_parameters(OrientationCNN(ORIENTATION_CNN_SMALL)) == 327_623
     assert ORIENTATION_CNN_SMALL.feature_shape == (3, 3)
     with torch.device("meta"):
         paper = OrientationCNN(ORIENTATION_CNN_PAPER)
@@ -132,10 +148,16 @@ def test_default_and_paper_sizes():
     assert sum(isinstance(m, torch.nn.Linear) for m in paper.modules()) == 5
 
 
-@pytest.mark.parametrize("readout", ["flatten", "average"])
-def test_network_maps_patterns_to_raw_quaternions(readout):
-    net = OrientationCNN(replace(TINY, readout=readout)).eval()
-    assert net(torch.randn(5, 1, 20, 20)).shape == (5, 4)
+@pytest.mark.parametrize(
+    ("readout", "output", "width"),
+    [("flatten", "cubic-embedding", 15), ("average", "cubic-embedding", 15),
+     ("flatten", "quaternion", 4)],
+)  # fmt: skip
+def test_network_maps_patterns_to_raw_outputs(readout, output, width):
+    net = OrientationCNN(replace(TINY, readout=readout, output=output)).eval()
+    assert net(torch.randn(5, 1, 20, 20)).shape == (5, width)
+    if output == "cubic-embedding":  # starts at the mean embedding, not at noise around zero
+        torch.testing.assert_close(net.head[-1].bias, isotropic_embedding())
     with pytest.raises(DataError, match=r"\(batch, 1, 20, 20\).*\(5, 1, 21, 20\)"):
         net(torch.randn(5, 1, 21, 20))
 
@@ -183,9 +205,10 @@ def test_card_records_the_training(model):
     assert training["data"]["n_train"] + training["data"]["n_val"] == 1000
     assert training["data"]["n_val"] == 100 and training["epochs_run"] == 12
     assert training["config"]["lr"] == 1e-2
-    assert training["best_val_disorientation_deg"] == pytest.approx(
-        np.degrees(training["best_val_mae"])
+    assert (
+        training["best_val_disorientation_deg"] == card["metrics"]["val"]["mean_disorientation_deg"]
     )
+    assert card["loss"]["name"] == "cubic-embedding-distance"
     assert set(card["metrics"]["val"]) == METRIC_KEYS
     json.dumps(card)
 

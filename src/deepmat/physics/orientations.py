@@ -117,6 +117,21 @@ def _checked_array(q: np.ndarray | Rotation | torch.Tensor, name: str) -> np.nda
     return q / norm[..., None]
 
 
+def unit_target(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Target quaternions (..., 4) in ``like``'s dtype and device, checked to be finite, unit
+    (to 1e-3 on the norm) and non-empty; DataError naming the first bad record otherwise."""
+    norm = _checked_tensor(target, "target")
+    if target.numel() == 0:
+        raise DataError("target is empty: no orientations to compare")
+    off_unit = (norm - 1).abs() > _UNIT_TOLERANCE
+    if bool(off_unit.any()):
+        raise DataError(
+            f"target {_record(off_unit.cpu().numpy())} is not a unit quaternion "
+            f"(norm {float(norm[off_unit][0]):.6g})"
+        )
+    return (target / norm.unsqueeze(-1)).to(like)
+
+
 def normalize(q: torch.Tensor) -> torch.Tensor:
     """Quaternions (..., 4) scaled to unit length; DataError for NaN, inf or zero ones."""
     return _normalized(q, "quaternions")
@@ -256,7 +271,12 @@ class DisorientationLoss(nn.Module):
             raise DataError(f"prediction must be a torch.Tensor, got {type(prediction).__name__}")
         dtype = torch.promote_types(prediction.dtype, torch.float32)
         p = _normalized(prediction.to(dtype), "prediction")
-        t = self._unit_target(target, p)
+        if target.shape != prediction.shape:
+            raise DataError(
+                f"prediction and target must have the same shape, got {tuple(prediction.shape)}"
+                f" and {tuple(target.shape)}"
+            )
+        t = unit_target(target, p)
         equivalents = multiply(self.operators.to(p), t.unsqueeze(-2))  # (..., n, 4)
         p = p.unsqueeze(-2)
         same_side = (p * equivalents).sum(dim=-1, keepdim=True) >= 0
@@ -269,22 +289,3 @@ class DisorientationLoss(nn.Module):
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.angles(prediction, target).mean()
-
-    @staticmethod
-    def _unit_target(target: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
-        """The target in the prediction's dtype and device, checked to be unit and matching."""
-        norm = _checked_tensor(target, "target")
-        if target.shape != prediction.shape:
-            raise DataError(
-                f"prediction and target must have the same shape, got {tuple(prediction.shape)}"
-                f" and {tuple(target.shape)}"
-            )
-        if prediction.numel() == 0:
-            raise DataError("prediction and target are empty: no orientations to compare")
-        off_unit = (norm - 1).abs() > _UNIT_TOLERANCE
-        if bool(off_unit.any()):
-            raise DataError(
-                f"target {_record(off_unit.cpu().numpy())} is not a unit quaternion "
-                f"(norm {float(norm[off_unit][0]):.6g})"
-            )
-        return (target / norm.unsqueeze(-1)).to(prediction)

@@ -3,9 +3,12 @@ indexing.
 
 :class:`OrientationCNNRegressor` trains an :class:`~deepmat.models.ebsd.OrientationCNN` by
 :func:`~deepmat.train.trainer.fit_network` on standardised patterns
-(:func:`~deepmat.represent.patterns.standardize_patterns`) against unit quaternions, with the
-symmetry-aware :class:`~deepmat.physics.orientations.DisorientationLoss`; the validation
-score that picks the best epoch is then the mean disorientation (radians) itself. It has the
+(:func:`~deepmat.represent.patterns.standardize_patterns`) against unit quaternions, with a
+symmetry-invariant loss: the distance of the cubic embedding
+(:class:`~deepmat.physics.cubic_embedding.CubicEmbeddingLoss`) for the default network, or
+the :class:`~deepmat.physics.orientations.DisorientationLoss` (mean disorientation in
+radians) for a quaternion network; that loss is also the validation score that picks the
+best epoch, and the card records the validation disorientation in degrees. It has the
 API of the other deepmat estimators: ``fit(patterns, rotations, val=None)``,
 ``predict(patterns)``, ``evaluate(patterns, rotations)`` and ``card()``.
 
@@ -23,7 +26,6 @@ dictionary indexing alike.
 from __future__ import annotations
 
 import hashlib
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +39,11 @@ from deepmat.data.ebsd import PatternDataset
 from deepmat.data.splits import hold_out
 from deepmat.errors import ConfigError, DataError
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNN, OrientationCNNSpec
+from deepmat.physics.cubic_embedding import (
+    CubicEmbeddingLoss,
+    check_cubic,
+    from_cubic_embedding,
+)
 from deepmat.physics.orientations import (
     DisorientationLoss,
     disorientation_angle,
@@ -49,6 +56,8 @@ from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_netw
 Rotations = Rotation | np.ndarray
 Validation = tuple[np.ndarray, Rotations] | None
 PREDICT_BATCH = 256
+# Prediction runs in channels-last layout: 4× faster on CPU for the default network.
+FAST_LAYOUT = torch.channels_last
 THRESHOLDS_DEG = (1, 2, 5)
 
 
@@ -118,10 +127,13 @@ class OrientationCNNRegressor:
     """An orientation CNN on standardised patterns, trained with the disorientation loss.
 
     ``point_group`` (a Hermann–Mauguin name such as "m-3m") sets the symmetry of the loss and
-    of the metrics; ``temperature`` (radians, 0 for the exact minimum) that of the loss's soft
-    minimum over symmetry operators. The spec's ``pattern_shape`` is the only pattern size
-    the network takes. Without ``val`` in :meth:`fit`, a random ``val_fraction`` of the
-    training data is held out to pick the best epoch and stop early.
+    of the metrics. A network with the cubic-embedding output (the default spec; cubic point
+    groups only) is trained on the distance of the embeddings
+    (:class:`~deepmat.physics.cubic_embedding.CubicEmbeddingLoss`); one with the quaternion
+    output by the disorientation loss, whose soft minimum over symmetry operators has
+    ``temperature`` (radians, 0 for the exact minimum). The spec's ``pattern_shape`` is the
+    only pattern size the network takes. Without ``val`` in :meth:`fit`, a random
+    ``val_fraction`` of the training data is held out to pick the best epoch and stop early.
     """
 
     family = "orientation-network"
@@ -139,7 +151,11 @@ class OrientationCNNRegressor:
             point_group = point_group.name
         if not 0 < val_fraction < 1:
             raise ConfigError(f"val_fraction {val_fraction} is not between 0 and 1")
-        self.loss = DisorientationLoss(point_group, temperature)
+        if spec.output == "cubic-embedding":
+            check_cubic(point_group)
+            self.loss: torch.nn.Module = CubicEmbeddingLoss()
+        else:
+            self.loss = DisorientationLoss(point_group, temperature)
         self.symmetry = point_group_symmetry(point_group)
         self.spec, self.point_group, self.temperature = spec, point_group, temperature
         self.val_fraction, self.name = val_fraction, name
@@ -185,10 +201,10 @@ class OrientationCNNRegressor:
                 val_batch_size=PREDICT_BATCH,
                 loss=self.loss,
             )
-        self.training = self._training_record(patterns, q_all, len(x), len(val_xq[0]), start)
         self.metrics["val"] = orientation_metrics(
             val_xq[1], self._predict(val_xq[0]), self.point_group
         )
+        self.training = self._training_record(patterns, q_all, len(x), len(val_xq[0]), start)
         return self
 
     def predict(self, patterns: np.ndarray) -> Orientation:
@@ -213,7 +229,7 @@ class OrientationCNNRegressor:
             "point_group": self.point_group,
             "representation": {"name": "standardized-pattern"},
             "architecture": self.spec.to_dict(),
-            "loss": {"name": "disorientation", "temperature": self.temperature},
+            "loss": self._loss_record(),
             "val_fraction": self.val_fraction,
             "training": self.training,
             "metrics": self.metrics,
@@ -221,13 +237,23 @@ class OrientationCNNRegressor:
 
     @torch.inference_mode()
     def _predict(self, x: np.ndarray) -> Orientation:
-        self.net.eval()
-        raw = [
-            self.net(torch.from_numpy(x[i : i + PREDICT_BATCH]))
-            for i in range(0, len(x), PREDICT_BATCH)
-        ]
-        q = to_rotation(torch.cat(raw).double()).data
+        net = self.net.eval().to(memory_format=FAST_LAYOUT)
+        raw = torch.cat(
+            [
+                net(torch.from_numpy(x[i : i + PREDICT_BATCH]).to(memory_format=FAST_LAYOUT))
+                for i in range(0, len(x), PREDICT_BATCH)
+            ]
+        )
+        if self.spec.output == "cubic-embedding":
+            q = from_cubic_embedding(raw).numpy()
+        else:
+            q = to_rotation(raw.double()).data
         return Orientation(q, symmetry=self.symmetry).reduce()
+
+    def _loss_record(self) -> dict:
+        if self.spec.output == "cubic-embedding":
+            return {"name": "cubic-embedding-distance"}
+        return {"name": "disorientation", "temperature": self.temperature}
 
     def _patterns(self, patterns: np.ndarray, name: str = "patterns") -> np.ndarray:
         """Standardised (n, 1, h, w) float32 patterns, checked against the network's size."""
@@ -267,8 +293,8 @@ class OrientationCNNRegressor:
         self, patterns: np.ndarray, q: np.ndarray, n_train: int, n_val: int, start: float
     ) -> dict:
         """The card's ``training`` entry: the data fingerprint (of the patterns and rotations
-        given to :meth:`fit`), sizes, config and result."""
-        best = self.fit_result.best_val_mae
+        given to :meth:`fit`), sizes, config and result; ``best_val_mae`` is the best
+        validation loss, ``best_val_disorientation_deg`` the mean disorientation it gives."""
         return {
             "data": {
                 "fingerprint": fingerprint(np.asarray(patterns), q),
@@ -278,5 +304,5 @@ class OrientationCNNRegressor:
             },
             "seconds": round(time.perf_counter() - start, 2),
             **self.fit_result.record(self.config),
-            "best_val_disorientation_deg": math.degrees(best) if math.isfinite(best) else None,
+            "best_val_disorientation_deg": self.metrics["val"]["mean_disorientation_deg"],
         }

@@ -264,7 +264,7 @@ def _load_orientation_model(path: Path, card: dict) -> OrientationCNNRegressor:
         OrientationCNNSpec.from_dict(card["architecture"]),
         TrainConfig(**training.get("config", {})),
         point_group=card["point_group"],
-        temperature=card["loss"]["temperature"],
+        temperature=card["loss"].get("temperature", 0.0),
         val_fraction=card["val_fraction"],
         name=card["model"],
     )

@@ -163,11 +163,17 @@ class RegressionTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float())
 
+    def _predict(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The network's output, shaped as the targets unless a custom loss pairs outputs and
+        targets of different shapes (an orientation embedding against quaternions)."""
+        prediction = self(x)
+        return prediction if self.custom_loss else prediction.reshape(y.shape)
+
     def training_step(self, batch, _):
         x, y = batch
         if self.augment is not None:
             x, y = self.augment(x.float(), y)
-        prediction = self(x).reshape(y.shape)
+        prediction = self._predict(x, y)
         loss = self.loss_fn(prediction, y)
         train_mae = loss.detach() if self.custom_loss else self._error(prediction.detach(), y)
         self.log("train_loss", loss, on_epoch=True, on_step=False, batch_size=len(y))
@@ -176,7 +182,7 @@ class RegressionTask(L.LightningModule):
 
     def validation_step(self, batch, _):
         x, y = batch
-        error = self._error(self(x).reshape(y.shape), y)
+        error = self._error(self._predict(x, y), y)
         self.log("val_mae", error, on_epoch=True, prog_bar=True, batch_size=len(y))
 
     def configure_optimizers(self):

@@ -45,6 +45,7 @@ from deepmat.data.ebsd import (
 from deepmat.data.voxels import decode_attr
 from deepmat.errors import ConfigError, DataError, ModelFormatError
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNNSpec
+from deepmat.physics.cubic_embedding import supports_cubic_embedding
 from deepmat.physics.orientations import disorientation_angle, point_group_symmetry
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
 from deepmat.train.saved import load_model, save_model
@@ -139,12 +140,16 @@ def fit_orientation_cnn(
 
     Early stopping and the best epoch use ``val`` or, without it, a random ``val_fraction``
     of ``train``; checkpoints go to ``workdir``. The loss and metrics use the point group of
-    the data's master pattern. The card records the detector and noise of ``train``, so
-    that indexing can check the geometry of the patterns it is given.
+    the data's master pattern; a cubic-embedding spec becomes a quaternion one for a phase
+    that is not cubic (the embedding describes only 432's rotations). The card records the
+    detector and noise of ``train``, so that indexing can check the geometry of the patterns
+    it is given.
     """
-    spec = replace(spec, pattern_shape=train.detector.shape)
+    point_group = _point_group(train)
+    output = spec.output if supports_cubic_embedding(point_group) else "quaternion"
+    spec = replace(spec, pattern_shape=train.detector.shape, output=output)
     regressor = OrientationCNNRegressor(
-        spec, config, point_group=_point_group(train), val_fraction=val_fraction
+        spec, config, point_group=point_group, val_fraction=val_fraction
     )
     regressor.fit(
         train.patterns,
