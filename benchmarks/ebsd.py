@@ -1,18 +1,22 @@
-"""EBSD orientation indexing of nickel (Jha et al. 2018): a CNN trained with the disorientation
-loss against dictionary indexing with the same simulated dictionary.
+"""EBSD orientation indexing of nickel (Jha et al. 2018): a CNN against dictionary indexing
+with the same simulated dictionary.
 
 Makes its own data from kikuchipy's dynamical nickel master pattern (EMsoft, 20 kV) on the
 detector of kikuchipy's nickel scan: a dictionary of patterns on an equispaced grid over the
-m-3m fundamental zone (--resolution), which is also the CNN's training set, as Jha et al.
-trained on their dictionary (--extra adds patterns at random orientations, pattern i at
-noise level i mod the number of levels); a validation set at random orientations, its noise
-levels cycling alike, that picks the CNN's best epoch; and a test set of --test-n uniformly random
-orientations, off the grid, simulated once per noise level (--noise-levels: none, or Poisson
-shot noise of C electrons at the brightest pixel). Each noise level uses the same test
-orientations. The CNN and dictionary indexing (NCC) index every test set; then both index the
-9 experimental patterns of ``kikuchipy.data.nickel_ebsd_small()``, after static and dynamic
-background removal (without it, dictionary indexing misses by ~27°), and are compared with
-the orientations stored in its crystal map.
+m-3m fundamental zone (--resolution); the CNN's training set, which is that dictionary, as
+Jha et al. trained on theirs, plus --extra patterns at uniformly random orientations from the
+same simulator, pattern i at noise level i mod the number of levels (the dictionary alone
+gives the network only noise-free patterns on a grid); a validation set at random
+orientations, its noise levels cycling alike, that picks the CNN's best epoch; and a test set
+of --test-n uniformly random orientations, off the grid, simulated once per noise level
+(--noise-levels: none, or Poisson shot noise of C electrons at the brightest pixel), each
+level with the same test orientations. Training, validation and test orientations are drawn
+with their own seeds. The CNN (--output: by default the cubic embedding of
+:mod:`deepmat.physics.cubic_embedding`; "quaternion" trains Jha et al.'s disorientation loss)
+and dictionary indexing (NCC) index every test set; then both index the 9 experimental
+patterns of ``kikuchipy.data.nickel_ebsd_small()``, after static and dynamic background
+removal (without it, dictionary indexing misses by ~27°), and are compared with the
+orientations stored in its crystal map.
 
     python benchmarks/ebsd.py --out runs/ebsd                  # full
     python benchmarks/ebsd.py --out /tmp/q --quick              # seconds
@@ -40,6 +44,7 @@ from deepmat.data.ebsd import (
     DetectorSpec,
     NoiseSpec,
     PatternDataset,
+    combine_pattern_sets,
     read_pattern_dataset,
     sample_orientations,
     simulate_patterns,
@@ -78,6 +83,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=["none", "1000", "300", "100"],
         help="test noise: 'none' or Poisson counts at the brightest pixel",
+    )
+    p.add_argument(
+        "--finer",
+        type=float,
+        nargs="*",
+        default=[2.0],
+        help="also index the test sets with dictionaries of these grid spacings (°): what "
+        "dictionary indexing needs to match the CNN, and at what speed",
     )
     p.add_argument("--extra", type=int, default=250_000, help="extra training patterns, random")
     p.add_argument("--val-n", type=int, default=1000, help="validation patterns")
@@ -147,12 +160,8 @@ def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) ->
     if args.extra:
         rotations = sample_orientations(n=args.extra, seed=SEEDS["extra"])
         extra = simulate_cycling(rotations, detector, list(levels.values()), SEEDS["extra"])
-        train = PatternDataset(
-            np.concatenate([dictionary.patterns, extra.patterns]),
-            Rotation(np.concatenate([dictionary.rotations.data, rotations.data])),
-            detector,
-            attrs=dictionary.attrs,
-        )
+        extra.attrs = dictionary.attrs
+        train = combine_pattern_sets([dictionary, extra], ["dictionary", "extra"])
     val_rotations = sample_orientations(n=args.val_n, seed=SEEDS["val"])
     val = simulate_cycling(val_rotations, detector, list(levels.values()), SEEDS["val"])
     return {"files": files, "dictionary": dictionary, "train": train, "val": val}
@@ -176,15 +185,32 @@ def train_cnn(args: argparse.Namespace, train: PatternDataset, val: PatternDatas
     return cnn
 
 
+def finer_dictionaries(
+    args: argparse.Namespace, detector: DetectorSpec, files: dict
+) -> dict[str, PatternDataset]:
+    """The --finer dictionaries, {"dictionary_2deg": set, ...}, written beside the others."""
+    found = {}
+    for resolution in args.finer:
+        name = f"dictionary_{resolution:g}deg"
+        files[name] = args.out / "data" / f"{name}.h5"
+        grid = sample_orientations(resolution_deg=resolution)
+        write_pattern_dataset(
+            files[name], grid, detector, workers=args.workers, progress=sys.stderr.isatty()
+        )
+        found[name] = read_pattern_dataset(files[name])
+    return found
+
+
 def index_tests(
-    cnn: OrientationCNNRegressor, dictionary: PatternDataset, files: dict, levels: dict
+    cnn: OrientationCNNRegressor, dictionaries: dict[str, PatternDataset], files: dict, levels: dict
 ) -> dict:
-    """Both methods on every test set: {method: {level: (Indexed, Scan)}}."""
-    runs: dict = {"cnn": {}, "dictionary": {}}
+    """The CNN and every dictionary on every test set: {method: {level: (Indexed, Scan)}}."""
+    runs: dict = {"cnn": {}} | {name: {} for name in dictionaries}
     for label in levels:
         scan = read_scan(files[f"test_{label}"])
         runs["cnn"][label] = index_with_model(cnn, scan), scan
-        runs["dictionary"][label] = index_with_dictionary(dictionary, scan), scan
+        for name, dictionary in dictionaries.items():
+            runs[name][label] = index_with_dictionary(dictionary, scan), scan
     return runs
 
 
@@ -242,19 +268,21 @@ def plot(
     fig = plt.figure(figsize=(15, 4.2), dpi=120)
     grid = fig.add_gridspec(1, 5, width_ratios=(3.2, 1, 1, 1, 1.3))
     ax = fig.add_subplot(grid[0])
-    for (name, style), colour in zip(
-        (("cnn", "o"), ("dictionary", "s")), ("tab:blue", "tab:orange"), strict=True
-    ):
-        per_level = results["metrics"][name]["noise_levels"]
+    ticks = [label.removeprefix("counts_") for label in levels]
+    colours = iter(["tab:blue", "tab:orange", "tab:grey", "tab:green", "tab:purple"])
+    for name, method in results["metrics"].items():
+        per_level = method["noise_levels"]
+        colour, style = next(colours), "o" if name == "cnn" else "s"
+        label = name if name == "cnn" else f"dictionary {method['dictionary_resolution_deg']:g}°"
+        label += f", {method['patterns_per_second']:,.0f}/s"
         for key, line in (("mean_disorientation_deg", "-"), ("median_disorientation_deg", ":")):
-            values = [per_level[label][key] for label in levels]
-            ticks = [label.removeprefix("counts_") for label in levels]
-            ax.plot(ticks, values, style + line, color=colour, label=f"{name} {key.split('_')[0]}")
+            values = [per_level[level][key] for level in levels]
+            ax.plot(ticks, values, style + line, color=colour, label=f"{label} {key.split('_')[0]}")
     ax.set(
         yscale="log",
         xlabel="test noise (Poisson counts at the brightest pixel)",
         ylabel="disorientation (°)",
-        title=f"Random test orientations, dictionary {results['sizes']['dictionary']} patterns",
+        title="Random test orientations (speed over the noisy sets)",
     )
     for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
         axis(matplotlib.ticker.FormatStrFormatter("%g"))
@@ -281,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.resolution, args.shape, args.epochs = 15.0, [20, 20], 2
         args.test_n, args.val_n, args.extra = 12, 16, 16
         args.noise_levels, args.channels, args.fc_widths = ["none", "100"], [8, 16], [32]
+        args.finer = [12.0]
     t0 = time.perf_counter()
     detector = DetectorSpec(shape=tuple(args.shape))
     levels = dict(noise_level(text) for text in args.noise_levels)
@@ -290,21 +319,29 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     cnn = train_cnn(args, data["train"], data["val"])
     train_seconds = time.perf_counter() - start
-    runs = index_tests(cnn, data["dictionary"], data["files"], levels)
+    start = time.perf_counter()
+    dictionaries = {"dictionary": data["dictionary"]}
+    dictionaries |= finer_dictionaries(args, detector, data["files"])
+    simulate_seconds += time.perf_counter() - start
+    runs = index_tests(cnn, dictionaries, data["files"], levels)
     noisy = [label for label, noise in levels.items() if noise is not None] or list(levels)
     scan, reference, real = real_scan(cnn, data["dictionary"], detector)
 
     metrics = {}
+    resolutions = {"dictionary": args.resolution} | {f"dictionary_{r:g}deg": r for r in args.finer}
     for name, by_level in runs.items():
+        dictionary = dictionaries.get(name, data["dictionary"])
         metrics[name] = pooled(by_level, noisy) | {
             "test_sets": noisy,
-            "dictionary_size": len(data["dictionary"]),
+            "dictionary_size": len(dictionary),
+            "dictionary_resolution_deg": resolutions.get(name, args.resolution),
             "noise_levels": {
                 label: pooled(by_level, [label]) | {"noise": _noise_dict(levels[label])}
                 for label in levels
             },
-            "real_nickel": {k: v for k, v in real[name].items() if k != "indexed"},
         }
+        if name in real:
+            metrics[name]["real_nickel"] = {k: v for k, v in real[name].items() if k != "indexed"}
     metrics["cnn"]["val"] = cnn.metrics["val"]
     results = {
         "benchmark": "ebsd",
@@ -320,8 +357,8 @@ def main(argv: list[str] | None = None) -> dict:
             "real": {"source": REAL, "corrections": scan.corrections, "pc": scan.detector.pc},
         },
         "split": {
-            "how": "train = the dictionary grid over the fundamental zone (plus --extra "
-            "patterns at random orientations); val and test = uniformly random orientations "
+            "how": "train = the dictionary grid over the fundamental zone plus --extra "
+            "patterns at random orientations; val and test = uniformly random orientations "
             "drawn with their own seeds, the test orientations the same at every noise level",
             "seeds": SEEDS,
         },
@@ -331,6 +368,7 @@ def main(argv: list[str] | None = None) -> dict:
             "extra": args.extra,
             "val": len(data["val"]),
             "test_per_noise_level": args.test_n,
+            "dictionaries": {name: len(d) for name, d in dictionaries.items()},
             "real": len(scan),
         },
         "settings": {

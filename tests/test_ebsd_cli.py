@@ -69,6 +69,19 @@ def test_simulate_writes_the_noise_and_detector_asked_for(tmp_path):
     assert dataset.noise.counts == 50 and dataset.noise.background == 0.5
 
 
+def test_train_takes_several_files_of_one_detector(files, tmp_path):
+    out = tmp_path / "both"
+    result = invoke(
+        "train", "ebsd", "--data", files["grid"], "--data", files["test"], "--out", out,
+        "--epochs", 1,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["files"]["train"] == [str(files["grid"]), str(files["test"])]
+    assert card["training"]["data"]["n_train"] + card["training"]["data"]["n_val"] == 265 + 12
+    assert card["training"]["noise"] is None  # a clean grid and noisy patterns together
+
+
 def test_train_saves_an_orientation_model_with_its_detector(files):
     card = json.loads((files["model"] / "card.json").read_text())
     assert card["input"] == "ebsd-pattern" and card["pattern_shape"] == [20, 20]
@@ -150,6 +163,10 @@ def test_evaluate_and_predict_an_orientation_model(files, tmp_path):
         (
             ["train", "ebsd", "--data", "{grid}", "--val", "{grid60}", "--out", "{tmp}/m"],
             "but the training patterns",
+        ),
+        (
+            ["train", "ebsd", "--data", "{grid}", "--data", "{grid60}", "--out", "{tmp}/m"],
+            "grid60.h5: pattern shape 60×60 is not",
         ),
     ],
 )

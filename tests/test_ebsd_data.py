@@ -18,6 +18,7 @@ from deepmat.data.ebsd import (
     NoiseSpec,
     PatternDataset,
     apply_noise,
+    combine_pattern_sets,
     dictionary_index,
     master_pattern,
     read_pattern_dataset,
@@ -231,3 +232,28 @@ def test_dictionary_indexing_shape_mismatch(grid):
         dictionary_index(small, (patterns, rotations))
     with pytest.raises(DataError, match="791 patterns but 2 rotations"):
         dictionary_index(patterns[:1], (patterns, rotations[:2]))
+
+
+def test_pattern_sets_of_one_detector_combine_and_others_are_refused():
+    rotations = Rotation.identity(3)
+    attrs = {"symmetry": "m-3m"}
+    clean = PatternDataset(
+        np.ones((3, 4, 4), np.float32), rotations, DetectorSpec((4, 4)), None, attrs
+    )
+    noisy = PatternDataset(
+        np.full((3, 4, 4), 7, np.uint8), rotations, DetectorSpec((4, 4)), NoiseSpec(counts=5), attrs
+    )
+    both = combine_pattern_sets([clean, noisy], ["clean.h5", "noisy.h5"])
+    assert both.patterns.shape == (6, 4, 4) and both.patterns.dtype == np.float32
+    assert both.rotations.size == 6 and both.noise is None and both.attrs == attrs
+    assert combine_pattern_sets([noisy, noisy], ["a", "b"]).noise == NoiseSpec(counts=5)
+    moved = PatternDataset(
+        clean.patterns, rotations, DetectorSpec((4, 4), pc=(0.5, 0.5, 0.5)), attrs=attrs
+    )
+    with pytest.raises(DataError, match=r"moved.h5: projection centre .* differs from clean.h5"):
+        combine_pattern_sets([clean, moved], ["clean.h5", "moved.h5"])
+    hexagonal = PatternDataset(
+        clean.patterns, rotations, clean.detector, attrs={"symmetry": "6/mmm"}
+    )
+    with pytest.raises(DataError, match=r"hex.h5: point group 6/mmm is not clean.h5's m-3m"):
+        combine_pattern_sets([clean, hexagonal], ["clean.h5", "hex.h5"])

@@ -209,7 +209,11 @@ def train_microstructure_cmd(
 def train_ebsd_cmd(
     out: Annotated[Path, typer.Option(help="directory for the saved model and checkpoints")],
     data: Annotated[
-        Path, typer.Option(help="HDF5 file of simulated EBSD patterns (`deepmat ebsd simulate`)")
+        list[Path],
+        typer.Option(
+            help="HDF5 file of simulated EBSD patterns (`deepmat ebsd simulate`); repeat it to "
+            "train on several files of one detector, such as a dictionary and noisy patterns"
+        ),
     ],
     val: Annotated[
         Path | None,
@@ -228,8 +232,9 @@ def train_ebsd_cmd(
     seed: int = 0,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt")] = True,
 ) -> None:
-    """Train the orientation CNN (EBSD pattern → crystal orientation, disorientation loss)
-    on simulated patterns and save it to OUT."""
+    """Train the orientation CNN (EBSD pattern → crystal orientation; cubic phases learn a
+    symmetry-invariant embedding, others a quaternion with the disorientation loss) on
+    simulated patterns and save it to OUT."""
     from deepmat.train.trainer import TrainConfig
     from deepmat.workflows.ebsd import train_ebsd
 

@@ -50,7 +50,7 @@ import contextlib
 import io
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
@@ -623,6 +623,47 @@ def read_pattern_dataset(path: str | Path) -> PatternDataset:
     return PatternDataset(
         patterns, orix.quaternion.Rotation(quaternions), detector, noise, attrs=attrs
     )
+
+
+def combine_pattern_sets(sets: Sequence[PatternDataset], names: Sequence[str]) -> PatternDataset:
+    """One training set from several pattern sets of one detector and phase (a dictionary and
+    noisy patterns at random orientations, say), in the order given; ``names`` name them in
+    errors. Patterns of mixed dtypes become float32; the result keeps the first set's
+    attributes and its noise only when every set shares it. A different pattern shape, point
+    group or projection centre (beyond 1e-6) is a DataError: a network learns one geometry.
+    """
+    if not sets or len(sets) != len(names):
+        raise DataError("give one or more pattern sets, each with a name")
+    first, first_name = sets[0], names[0]
+    for other, name in zip(sets[1:], names[1:], strict=True):
+        for what, mine, theirs in (
+            ("pattern shape", size_text(first.detector.shape), size_text(other.detector.shape)),
+            ("point group", first.attrs.get("symmetry"), other.attrs.get("symmetry")),
+        ):
+            if mine != theirs:
+                raise DataError(f"{name}: {what} {theirs} is not {first_name}'s {mine}")
+        if not np.allclose(first.detector.pc, other.detector.pc, rtol=0, atol=1e-6):
+            raise DataError(
+                f"{name}: projection centre {other.detector.pc} differs from {first_name}'s "
+                f"{first.detector.pc}; patterns of one detector geometry train one network"
+            )
+    if len(sets) == 1:
+        return first
+    dtypes = {ds.patterns.dtype for ds in sets}
+    dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
+    noises = {None if ds.noise is None else ds.noise for ds in sets}
+    return PatternDataset(
+        np.concatenate([ds.patterns for ds in sets]).astype(dtype, copy=False),
+        orix.quaternion.Rotation(np.concatenate([ds.rotations.data for ds in sets])),
+        first.detector,
+        noises.pop() if len(noises) == 1 else None,
+        attrs=first.attrs,
+    )
+
+
+def size_text(shape: Sequence[int]) -> str:
+    """A pattern shape as text: (60, 60) → "60×60"."""
+    return "×".join(str(n) for n in shape)
 
 
 def _open_checked(path: Path) -> h5py.File:

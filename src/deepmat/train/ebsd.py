@@ -55,7 +55,7 @@ from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_netw
 
 Rotations = Rotation | np.ndarray
 Validation = tuple[np.ndarray, Rotations] | None
-PREDICT_BATCH = 256
+PREDICT_BATCH = 128
 # Prediction runs in channels-last layout: 4× faster on CPU for the default network.
 FAST_LAYOUT = torch.channels_last
 THRESHOLDS_DEG = (1, 2, 5)

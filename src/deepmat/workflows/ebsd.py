@@ -36,10 +36,12 @@ from deepmat.data.ebsd import (
     NoiseSpec,
     PatternDataset,
     PatternReport,
+    combine_pattern_sets,
     dictionary_index,
     master_pattern,
     read_pattern_dataset,
     sample_orientations,
+    size_text,
     write_pattern_dataset,
 )
 from deepmat.data.voxels import decode_attr
@@ -101,7 +103,7 @@ def simulate_pattern_file(
 
 
 def train_ebsd(
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     out: str | Path,
     *,
     val: str | Path | None = None,
@@ -109,19 +111,25 @@ def train_ebsd(
     val_fraction: float = 0.1,
     resume: bool = True,
 ) -> OrientationCNNRegressor:
-    """Train the orientation CNN on the pattern file ``data`` (see :func:`fit_orientation_cnn`)
-    and save it to ``out``, with the files it learned from in its card."""
-    train = read_pattern_dataset(data)
+    """Train the orientation CNN on the pattern file ``data``, or on several files of one
+    detector together (a dictionary and noisy random patterns, say; see
+    :func:`~deepmat.data.ebsd.combine_pattern_sets`), as :func:`fit_orientation_cnn` does,
+    and save it to ``out`` with the files it learned from in its card."""
+    paths = [data] if isinstance(data, str | Path) else list(data)
+    train = combine_pattern_sets([read_pattern_dataset(p) for p in paths], [str(p) for p in paths])
     validation = None if val is None else read_pattern_dataset(val)
     if validation is not None and validation.detector.shape != train.detector.shape:
         raise DataError(
-            f"{val}: patterns are {_size(validation.detector.shape)} but the training "
-            f"patterns of {data} are {_size(train.detector.shape)}"
+            f"{val}: patterns are {size_text(validation.detector.shape)} but the training "
+            f"patterns of {paths[0]} are {size_text(train.detector.shape)}"
         )
     regressor = fit_orientation_cnn(
         train, out, val=validation, config=config, val_fraction=val_fraction, resume=resume
     )
-    regressor.training["files"] = {"train": str(data), "val": None if val is None else str(val)}
+    regressor.training["files"] = {
+        "train": [str(p) for p in paths] if len(paths) > 1 else str(paths[0]),
+        "val": None if val is None else str(val),
+    }
     save_model(regressor, out)
     return regressor
 
@@ -167,10 +175,6 @@ def fit_orientation_cnn(
 
 def _point_group(dataset: PatternDataset) -> str:
     return str(dataset.attrs.get("symmetry") or "m-3m")
-
-
-def _size(shape: Sequence[int]) -> str:
-    return "×".join(str(s) for s in shape)
 
 
 @dataclass
@@ -369,8 +373,8 @@ def _check_shape(scan: Scan, shape: tuple[int, int], what: str) -> None:
     found = scan.patterns.shape[1:]
     if tuple(found) != tuple(shape):
         raise DataError(
-            f"{scan.source}: patterns are {_size(found)} pixels but {what} takes "
-            f"{_size(shape)}: index patterns of the detector it was made for"
+            f"{scan.source}: patterns are {size_text(found)} pixels but {what} takes "
+            f"{size_text(shape)}: index patterns of the detector it was made for"
         )
 
 
