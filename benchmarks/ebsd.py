@@ -284,8 +284,9 @@ def plot(
         ylabel="disorientation (°)",
         title="Random test orientations (speed over the noisy sets)",
     )
-    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-        axis(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 1.5, 2, 3, 5, 7)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=8)
     panels = [("reference (crystal map)", reference)]
     for name in ("dictionary", "cnn"):
