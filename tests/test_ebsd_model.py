@@ -1,6 +1,6 @@
-"""EBSD orientation CNN: pattern standardisation, the network spec, training with the
-disorientation loss on small simulated patterns, metrics, the saved-model format and input
-checks (tiny 20×20 detectors, orientations within 20° of the identity)."""
+"""EBSD orientation CNN: pattern standardisation, the network spec and its outputs, training
+(cubic embedding by default) on small simulated patterns, metrics, the saved-model format and
+input checks (tiny 20×20 detectors, orientations within 20° of the identity)."""
 
 from __future__ import annotations
 
