@@ -705,7 +705,7 @@ def datasets() -> None:
     for column in ("name", "splits", "target", "cached", "description"):
         table.add_column(column)
     for d in DATASETS.values():
-        cached = all((data_dir() / f.relpath).exists() for f in d.files.values())
+        cached = all((data_dir() / f.relpath).exists() for f in d.all_files)
         table.add_row(
             d.name,
             ",".join(d.splits),

@@ -31,6 +31,7 @@ from deepmat.data.composition import (
     ErrorPolicy,
     read_composition_csv,
 )
+from deepmat.data.structures import StructureTable, read_cif_folder, read_structure_csv
 from deepmat.errors import DataError, DataNotFoundError
 
 ENV_VAR = "DEEPMAT_DATA_DIR"
@@ -49,7 +50,12 @@ class DatasetFile:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A named composition dataset: files per split, its columns, unit and provenance."""
+    """A named dataset: files per split, its columns, unit and provenance.
+
+    ``kind`` is "composition" (a CSV with a formula column) or "structure": a CSV whose
+    ``cif_column`` holds CIF text, or, with an ``archive`` of ``<id>.cif`` files, a CSV of
+    ids and targets (CGCNN's layout). ``id_column`` names the records of a structure CSV.
+    """
 
     name: str
     description: str
@@ -60,6 +66,15 @@ class Dataset:
     target_column: str = "target"
     licence: str = "MIT"
     notes: list[str] = field(default_factory=list)
+    kind: str = "composition"
+    id_column: str | None = None
+    cif_column: str = "cif"
+    archive: DatasetFile | None = None
+
+    @property
+    def all_files(self) -> list[DatasetFile]:
+        """Every file the dataset needs: its splits and its archive."""
+        return [*self.files.values(), *([self.archive] if self.archive else [])]
 
     @property
     def splits(self) -> list[str]:
@@ -176,6 +191,42 @@ DATASETS: dict[str, Dataset] = {
             target_column="S_p",
         ),
         Dataset(
+            name="mp-eform",
+            description="Materials Project structures with DFT formation energy (the CGCNN "
+            "set, 33,064 structures)",
+            files={
+                "all": DatasetFile(
+                    "structures/mp_eform/id_prop.csv",
+                    "d668c3395906f2ef01572ca851fb31581b0e4da03243943c25e93e8975dc0040",
+                )
+            },
+            archive=DatasetFile(
+                "structures/mp_eform/cifs.tar.gz",
+                "ce7badd1eb9609f58cbdf8c3bf21b1e4a89e1d6d2509dea05e2b0c2fe5b31f4b",
+            ),
+            source="kdmsit/crysxpp (MIT)",
+            unit="eV/atom",
+            target_column="formation_energy_ev_per_atom",
+            kind="structure",
+            id_column="material_id",
+        ),
+        Dataset(
+            name="perovskites",
+            description="cubic ABX3 perovskites of Castelli et al. with CIFs (5,680); "
+            "heat_ref is the formation energy",
+            files={
+                "all": DatasetFile(
+                    "structures/perovskites/perov_5.csv.gz",
+                    "47e694c90522bf8dbb6eec33c563f675919755eafd3129b90f17558160632eef",
+                )
+            },
+            source="txie-93/cdvae (MIT)",
+            unit="eV/atom",
+            target_column="heat_ref",
+            kind="structure",
+            id_column="material_id",
+        ),
+        Dataset(
             name="ssub-dhf",
             description="experimental formation enthalpies (SSUB); a formula can repeat",
             files={
@@ -224,7 +275,11 @@ def dataset_path(name: str, split: str | None = None, *, download: bool = True) 
     split = split or dataset.splits[0]
     if split not in dataset.files:
         raise DataError(f"dataset {name!r} has splits {dataset.splits}, not {split!r}")
-    entry = dataset.files[split]
+    return _local_file(dataset, dataset.files[split], download)
+
+
+def _local_file(dataset: Dataset, entry: DatasetFile, download: bool) -> Path:
+    """The verified cached copy of ``entry``, fetched first when missing and allowed."""
     path = data_dir() / entry.relpath
     if not path.exists():
         if not (download and entry.url):
@@ -247,11 +302,43 @@ def load_dataset(
     """Read one split of a named dataset as a validated :class:`CompositionTable`;
     ``target`` and ``formula_column`` override the dataset's own columns."""
     dataset = get_dataset(name)
+    if dataset.kind != "composition":
+        raise DataError(
+            f"dataset {name!r} holds crystal structures, not a composition table: read it "
+            "with deepmat.data.registry.load_structure_dataset"
+        )
     return read_composition_csv(
         dataset_path(name, split),
         target or dataset.target_column,
         formula_column=formula_column or dataset.formula_column,
         duplicates=duplicates,
+        on_error=on_error,
+    )
+
+
+def load_structure_dataset(
+    name: str,
+    split: str | None = None,
+    *,
+    target: str | None = None,
+    on_error: ErrorPolicy = "raise",
+) -> StructureTable:
+    """Read one split of a named structure dataset as a validated
+    :class:`~deepmat.data.structures.StructureTable`; ``target`` overrides its column."""
+    dataset = get_dataset(name)
+    if dataset.kind != "structure":
+        raise DataError(f"dataset {name!r} is a composition table; read it with load_dataset")
+    table = dataset_path(name, split)
+    if dataset.archive is not None:
+        if target not in (None, dataset.target_column):
+            raise DataError(f"dataset {name!r} has one target, {dataset.target_column!r}")
+        archive = _local_file(dataset, dataset.archive, download=True)
+        return read_cif_folder(archive, table, on_error=on_error)
+    return read_structure_csv(
+        table,
+        target or dataset.target_column,
+        cif_column=dataset.cif_column,
+        id_column=dataset.id_column,
         on_error=on_error,
     )
 
