@@ -13,10 +13,14 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from deepmat.data import registry
+from deepmat.data.composition import LoadReport
+from deepmat.data.splits import grouped_split
 from deepmat.data.structures import (
+    StructureTable,
     read_cif_folder,
     read_structure_csv,
     read_structure_json,
+    structure_keys,
 )
 from deepmat.errors import DataError
 
@@ -213,3 +217,21 @@ def test_shared_perovskites_read_whole():
     data = registry.load_structure_dataset("perovskites")
     assert len(data) == 5680 and not data.report.dropped
     assert all(len(s) == 5 for s in data.structures[:50])  # ABX3 in the cubic cell
+
+
+def test_structure_keys_group_one_crystal_and_split_polymorphs():
+    conventional = rock_salt()
+    primitive = conventional.get_primitive_structure()
+    caesium_chloride_type = Structure(Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
+    potassium = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(6.3), ["K", "Cl"], [[0] * 3, [0.5] * 3]
+    )
+    structures = [conventional, caesium_chloride_type, primitive, potassium, rock_salt(5.0)]
+    keys = structure_keys(structures)
+    assert keys[0] == keys[2] == keys[4] == "NaCl#0"  # same crystal: cell choice and scale
+    assert keys[1] == "NaCl#1" and keys[3] == "KCl#0"
+    split = grouped_split(keys, val=0.4, seed=1, group="structure")
+    split.assert_disjoint(keys)
+    assert split.params["group"] == "structure"
+    table = StructureTable(["a", "b"], structures[:2], None, LoadReport("test", 2))
+    assert table.keys() == ["NaCl#0", "NaCl#1"]

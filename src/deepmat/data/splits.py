@@ -101,8 +101,15 @@ def hold_out(
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def grouped_split(keys: Sequence[str], val: float = 0.1, test: float = 0.0, seed: int = 0) -> Split:
-    """Split so that rows sharing a key (a reduced composition) never straddle sides."""
+def grouped_split(
+    keys: Sequence[str],
+    val: float = 0.1,
+    test: float = 0.0,
+    seed: int = 0,
+    group: str = "reduced composition",
+) -> Split:
+    """Split so that rows sharing a key never straddle sides; ``group`` says what the keys
+    are (a reduced composition, or a structure from ``StructureTable.keys()``)."""
     _check_fractions(val, test)
     unique, inverse = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
     counts = np.bincount(inverse, minlength=len(unique))
@@ -119,7 +126,7 @@ def grouped_split(keys: Sequence[str], val: float = 0.1, test: float = 0.0, seed
         train=np.flatnonzero(side == 0),
         val=np.flatnonzero(side == 1),
         test=np.flatnonzero(side == 2),
-        params={"val": val, "test": test, "seed": seed, "group": "reduced composition"},
+        params={"val": val, "test": test, "seed": seed, "group": group},
     )
 
 

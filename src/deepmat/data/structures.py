@@ -25,12 +25,14 @@ import json
 import math
 import tarfile
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
 from deepmat.data.composition import ErrorPolicy, LoadReport
@@ -51,6 +53,12 @@ class StructureTable:
     def __len__(self) -> int:
         return len(self.structures)
 
+    def keys(self) -> list[str]:
+        """Identity keys for splits: equal for records that are the same crystal (see
+        :func:`structure_keys`), so ``grouped_split(table.keys())`` never puts one structure
+        on two sides."""
+        return structure_keys(self.structures)
+
     def subset(self, index: Iterable[int]) -> StructureTable:
         """The records at ``index``, in that order."""
         index = np.asarray(list(index), dtype=int)
@@ -60,6 +68,39 @@ class StructureTable:
             targets=None if self.targets is None else self.targets[index],
             report=self.report,
         )
+
+
+def structure_keys(structures: Sequence[Structure]) -> list[str]:
+    """``"<reduced formula>#<k>"`` per structure, where structures of one reduced formula
+    share k exactly when pymatgen's ``StructureMatcher`` (default tolerances: lattice,
+    sites and angles up to a scale and a supercell) finds them the same crystal. Polymorphs
+    get different keys; a conventional and a primitive cell of one crystal the same."""
+    by_formula: dict[str, list[int]] = defaultdict(list)
+    for i, structure in enumerate(structures):
+        by_formula[structure.composition.reduced_formula].append(i)
+    keys = [""] * len(structures)
+    matcher = StructureMatcher()
+    for formula, members in by_formula.items():
+        groups = [[0]] if len(members) == 1 else _groups(matcher, structures, members)
+        for k, group in enumerate(groups):
+            for position in group:
+                keys[members[position]] = f"{formula}#{k}"
+    return keys
+
+
+def _groups(
+    matcher: StructureMatcher, structures: Sequence[Structure], members: list[int]
+) -> list[list[int]]:
+    """Positions within ``members`` grouped by ``matcher``, each group in input order."""
+    groups: list[list[int]] = []
+    for position, i in enumerate(members):
+        for group in groups:
+            if matcher.fit(structures[members[group[0]]], structures[i]):
+                group.append(position)
+                break
+        else:
+            groups.append([position])
+    return groups
 
 
 def parse_structure(text: str, fmt: str, record: str) -> Structure:
