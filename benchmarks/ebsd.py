@@ -123,7 +123,11 @@ def noise_level(text: str) -> tuple[str, NoiseSpec | None]:
 
 
 def simulate_cycling(
-    rotations: Rotation, detector: DetectorSpec, levels: list[NoiseSpec | None], seed: int
+    rotations: Rotation,
+    detector: DetectorSpec,
+    levels: list[NoiseSpec | None],
+    seed: int,
+    attrs: dict | None = None,
 ) -> PatternDataset:
     """Patterns of ``rotations``, pattern i at noise level i mod len(levels)."""
     patterns = np.empty((rotations.size, *detector.shape), dtype=np.float32)
@@ -131,7 +135,7 @@ def simulate_cycling(
         part = np.arange(k, rotations.size, len(levels))
         if len(part):
             patterns[part] = simulate_patterns(rotations[part], detector, noise=noise, seed=seed)
-    return PatternDataset(patterns, rotations, detector)
+    return PatternDataset(patterns, rotations, detector, attrs=dict(attrs or {}))
 
 
 def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) -> dict:
@@ -159,8 +163,8 @@ def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) ->
     train = dictionary
     if args.extra:
         rotations = sample_orientations(n=args.extra, seed=SEEDS["extra"])
-        extra = simulate_cycling(rotations, detector, list(levels.values()), SEEDS["extra"])
-        extra.attrs = dictionary.attrs
+        noise = list(levels.values())
+        extra = simulate_cycling(rotations, detector, noise, SEEDS["extra"], dictionary.attrs)
         train = combine_pattern_sets([dictionary, extra], ["dictionary", "extra"])
     val_rotations = sample_orientations(n=args.val_n, seed=SEEDS["val"])
     val = simulate_cycling(val_rotations, detector, list(levels.values()), SEEDS["val"])

@@ -651,7 +651,7 @@ def combine_pattern_sets(sets: Sequence[PatternDataset], names: Sequence[str]) -
         return first
     dtypes = {ds.patterns.dtype for ds in sets}
     dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
-    noises = {None if ds.noise is None else ds.noise for ds in sets}
+    noises = {ds.noise for ds in sets}
     return PatternDataset(
         np.concatenate([ds.patterns for ds in sets]).astype(dtype, copy=False),
         orix.quaternion.Rotation(np.concatenate([ds.rotations.data for ds in sets])),

@@ -81,35 +81,39 @@ def structure_keys(structures: Sequence[Structure]) -> list[str]:
     keys = [""] * len(structures)
     matcher = StructureMatcher()
     for formula, members in by_formula.items():
-        groups = [[0]] if len(members) == 1 else _groups(matcher, structures, members)
-        for k, group in enumerate(groups):
+        bucket = [structures[i] for i in members]
+        for k, group in enumerate(_matching_groups(matcher, bucket)):
             for position in group:
                 keys[members[position]] = f"{formula}#{k}"
     return keys
 
 
-def _groups(
-    matcher: StructureMatcher, structures: Sequence[Structure], members: list[int]
-) -> list[list[int]]:
-    """Positions within ``members`` grouped by ``matcher``, each group in input order."""
-    groups: list[list[int]] = []
-    for position, i in enumerate(members):
-        for group in groups:
-            if matcher.fit(structures[members[group[0]]], structures[i]):
-                group.append(position)
-                break
-        else:
-            groups.append([position])
-    return groups
+def _matching_groups(matcher: StructureMatcher, bucket: list[Structure]) -> list[list[int]]:
+    """Positions in ``bucket`` (structures of one formula) grouped by
+    ``StructureMatcher.group_structures``, which reduces each structure once rather than at
+    every comparison; a lone structure is its own group without being reduced."""
+    if len(bucket) == 1:
+        return [[0]]
+    positions: dict[int, list[int]] = defaultdict(list)  # one object may be listed twice
+    for position, structure in enumerate(bucket):
+        positions[id(structure)].append(position)
+    return [
+        [positions[id(structure)].pop(0) for structure in group]
+        for group in matcher.group_structures(bucket)
+    ]
 
 
-def parse_structure(text: str, fmt: str, record: str) -> Structure:
-    """A checked Structure from CIF (``fmt="cif"``) or pymatgen JSON text; DataError naming
-    ``record`` when it cannot be parsed or is not a crystal (see :func:`check_structure`)."""
+def parse_structure(text: str | dict, fmt: str, record: str) -> Structure:
+    """A checked Structure from CIF (``fmt="cif"``) or pymatgen JSON text, or from an
+    already decoded pymatgen dict; DataError naming ``record`` when it cannot be parsed or
+    is not a crystal (see :func:`check_structure`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            structure = Structure.from_str(text, fmt=fmt)
+            if isinstance(text, dict):
+                structure = Structure.from_dict(text)
+            else:
+                structure = Structure.from_str(text, fmt=fmt)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{record}: unparsable {fmt.upper()} ({reason})") from None
@@ -243,7 +247,7 @@ def read_structure_json(
             f"{path}[{i}]",
             str(record.get("id", i)),
             record.get(target) if target else None,
-            json.dumps(record["structure"]) if "structure" in record else None,
+            record.get("structure"),
         )
         for i, record in enumerate(data)
     )
@@ -278,15 +282,15 @@ def _is_header(value: object) -> bool:
 
 
 def _collect(
-    records: Iterable[tuple[str, str, object, str | None]],
+    records: Iterable[tuple[str, str, object, str | dict | None]],
     fmt: str,
     source: str,
     on_error: ErrorPolicy,
     missing: str,
     has_targets: bool = True,
 ) -> StructureTable:
-    """Parse and check every (where, id, target, text) record; raise on the first bad one or
-    count it by reason."""
+    """Parse and check every (where, id, target, text or pymatgen dict) record; raise on the
+    first bad one or count it by reason."""
     if on_error not in ("raise", "drop"):
         raise DataError(f"on_error must be 'raise' or 'drop', got {on_error!r}")
     report = LoadReport(source=source, rows_read=0)
