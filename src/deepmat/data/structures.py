@@ -21,6 +21,8 @@ counted by reason instead.
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import math
 import tarfile
@@ -58,6 +60,14 @@ class StructureTable:
         :func:`structure_keys`), so ``grouped_split(table.keys())`` never puts one structure
         on two sides."""
         return structure_keys(self.structures)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the (id, reduced formula, target) records: identifies training data."""
+        digest = hashlib.sha256()
+        targets = self.targets if self.targets is not None else [None] * len(self)
+        for record, structure, value in zip(self.ids, self.structures, targets, strict=True):
+            digest.update(f"{record}\t{structure.reduced_formula}\t{value!r}\n".encode())
+        return digest.hexdigest()
 
     def subset(self, index: Iterable[int]) -> StructureTable:
         """The records at ``index``, in that order."""

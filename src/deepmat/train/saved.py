@@ -6,7 +6,8 @@
                          hyper-parameters, target (name, unit, normalisation),
                          training data fingerprint and config, metrics, versions
     weights.safetensors  network weights (families "network", "voxel-network",
-                         "localization-network" and "orientation-network")
+                         "localization-network", "orientation-network",
+                         "crystal-graph-network" and "site-network")
     forest.joblib        the scikit-learn forest (family "forest"; a pickle: load
                          only forests you trust, as with any scikit-learn model)
     pipeline.joblib      PCA and polynomial regression on 2-point statistics (family
@@ -22,6 +23,9 @@ Localization models (families "localization-network", whose ``architecture.kind`
 ``"output": "strain field"``, with the macroscopic strain they were trained under.
 Orientation models (family "orientation-network") have ``"input": "ebsd-pattern"``,
 ``"output": "orientation"``, the pattern shape, the point group and the loss.
+Structure models (families "crystal-graph-network", a CGCNN with its graph settings, and
+"site-network", a network on per-site descriptors such as perovskite sites) have
+``"input": "structure"``.
 :func:`load_model` reads any such directory back into an object with ``.predict``.
 """
 
@@ -38,12 +42,15 @@ import numpy as np
 from safetensors.torch import load_file, save_file
 
 from deepmat.errors import ModelFormatError
+from deepmat.models.cgcnn import CGCNNSpec
 from deepmat.models.cnn3d import CNN3DSpec
 from deepmat.models.ebsd import OrientationCNNSpec
 from deepmat.models.localization import SliceCNNSpec, StrainFCNSpec
 from deepmat.models.mlp import MLPSpec
 from deepmat.physics.elasticity import IsotropicPhase
 from deepmat.represent import representation_from_dict
+from deepmat.represent.crystal_graph import GraphSettings
+from deepmat.train.crystal import CrystalGraphRegressor, SiteNetworkRegressor
 from deepmat.train.ebsd import OrientationCNNRegressor
 from deepmat.train.localization import (
     FCN3DRegressor,
@@ -68,7 +75,11 @@ MICROSTRUCTURE_FAMILIES = ("voxel-network", "two-point-pca", "mixture-rule")
 LOCALIZATION_FAMILIES = ("localization-network", "mks")
 MKS_FILE = "mks.npz"
 Model = (
-    CompositionRegressor | MicrostructureRegressor | LocalizationRegressor | OrientationCNNRegressor
+    CompositionRegressor
+    | MicrostructureRegressor
+    | LocalizationRegressor
+    | OrientationCNNRegressor
+    | CrystalGraphRegressor
 )
 
 
@@ -95,6 +106,7 @@ def save_model(model: Model, path: str | Path) -> Path:
         | VoxelCNNRegressor
         | NetworkLocalizationRegressor
         | OrientationCNNRegressor
+        | CrystalGraphRegressor
     )
     if isinstance(model, networks):
         state = {k: v.contiguous() for k, v in model.net.state_dict().items()}
@@ -145,12 +157,15 @@ def load_model(path: str | Path) -> Model:
         return _load_localization_model(path, card)
     if card["family"] == OrientationCNNRegressor.family:
         return _load_orientation_model(path, card)
+    if card["family"] == CrystalGraphRegressor.family:
+        return _load_crystal_graph_model(path, card)
     representation = representation_from_dict(card["representation"])
     target = card["target"]
     common = {"name": card["model"], "target": target["name"], "unit": target.get("unit", "")}
-    if card["family"] == "network":
+    if card["family"] in ("network", "site-network"):
         config = TrainConfig(**card.get("training", {}).get("config", {}))
-        model = NetworkRegressor(
+        network = NetworkRegressor if card["family"] == "network" else SiteNetworkRegressor
+        model = network(
             MLPSpec.from_dict(card["architecture"]), representation, config, **common
         )
         weights = path / "weights.safetensors"
@@ -270,5 +285,23 @@ def _load_orientation_model(path: Path, card: dict) -> OrientationCNNRegressor:
     )
     model.net.load_state_dict(load_file(_require(path, "weights.safetensors")))
     model.net.eval()
+    model.training, model.metrics = training, card.get("metrics", {})
+    return model
+
+
+def _load_crystal_graph_model(path: Path, card: dict) -> CrystalGraphRegressor:
+    """A CGCNN from its card and weights."""
+    training, target = card.get("training", {}), card["target"]
+    model = CrystalGraphRegressor(
+        CGCNNSpec.from_dict(card["architecture"]),
+        GraphSettings(**card["graph"]),
+        TrainConfig(**training.get("config", {})),
+        name=card["model"],
+        target=target["name"],
+        unit=target.get("unit", ""),
+    )
+    model.net.load_state_dict(load_file(_require(path, "weights.safetensors")))
+    model.net.eval()
+    model.scaler = _scaler(target)
     model.training, model.metrics = training, card.get("metrics", {})
     return model

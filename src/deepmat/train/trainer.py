@@ -38,6 +38,7 @@ from torch.utils.data import (
     BatchSampler,
     DataLoader,
     RandomSampler,
+    Dataset,
     SequentialSampler,
     TensorDataset,
 )
@@ -160,8 +161,9 @@ class RegressionTask(L.LightningModule):
             return self.loss_fn(prediction, y)
         return (prediction - y).abs().mean() * self.scaler.std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.float())
+    def forward(self, x) -> torch.Tensor:
+        """The network on a batch: tensors as float32, other inputs (graphs) as they come."""
+        return self.net(x.float() if isinstance(x, torch.Tensor) else x)
 
     def _predict(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The network's output, shaped as the targets unless a custom loss pairs outputs and
@@ -281,7 +283,14 @@ def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool) -> Dat
     converted batch by batch in :class:`RegressionTask`.
     """
     inputs = torch.from_numpy(x) if x.dtype == np.uint8 else torch.as_tensor(x, dtype=torch.float32)
-    data = TensorDataset(inputs, torch.as_tensor(y, dtype=torch.float32))
+    return batch_loader(
+        TensorDataset(inputs, torch.as_tensor(y, dtype=torch.float32)), batch_size, shuffle
+    )
+
+
+def batch_loader(data: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    """A loader that asks ``data`` for whole batches: ``data[list_of_indices]`` must
+    return the batch (tensors index that way; graph sets gather their arrays)."""
     sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
     return DataLoader(
         data, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
@@ -315,10 +324,37 @@ def fit_network(
     validation score that picks the best epoch; pass ``TargetScaler()`` (identity) for
     targets that must not be standardised.
     """
+    scaler = scaler or TargetScaler.fit(y_train)
+    return fit_loaders(
+        net,
+        _loader(x_train, scaler.transform(y_train), config.batch_size, True),
+        _loader(x_val, scaler.transform(y_val), val_batch_size, False),
+        config,
+        workdir,
+        scaler,
+        resume,
+        augment,
+        loss,
+    )
+
+
+def fit_loaders(
+    net: nn.Module,
+    train: DataLoader,
+    val: DataLoader,
+    config: TrainConfig,
+    workdir: str | Path,
+    scaler: TargetScaler,
+    resume: bool = True,
+    augment: Augment | None = None,
+    loss: nn.Module | None = None,
+) -> FitResult:
+    """:func:`fit_network` on ready loaders of ``(inputs, scaled targets)`` batches, for
+    inputs that are not one array (crystal graphs); ``scaler`` is how the targets were
+    scaled, so that the reported MAE is in target units."""
     L.seed_everything(config.seed, workers=True, verbose=False)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers).*")
-    scaler = scaler or TargetScaler.fit(y_train)
     task = RegressionTask(net, config, scaler, augment, loss)
     ckpt_dir = Path(workdir) / "checkpoints"
     best = ModelCheckpoint(
@@ -353,10 +389,7 @@ def fit_network(
     last = ckpt_dir / "last.ckpt"
     resume_from = str(last) if resume and last.exists() else None
     trainer.fit(
-        task,
-        train_dataloaders=_loader(x_train, scaler.transform(y_train), config.batch_size, True),
-        val_dataloaders=_loader(x_val, scaler.transform(y_val), val_batch_size, False),
-        ckpt_path=resume_from,
+        task, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume_from
     )
     if trainer.interrupted:
         raise TrainingInterrupted(
