@@ -10,15 +10,21 @@ import pytest
 
 import deepmat
 from deepmat.data.registry import DATASETS, data_dir
+from test_crystal import perovskite
 
 BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("[!_]*.py"))
-NEEDS = {"oqmd_elemnet": "oqmd-dhf", "homogenization": None, "localization": None, "ebsd": None}
+NEEDS = {
+    "oqmd_elemnet": ("oqmd-dhf",),
+    "homogenization": (),
+    "localization": (),
+    "ebsd": (),
+    "crystal": ("mp-eform", "perovskites"),
+}
 
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
 def test_benchmark_quick(script, tmp_path):
-    needs = NEEDS[script.stem]
-    files = DATASETS[needs].files.values() if needs else []
+    files = [f for name in NEEDS[script.stem] for f in DATASETS[name].all_files]
     missing = [f.relpath for f in files if not (data_dir() / f.relpath).exists()]
     if missing:
         pytest.skip(
@@ -42,6 +48,8 @@ def test_benchmark_quick(script, tmp_path):
             inputs = np.zeros((2, *card["grid"]), dtype=np.uint8)
         elif card["input"] == "ebsd-pattern":
             inputs = np.zeros((2, *card["pattern_shape"]), dtype=np.float32)
+        elif card["input"] == "structure":
+            inputs = [perovskite("Sr", "Ti"), perovskite("Ba", "Zr", a=4.19)]
         else:
             inputs = ["Fe2O3", "NaCl"]
         assert loaded.predict(inputs).shape[0] == 2, model

@@ -1,4 +1,4 @@
-"""The ``deepmat`` command: train, predict, evaluate, list datasets, run the demo."""
+"""The ``deepmat`` command: train, predict, evaluate, explain, list datasets, run the demo."""
 
 from __future__ import annotations
 
@@ -258,6 +258,128 @@ def train_ebsd_cmd(
     console.print(f"trained on {regressor.training['data']['n_train']} patterns; saved to {out}")
 
 
+StructureTableOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--table", help="id,target CSV for a folder or tar archive of <id>.cif files (CGCNN layout)"
+    ),
+]
+CifColumnOption = Annotated[str, typer.Option(help="CIF column of a structure CSV")]
+
+
+@train_app.command("crystal")
+def train_crystal_cmd(
+    out: Annotated[Path, typer.Option(help="directory for the saved model and checkpoints")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="structure dataset (mp-eform, perovskites), a folder or tar archive of CIFs "
+            "with --table, a CSV with a CIF column, or pymatgen JSON"
+        ),
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="cgcnn (gated convolution), cgcnn-shared, cgcnn-linear (interpretable: "
+            "per-site contributions) or perovskite-mlp (ABX3 site descriptors)"
+        ),
+    ] = "cgcnn",
+    table: StructureTableOption = None,
+    target: TargetOption = None,
+    cif_column: CifColumnOption = "cif",
+    id_column: Annotated[str | None, typer.Option(help="id column of a structure CSV")] = None,
+    unit: Annotated[str, typer.Option(help="unit of the target, for plots and cards")] = "",
+    epochs: int = 150,
+    batch_size: int = 128,
+    lr: Annotated[float, typer.Option(help="peak Adam learning rate (cosine schedule)")] = 1e-3,
+    patience: Annotated[int, typer.Option(help="epochs without improvement before stopping")] = (
+        150
+    ),
+    val_fraction: float = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="share held out as a test set")] = 0.0,
+    limit: Annotated[int | None, typer.Option(help="read only the first records")] = None,
+    drop_invalid: DropOption = False,
+    seed: int = 0,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt")] = True,
+) -> None:
+    """Train a crystal-structure model (CGCNN or the perovskite site network) and save it
+    to OUT; the split keeps each crystal (StructureMatcher) on one side."""
+    from deepmat.data.registry import DATASETS
+    from deepmat.train.trainer import TrainConfig
+    from deepmat.workflows.crystal import (
+        make_structure_model,
+        read_structures,
+        split_structures,
+        train_structure_model,
+    )
+
+    try:
+        structures = read_structures(
+            data,
+            target or "target",
+            table=table,
+            cif_column=cif_column,
+            id_column=id_column,
+            on_error="drop" if drop_invalid else "raise",
+            limit=limit,
+        )
+        console.print(structures.report.summary())
+        train, val, test, made = split_structures(structures, val_fraction, test_fraction, seed)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            schedule="cosine",
+            patience=patience,
+            seed=seed,
+            progress=sys.stderr.isatty(),
+        )
+        if data in DATASETS and not unit:
+            unit = DATASETS[data].unit
+        regressor = make_structure_model(model, target or "target", unit, config)
+        train_structure_model(regressor, train, val, out, test=test, split=made, resume=resume)
+    except DeepmatError as exc:
+        _fail(exc)
+    _print_metrics(regressor.name, regressor.metrics)
+    console.print(f"saved to {out}")
+
+
+@app.command()
+def explain(
+    model_dir: Annotated[Path, typer.Argument(help="saved cgcnn-linear model directory")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="CIF files or folders, or CSVs with a CIF column")
+    ],
+    out: Annotated[Path, typer.Option(help="directory for the CSVs and the picture")],
+    cif_column: CifColumnOption = "cif",
+) -> None:
+    """Each site's contribution to the prediction of an interpretable (linear-pooling)
+    CGCNN: sites.csv, means by element and by perovskite site (A/B/X), and a picture."""
+    import deepmat
+    from deepmat.train.crystal import CrystalGraphRegressor
+    from deepmat.workflows.crystal import explain_structures
+
+    try:
+        model = deepmat.load(model_dir)
+        if not isinstance(model, CrystalGraphRegressor) or model.spec.pooling != "linear":
+            raise DeepmatError(
+                f"{model_dir}: explain needs a CGCNN with linear pooling (--model cgcnn-linear)"
+            )
+        paths = explain_structures(model, _read_structure_inputs(inputs, cif_column), out)
+    except DeepmatError as exc:
+        _fail(exc)
+    for what, path in paths.items():
+        console.print(f"{what}: {path}")
+
+
+def _read_structure_inputs(inputs: list[Path], cif_column: str):
+    """CIF files, folders of them and CSVs with a CIF column, as one table without targets."""
+    from deepmat.data.structures import concat_tables
+    from deepmat.workflows.crystal import read_structures
+
+    return concat_tables([read_structures(path, None, cif_column=cif_column) for path in inputs])
+
+
 # Metrics printed when some set has them: R² (not of strain fields), MAPE (homogenization
 # models) and MASE (localization models), with their column and format.
 _OPTIONAL_METRICS = {"r2": ("R²", ".4f"), "mape": ("MAPE %", ".3g"), "mase": ("MASE %", ".3g")}
@@ -312,7 +434,8 @@ def predict(
         list[str],
         typer.Argument(
             help="formulas, or CSVs with a formula column; HDF5/.npy files of microstructures; "
-            "EBSD pattern files for an orientation model"
+            "EBSD pattern files for an orientation model; CIF files, folders of them or CSVs "
+            "with a CIF column for a structure model"
         ),
     ],
     output: Annotated[
@@ -324,12 +447,13 @@ def predict(
         ),
     ] = None,
     formula_column: str = "formula",
+    cif_column: CifColumnOption = "cif",
     std: Annotated[bool, typer.Option(help="also write standard deviations")] = False,
 ) -> None:
     """Predict the target of formulas (or of the formulas in CSV files), or of the
     microstructures in HDF5/.npy files for a microstructure model: ε11 fields for a
     localization model, written to OUTPUT or summarised; orientations of EBSD patterns for
-    an orientation model."""
+    an orientation model; the target of crystal structures for a structure model."""
     import deepmat
     from deepmat.data.composition import composition_table
     from deepmat.train.ebsd import OrientationCNNRegressor
@@ -346,6 +470,11 @@ def predict(
             return
         if isinstance(model, LocalizationRegressor):
             _predict_fields(model, inputs, output)
+            return
+        if model.card()["input"] == "structure":
+            structures = _read_structure_inputs([Path(i) for i in inputs], cif_column)
+            frame = pd.DataFrame({"id": structures.ids, model.target: model.predict(structures)})
+            _write_table(frame, output, "predictions")
             return
         formulas = _read_inputs(inputs, formula_column)
         table = composition_table(
@@ -428,6 +557,8 @@ def evaluate(
         ),
     ] = None,
     drop_invalid: DropOption = False,
+    table_csv: StructureTableOption = None,
+    cif_column: CifColumnOption = "cif",
 ) -> None:
     """MAE, RMSE and R² (MASE for strain fields) of a saved model on labelled data, and a
     parity plot (a strain-field picture for a localization model); the disorientation
@@ -448,10 +579,22 @@ def evaluate(
         if isinstance(model, OrientationCNNRegressor):
             _evaluate_orientations(model, Path(data), as_json)
             return
-        spec = DataSpec(data, target, formula_column, "mean", on_error)
-        table = spec.evaluation_table()
-        table = table.restrict_elements(model.representation.supported_elements, on_error)
-        metrics, prediction = model.evaluate(table)
+        if model.card()["input"] == "structure":
+            from deepmat.workflows.crystal import read_structures
+
+            table = read_structures(
+                data,
+                target or model.target,
+                table=table_csv,
+                cif_column=cif_column,
+                on_error=on_error,
+            )
+            metrics, prediction = model.evaluate(table)
+        else:
+            spec = DataSpec(data, target, formula_column, "mean", on_error)
+            table = spec.evaluation_table()
+            table = table.restrict_elements(model.representation.supported_elements, on_error)
+            metrics, prediction = model.evaluate(table)
     except DeepmatError as exc:
         _fail(exc)
     metrics["dropped"] = sum(table.report.dropped.values())

@@ -322,9 +322,11 @@ def load_structure_dataset(
     *,
     target: str | None = None,
     on_error: ErrorPolicy = "raise",
+    limit: int | None = None,
 ) -> StructureTable:
     """Read one split of a named structure dataset as a validated
-    :class:`~deepmat.data.structures.StructureTable`; ``target`` overrides its column."""
+    :class:`~deepmat.data.structures.StructureTable`; ``target`` overrides its column and
+    ``limit`` reads only its first records (a quick look at a large set)."""
     dataset = get_dataset(name)
     if dataset.kind != "structure":
         raise DataError(f"dataset {name!r} is a composition table; read it with load_dataset")
@@ -333,13 +335,14 @@ def load_structure_dataset(
         if target not in (None, dataset.target_column):
             raise DataError(f"dataset {name!r} has one target, {dataset.target_column!r}")
         archive = _local_file(dataset, dataset.archive, download=True)
-        return read_cif_folder(archive, table, on_error=on_error)
+        return read_cif_folder(archive, table, on_error=on_error, limit=limit)
     return read_structure_csv(
         table,
         target or dataset.target_column,
         cif_column=dataset.cif_column,
         id_column=dataset.id_column,
         on_error=on_error,
+        limit=limit,
     )
 
 

@@ -22,7 +22,6 @@ counted by reason instead.
 from __future__ import annotations
 
 import hashlib
-
 import json
 import math
 import tarfile
@@ -78,6 +77,25 @@ class StructureTable:
             targets=None if self.targets is None else self.targets[index],
             report=self.report,
         )
+
+
+def concat_tables(tables: Sequence[StructureTable]) -> StructureTable:
+    """One table of several, in order; targets kept only when every table has them."""
+    if len(tables) == 1:
+        return tables[0]
+    has_targets = all(t.targets is not None for t in tables)
+    report = LoadReport(
+        source=" + ".join(t.report.source for t in tables),
+        rows_read=sum(t.report.rows_read for t in tables),
+    )
+    for t in tables:
+        report.dropped.update(t.report.dropped)
+    return StructureTable(
+        ids=[i for t in tables for i in t.ids],
+        structures=[s for t in tables for s in t.structures],
+        targets=np.concatenate([t.targets for t in tables]) if has_targets else None,
+        report=report,
+    )
 
 
 def structure_keys(structures: Sequence[Structure]) -> list[str]:
@@ -157,11 +175,12 @@ def read_cif_folder(
     folder: str | Path,
     table: str | Path,
     on_error: ErrorPolicy = "raise",
+    limit: int | None = None,
 ) -> StructureTable:
     """Structures ``<id>.cif`` of ``folder`` with the targets of ``table``: a CSV whose first
     column is the id and second the target, with a header row or without one (CGCNN's
     ``id_prop.csv``). ``folder`` may also be a tar archive (``.tar``, ``.tar.gz``) holding
-    the CIFs, in any sub-folder of it."""
+    the CIFs, in any sub-folder of it. ``limit`` reads only the first records of ``table``."""
     folder, table = Path(folder), Path(table)
     cifs = _cif_source(folder)
     frame = _read_csv(table)
@@ -170,6 +189,7 @@ def read_cif_folder(
     first_line = 1
     if _is_header(frame.iloc[0, 1]):
         frame, first_line = frame.iloc[1:], 2
+    frame = frame.iloc[:limit]
 
     def records() -> Iterator[tuple[str, str, object, str | None]]:
         for line, (raw_id, target, *_) in enumerate(frame.itertuples(index=False), first_line):
@@ -206,11 +226,13 @@ def read_structure_csv(
     cif_column: str = "cif",
     id_column: str | None = None,
     on_error: ErrorPolicy = "raise",
+    limit: int | None = None,
 ) -> StructureTable:
     """Structures from the CIF text in ``cif_column`` of a CSV, with the targets of column
-    ``target`` (None: no targets) and ids from ``id_column`` (None: the line number)."""
+    ``target`` (None: no targets) and ids from ``id_column`` (None: the line number);
+    ``limit`` reads only the first rows."""
     path = Path(path)
-    frame = _read_csv(path, header=0)
+    frame = _read_csv(path, header=0).iloc[:limit]
     for column in (cif_column, target, id_column):
         if column is not None and column not in frame.columns:
             raise DataError(

@@ -16,6 +16,7 @@ one prediction per crystal:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +56,7 @@ class CGCNNSpec:
 
     @property
     def n_gaussians(self) -> int:
-        return int(round(self.cutoff / self.gaussian_width)) + 1
+        return round(self.cutoff / self.gaussian_width) + 1
 
     def to_dict(self) -> dict:
         return asdict(self) | {"hidden": list(self.hidden)}
@@ -74,7 +75,7 @@ class GaussianDistance(nn.Module):
 
     def __init__(self, cutoff: float, width: float):
         super().__init__()
-        n = int(round(cutoff / width)) + 1
+        n = round(cutoff / width) + 1
         self.register_buffer("centers", torch.arange(n, dtype=torch.float32) * width)
         self.width = width
 
@@ -149,7 +150,7 @@ class CGCNN(nn.Module):
             self.site = nn.Linear(spec.atom_features, 1)
         else:
             widths = (spec.atom_features, *spec.hidden)
-            self.head = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+            self.head = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(widths))
             self.out = nn.Linear(widths[-1], 1)
 
     def atoms(self, batch: GraphBatch) -> torch.Tensor:

@@ -13,8 +13,8 @@ maps each pattern to zero mean and unit variance, (n, 1, height, width) float32.
 from deepmat.represent.fractions import ELEMNET_ELEMENTS, ElementFractions
 from deepmat.represent.magpie import MagpieAttributes
 from deepmat.represent.neighbourhoods import neighbourhoods, sample_voxels
-from deepmat.represent.perovskite_sites import PerovskiteSites
 from deepmat.represent.patterns import check_patterns, standardize_patterns
+from deepmat.represent.perovskite_sites import PerovskiteSites
 from deepmat.represent.phase_maps import check_phase_maps, volume_fractions
 from deepmat.represent.two_point import two_point_statistics
 

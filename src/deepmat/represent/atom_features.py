@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 
 import numpy as np
 from matminer.utils.data import MagpieData
@@ -39,7 +40,7 @@ class Encoding:
             return [f"{self.name}={v}" for v in self.values]
         edges = np.linspace(self.low, self.high, self.bins + 1)
         scale = "log10 " if self.log else ""
-        return [f"{self.name} {scale}[{a:.3g}, {b:.3g})" for a, b in zip(edges, edges[1:])]
+        return [f"{self.name} {scale}[{a:.3g}, {b:.3g})" for a, b in pairwise(edges)]
 
     def encode(self, value: float | str | None) -> np.ndarray:
         out = np.zeros(len(self.labels), dtype=np.float32)
@@ -106,7 +107,7 @@ def atom_feature_table() -> np.ndarray:
     table = np.zeros((MAX_Z + 1, len(atom_feature_names())), dtype=np.float32)
     for z in range(1, MAX_Z + 1):
         values = _properties(Element.from_Z(z), magpie)
-        table[z] = np.concatenate([e.encode(v) for e, v in zip(ENCODINGS, values)])
+        table[z] = np.concatenate([e.encode(v) for e, v in zip(ENCODINGS, values, strict=True)])
     return table
 
 

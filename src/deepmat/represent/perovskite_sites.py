@@ -119,10 +119,12 @@ class PerovskiteSites:
 
     def _features(self, structure: Structure, record: str) -> list[float]:
         roles = assign_sites(structure, record)
-        anions = tuple(sorted({s.specie.symbol for r, s in zip(roles, structure) if r == "X"}))
+        anions = tuple(
+            sorted({s.specie.symbol for r, s in zip(roles, structure, strict=True) if r == "X"})
+        )
         states = _oxidation_states(structure.composition.reduced_formula, anions)
         pairs = {}
-        for role, site in zip(roles, structure):
+        for role, site in zip(roles, structure, strict=True):
             symbol = site.specie.symbol
             pair = (Element(symbol).X, ionic_radius(symbol, states.get(symbol, 0.0)))
             pairs.setdefault(role, []).append(pair)

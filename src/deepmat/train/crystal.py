@@ -173,7 +173,7 @@ class CrystalGraphRegressor:
         graphs = self.graphs(table)
         contribution = self.scaler.inverse(self._scaled(graphs, per_site=True))
         rows = []
-        for record, structure in zip(table.ids, table.structures):
+        for record, structure in zip(table.ids, table.structures, strict=True):
             roles = _perovskite_roles(structure)
             for i, site in enumerate(structure):
                 a, b, c = site.frac_coords

@@ -165,9 +165,7 @@ def load_model(path: str | Path) -> Model:
     if card["family"] in ("network", "site-network"):
         config = TrainConfig(**card.get("training", {}).get("config", {}))
         network = NetworkRegressor if card["family"] == "network" else SiteNetworkRegressor
-        model = network(
-            MLPSpec.from_dict(card["architecture"]), representation, config, **common
-        )
+        model = network(MLPSpec.from_dict(card["architecture"]), representation, config, **common)
         weights = path / "weights.safetensors"
         if not weights.exists():
             raise ModelFormatError(f"{path}: missing weights.safetensors")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -37,8 +38,8 @@ from torch import nn
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
-    RandomSampler,
     Dataset,
+    RandomSampler,
     SequentialSampler,
     TensorDataset,
 )
@@ -215,11 +216,13 @@ class RegressionTask(L.LightningModule):
 
 class EpochReport(Callback):
     """Prints one line of metrics per epoch and keeps the history (saved in checkpoints,
-    so a resumed run reports every epoch, not just those since the restart)."""
+    so a resumed run reports every epoch, not just those since the restart); each row
+    records the epoch's wall time, validation included."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
         self.history: list[dict] = []
+        self.started = time.perf_counter()
 
     def state_dict(self) -> dict:
         return {"history": self.history}
@@ -227,10 +230,14 @@ class EpochReport(Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = list(state_dict.get("history", []))
 
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.started = time.perf_counter()
+
     def on_train_epoch_end(self, trainer, pl_module):
         row = {"epoch": trainer.current_epoch + 1}
         row |= {k: float(v) for k, v in trainer.callback_metrics.items()}
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        row["epoch_seconds"] = time.perf_counter() - self.started
         self.history.append(row)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
         self.console.print(f"epoch {row['epoch']:>4}  {shown}")
@@ -388,9 +395,7 @@ def fit_loaders(
     )
     last = ckpt_dir / "last.ckpt"
     resume_from = str(last) if resume and last.exists() else None
-    trainer.fit(
-        task, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume_from
-    )
+    trainer.fit(task, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume_from)
     if trainer.interrupted:
         raise TrainingInterrupted(
             f"training interrupted after {trainer.current_epoch} completed epochs; run the "

@@ -1,0 +1,208 @@
+"""Crystal-structure jobs: read structures, split them without leakage, train, explain.
+
+The CLI and ``benchmarks/crystal.py`` share these functions, so a job run either way
+writes the same directory: the saved model, ``split.json`` and a validation parity plot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Structure
+
+from deepmat.data.composition import ErrorPolicy, LoadReport
+from deepmat.data.registry import DATASETS, get_dataset, load_structure_dataset
+from deepmat.data.splits import Split, grouped_split
+from deepmat.data.structures import (
+    StructureTable,
+    check_structure,
+    parse_structure,
+    read_cif_folder,
+    read_structure_csv,
+    read_structure_json,
+)
+from deepmat.errors import DataError
+from deepmat.models.cgcnn import CGCNNSpec
+from deepmat.train.crystal import CrystalGraphRegressor, SiteNetworkRegressor, contributions_by
+from deepmat.train.metrics import parity_plot
+from deepmat.train.saved import save_model
+from deepmat.train.trainer import TrainConfig
+
+MODELS = {
+    "cgcnn": CGCNNSpec(conv="gated"),
+    "cgcnn-shared": CGCNNSpec(conv="shared"),
+    "cgcnn-linear": CGCNNSpec(conv="gated", pooling="linear"),
+}
+SITE_MODELS = ("perovskite-mlp",)
+StructureModel = CrystalGraphRegressor | SiteNetworkRegressor
+
+
+def read_structures(
+    data: str | Path,
+    target: str | None = "target",
+    *,
+    table: str | Path | None = None,
+    cif_column: str = "cif",
+    id_column: str | None = None,
+    on_error: ErrorPolicy = "raise",
+    limit: int | None = None,
+) -> StructureTable:
+    """Structures from a named dataset (``mp-eform``), a folder or tar archive of CIFs with
+    an ``id,target`` ``table``, a CSV with a CIF column, pymatgen JSON, or CIF files.
+
+    Without a ``table``, a folder or a single CIF is read for prediction (no targets).
+    """
+    name = str(data)
+    if name in DATASETS and not Path(name).exists():
+        dataset = get_dataset(name)
+        own = target in (None, "target", dataset.target_column)
+        return load_structure_dataset(
+            name, target=None if own else target, on_error=on_error, limit=limit
+        )
+    path = Path(data)
+    if not path.exists():
+        raise DataError(
+            f"{path}: no such file, folder or dataset; structure datasets: "
+            f"{', '.join(n for n, d in DATASETS.items() if d.kind == 'structure')}"
+        )
+    if table is not None:
+        return read_cif_folder(path, table, on_error=on_error, limit=limit)
+    suffixes = "".join(path.suffixes).lower()
+    if path.is_dir() or suffixes.endswith(".cif"):
+        files = sorted(path.glob("*.cif")) if path.is_dir() else [path]
+        return read_cif_files(files[:limit])
+    if suffixes.endswith(".json"):
+        return read_structure_json(path, target, on_error=on_error)
+    return read_structure_csv(path, target, cif_column, id_column, on_error=on_error, limit=limit)
+
+
+def read_cif_files(files: list[Path]) -> StructureTable:
+    """CIF files without targets, each named by its file (for prediction)."""
+    if not files:
+        raise DataError("no CIF files given")
+    structures: list[Structure] = []
+    for file in files:
+        structure = parse_structure(file.read_text(errors="replace"), "cif", str(file))
+        check_structure(structure, str(file))
+        structures.append(structure)
+    report = LoadReport(source=", ".join(map(str, files[:3])), rows_read=len(files))
+    return StructureTable([f.stem for f in files], structures, None, report)
+
+
+def split_structures(
+    table: StructureTable, val: float = 0.1, test: float = 0.0, seed: int = 0
+) -> tuple[StructureTable, StructureTable, StructureTable | None, Split]:
+    """Train, validation and test tables; one crystal (same formula, same structure by
+    pymatgen's StructureMatcher) never on two sides."""
+    keys = table.keys()
+    split = grouped_split(keys, val=val, test=test, seed=seed, group="structure")
+    split.assert_disjoint(keys)
+    split.names = table.ids
+    held_out = table.subset(split.test) if len(split.test) else None
+    return table.subset(split.train), table.subset(split.val), held_out, split
+
+
+def make_structure_model(
+    model: str,
+    target: str = "target",
+    unit: str = "",
+    config: TrainConfig | None = None,
+) -> StructureModel:
+    """One of the CGCNNs of :data:`MODELS` or a site network of :data:`SITE_MODELS`."""
+    if model in MODELS:
+        spec = CGCNNSpec.from_dict(MODELS[model].to_dict())
+        return CrystalGraphRegressor(spec, config=config, name=model, target=target, unit=unit)
+    if model in SITE_MODELS:
+        return SiteNetworkRegressor(config=config, name=model, target=target, unit=unit)
+    known = ", ".join((*MODELS, *SITE_MODELS))
+    raise DataError(f"unknown structure model {model!r}; choose one of {known}")
+
+
+def train_structure_model(
+    model: StructureModel,
+    train: StructureTable,
+    val: StructureTable,
+    out: str | Path,
+    *,
+    test: StructureTable | None = None,
+    split: Split | None = None,
+    resume: bool = True,
+) -> StructureModel:
+    """Fit ``model``, save it to ``out`` with its split and a validation parity plot."""
+    out = Path(out)
+    model.fit(train, val, out, resume=resume)
+    if test is not None and len(test):
+        model.metrics["test"], _ = model.evaluate(test)
+    if split is not None:
+        model.training["split"] = {
+            "method": split.method,
+            **split.params,
+            "sizes": split.sizes(),
+            "file": "split.json",
+        }
+        split.save(out / "split.json")
+    save_model(model, out)
+    _, prediction = model.evaluate(val)
+    parity_plot(
+        val.targets,
+        prediction,
+        out / "parity_val.png",
+        title=f"{model.name}: validation",
+        unit=model.unit,
+    )
+    return model
+
+
+def explain_structures(
+    model: CrystalGraphRegressor, table: StructureTable, out: str | Path, top: int = 20
+) -> dict[str, Path]:
+    """Site contributions of ``table`` under a linear-pooling CGCNN: ``sites.csv`` (one row
+    per site), ``by_element.csv`` and ``by_role.csv`` (perovskite A/B/X sites) with the
+    mean contribution of each, and ``contributions.png``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sites = model.site_contributions(table)
+    by_element = contributions_by(sites, "element")
+    by_role = contributions_by(sites, "role")
+    paths = {"sites": out / "sites.csv", "by_element": out / "by_element.csv"}
+    sites.to_csv(paths["sites"], index=False)
+    by_element.to_csv(paths["by_element"], index=False)
+    if len(by_role):
+        paths["by_role"] = out / "by_role.csv"
+        by_role.to_csv(paths["by_role"], index=False)
+    paths["plot"] = out / "contributions.png"
+    plot_contributions(by_element, by_role, model, paths["plot"], top)
+    return paths
+
+
+def plot_contributions(
+    by_element: pd.DataFrame, by_role: pd.DataFrame, model, path: Path, top: int
+) -> None:
+    """Mean site contribution of the ``top`` most and least stabilising elements, and of
+    each perovskite site role where there are any."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = (
+        by_element
+        if len(by_element) <= 2 * top
+        else pd.concat([by_element.head(top), by_element.tail(top)])
+    )
+    panels = 2 if len(by_role) else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5 + 4 * panels, 0.22 * len(shown) + 1.8))
+    axes = np.atleast_1d(axes)
+    unit = f" ({model.unit})" if model.unit else ""
+    ax = axes[0]
+    ax.barh(shown["element"], shown["mean"], xerr=shown["std"].fillna(0), color="tab:blue")
+    ax.invert_yaxis()
+    ax.set(xlabel=f"mean site contribution{unit}", title=f"{model.name}: by element")
+    if panels == 2:
+        axes[1].bar(by_role["role"], by_role["mean"], yerr=by_role["std"].fillna(0))
+        axes[1].set(ylabel=f"mean site contribution{unit}", title="by perovskite site")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
