@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from pymatgen.core import Element, Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
 
 import deepmat
 from deepmat.data.composition import LoadReport
@@ -221,6 +222,8 @@ def test_cgcnn_learns_saves_and_loads(perovskites, pooling, tmp_path):
     save_model(model, tmp_path / "model")
     loaded = deepmat.load(tmp_path / "model")
     np.testing.assert_allclose(loaded.predict(val), model.predict(val), rtol=1e-5)
+    atoms = [AseAtomsAdaptor.get_atoms(s) for s in val.structures]  # ASE Atoms work too
+    np.testing.assert_allclose(loaded.predict(atoms), model.predict(val), rtol=1e-5)
     assert loaded.card()["graph"] == {"cutoff": 8.0, "max_neighbors": 12}
     if pooling == "linear":
         sites = loaded.site_contributions(val)

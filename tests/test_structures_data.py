@@ -211,12 +211,17 @@ def test_shared_structure_datasets_are_registered_with_their_checksums(name):
         registry.verify_checksum(path, entry.sha256, stat.st_mtime_ns, stat.st_size)
 
 
-def test_shared_perovskites_read_whole():
+def test_shared_perovskites_read_whole_then_from_the_cache(monkeypatch, tmp_path):
     if not (registry.data_dir() / "structures/perovskites/perov_5.csv.gz").exists():
         pytest.skip("perovskites not found: set DEEPMAT_DATA_DIR (e.g. ../shared/data)")
+    monkeypatch.setenv("DEEPMAT_CACHE_DIR", str(tmp_path))
     data = registry.load_structure_dataset("perovskites")
     assert len(data) == 5680 and not data.report.dropped
     assert all(len(s) == 5 for s in data.structures[:50])  # ABX3 in the cubic cell
+    assert len(list((tmp_path / "structures").glob("perovskites-*.npz"))) == 1
+    again = registry.load_structure_dataset("perovskites")
+    assert again.ids == data.ids and np.array_equal(again.targets, data.targets)
+    assert again.structures[123] == data.structures[123]
 
 
 def test_structure_keys_group_one_crystal_and_split_polymorphs():
@@ -235,3 +240,67 @@ def test_structure_keys_group_one_crystal_and_split_polymorphs():
     assert split.params["group"] == "structure"
     table = StructureTable(["a", "b"], structures[:2], None, LoadReport("test", 2))
     assert table.keys() == ["NaCl#0", "NaCl#1"]
+
+
+def test_extended_xyz_and_ase_database_read_with_targets(tmp_path):
+    import ase.db
+    import ase.io
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from deepmat.data.structures import read_ase_file
+
+    frames = []
+    for i, a in enumerate((5.64, 5.0)):
+        atoms = AseAtomsAdaptor.get_atoms(rock_salt(a))
+        atoms.info.update({"id": f"nacl-{i}", "eform": -2.0 + i})
+        frames.append(atoms)
+    ase.io.write(tmp_path / "set.extxyz", frames)
+    data = read_ase_file(tmp_path / "set.extxyz", "eform")
+    assert data.ids == ["nacl-0", "nacl-1"]
+    np.testing.assert_allclose(data.targets, [-2.0, -1.0])
+    assert data.structures[1].lattice.a == pytest.approx(5.0)
+    with ase.db.connect(tmp_path / "set.db") as db:
+        for atoms in frames:
+            db.write(atoms, name=atoms.info["id"], eform=atoms.info["eform"])
+    stored = read_ase_file(tmp_path / "set.db", "eform")
+    assert stored.ids == ["nacl-0", "nacl-1"] and stored.targets.tolist() == [-2.0, -1.0]
+
+
+def test_ase_frames_that_are_not_crystals_are_named(tmp_path):
+    import ase.io
+    from ase import Atoms
+
+    from deepmat.data.structures import read_ase_file
+
+    molecule = Atoms("H2O", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    molecule.info["eform"] = 1.0
+    ase.io.write(tmp_path / "mol.extxyz", [molecule])
+    with pytest.raises(DataError, match=r"mol.extxyz frame 0: not periodic"):
+        read_ase_file(tmp_path / "mol.extxyz", "eform")
+    (tmp_path / "junk.xyz").write_text("three\nnot a frame\n")
+    with pytest.raises(DataError, match=r"junk\.xyz: ASE cannot read it"):
+        read_ase_file(tmp_path / "junk.xyz", "eform")
+
+
+def test_parsed_structures_round_trip_through_the_cache_file(tmp_path):
+    from deepmat.data.structures import load_structure_table, save_structure_table
+
+    report = LoadReport("cifs", 3)
+    report.dropped["unparsable CIF"] += 1
+    perovskite = Structure(
+        Lattice.tetragonal(3.9, 4.1),
+        ["Sr", "Ti", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.52], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
+    table = StructureTable(
+        ["nacl", "sto"], [rock_salt(), perovskite], np.array([-2.0, 0.5]), report
+    )
+    save_structure_table(table, tmp_path / "t.npz")
+    back = load_structure_table(tmp_path / "t.npz")
+    assert back.ids == ["nacl", "sto"] and back.targets.tolist() == [-2.0, 0.5]
+    assert back.report.to_dict() == report.to_dict()
+    for a, b in zip(back.structures, table.structures, strict=True):
+        assert a == b and a.lattice == b.lattice
+    unlabelled = StructureTable(["x"], [rock_salt()], None, LoadReport("x", 1))
+    save_structure_table(unlabelled, tmp_path / "u.npz")
+    assert load_structure_table(tmp_path / "u.npz").targets is None

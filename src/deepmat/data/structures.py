@@ -31,10 +31,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import ase.db
+import ase.io
 import numpy as np
 import pandas as pd
+from ase import Atoms
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
 
 from deepmat.data.composition import ErrorPolicy, LoadReport
 from deepmat.errors import DataError
@@ -98,6 +102,41 @@ def concat_tables(tables: Sequence[StructureTable]) -> StructureTable:
     )
 
 
+def save_structure_table(table: StructureTable, path: Path) -> None:
+    """Write an ordered-structure table as flat arrays (``.npz``, no pickle): reading it
+    back is about fifty times faster than parsing the CIFs again."""
+    sizes = np.array([len(s) for s in table.structures], dtype=np.int64)
+    np.savez(
+        path,
+        ids=np.array(table.ids, dtype=str),
+        sizes=sizes,
+        lattices=np.stack([s.lattice.matrix for s in table.structures]),
+        numbers=np.concatenate([s.atomic_numbers for s in table.structures]).astype(np.int16),
+        frac_coords=np.concatenate([s.frac_coords for s in table.structures]),
+        targets=table.targets if table.targets is not None else np.zeros(0),
+        has_targets=table.targets is not None,
+        report=json.dumps(table.report.to_dict()),
+    )
+
+
+def load_structure_table(path: Path) -> StructureTable:
+    """A table written by :func:`save_structure_table`."""
+    with np.load(path) as stored:
+        ends = np.cumsum(stored["sizes"])
+        numbers = np.split(stored["numbers"].astype(int), ends[:-1])
+        coords = np.split(stored["frac_coords"], ends[:-1])
+        structures = [
+            Structure(lattice, species, frac)
+            for lattice, species, frac in zip(stored["lattices"], numbers, coords, strict=True)
+        ]
+        report = json.loads(str(stored["report"]))
+        targets = stored["targets"] if bool(stored["has_targets"]) else None
+        ids = stored["ids"].tolist()
+    load_report = LoadReport(report["source"], report["rows_read"])
+    load_report.dropped.update(report["dropped"])
+    return StructureTable(ids, structures, targets, load_report)
+
+
 def structure_keys(structures: Sequence[Structure]) -> list[str]:
     """``"<reduced formula>#<k>"`` per structure, where structures of one reduced formula
     share k exactly when pymatgen's ``StructureMatcher`` (default tolerances: lattice,
@@ -131,14 +170,18 @@ def _matching_groups(matcher: StructureMatcher, bucket: list[Structure]) -> list
     ]
 
 
-def parse_structure(text: str | dict, fmt: str, record: str) -> Structure:
-    """A checked Structure from CIF (``fmt="cif"``) or pymatgen JSON text, or from an
-    already decoded pymatgen dict; DataError naming ``record`` when it cannot be parsed or
-    is not a crystal (see :func:`check_structure`)."""
+def parse_structure(text: str | dict | Atoms, fmt: str, record: str) -> Structure:
+    """A checked Structure from CIF (``fmt="cif"``) or pymatgen JSON text, an already
+    decoded pymatgen dict or an ASE ``Atoms``; DataError naming ``record`` when it cannot be
+    parsed or is not a crystal (see :func:`check_structure`)."""
+    if isinstance(text, Atoms) and not all(text.pbc):
+        raise DataError(f"{record}: not periodic in all three directions (pbc={text.pbc})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if isinstance(text, dict):
+            if isinstance(text, Atoms):
+                structure = AseAtomsAdaptor.get_structure(text)
+            elif isinstance(text, dict):
                 structure = Structure.from_dict(text)
             else:
                 structure = Structure.from_str(text, fmt=fmt)
@@ -290,6 +333,40 @@ def read_structure_json(
         on_error,
         missing="no 'structure'",
         has_targets=target is not None,
+    )
+
+
+def read_ase_file(
+    path: str | Path, target: str | None, on_error: ErrorPolicy = "raise"
+) -> StructureTable:
+    """Structures from any file ASE reads (extended XYZ, trajectories, VASP, …), targets from
+    each frame's ``info[target]``; or from an ASE database (``.db``), targets from each row's
+    key-value pairs. Ids come from ``info["id"]`` (a row's ``name`` key in a database) or
+    the position (the row id)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        if path.suffix == ".db":
+            rows = list(ase.db.connect(path).select())
+            frames = [
+                (f"{path} row {r.id}", str(r.get("name", r.id)), r.get(target), r.toatoms())
+                for r in rows
+            ]
+        else:
+            atoms = ase.io.read(path, index=":")
+            frames = [
+                (f"{path} frame {i}", str(a.info.get("id", i)), a.info.get(target), a)
+                for i, a in enumerate(atoms)
+            ]
+    except Exception as exc:
+        raise DataError(f"{path}: ASE cannot read it ({exc})") from None
+    records = (
+        (where, record_id, value if target else None, atoms)
+        for where, record_id, value, atoms in frames
+    )
+    return _collect(
+        records, "ase", str(path), on_error, missing="no atoms", has_targets=target is not None
     )
 
 

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from ase import Atoms
 from pymatgen.core import Structure
 from torch.utils.data import Dataset
 
 from deepmat.data.composition import LoadReport
-from deepmat.data.structures import StructureTable
+from deepmat.data.structures import StructureTable, parse_structure
 from deepmat.models.cgcnn import CGCNN, CGCNNSpec
 from deepmat.models.mlp import Block, MLPSpec
 from deepmat.represent.crystal_graph import CrystalGraphs, GraphBatch, GraphSettings, cached_graphs
@@ -36,15 +37,20 @@ from deepmat.train.trainer import (
     fit_loaders,
 )
 
-StructureInputs = StructureTable | Sequence[Structure]
+StructureInputs = StructureTable | Sequence[Structure | Atoms]
 PREDICT_BATCH = 512
 
 
-def as_structure_table(inputs: StructureInputs | Structure) -> StructureTable:
-    """Structures (or a table) as a table; bare structures are named by position."""
+def as_structure_table(inputs: StructureInputs | Structure | Atoms) -> StructureTable:
+    """Structures or ASE ``Atoms`` (or a table) as a checked table; bare structures are
+    named by position."""
     if isinstance(inputs, StructureTable):
         return inputs
-    structures = [inputs] if isinstance(inputs, Structure) else list(inputs)
+    items = [inputs] if isinstance(inputs, Structure | Atoms) else list(inputs)
+    structures = [
+        s if isinstance(s, Structure) else parse_structure(s, "ase", f"structure {i}")
+        for i, s in enumerate(items)
+    ]
     return StructureTable(
         ids=[f"structure {i}" for i in range(len(structures))],
         structures=structures,

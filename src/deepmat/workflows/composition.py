@@ -15,10 +15,9 @@ from deepmat.data.registry import DATASETS, get_dataset, load_dataset
 from deepmat.data.splits import Split, chemical_system_split, grouped_split, random_split
 from deepmat.errors import DataError
 from deepmat.represent import ElementFractions, MagpieAttributes
-from deepmat.train.metrics import parity_plot
 from deepmat.train.regressors import CompositionRegressor, ForestRegressor, NetworkRegressor
-from deepmat.train.saved import save_model
 from deepmat.train.trainer import TrainConfig
+from deepmat.workflows.common import record_split, save_with_parity_plot
 
 MODELS = ("elemnet", "rf-magpie", "rf-fractions")
 
@@ -149,21 +148,6 @@ def train_composition(
     if test is not None and len(test):
         test = test.restrict_elements(supported, on_error, why)
         model.metrics["test"], _ = model.evaluate(test)
-    if split is not None:
-        model.training["split"] = {
-            "method": split.method,
-            **split.params,
-            "sizes": split.sizes(),
-            "file": "split.json",
-        }
-        split.save(out / "split.json")
-    save_model(model, out)
-    _, prediction = model.evaluate(val)
-    parity_plot(
-        val.targets,
-        prediction,
-        out / "parity_val.png",
-        title=f"{model.name}: validation",
-        unit=model.unit,
-    )
+    record_split(model, split, out)
+    save_with_parity_plot(model, val, out)
     return model

@@ -19,6 +19,7 @@ from deepmat.data.structures import (
     StructureTable,
     check_structure,
     parse_structure,
+    read_ase_file,
     read_cif_folder,
     read_structure_csv,
     read_structure_json,
@@ -26,9 +27,8 @@ from deepmat.data.structures import (
 from deepmat.errors import DataError
 from deepmat.models.cgcnn import CGCNNSpec
 from deepmat.train.crystal import CrystalGraphRegressor, SiteNetworkRegressor, contributions_by
-from deepmat.train.metrics import parity_plot
-from deepmat.train.saved import save_model
 from deepmat.train.trainer import TrainConfig
+from deepmat.workflows.common import record_split, save_with_parity_plot
 
 MODELS = {
     "cgcnn": CGCNNSpec(conv="gated"),
@@ -37,6 +37,7 @@ MODELS = {
 }
 SITE_MODELS = ("perovskite-mlp",)
 StructureModel = CrystalGraphRegressor | SiteNetworkRegressor
+ASE_SUFFIXES = (".xyz", ".extxyz", ".traj", ".db", ".vasp", ".cfg")
 
 
 def read_structures(
@@ -50,7 +51,8 @@ def read_structures(
     limit: int | None = None,
 ) -> StructureTable:
     """Structures from a named dataset (``mp-eform``), a folder or tar archive of CIFs with
-    an ``id,target`` ``table``, a CSV with a CIF column, pymatgen JSON, or CIF files.
+    an ``id,target`` ``table``, a CSV with a CIF column, pymatgen JSON, files ASE reads
+    (extended XYZ, ASE databases, trajectories: :data:`ASE_SUFFIXES`) or CIF files.
 
     Without a ``table``, a folder or a single CIF is read for prediction (no targets).
     """
@@ -75,6 +77,8 @@ def read_structures(
         return read_cif_files(files[:limit])
     if suffixes.endswith(".json"):
         return read_structure_json(path, target, on_error=on_error)
+    if path.suffix.lower() in ASE_SUFFIXES:
+        return read_ase_file(path, target, on_error=on_error)
     return read_structure_csv(path, target, cif_column, id_column, on_error=on_error, limit=limit)
 
 
@@ -135,23 +139,8 @@ def train_structure_model(
     model.fit(train, val, out, resume=resume)
     if test is not None and len(test):
         model.metrics["test"], _ = model.evaluate(test)
-    if split is not None:
-        model.training["split"] = {
-            "method": split.method,
-            **split.params,
-            "sizes": split.sizes(),
-            "file": "split.json",
-        }
-        split.save(out / "split.json")
-    save_model(model, out)
-    _, prediction = model.evaluate(val)
-    parity_plot(
-        val.targets,
-        prediction,
-        out / "parity_val.png",
-        title=f"{model.name}: validation",
-        unit=model.unit,
-    )
+    record_split(model, split, out)
+    save_with_parity_plot(model, val, out)
     return model
 
 

@@ -44,6 +44,7 @@ from deepmat.train.microstructure import (
 )
 from deepmat.train.saved import save_model
 from deepmat.train.trainer import TrainConfig
+from deepmat.workflows.common import record_split
 
 HOMOGENIZATION_MODELS = ("cnn3d", "two-point-pca", "voigt", "reuss")
 LOCALIZATION_MODELS = ("mks", "slice-cnn", "fcn3d")
@@ -366,14 +367,7 @@ def train_microstructure(
         side: str(path) if path is not None else None
         for side, path in (("train", data), ("val", val), ("test", test))
     }
-    if split is not None:
-        regressor.training["split"] = {
-            "method": split.method,
-            **split.params,
-            "sizes": split.sizes(),
-            "file": "split.json",
-        }
-        split.save(out / "split.json")
+    record_split(regressor, split, out)
     save_model(regressor, out)
     for side, labelled_side in sets.items():
         path = out / plot_name(regressor, side)
