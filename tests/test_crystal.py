@@ -242,3 +242,16 @@ def test_site_network_learns_from_perovskite_descriptors(perovskites, tmp_path):
     loaded = deepmat.load(tmp_path / "model")
     assert loaded.card()["input"] == "structure"
     np.testing.assert_allclose(loaded.predict(val.structures), model.predict(val), rtol=1e-6)
+
+
+def test_a_cell_of_five_sites_that_is_no_perovskite_gets_no_site_roles():
+    from deepmat.train.crystal import _perovskite_roles
+
+    jumble = Structure(
+        Lattice.cubic(5.0),
+        ["Na", "Cl", "Na", "Cl", "Cl"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.3, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]],
+    )
+    with pytest.raises(DataError, match="not an ABX3 perovskite: the six nearest neighbours"):
+        assign_sites(jumble, "jumble")
+    assert _perovskite_roles(jumble) == [""] * 5

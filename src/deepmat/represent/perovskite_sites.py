@@ -41,23 +41,35 @@ def assign_sites(structure: Structure, record: str = "structure") -> list[str]:
     roles = np.full(n, "A")
     roles[anions] = "X"
     cations = np.flatnonzero(roles == "A")
-    shell = _anion_shell(structure, anions)
-    roles[cations[np.argsort(shell[cations], kind="stable")[:units]]] = "B"
+    centers, neighbors, distances = _neighbors_by_distance(structure)
+    to_anion = np.isin(neighbors, anions)
+    shell = _nearest_sum(centers[to_anion], distances[to_anion], n)
+    b_sites = cations[np.argsort(shell[cations], kind="stable")[:units]]
+    roles[b_sites] = "B"
+    for b in b_sites:
+        octahedron = neighbors[centers == b][:N_OCTAHEDRON]
+        if len(octahedron) < N_OCTAHEDRON or np.any(roles[octahedron] != "X"):
+            raise DataError(
+                f"{record}: not an ABX3 perovskite: the six nearest neighbours of the B-site "
+                f"cation ({structure[int(b)].specie}, site {b}) are not all X-site anions"
+            )
     return roles.tolist()
 
 
-def _anion_shell(structure: Structure, anions: np.ndarray) -> np.ndarray:
-    """Per site, the sum of the distances to its six nearest anion sites: a/2 each for the
-    B cation in its octahedron, a/√2 for the A cation."""
-    reach = 1.5 * max(structure.lattice.abc)
-    centers, neighbors, _, distances = structure.get_neighbor_list(reach)
-    keep = np.isin(neighbors, anions)
-    centers, distances = centers[keep], distances[keep]
+def _neighbors_by_distance(structure: Structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centres, neighbours, distances) within 1.5 cell lengths, by centre then distance."""
+    centers, neighbors, _, distances = structure.get_neighbor_list(1.5 * max(structure.lattice.abc))
     order = np.lexsort((distances, centers))
-    centers, distances = centers[order], distances[order]
+    return centers[order], neighbors[order], distances[order]
+
+
+def _nearest_sum(centers: np.ndarray, distances: np.ndarray, n: int) -> np.ndarray:
+    """Per site, the sum of the distances to its six nearest listed neighbours (sorted by
+    centre, then distance): a/2 each for the B cation in its octahedron of anions, a/√2
+    for the A cation."""
     first = np.searchsorted(centers, centers, side="left")
     near = np.arange(len(centers)) - first < N_OCTAHEDRON
-    return np.bincount(centers[near], weights=distances[near], minlength=len(structure))
+    return np.bincount(centers[near], weights=distances[near], minlength=n)
 
 
 @cache

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from deepmat.data.composition import LoadReport
 from deepmat.data.structures import StructureTable, parse_structure
+from deepmat.errors import DataError
 from deepmat.models.cgcnn import CGCNN, CGCNNSpec
 from deepmat.models.mlp import Block, MLPSpec
 from deepmat.represent.crystal_graph import CrystalGraphs, GraphBatch, GraphSettings, cached_graphs
@@ -206,7 +207,7 @@ def _perovskite_roles(structure: Structure) -> list[str]:
     if len(structure) % 5 == 0:
         try:
             return assign_sites(structure)
-        except Exception:
+        except DataError:
             pass
     return [""] * len(structure)
 
