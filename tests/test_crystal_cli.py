@@ -82,6 +82,9 @@ def test_evaluate_structures_as_json(linear_model, structure_csv, tmp_path):
     metrics = json.loads(result.stdout)
     assert metrics["n"] == 64 and metrics["mae"] > 0 and metrics["dropped"] == 0
     assert (tmp_path / "p.png").exists()
+    implicit = runner.invoke(app, ["evaluate", str(linear_model), str(structure_csv), "--json"])
+    assert implicit.exit_code == 0, implicit.output  # the model's own target column
+    assert json.loads(implicit.stdout)["mae"] == pytest.approx(metrics["mae"])
 
 
 def test_explain_writes_site_contributions_and_a_picture(linear_model, cif_folder, tmp_path):

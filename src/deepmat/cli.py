@@ -580,11 +580,13 @@ def evaluate(
             _evaluate_orientations(model, Path(data), as_json)
             return
         if model.card()["input"] == "structure":
+            from deepmat.data.registry import DATASETS
             from deepmat.workflows.crystal import read_structures
 
+            named = data in DATASETS and not Path(data).exists()
             table = read_structures(
                 data,
-                target or model.target,
+                target or (None if named else model.target),
                 table=table_csv,
                 cif_column=cif_column,
                 on_error=on_error,
