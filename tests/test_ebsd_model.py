@@ -232,9 +232,14 @@ def test_save_and_load_predict_identically(model, data, tmp_path):
     loaded = deepmat.load(tmp_path / "cnn")
     assert isinstance(loaded, OrientationCNNRegressor) and loaded.spec == TINY
     patterns = data[0][:N_TEST]
-    np.testing.assert_array_equal(loaded.predict(patterns).data, model.predict(patterns).data)
+    # Same weights; oneDNN may pick another kernel for another buffer alignment, which moves
+    # the last bits of a float32 convolution (seen here: 5e-12 after decoding).
+    np.testing.assert_allclose(
+        loaded.predict(patterns).data, model.predict(patterns).data, rtol=1e-8, atol=1e-9
+    )
     assert loaded.card()["training"] == model.card()["training"]
-    assert loaded.evaluate(patterns, data[1][:N_TEST]) == model.evaluate(patterns, data[1][:N_TEST])
+    scores = loaded.evaluate(patterns, data[1][:N_TEST])
+    assert scores == pytest.approx(model.evaluate(patterns, data[1][:N_TEST]), rel=1e-6)
 
 
 def test_bad_input_raises_a_clear_data_error(model, data):
