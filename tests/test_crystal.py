@@ -255,3 +255,20 @@ def test_a_cell_of_five_sites_that_is_no_perovskite_gets_no_site_roles():
     with pytest.raises(DataError, match="not an ABX3 perovskite: the six nearest neighbours"):
         assign_sites(jumble, "jumble")
     assert _perovskite_roles(jumble) == [""] * 5
+
+
+def test_structure_keys_are_cached_by_structures(monkeypatch, tmp_path):
+    import json
+
+    from deepmat.workflows import crystal as workflow
+
+    monkeypatch.setenv("DEEPMAT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(workflow, "KEYS_CACHE_MIN", 1)
+    table = perovskite_table()
+    train, val, _, split = workflow.split_structures(table, val=0.25)
+    (stored,) = (tmp_path / "structure-keys").glob("*.json")
+    assert json.loads(stored.read_text()) == table.keys()
+    again = workflow.split_structures(table, val=0.25)[3]
+    assert again.val.tolist() == split.val.tolist() and len(train) + len(val) == 64
+    workflow.split_structures(table.subset(range(10)), val=0.2)  # other structures, other key
+    assert len(list((tmp_path / "structure-keys").glob("*.json"))) == 2

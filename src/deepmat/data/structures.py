@@ -137,6 +137,17 @@ def load_structure_table(path: Path) -> StructureTable:
     return StructureTable(ids, structures, targets, load_report)
 
 
+def structures_digest(structures: Sequence[Structure], salt: str = "") -> str:
+    """A hash of every lattice, species and fractional position (to 1e-6) and ``salt``
+    (what is derived from them, and how): the key of the disk caches of derived data."""
+    digest = hashlib.sha256(salt.encode())
+    for structure in structures:
+        digest.update(np.round(structure.lattice.matrix, 6).tobytes())
+        digest.update(np.asarray(structure.atomic_numbers, dtype=np.int16).tobytes())
+        digest.update(np.round(structure.frac_coords, 6).tobytes())
+    return digest.hexdigest()[:32]
+
+
 def structure_keys(structures: Sequence[Structure]) -> list[str]:
     """``"<reduced formula>#<k>"`` per structure, where structures of one reduced formula
     share k exactly when pymatgen's ``StructureMatcher`` (default tolerances: lattice,

@@ -14,7 +14,6 @@ search); keeping the ``max_neighbors`` nearest per atom is one ``lexsort`` per s
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from pymatgen.core import Structure
 from rich.progress import track
 
 from deepmat.data.registry import cache_dir
+from deepmat.data.structures import structures_digest
 from deepmat.errors import DataError
 from deepmat.represent.atom_features import MAX_Z
 
@@ -190,17 +190,6 @@ def build_graphs(
     )
 
 
-def structures_digest(structures: Sequence[Structure], settings: GraphSettings) -> str:
-    """A hash of every lattice, species and fractional position (to 1e-6) and the settings:
-    equal exactly when the graphs are."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION} {settings.to_dict()}".encode())
-    for structure in structures:
-        digest.update(np.round(structure.lattice.matrix, 6).tobytes())
-        digest.update(np.asarray(structure.atomic_numbers, dtype=np.int16).tobytes())
-        digest.update(np.round(structure.frac_coords, 6).tobytes())
-    return digest.hexdigest()[:32]
-
-
 def cached_graphs(
     structures: Sequence[Structure],
     settings: GraphSettings | None = None,
@@ -212,7 +201,8 @@ def cached_graphs(
     settings = settings or GraphSettings()
     if len(structures) < CACHE_MIN:
         return build_graphs(structures, settings, ids, progress)
-    path = cache_dir() / "graphs" / f"{structures_digest(structures, settings)}.npz"
+    digest = structures_digest(structures, f"graphs v{CACHE_VERSION} {settings.to_dict()}")
+    path = cache_dir() / "graphs" / f"{digest}.npz"
     if path.exists():
         return CrystalGraphs.load(path)
     graphs = build_graphs(structures, settings, ids, progress)

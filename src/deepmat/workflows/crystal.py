@@ -6,6 +6,7 @@ writes the same directory: the saved model, ``split.json`` and a validation pari
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pandas as pd
 from pymatgen.core import Structure
 
 from deepmat.data.composition import ErrorPolicy, LoadReport
-from deepmat.data.registry import DATASETS, get_dataset, load_structure_dataset
+from deepmat.data.registry import DATASETS, cache_dir, get_dataset, load_structure_dataset
 from deepmat.data.splits import Split, grouped_split
 from deepmat.data.structures import (
     StructureTable,
@@ -23,6 +24,7 @@ from deepmat.data.structures import (
     read_cif_folder,
     read_structure_csv,
     read_structure_json,
+    structures_digest,
 )
 from deepmat.errors import DataError
 from deepmat.models.cgcnn import CGCNNSpec
@@ -95,12 +97,32 @@ def read_cif_files(files: list[Path]) -> StructureTable:
     return StructureTable([f.stem for f in files], structures, None, report)
 
 
+KEYS_CACHE_MIN = 1000  # smaller tables are grouped in seconds
+
+
+def cached_structure_keys(table: StructureTable) -> list[str]:
+    """``table.keys()`` through a disk cache (``<cache dir>/structure-keys/``) keyed by the
+    structures: grouping mp-eform's 33k structures takes about two minutes, reading a
+    cached grouping a moment."""
+    if len(table) < KEYS_CACHE_MIN:
+        return table.keys()
+    path = cache_dir() / "structure-keys" / f"{structures_digest(table.structures, 'keys')}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    keys = table.keys()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(keys))
+    partial.replace(path)
+    return keys
+
+
 def split_structures(
     table: StructureTable, val: float = 0.1, test: float = 0.0, seed: int = 0
 ) -> tuple[StructureTable, StructureTable, StructureTable | None, Split]:
     """Train, validation and test tables; one crystal (same formula, same structure by
     pymatgen's StructureMatcher) never on two sides."""
-    keys = table.keys()
+    keys = cached_structure_keys(table)
     split = grouped_split(keys, val=val, test=test, seed=seed, group="structure")
     split.assert_disjoint(keys)
     split.names = table.ids
