@@ -359,22 +359,20 @@ def read_ase_file(
         raise DataError(f"{path}: no such file")
     try:
         if path.suffix == ".db":
-            rows = list(ase.db.connect(path).select())
             frames = [
-                (f"{path} row {r.id}", str(r.get("name", r.id)), r.get(target), r.toatoms())
-                for r in rows
+                (f"{path} row {r.id}", str(r.get("name", r.id)), r.key_value_pairs, r.toatoms())
+                for r in ase.db.connect(path).select()
             ]
         else:
-            atoms = ase.io.read(path, index=":")
             frames = [
-                (f"{path} frame {i}", str(a.info.get("id", i)), a.info.get(target), a)
-                for i, a in enumerate(atoms)
+                (f"{path} frame {i}", str(a.info.get("id", i)), a.info, a)
+                for i, a in enumerate(ase.io.read(path, index=":"))
             ]
     except Exception as exc:
         raise DataError(f"{path}: ASE cannot read it ({exc})") from None
     records = (
-        (where, record_id, value if target else None, atoms)
-        for where, record_id, value, atoms in frames
+        (where, record_id, values.get(target) if target else None, atoms)
+        for where, record_id, values, atoms in frames
     )
     return _collect(
         records, "ase", str(path), on_error, missing="no atoms", has_targets=target is not None

@@ -133,17 +133,24 @@ def _ragged(ptr: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return positions, counts
 
 
+def keep_nearest(
+    centers: np.ndarray, neighbors: np.ndarray, distances: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` nearest of each centre's neighbour pairs, ordered by centre, then distance."""
+    order = np.lexsort((distances, centers))
+    centers, neighbors, distances = centers[order], neighbors[order], distances[order]
+    first = np.searchsorted(centers, centers, side="left")
+    keep = np.arange(len(centers)) - first < k
+    return centers[keep], neighbors[keep], distances[keep]
+
+
 def nearest_neighbors(
     structure: Structure, settings: GraphSettings
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(centres, neighbours, distances) of the ``max_neighbors`` nearest neighbours of each
     site within the cutoff, ordered by centre, then distance."""
     centers, neighbors, _, distances = structure.get_neighbor_list(settings.cutoff)
-    order = np.lexsort((distances, centers))
-    centers, neighbors, distances = centers[order], neighbors[order], distances[order]
-    first = np.searchsorted(centers, centers, side="left")
-    keep = np.arange(len(centers)) - first < settings.max_neighbors
-    return centers[keep], neighbors[keep], distances[keep]
+    return keep_nearest(centers, neighbors, distances, settings.max_neighbors)
 
 
 def build_graphs(

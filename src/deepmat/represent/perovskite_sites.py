@@ -24,6 +24,7 @@ import numpy as np
 from pymatgen.core import Composition, Element, Species, Structure
 
 from deepmat.errors import DataError
+from deepmat.represent.crystal_graph import keep_nearest
 
 N_OCTAHEDRON = 6
 
@@ -41,35 +42,25 @@ def assign_sites(structure: Structure, record: str = "structure") -> list[str]:
     roles = np.full(n, "A")
     roles[anions] = "X"
     cations = np.flatnonzero(roles == "A")
-    centers, neighbors, distances = _neighbors_by_distance(structure)
+    centers, neighbors, _, distances = structure.get_neighbor_list(1.5 * max(structure.lattice.abc))
     to_anion = np.isin(neighbors, anions)
-    shell = _nearest_sum(centers[to_anion], distances[to_anion], n)
+    near, _, gaps = keep_nearest(
+        centers[to_anion], neighbors[to_anion], distances[to_anion], N_OCTAHEDRON
+    )
+    # Sum of the distances to the six nearest anions: a/2 each for the B cation in its
+    # octahedron, a/√2 for the A cation.
+    shell = np.bincount(near, weights=gaps, minlength=n)
     b_sites = cations[np.argsort(shell[cations], kind="stable")[:units]]
     roles[b_sites] = "B"
+    nearest_centers, nearest, _ = keep_nearest(centers, neighbors, distances, N_OCTAHEDRON)
     for b in b_sites:
-        octahedron = neighbors[centers == b][:N_OCTAHEDRON]
+        octahedron = nearest[nearest_centers == b]
         if len(octahedron) < N_OCTAHEDRON or np.any(roles[octahedron] != "X"):
             raise DataError(
                 f"{record}: not an ABX3 perovskite: the six nearest neighbours of the B-site "
                 f"cation ({structure[int(b)].specie}, site {b}) are not all X-site anions"
             )
     return roles.tolist()
-
-
-def _neighbors_by_distance(structure: Structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(centres, neighbours, distances) within 1.5 cell lengths, by centre then distance."""
-    centers, neighbors, _, distances = structure.get_neighbor_list(1.5 * max(structure.lattice.abc))
-    order = np.lexsort((distances, centers))
-    return centers[order], neighbors[order], distances[order]
-
-
-def _nearest_sum(centers: np.ndarray, distances: np.ndarray, n: int) -> np.ndarray:
-    """Per site, the sum of the distances to its six nearest listed neighbours (sorted by
-    centre, then distance): a/2 each for the B cation in its octahedron of anions, a/√2
-    for the A cation."""
-    first = np.searchsorted(centers, centers, side="left")
-    near = np.arange(len(centers)) - first < N_OCTAHEDRON
-    return np.bincount(centers[near], weights=distances[near], minlength=n)
 
 
 @cache

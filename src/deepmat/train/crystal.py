@@ -149,7 +149,7 @@ class CrystalGraphRegressor:
         self.training = _training_record(train, val, time.perf_counter() - start)
         self.training |= self.fit_result.record(self.config)
         self.training["graph_seconds"] = round(graph_seconds, 2)
-        self.metrics["val"], _ = self.evaluate(val)
+        self.metrics["val"] = regression_metrics(val.targets, self._predict_graphs(val_graphs))
         return self
 
     @torch.inference_mode()
@@ -163,9 +163,12 @@ class CrystalGraphRegressor:
             outputs.append(out.reshape(-1))
         return torch.cat(outputs).numpy().astype(np.float64) if outputs else np.zeros(0)
 
+    def _predict_graphs(self, graphs: CrystalGraphs) -> np.ndarray:
+        return self.scaler.inverse(self._scaled(graphs))
+
     def predict(self, inputs: StructureInputs | Structure) -> np.ndarray:
         """Predicted targets for structures (or a table), in target units."""
-        return self.scaler.inverse(self._scaled(self.graphs(as_structure_table(inputs))))
+        return self._predict_graphs(self.graphs(as_structure_table(inputs)))
 
     def evaluate(self, table: StructureTable) -> tuple[dict, np.ndarray]:
         """Metrics on a table with targets, and the predictions."""
