@@ -41,6 +41,26 @@ def command() -> str:
     return shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv])
 
 
+def merge_earlier(results: dict, path: Path, per_model: tuple[str, ...]) -> dict:
+    """``results`` of a run of some models (``--only``) merged into the earlier results at
+    ``path``: the models not rerun keep their entries, and ``commands`` names the command
+    that produced each model's numbers. ``per_model`` are the keys holding one entry per
+    model or dataset; the earlier run's ``wall_seconds`` move to ``earlier_wall_seconds``."""
+    if not path.exists():
+        return results
+    earlier = json.loads(path.read_text())
+    merged = dict(results)
+    for key in per_model:
+        merged[key] = earlier.get(key, {}) | results.get(key, {})
+    produced_by = earlier.get("commands", dict.fromkeys(earlier["metrics"], earlier["command"]))
+    merged["commands"] = produced_by | results["commands"]
+    merged["earlier_wall_seconds"] = [
+        *earlier.get("earlier_wall_seconds", []),
+        {"command": earlier["command"], **earlier["wall_seconds"]},
+    ]
+    return merged
+
+
 def write_json(results: dict, directory: Path, stem: str) -> Path:
     """``directory/stem.json`` (created as needed), NumPy scalars written as floats."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,11 @@ Also measured: crystal-graph building time and training throughput end to end.
     python benchmarks/crystal.py --out /tmp/c --quick        # seconds
 
 Each model is saved as ``OUT/<model>/`` with its ``split.json``
-(``deepmat evaluate OUT/cgcnn_gated mp-eform --json`` scores it on the whole set).
+(``deepmat evaluate OUT/cgcnn_gated mp-eform --part test --json`` scores it on its test
+records).
 Rerunning with the same ``--out`` resumes training from the last checkpoints.
+``--only NAME ...`` trains only those models and keeps the others' entries in the results
+file; ``commands`` there names the command behind each model's numbers.
 Results: ``benchmarks/results/crystal.{json,png}``.
 """
 
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
-from _shared import command, machine, parser, write_json
+from _shared import command, machine, merge_earlier, parser, write_json
 from deepmat.data import dataset_path
 from deepmat.represent.crystal_graph import GraphSettings, build_graphs
 from deepmat.train import TrainConfig
@@ -57,6 +60,9 @@ RUNS = (
     ("cgcnn_shared", "cgcnn-shared", "mp-eform"),
 )
 
+# results keys with one entry per model or dataset, merged with the earlier results by --only
+PER_MODEL = ("data", "split", "sizes", "graph_building", "metrics", "histories", "models")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "crystal")
@@ -68,7 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val", type=float, default=0.1)
     p.add_argument("--test", type=float, default=0.1)
     p.add_argument("--limit", type=int, default=None, help="first records of each dataset")
-    p.add_argument("--only", nargs="*", default=None, help="benchmark models to run")
+    p.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="benchmark models to run; the others keep their entries in the results file",
+    )
     return p.parse_args(argv)
 
 
@@ -218,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "crystal",
         "quick": args.quick,
         "command": command(),
+        "commands": dict.fromkeys(metrics, command()),
         "data": {d: str(dataset_path(d)) for d in tables}
         | {f"{d}_report": t.report.to_dict() for d, t in tables.items()},
         "split": {
@@ -243,8 +255,10 @@ def main(argv: list[str] | None = None) -> dict:
         "models": {name: str(args.out / name) for name in metrics},
     }
     stem = "crystal_quick" if args.quick else "crystal"
+    if args.only is not None:
+        results = merge_earlier(results, args.results / f"{stem}.json", PER_MODEL)
     write_json(results, args.results, stem)
-    plot(results, histories, args.results / f"{stem}.png")
+    plot(results, results["histories"], args.results / f"{stem}.png")
     return results
 
 

@@ -12,6 +12,9 @@ import deepmat
 from deepmat.data.registry import DATASETS, data_dir
 from test_crystal import perovskite
 
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+from _shared import merge_earlier
+
 BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("[!_]*.py"))
 NEEDS = {
     "oqmd_elemnet": ("oqmd-dhf",),
@@ -53,3 +56,27 @@ def test_benchmark_quick(script, tmp_path):
         else:
             inputs = ["Fe2O3", "NaCl"]
         assert loaded.predict(inputs).shape[0] == 2, model
+
+
+def test_rerun_of_some_models_keeps_the_others_and_says_which_command_made_each(tmp_path):
+    earlier = {
+        "command": "python crystal.py",
+        "metrics": {"a": {"mae": 1.0}, "b": {"mae": 2.0}},
+        "sizes": {"d1": {"train": 8}},
+        "wall_seconds": {"total": 100.0},
+    }
+    (tmp_path / "crystal.json").write_text(json.dumps(earlier))
+    rerun = {
+        "command": "python crystal.py --only b",
+        "commands": {"b": "python crystal.py --only b"},
+        "metrics": {"b": {"mae": 1.5}},
+        "sizes": {"d2": {"train": 4}},
+        "wall_seconds": {"total": 10.0},
+    }
+    merged = merge_earlier(rerun, tmp_path / "crystal.json", ("metrics", "sizes"))
+    assert merged["metrics"] == {"a": {"mae": 1.0}, "b": {"mae": 1.5}}
+    assert merged["sizes"] == {"d1": {"train": 8}, "d2": {"train": 4}}
+    assert merged["commands"] == {"a": "python crystal.py", "b": "python crystal.py --only b"}
+    assert merged["wall_seconds"] == {"total": 10.0}
+    assert merged["earlier_wall_seconds"] == [{"command": "python crystal.py", "total": 100.0}]
+    assert merge_earlier(rerun, tmp_path / "none.json", ("metrics",)) is rerun

@@ -100,6 +100,17 @@ def test_evaluate_json_and_parity_plot(rf_model, csv_path, tmp_path):
     assert plot.stat().st_size > 0
 
 
+def test_evaluate_on_the_held_out_part_of_a_composition_split(rf_model, csv_path):
+    split = json.loads((rf_model / "split.json").read_text())
+    command = ["evaluate", str(rf_model), str(csv_path), "--target", "dhf", "--json"]
+    result = runner.invoke(app, [*command, "--part", "val"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["n"] == len(split["val"]) and metrics["part_records_missing"] == 0
+    unknown = runner.invoke(app, [*command, "--part", "holdout"])
+    assert unknown.exit_code == 2 and "'holdout' is not one of" in unknown.output
+
+
 def test_train_bad_csv_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("formula,target\nFe2O3,-1.0\nNaCl,nan\n")

@@ -106,3 +106,17 @@ def test_explain_refuses_a_model_without_site_contributions(structure_csv, cif_f
     assert trained.exit_code == 0, trained.output
     result = runner.invoke(app, ["explain", str(out), str(cif_folder), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "linear pooling" in result.output
+
+
+def test_evaluate_on_a_part_of_the_saved_split(linear_model, structure_csv):
+    split = json.loads((linear_model / "split.json").read_text())
+    command = ["evaluate", str(linear_model), str(structure_csv), "--id-column", "id", "--json"]
+    command += ["--part", "val"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["n"] == len(split["val"]) and metrics["part"] == "val"
+    card = json.loads((linear_model / "card.json").read_text())
+    assert metrics["mae"] == pytest.approx(card["metrics"]["val"]["mae"], rel=1e-5)
+    no_test = runner.invoke(app, [*command[:-1], "test"])
+    assert no_test.exit_code == 2 and "none of the 0 test records" in no_test.output

@@ -44,6 +44,7 @@ FormulaOption = Annotated[
     str | None,
     typer.Option("--formula-column", help="formula column (default: the dataset's, or 'formula')"),
 ]
+IdColumnOption = Annotated[str | None, typer.Option(help="id column of a structure CSV")]
 DropOption = Annotated[
     bool,
     typer.Option("--drop-invalid", help="skip and count bad rows instead of stopping at the first"),
@@ -287,7 +288,7 @@ def train_crystal_cmd(
     table: StructureTableOption = None,
     target: TargetOption = None,
     cif_column: CifColumnOption = "cif",
-    id_column: Annotated[str | None, typer.Option(help="id column of a structure CSV")] = None,
+    id_column: IdColumnOption = None,
     unit: Annotated[str, typer.Option(help="unit of the target, for plots and cards")] = "",
     epochs: int = 150,
     batch_size: int = 128,
@@ -559,6 +560,14 @@ def evaluate(
     drop_invalid: DropOption = False,
     table_csv: StructureTableOption = None,
     cif_column: CifColumnOption = "cif",
+    id_column: IdColumnOption = None,
+    part: Annotated[
+        str | None,
+        typer.Option(
+            help="score only the train, val or test records of the split saved with the model "
+            "(structure and composition models)"
+        ),
+    ] = None,
 ) -> None:
     """MAE, RMSE and R² (MASE for strain fields) of a saved model on labelled data, and a
     parity plot (a strain-field picture for a localization model); the disorientation
@@ -568,6 +577,7 @@ def evaluate(
     from deepmat.train.localization import LocalizationRegressor
     from deepmat.train.metrics import parity_plot
     from deepmat.train.microstructure import MicrostructureRegressor
+    from deepmat.workflows.common import split_part_rows
     from deepmat.workflows.composition import DataSpec
 
     on_error = "drop" if drop_invalid else "raise"
@@ -589,25 +599,34 @@ def evaluate(
                 target or (None if named else model.target),
                 table=table_csv,
                 cif_column=cif_column,
+                id_column=id_column,
                 on_error=on_error,
             )
-            metrics, prediction = model.evaluate(table)
+            names = table.ids
         else:
             spec = DataSpec(data, target, formula_column, "mean", on_error)
-            table = spec.evaluation_table()
+            table = spec.load() if part else spec.evaluation_table()
             table = table.restrict_elements(model.representation.supported_elements, on_error)
-            metrics, prediction = model.evaluate(table)
+            names = table.formulas
+        if part:
+            rows, missing = split_part_rows(model_dir, part, names)
+            table = table.subset(rows)
+        metrics, prediction = model.evaluate(table)
     except DeepmatError as exc:
         _fail(exc)
     metrics["dropped"] = sum(table.report.dropped.values())
-    stem = Path(data).name.split(".")[0].replace(":", "_")
+    if part:
+        metrics |= {"part": part, "part_records_missing": missing}
+    stem = Path(data).name.split(".")[0].replace(":", "_") + (f"_{part}" if part else "")
     plot = plot or Path(model_dir) / f"parity_{stem}.png"
     parity_plot(table.targets, prediction, plot, title=f"{model.name} on {data}", unit=model.unit)
     if as_json:
         typer.echo(json.dumps(metrics))
     else:
         console.print(table.report.summary())
-        _print_metrics(f"{model.name} on {data}", {"data": metrics})
+        if part and missing:
+            console.print(f"{missing} {part} records of the saved split are not in {data}")
+        _print_metrics(f"{model.name} on {data}", {part or "data": metrics})
         console.print(f"parity plot: {plot}")
 
 
