@@ -189,6 +189,12 @@ def test_evaluate_microstructure_model(voxel_files):
     assert metrics["mae"] == pytest.approx(expected)
     assert metrics["n"] == 6 and "mape" in metrics
     assert (root / "voigt" / "parity_data.png").is_file()
+    on_part = runner.invoke(
+        app, ["evaluate", str(root / "voigt"), str(root / "data.h5"), "--part", "val"]
+    )
+    assert (
+        on_part.exit_code == 2 and "--part needs a composition or structure model" in on_part.output
+    )
 
 
 def test_predict_microstructure_files(voxel_files, tmp_path):

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deepmat.errors import DeepmatError
+from deepmat.errors import DataError, DeepmatError
 
 if TYPE_CHECKING:
     from deepmat.train.ebsd import OrientationCNNRegressor
@@ -583,6 +583,12 @@ def evaluate(
     on_error = "drop" if drop_invalid else "raise"
     try:
         model = deepmat.load(model_dir)
+        image_model = MicrostructureRegressor | LocalizationRegressor | OrientationCNNRegressor
+        if part and isinstance(model, image_model):
+            raise DataError(
+                f"--part needs a composition or structure model; {model_dir} is a "
+                f"{model.family} model, whose test data comes as its own file"
+            )
         if isinstance(model, MicrostructureRegressor | LocalizationRegressor):
             _evaluate_microstructures(model, model_dir, Path(data), as_json, plot)
             return
