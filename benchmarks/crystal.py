@@ -66,10 +66,10 @@ PER_MODEL = ("data", "split", "sizes", "graph_building", "metrics", "histories",
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "crystal")
-    p.add_argument("--mp-epochs", type=int, default=150, help="CGCNN epochs on mp-eform")
+    p.add_argument("--mp-epochs", type=int, default=200, help="CGCNN epochs on mp-eform")
     p.add_argument("--perov-epochs", type=int, default=150, help="CGCNN epochs on perovskites")
     p.add_argument("--mlp-epochs", type=int, default=500, help="site network epochs")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32, help="CGCNN batch size")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val", type=float, default=0.1)
     p.add_argument("--test", type=float, default=0.1)

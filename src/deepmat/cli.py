@@ -290,8 +290,8 @@ def train_crystal_cmd(
     cif_column: CifColumnOption = "cif",
     id_column: IdColumnOption = None,
     unit: Annotated[str, typer.Option(help="unit of the target, for plots and cards")] = "",
-    epochs: int = 150,
-    batch_size: int = 128,
+    epochs: int = 200,
+    batch_size: int = 32,
     lr: Annotated[float, typer.Option(help="peak Adam learning rate (cosine schedule)")] = 1e-3,
     patience: Annotated[int, typer.Option(help="epochs without improvement before stopping")] = (
         150
