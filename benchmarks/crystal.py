@@ -126,21 +126,17 @@ def _distance(neighbour) -> float:
 
 
 def throughput(model, n_train: int) -> dict:
-    """Training structures per second: over the whole fit (graphs, validation and
-    checkpoints included) and over the median epoch."""
-    history = model.fit_result.history
-    epochs = max(model.training.get("epochs_run", 0) - _resumed_epochs(model), 1)
-    fit_seconds = model.training["seconds"]
-    epoch_seconds = [h["epoch_seconds"] for h in history if "epoch_seconds" in h]
-    out = {"structures_per_second": n_train * epochs / fit_seconds}
+    """Training structures per second: over the epochs this run trained (graphs, validation
+    and checkpoints included; none when it only restored a finished run) and over the
+    median epoch."""
+    trained = model.fit_result.epochs_trained
+    epoch_seconds = [h["epoch_seconds"] for h in model.fit_result.history if "epoch_seconds" in h]
+    out = {}
+    if trained:
+        out["structures_per_second"] = n_train * trained / model.training["seconds"]
     if epoch_seconds:
         out["epoch_structures_per_second"] = n_train / float(np.median(epoch_seconds))
     return out
-
-
-def _resumed_epochs(model) -> int:
-    """Epochs done before a resume (not timed in this run's fit)."""
-    return 0 if model.training.get("resumed_from") is None else len(model.fit_result.history)
 
 
 def plot(results: dict, histories: dict[str, list[dict]], path: Path) -> None:

@@ -198,7 +198,7 @@ def test_resume(train_val, tmp_path):
     train, val = train_val
     torch.manual_seed(0)
     first = NetworkRegressor(SMALL, config=fast_config(2)).fit(train, val, tmp_path)
-    assert first.fit_result.resumed_from is None
+    assert first.fit_result.resumed_from is None and first.fit_result.epochs_trained == 2
     history = first.fit_result.history
     assert [row["epoch"] for row in history] == [1, 2]
     assert history[1]["val_mae"] < history[0]["val_mae"]  # see test_resume_after_no_gain
@@ -209,7 +209,7 @@ def test_resume(train_val, tmp_path):
     assert second.fit_result.resumed_from == str(last)
     # the history travels in the checkpoint; epochs 1-2 are not run again
     assert [row["epoch"] for row in second.fit_result.history] == [1, 2, 3, 4]
-    assert second.fit_result.epochs_run == 4
+    assert second.fit_result.epochs_run == 4 and second.fit_result.epochs_trained == 2
     assert second.training["resumed_from"] == str(last)
 
     fresh = NetworkRegressor(SMALL, config=fast_config(1)).fit(train, val, tmp_path, resume=False)

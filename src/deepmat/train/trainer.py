@@ -223,6 +223,7 @@ class EpochReport(Callback):
         self.console = console or Console(stderr=True)
         self.history: list[dict] = []
         self.started = time.perf_counter()
+        self.epochs_here = 0  # trained in this process, not restored from a checkpoint
 
     def state_dict(self) -> dict:
         return {"history": self.history}
@@ -239,6 +240,7 @@ class EpochReport(Callback):
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         row["epoch_seconds"] = time.perf_counter() - self.started
         self.history.append(row)
+        self.epochs_here += 1
         shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
         self.console.print(f"epoch {row['epoch']:>4}  {shown}")
 
@@ -266,18 +268,22 @@ class DropoutCutoff(Callback):
 
 @dataclass
 class FitResult:
-    """What training produced besides the weights: per-epoch history and the best score."""
+    """What training produced besides the weights: per-epoch history and the best score.
+    ``epochs_trained`` counts the epochs this fit ran itself: ``epochs_run`` less those a
+    resumed run restored from its checkpoint (what a training time divides by)."""
 
     history: list[dict] = field(default_factory=list)
     best_val_mae: float = math.nan
     epochs_run: int = 0
     resumed_from: str | None = None
+    epochs_trained: int = 0
 
     def record(self, config: TrainConfig) -> dict:
         """The part of a model card's ``training`` entry that training itself decides."""
         return {
             "config": config.to_dict(),
             "epochs_run": self.epochs_run,
+            "epochs_trained": self.epochs_trained,
             "best_val_mae": self.best_val_mae,
             "resumed_from": self.resumed_from,
         }
@@ -411,4 +417,5 @@ def fit_loaders(
         best_val_mae=float(best_score) if best_score is not None else math.nan,
         epochs_run=trainer.current_epoch,
         resumed_from=resume_from,
+        epochs_trained=report.epochs_here,
     )
