@@ -16,13 +16,13 @@ import os
 import shutil
 import tarfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import platformdirs
 
@@ -258,6 +258,30 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("deepmat"))
 
 
+T = TypeVar("T")
+
+
+def through_cache(
+    path: Path,
+    compute: Callable[[], T],
+    save: Callable[[T, Path], object],
+    load: Callable[[Path], T],
+    keep: Callable[[T], bool] | None = None,
+) -> T:
+    """``load(path)`` when the cache holds it, else ``compute()``, saved at ``path`` (unless
+    ``keep`` says no) under a temporary name first, so an interrupted run never leaves a
+    half-written entry behind."""
+    if path.exists():
+        return load(path)
+    value = compute()
+    if keep is None or keep(value):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.stem}.part{path.suffix}")
+        save(value, partial)
+        partial.replace(path)
+    return value
+
+
 def data_dir() -> Path:
     """The dataset cache: ``$DEEPMAT_DATA_DIR`` or the user's cache directory."""
     configured = os.environ.get(ENV_VAR)
@@ -349,13 +373,11 @@ def load_structure_dataset(
     key = hashlib.sha256(
         json.dumps([[f.sha256 for f in dataset.all_files], split, target, on_error, limit]).encode()
     ).hexdigest()[:24]
-    cached = cache_dir() / "structures" / f"{name}-{key}.npz"
-    if cached.exists():
-        return load_structure_table(cached)
-    if archive is not None:
-        structures = read_cif_folder(archive, table, on_error=on_error, limit=limit)
-    else:
-        structures = read_structure_csv(
+
+    def read() -> StructureTable:
+        if archive is not None:
+            return read_cif_folder(archive, table, on_error=on_error, limit=limit)
+        return read_structure_csv(
             table,
             target or dataset.target_column,
             cif_column=dataset.cif_column,
@@ -363,12 +385,14 @@ def load_structure_dataset(
             on_error=on_error,
             limit=limit,
         )
-    if all(s.is_ordered for s in structures.structures):
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_suffix(".part.npz")
-        save_structure_table(structures, partial)
-        partial.replace(cached)
-    return structures
+
+    return through_cache(
+        cache_dir() / "structures" / f"{name}-{key}.npz",
+        read,
+        save_structure_table,
+        load_structure_table,
+        keep=lambda read_table: all(s.is_ordered for s in read_table.structures),
+    )
 
 
 @cache

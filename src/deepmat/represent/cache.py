@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from deepmat.data.composition import composition_key
-from deepmat.data.registry import cache_dir
+from deepmat.data.registry import cache_dir, through_cache
 
 MIN_ROWS = 5000
 
@@ -26,12 +26,9 @@ def cached_transform(representation, compositions: Sequence, labels: Sequence[st
         return representation.transform(compositions, labels)
     digest = hashlib.sha256(json.dumps(representation.to_dict(), sort_keys=True).encode())
     digest.update("\n".join(composition_key(c) for c in compositions).encode())
-    path = cache_dir() / "features" / f"{representation.name}-{digest.hexdigest()[:32]}.npy"
-    if path.exists():
-        return np.load(path)
-    features = representation.transform(compositions, labels)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.npy")
-    np.save(tmp, features)
-    tmp.replace(path)
-    return features
+    return through_cache(
+        cache_dir() / "features" / f"{representation.name}-{digest.hexdigest()[:32]}.npy",
+        lambda: representation.transform(compositions, labels),
+        lambda features, path: np.save(path, features),
+        np.load,
+    )

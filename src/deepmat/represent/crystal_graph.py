@@ -22,7 +22,7 @@ import torch
 from pymatgen.core import Structure
 from rich.progress import track
 
-from deepmat.data.registry import cache_dir
+from deepmat.data.registry import cache_dir, through_cache
 from deepmat.data.structures import structures_digest
 from deepmat.errors import DataError
 from deepmat.represent.atom_features import MAX_Z
@@ -209,12 +209,9 @@ def cached_graphs(
     if len(structures) < CACHE_MIN:
         return build_graphs(structures, settings, ids, progress)
     digest = structures_digest(structures, f"graphs v{CACHE_VERSION} {settings.to_dict()}")
-    path = cache_dir() / "graphs" / f"{digest}.npz"
-    if path.exists():
-        return CrystalGraphs.load(path)
-    graphs = build_graphs(structures, settings, ids, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.npz")
-    graphs.save(tmp)
-    tmp.replace(path)
-    return graphs
+    return through_cache(
+        cache_dir() / "graphs" / f"{digest}.npz",
+        lambda: build_graphs(structures, settings, ids, progress),
+        CrystalGraphs.save,
+        CrystalGraphs.load,
+    )

@@ -14,7 +14,13 @@ import pandas as pd
 from pymatgen.core import Structure
 
 from deepmat.data.composition import ErrorPolicy, LoadReport
-from deepmat.data.registry import DATASETS, cache_dir, get_dataset, load_structure_dataset
+from deepmat.data.registry import (
+    DATASETS,
+    cache_dir,
+    get_dataset,
+    load_structure_dataset,
+    through_cache,
+)
 from deepmat.data.splits import Split, grouped_split
 from deepmat.data.structures import (
     StructureTable,
@@ -106,15 +112,12 @@ def cached_structure_keys(table: StructureTable) -> list[str]:
     cached grouping a moment."""
     if len(table) < KEYS_CACHE_MIN:
         return table.keys()
-    path = cache_dir() / "structure-keys" / f"{structures_digest(table.structures, 'keys')}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    keys = table.keys()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
-    partial.write_text(json.dumps(keys))
-    partial.replace(path)
-    return keys
+    return through_cache(
+        cache_dir() / "structure-keys" / f"{structures_digest(table.structures, 'keys')}.json",
+        table.keys,
+        lambda keys, path: path.write_text(json.dumps(keys)),
+        lambda path: json.loads(path.read_text()),
+    )
 
 
 def split_structures(
