@@ -174,6 +174,23 @@ def to_rotation(q: np.ndarray | torch.Tensor) -> Rotation:
     return Rotation(_checked_array(q, "quaternions"))
 
 
+def quaternion_from_matrix(matrix: np.ndarray) -> np.ndarray:
+    """Unit quaternions (..., 4), scalar first, of rotation matrices (..., 3, 3) in orix's
+    convention, well conditioned at every rotation.
+
+    At a half-turn R is symmetric, so a conversion that takes the signs of q_x, q_y, q_z from
+    the antisymmetric part of R (orix's ``Rotation.from_matrix``, after Rowenhorst et al.)
+    reads them from rounding noise and can return another half-turn. SciPy's conversion
+    computes the largest of q_w², q_x², q_y², q_z² from the diagonal and the other components
+    from sums of off-diagonal pairs divided by it, which has no such branch.
+    """
+    from scipy.spatial.transform import Rotation as ScipyRotation
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    xyzw = ScipyRotation.from_matrix(matrix.reshape(-1, 3, 3)).as_quat()
+    return np.roll(xyzw, 1, axis=-1).reshape(*matrix.shape[:-2], 4)
+
+
 def point_group_symmetry(point_group: str | Symmetry) -> Symmetry:
     """The orix point group of a Hermann–Mauguin name such as 'm-3m', '6/mmm' or '4/mmm'."""
     if isinstance(point_group, Symmetry):
