@@ -55,7 +55,6 @@ from deepmat.models.cnn3d import count_parameters
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OUTPUTS, OrientationCNNSpec
 from deepmat.train import save_model
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
-from deepmat.train.trainer import TrainConfig
 from deepmat.workflows.ebsd import (
     Indexed,
     Scan,
@@ -95,9 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--extra", type=int, default=250_000, help="extra training patterns, random")
     p.add_argument("--val-n", type=int, default=1000, help="validation patterns")
     p.add_argument("--test-n", type=int, default=1000, help="test orientations per noise level")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--epochs", type=int, default=None, help="(the benchmark preset's)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
     p.add_argument("--channels", type=int, nargs="+", default=list(ORIENTATION_CNN_SMALL.channels))
     p.add_argument(
         "--fc-widths", type=int, nargs="+", default=list(ORIENTATION_CNN_SMALL.fc_widths)
@@ -108,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=list(OUTPUTS),
         help="what the CNN predicts (cubic-embedding, or quaternion with the disorientation loss)",
     )
-    p.add_argument("--precision", default="32-true", help="32-true, bf16-mixed or 16-mixed")
+    p.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed")
     p.add_argument("--workers", type=int, default=2, help="parallel simulation tasks (Dask)")
     return p.parse_args(argv)
 
@@ -172,15 +171,15 @@ def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) ->
 
 
 def train_cnn(args: argparse.Namespace, train: PatternDataset, val: PatternDataset):
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule="onecycle",
-        patience=args.epochs,
-        precision=args.precision,
-        progress=sys.stderr.isatty(),
-    )
+    given = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "precision": args.precision,
+        "progress": sys.stderr.isatty(),
+    }
+    config = OrientationCNNRegressor.preset_arguments("benchmark", config=given)["config"]
+    config.patience = config.epochs
     spec = OrientationCNNSpec(
         channels=tuple(args.channels), fc_widths=tuple(args.fc_widths), output=args.output
     )

@@ -29,7 +29,7 @@ from _shared import command, machine, parser, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.splits import random_split
 from deepmat.data.voxels import VoxelDataset, write_voxel_dataset
-from deepmat.models.cnn3d import HOMOGENIZATION_PAPER, CNN3DSpec, count_parameters
+from deepmat.models.cnn3d import CNN3DSpec, count_parameters
 from deepmat.physics import IsotropicPhase, solve
 from deepmat.train import save_model
 from deepmat.train.microstructure import (
@@ -37,7 +37,6 @@ from deepmat.train.microstructure import (
     VoxelCNNRegressor,
     microstructure_metrics,
 )
-from deepmat.train.trainer import TrainConfig
 from deepmat.workflows.generate import generate_families
 from deepmat.workflows.microstructure import select_two_point
 
@@ -51,12 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=600, help="microstructures generated in all")
     p.add_argument("--val", type=float, default=0.15, help="fraction for validation")
     p.add_argument("--test", type=float, default=0.15, help="fraction held out for test")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--channels", type=int, nargs="+", default=list(HOMOGENIZATION_PAPER.channels))
-    p.add_argument("--fc-widths", type=int, nargs="+", default=list(HOMOGENIZATION_PAPER.fc_widths))
-    p.add_argument("--precision", default="bf16-mixed", help="32-true, bf16-mixed or 16-mixed")
+    p.add_argument("--epochs", type=int, default=None, help="(default: the benchmark preset's)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--channels", type=int, nargs="+", default=None, help="(preset: paper size)")
+    p.add_argument("--fc-widths", type=int, nargs="+", default=None)
+    p.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed")
     p.add_argument("--workers", type=int, default=2, help="parallel solver tasks (Dask)")
     p.add_argument("--curve", type=float, nargs="*", default=[0.5])
     return p.parse_args(argv)
@@ -123,18 +122,22 @@ def solver_time(grid: int, repeats: int = 2) -> dict:
 def train_models(x, y, x_val, y_val, args, workdir: Path, curve_point: bool = False) -> dict:
     """The CNN and the 2-point model on (x, y); the 2-point model's settings are chosen on
     val."""
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule="onecycle",
-        patience=args.epochs,
-        precision=args.precision,
-        progress=sys.stderr.isatty() and not curve_point,
-    )
-    spec = CNN3DSpec(tuple(args.channels), tuple(args.fc_widths))
-    cnn = VoxelCNNRegressor(spec, config, log_target=True, phases=PHASES, name="cnn3d")
-    cnn.fit(x, y, (x_val, y_val), workdir=workdir / "cnn3d")
+    given = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "precision": args.precision,
+        "progress": sys.stderr.isatty() and not curve_point,
+    }
+    arguments = VoxelCNNRegressor.preset_arguments("benchmark", config=given)
+    if args.channels or args.fc_widths:
+        spec = arguments["spec"]
+        arguments["spec"] = CNN3DSpec(
+            tuple(args.channels or spec.channels), tuple(args.fc_widths or spec.fc_widths)
+        )
+    arguments["config"].patience = arguments["config"].epochs
+    cnn = VoxelCNNRegressor(**arguments, phases=PHASES, name="cnn3d")
+    cnn.fit(x, y, val=(x_val, y_val), workdir=workdir / "cnn3d")
     two_point = select_two_point((x, y), (x_val, y_val), PHASES)
     return {"cnn3d": cnn, "two_point_pca": two_point}
 
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     models = train_models(x, y, x_val, y_val, args, args.out)
     train_seconds = time.perf_counter() - start
     for rule, name in (("voigt", "rule_of_mixtures"), ("reuss", "reuss")):
-        models[name] = RuleOfMixtures(PHASES, rule, name=name).fit(x, y, (x_val, y_val))
+        models[name] = RuleOfMixtures(PHASES, rule, name=name).fit(x, y, val=(x_val, y_val))
 
     metrics, predictions = {}, {}
     for name, model in models.items():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,22 +31,20 @@ from _shared import command, machine, parser, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.splits import random_split
 from deepmat.data.voxels import read_voxel_dataset
-from deepmat.models.localization import STRAIN_FNO, SliceCNNSpec, StrainFCNSpec
+from deepmat.models.localization import STRAIN_FNO, StrainFCNSpec
 from deepmat.physics import IsotropicPhase
 from deepmat.train import save_model
 from deepmat.train.field_plots import draw_field_comparison
 from deepmat.train.localization import (
     FCN3DRegressor,
     LocalizationRegressor,
-    MKSRegressor,
     SliceCNNRegressor,
 )
-from deepmat.train.trainer import TrainConfig
 from deepmat.workflows.generate import generate_dataset
+from deepmat.workflows.microstructure import select_mks
 
 CONTRASTS = (10, 50)
 MODELS = ("cnn_slices", "fcn3d", "mks")
-RIDGES = (1e-10, 1e-6, 1e-3, 1e-1)
 PAPER = {
     "source": "Yang et al., Acta Mater. 166, 335 (2019): 21^3 MVEs, 2500 (c10) and 3000 (c50)",
     "mase": {
@@ -63,8 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test", type=float, default=0.15, help="fraction held out for test")
     p.add_argument("--neighbourhood", type=int, default=11, help="slice CNN block edge")
     p.add_argument("--voxels-per-mve", type=int, default=500, help="slice CNN samples per MVE")
-    p.add_argument("--cnn-epochs", type=int, default=20)
-    p.add_argument("--fcn-epochs", type=int, default=40)
+    p.add_argument("--cnn-epochs", type=int, default=None, help="(the benchmark preset's)")
+    p.add_argument("--fcn-epochs", type=int, default=None, help="(the benchmark preset's)")
     p.add_argument("--fcn-channels", type=int, default=STRAIN_FNO.channels)
     p.add_argument("--fcn-dilations", type=int, nargs="+", default=list(STRAIN_FNO.dilations))
     p.add_argument(
@@ -121,45 +120,29 @@ def generate(out: Path, grid: int, n: int, contrast: float, workers: int, seed: 
     }
 
 
-def fit_mks(x, e, val, macro: float, phases) -> MKSRegressor:
-    """MKS with the ridge of lowest validation MASE."""
-    fitted = [
-        MKSRegressor(ridge, phases=phases, name="mks").fit(x, e, val, macro) for ridge in RIDGES
-    ]
-    return min(fitted, key=lambda m: m.metrics["val"]["mase"])
-
-
 def fit_cnn(x, e, val, macro: float, phases, args, workdir: Path) -> SliceCNNRegressor:
-    config = TrainConfig(
-        epochs=args.cnn_epochs,
-        batch_size=1024,
-        lr=2e-3,
-        schedule="onecycle",
-        patience=args.cnn_epochs,
-        progress=sys.stderr.isatty(),
+    """The slice CNN of the ``benchmark`` preset, at the command line's sizes."""
+    arguments = SliceCNNRegressor.preset_arguments(
+        "benchmark", config=_training(args.cnn_epochs), voxels_per_sample=args.voxels_per_mve
     )
-    model = SliceCNNRegressor(
-        SliceCNNSpec(size=args.neighbourhood),
-        config,
-        voxels_per_sample=args.voxels_per_mve,
-        phases=phases,
-        name="cnn_slices",
-    )
-    return model.fit(x, e, val, macro, workdir=workdir)
+    arguments["spec"] = replace(arguments["spec"], size=args.neighbourhood)
+    model = SliceCNNRegressor(**arguments, phases=phases, name="cnn_slices")
+    return model.fit(x, e, val=val, macro_strain=macro, workdir=workdir)
 
 
 def fit_fcn(x, e, val, macro: float, phases, args, workdir: Path) -> FCN3DRegressor:
-    config = TrainConfig(
-        epochs=args.fcn_epochs,
-        batch_size=8,
-        lr=2e-3,
-        schedule="onecycle",
-        patience=args.fcn_epochs,
-        progress=sys.stderr.isatty(),
-    )
+    """The spectral FCN of the ``benchmark`` preset, at the command line's sizes."""
     spec = StrainFCNSpec(args.fcn_channels, tuple(args.fcn_dilations), modes=args.fcn_modes)
-    model = FCN3DRegressor(spec, config, phases=phases, name="fcn3d")
-    return model.fit(x, e, val, macro, workdir=workdir)
+    model = FCN3DRegressor.from_preset(
+        "benchmark", config=_training(args.fcn_epochs), spec=spec, phases=phases, name="fcn3d"
+    )
+    return model.fit(x, e, val=val, macro_strain=macro, workdir=workdir)
+
+
+def _training(epochs: int | None) -> dict:
+    """Options replacing the preset's: the epochs asked for, all of them trained."""
+    given = {"progress": sys.stderr.isatty()}
+    return given | ({"epochs": epochs, "patience": epochs} if epochs else {})
 
 
 def timed_predict(model: LocalizationRegressor, x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -186,7 +169,7 @@ def run_contrast(contrast: float, args, seed: int) -> dict:
     models = {
         "cnn_slices": fit_cnn(*train, val, macro, phases, args, work / "cnn_slices"),
         "fcn3d": fit_fcn(*train, val, macro, phases, args, work / "fcn3d"),
-        "mks": fit_mks(*train, val, macro, phases),
+        "mks": select_mks(train, val, phases, macro_strain=macro),
     }
     train_seconds = time.perf_counter() - start
     metrics, predictions = {}, {}
@@ -231,7 +214,7 @@ def learning_curve(run: dict, args) -> list[dict]:
         part = np.sort(np.random.default_rng(n_part).choice(len(x), n_part, replace=False))
         workdir = args.out / "work" / run["tag"] / "curve" / str(n_part)
         fitted = {
-            "mks": fit_mks(x[part], e[part], val, macro, phases),
+            "mks": select_mks((x[part], e[part]), val, phases, macro_strain=macro),
             "cnn_slices": fit_cnn(x[part], e[part], val, macro, phases, args, workdir / "cnn"),
             "fcn3d": fit_fcn(x[part], e[part], val, macro, phases, args, workdir / "fcn3d"),
         }

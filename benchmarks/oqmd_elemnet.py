@@ -5,7 +5,7 @@ Trains ElemNet (element fractions), RF-fractions and RF-Magpie on the train spli
 training-set sizes, training times and the time to predict 25,000 compositions
 (against the bare matrix products of the same network in the same process).
 
-    python benchmarks/oqmd_elemnet.py --out runs/oqmd_elemnet          # full
+    python benchmarks/oqmd_elemnet.py --out runs/oqmd_elemnet          # full (preset benchmark)
     python benchmarks/oqmd_elemnet.py --out /tmp/q --quick             # seconds
 
 Each trained model is saved as ``OUT/<model>/`` (``deepmat evaluate OUT/elemnet
@@ -32,15 +32,15 @@ from deepmat.train import ForestRegressor, NetworkRegressor, TrainConfig, save_m
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "oqmd_elemnet")
-    p.add_argument("--epochs", type=int, default=90)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--schedule", default="onecycle")
-    p.add_argument("--precision", default="bf16-mixed", help="training precision (Lightning)")
+    p.add_argument("--epochs", type=int, default=None, help="(default: the benchmark preset's)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--schedule", default=None)
+    p.add_argument("--precision", default=None, help="training precision (Lightning)")
     p.add_argument(
         "--dropout-until",
         type=float,
-        default=0.75,
+        default=None,
         help="fraction of the epochs trained with dropout; the rest without",
     )
     p.add_argument("--rf-trees", type=int, default=100)
@@ -70,7 +70,7 @@ def subsample(table, n: int, seed: int = 0):
 
 def train_elemnet(train, val, workdir: Path, config: TrainConfig) -> NetworkRegressor:
     model = NetworkRegressor(config=config, name="elemnet", target="dhf", unit="eV/atom")
-    model.fit(train, val, workdir)
+    model.fit(train, val=val, workdir=workdir)
     return model
 
 
@@ -78,7 +78,7 @@ def train_forest(train, val, representation, name: str, trees: int) -> ForestReg
     model = ForestRegressor(
         representation, n_estimators=trees, name=name, target="dhf", unit="eV/atom"
     )
-    return model.fit(train, val)
+    return model.fit(train, val=val)
 
 
 def time_prediction(model: NetworkRegressor, compositions: list, repeats: int = 3) -> dict:
@@ -162,16 +162,17 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         train, val = subsample(train, 3000), subsample(val, 1000)
     load_seconds = time.perf_counter() - t0
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        precision=args.precision,
-        dropout_until=args.dropout_until,
-        patience=args.epochs,
-        progress=sys.stderr.isatty(),
-    )
+    given = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "schedule": args.schedule,
+        "precision": args.precision,
+        "dropout_until": args.dropout_until,
+        "progress": sys.stderr.isatty(),
+    }
+    config = NetworkRegressor.preset_arguments("benchmark", config=given)["config"]
+    config.patience = config.epochs
     out = args.out
     metrics: dict[str, dict] = {}
 
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         "predict_25k_seconds_bf16": timing["predict_bf16"] * scale,
     }
     elemnet.inference_bf16 = True
-    metrics["elemnet"]["val_mae_bf16_inference"] = elemnet.evaluate(val)[0]["mae"]
+    metrics["elemnet"]["val_mae_bf16_inference"] = elemnet.evaluate(val)["mae"]
     elemnet.inference_bf16 = False
 
     curve = []
@@ -215,10 +216,10 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = TrainConfig(**(config.to_dict() | {"epochs": epochs, "batch_size": 256}))
         point = {"n_train": size, "elemnet_epochs": epochs}
         net = train_elemnet(part, stopping_val, out / "curve" / f"elemnet_{size}", cfg)
-        point["elemnet"] = net.evaluate(val)[0]["mae"]
+        point["elemnet"] = net.evaluate(val)["mae"]
         for name, representation in (("rf_fractions", ElementFractions()), ("rf_magpie", None)):
             forest = train_forest(part, None, representation, name, args.rf_trees)
-            point[name] = forest.evaluate(val)[0]["mae"]
+            point[name] = forest.evaluate(val)["mae"]
         curve.append(point)
     curve.append({"n_train": len(train)} | {m: metrics[m]["val_mae"] for m in metrics})
 

@@ -22,6 +22,7 @@ NEEDS = {
     "localization": (),
     "ebsd": (),
     "crystal": ("mp-eform", "perovskites"),
+    "cold_start": (),
 }
 
 

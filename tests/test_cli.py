@@ -96,8 +96,33 @@ def test_evaluate_json_and_parity_plot(rf_model, csv_path, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert set(metrics) >= {"mae", "rmse", "r2", "n"}
-    assert metrics["n"] == len(pd.read_csv(csv_path)) and metrics["r2"] > 0.5
+    # its own data: the held-out part by default (no test part here, so val), labelled
+    split = json.loads((rf_model / "split.json").read_text())
+    assert metrics["part"] == "val" and metrics["used_for_model_selection"]
+    assert metrics["n"] == len(split["val"]) and metrics["training_records_scored"] == 0
     assert plot.stat().st_size > 0
+
+
+def test_evaluate_on_all_records_warns_of_training_records(rf_model, csv_path):
+    command = ["evaluate", str(rf_model), str(csv_path), "--target", "dhf", "--json"]
+    result = runner.invoke(app, [*command, "--part", "all"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    n_train = len(json.loads((rf_model / "split.json").read_text())["train"])
+    assert metrics["n"] == len(pd.read_csv(csv_path))
+    assert metrics["training_records_scored"] == n_train
+    assert f"{n_train} of the {metrics['n']} records scored were used to train" in result.output
+
+
+def test_evaluate_on_new_data_scores_all_of_it(rf_model, tmp_path):
+    fresh = tmp_path / "new.csv"
+    fresh.write_text("formula,dhf\nMg3O1,-3.0\nCa3O1,-3.3\nMg5O2,-3.0\n")  # not in csv_path
+    command = ["evaluate", str(rf_model), str(fresh), "--target", "dhf", "--json"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["part"] == "all" and metrics["n"] == 3
+    assert not metrics["used_for_model_selection"] and metrics["training_records_scored"] == 0
 
 
 def test_evaluate_on_the_held_out_part_of_a_composition_split(rf_model, csv_path):

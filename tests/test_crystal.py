@@ -25,9 +25,9 @@ from deepmat.represent.atom_features import (
 )
 from deepmat.represent.crystal_graph import GraphSettings, build_graphs, cached_graphs
 from deepmat.represent.perovskite_sites import PerovskiteSites, assign_sites
+from deepmat.train.config import TrainConfig
 from deepmat.train.crystal import CrystalGraphRegressor, SiteNetworkRegressor, contributions_by
 from deepmat.train.saved import save_model
-from deepmat.train.trainer import TrainConfig
 
 A_SITE = ("Ca", "Sr", "Ba", "K", "Na", "La", "Pb", "Cd")
 B_SITE = ("Ti", "Zr", "Nb", "Ta", "Fe", "Mn", "Sn", "Hf")
@@ -215,7 +215,7 @@ def test_cgcnn_learns_saves_and_loads(perovskites, pooling, tmp_path):
     train, val = perovskites
     spec = CGCNNSpec(pooling=pooling, atom_features=32, n_conv=2, hidden=(32,))
     model = CrystalGraphRegressor(spec, config=quiet(), unit="eV/atom")
-    model.fit(train, val, tmp_path / "work")
+    model.fit(train, val=val, workdir=tmp_path / "work")
     assert model.metrics["val"]["mae"] < 0.6 * mean_baseline(train, val)
     assert model.training["data"]["n_train"] == 48 and model.training["epochs_run"] == 30
     assert all("epoch_seconds" in row for row in model.fit_result.history)
@@ -236,7 +236,7 @@ def test_cgcnn_learns_saves_and_loads(perovskites, pooling, tmp_path):
 def test_site_network_learns_from_perovskite_descriptors(perovskites, tmp_path):
     train, val = perovskites
     model = SiteNetworkRegressor(config=quiet(epochs=200, batch_size=16))
-    model.fit(train, val, tmp_path / "work")
+    model.fit(train, val=val, workdir=tmp_path / "work")
     assert model.metrics["val"]["mae"] < 0.5 * mean_baseline(train, val)
     save_model(model, tmp_path / "model")
     loaded = deepmat.load(tmp_path / "model")

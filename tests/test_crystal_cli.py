@@ -120,3 +120,8 @@ def test_evaluate_on_a_part_of_the_saved_split(linear_model, structure_csv):
     assert metrics["mae"] == pytest.approx(card["metrics"]["val"]["mae"], rel=1e-5)
     no_test = runner.invoke(app, [*command[:-1], "test"])
     assert no_test.exit_code == 2 and "none of the 0 test records" in no_test.output
+    default = runner.invoke(app, command[:-2])  # its own data: the held-out part by default
+    assert default.exit_code == 0, default.output
+    scored = json.loads(default.stdout)
+    assert scored["part"] == "val" and scored["used_for_model_selection"]
+    assert scored["n"] == len(split["val"]) and scored["training_records_scored"] == 0

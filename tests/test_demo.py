@@ -8,13 +8,15 @@ from typer.testing import CliRunner
 
 import deepmat
 from deepmat.cli import app
+from deepmat.pretrained import pretrained_models
 from deepmat.workflows import demo
 from deepmat.workflows.demo import HOMOGENIZATION_MODELS, run_demo, run_homogenization_demo
 from deepmat.workflows.microstructure import read_labelled
 
 
 def test_demo_trains_both_models_and_writes_plots(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEEPMAT_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DEEPMAT_DATA_DIR", raising=False)
+    monkeypatch.setenv("DEEPMAT_CACHE_DIR", str(tmp_path / "cache"))
     results = run_demo(
         tmp_path / "demo", epochs=1, trees=10, limit=1500, console=Console(quiet=True)
     )
@@ -23,7 +25,7 @@ def test_demo_trains_both_models_and_writes_plots(tmp_path, monkeypatch):
         assert metrics["test"]["n"] > 100 and metrics["val"]["mae"] > 0
         assert (tmp_path / "demo" / name / "parity_val.png").exists()
         assert deepmat.load(tmp_path / "demo" / name).predict(["PbTe"]).shape == (1,)
-    assert (tmp_path / "cache" / "composition" / "mp_transport").is_dir()
+    assert (tmp_path / "cache" / "data" / "composition" / "mp_transport").is_dir()
 
 
 def test_homogenization_demo_generates_trains_and_plots(tmp_path):
@@ -44,6 +46,9 @@ def test_homogenization_demo_generates_trains_and_plots(tmp_path):
 
 def test_demo_command_runs_both_parts(tmp_path, monkeypatch):
     calls = []
+    monkeypatch.setattr(
+        demo, "run_pretrained_demo", lambda out, **kw: calls.append(("shipped", kw))
+    )
     monkeypatch.setattr(demo, "run_demo", lambda out, **kw: calls.append(("composition", kw)))
     monkeypatch.setattr(
         demo, "run_homogenization_demo", lambda out, **kw: calls.append(("homogenization", kw))
@@ -51,5 +56,13 @@ def test_demo_command_runs_both_parts(tmp_path, monkeypatch):
     options = ["--microstructures", "24", "--grid", "7", "--cnn-epochs", "1"]
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), *options])
     assert result.exit_code == 0, result.output
-    assert [part for part, _ in calls] == ["composition", "homogenization"]
-    assert {k: calls[1][1][k] for k in ("n", "grid", "epochs")} == {"n": 24, "grid": 7, "epochs": 1}
+    assert [part for part, _ in calls] == ["shipped", "composition", "homogenization"]
+    assert {k: calls[2][1][k] for k in ("n", "grid", "epochs")} == {"n": 24, "grid": 7, "epochs": 1}
+
+
+def test_pretrained_demo_shows_what_is_shipped(tmp_path):
+    shown = demo.run_pretrained_demo(tmp_path, console=Console(quiet=True))
+    shipped = {m.name for m in pretrained_models()}
+    assert set(shown) == shipped & set(demo.SHOWCASES)
+    for rows in shown.values():
+        assert rows and all(isinstance(row["prediction"], float) for row in rows)

@@ -24,9 +24,9 @@ from deepmat.models.ebsd import (
 )
 from deepmat.physics.cubic_embedding import isotropic_embedding
 from deepmat.represent.patterns import standardize_patterns
+from deepmat.train.config import TrainConfig
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
 from deepmat.train.saved import save_model
-from deepmat.train.trainer import TrainConfig
 
 DETECTOR = DetectorSpec(shape=(20, 20))
 TINY = OrientationCNNSpec(pattern_shape=(20, 20), channels=(8, 16), fc_widths=(64,))

@@ -212,7 +212,8 @@ def test_mks_trains_evaluates_and_predicts_fields(files, tmp_path):
     assert card["training"]["files"]["test"] == str(files["strain_test"])
 
     metrics = evaluate_json(out, files["strain_test"])
-    assert set(metrics) == {"mase", "mae", "rmse", "n", "n_voxels"}
+    assert set(metrics) == {"mase", "mae", "rmse", "n", "n_voxels", "part"}
+    assert metrics["part"] == "file"  # image models score the whole file they are given
     assert metrics["n"] == 5 and metrics["n_voxels"] == 5 * 7**3
     assert metrics["mase"] == pytest.approx(card["metrics"]["test"]["mase"])
     assert (out / "fields_strain_test.png").is_file()

@@ -16,9 +16,10 @@ CSV = b"formula,target\nFe2O3,-1.5\nNaCl,-2.0\nFe4O6,-2.5\n"
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    """An empty dataset cache in DEEPMAT_DATA_DIR."""
+    """An empty read-only data dir in DEEPMAT_DATA_DIR and an empty DEEPMAT_CACHE_DIR."""
     root = tmp_path / "cache"
     monkeypatch.setenv(registry.ENV_VAR, str(root))
+    monkeypatch.setenv("DEEPMAT_CACHE_DIR", str(tmp_path / "user-cache"))
     registry.verify_checksum.cache_clear()
     yield root
     registry.verify_checksum.cache_clear()
@@ -38,6 +39,7 @@ def test_data_dir_follows_environment(cache):
 
 def test_data_dir_default_is_user_cache(monkeypatch):
     monkeypatch.delenv(registry.ENV_VAR, raising=False)
+    monkeypatch.delenv("DEEPMAT_CACHE_DIR", raising=False)
     assert registry.data_dir().parts[-2:] == ("deepmat", "data")
 
 
@@ -133,7 +135,8 @@ def test_named_dataset_downloads_and_loads(tmp_path, cache, monkeypatch):
     with pytest.raises(DataNotFoundError):
         registry.dataset_path("custom", download=False)
     table = registry.load_dataset("custom")
-    assert (cache / "custom/data.csv.gz").exists()
+    assert (registry.download_dir() / "custom/data.csv.gz").exists()  # not in the data dir
+    assert not (cache / "custom/data.csv.gz").exists()
     assert table.formulas == ["Fe2O3", "NaCl"]
     assert table.targets.tolist() == [-2.0, -2.0]
     assert table.report.duplicates_merged == 1
@@ -142,7 +145,7 @@ def test_named_dataset_downloads_and_loads(tmp_path, cache, monkeypatch):
 
 def test_mp_transport_from_matminer_package(cache):
     path = registry.dataset_path("mp-transport")
-    assert path == cache / "composition/mp_transport/transport_database.csv.gz"
+    assert path == registry.download_dir() / "composition/mp_transport/transport_database.csv.gz"
     table = registry.load_dataset("mp-transport")
     assert len(table) > 30_000
     assert table.report.duplicates_merged > 0

@@ -51,20 +51,20 @@ def network(train_val, tmp_path_factory):
     train, val = train_val
     workdir = tmp_path_factory.mktemp("network")
     model = NetworkRegressor(SMALL, config=config(EPOCHS), name="small-net", unit="eV/atom")
-    model.fit(train, val, workdir)
+    model.fit(train, val=val, workdir=workdir)
     return model, workdir
 
 
 @pytest.fixture(scope="module")
 def forest(train_val):
     train, val = train_val
-    return ForestRegressor(n_estimators=30, n_jobs=1).fit(train, val)
+    return ForestRegressor(n_estimators=30, n_jobs=1).fit(train, val=val)
 
 
 def test_network_learns(network, train_val):
     model, _ = network
     train, val = train_val
-    metrics, prediction = model.evaluate(val)
+    metrics, prediction = model.evaluate(val), model.predict(val)
     assert prediction.shape == (len(val),)
     assert metrics["n"] == len(val)
     assert metrics["mae"] < 0.5 * baseline_mae(train, val)
@@ -156,7 +156,7 @@ def test_dropout_cutoff_and_bf16_training(train_val, tmp_path):
         epochs=2, batch_size=32, lr=3e-3, progress=False, accelerator="cpu",
         precision="bf16-mixed", dropout_until=0.5,
     )  # fmt: skip
-    model = NetworkRegressor(SMALL, config=cfg).fit(train, val, tmp_path)
+    model = NetworkRegressor(SMALL, config=cfg).fit(train, val=val, workdir=tmp_path)
     assert model.fit_result.epochs_run == 2
     assert [m.p for m in model.net.modules() if isinstance(m, torch.nn.Dropout)] == [0.1]
     assert model.net.layers[0].weight.dtype == torch.float32
@@ -197,7 +197,7 @@ def fast_config(epochs: int, lr: float = 1e-2) -> TrainConfig:
 def test_resume(train_val, tmp_path):
     train, val = train_val
     torch.manual_seed(0)
-    first = NetworkRegressor(SMALL, config=fast_config(2)).fit(train, val, tmp_path)
+    first = NetworkRegressor(SMALL, config=fast_config(2)).fit(train, val=val, workdir=tmp_path)
     assert first.fit_result.resumed_from is None and first.fit_result.epochs_trained == 2
     history = first.fit_result.history
     assert [row["epoch"] for row in history] == [1, 2]
@@ -205,14 +205,16 @@ def test_resume(train_val, tmp_path):
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.is_file()
 
-    second = NetworkRegressor(SMALL, config=fast_config(4)).fit(train, val, tmp_path)
+    second = NetworkRegressor(SMALL, config=fast_config(4)).fit(train, val=val, workdir=tmp_path)
     assert second.fit_result.resumed_from == str(last)
     # the history travels in the checkpoint; epochs 1-2 are not run again
     assert [row["epoch"] for row in second.fit_result.history] == [1, 2, 3, 4]
     assert second.fit_result.epochs_run == 4 and second.fit_result.epochs_trained == 2
     assert second.training["resumed_from"] == str(last)
 
-    fresh = NetworkRegressor(SMALL, config=fast_config(1)).fit(train, val, tmp_path, resume=False)
+    fresh = NetworkRegressor(SMALL, config=fast_config(1)).fit(
+        train, val=val, workdir=tmp_path, resume=False
+    )
     assert fresh.fit_result.resumed_from is None
     assert [row["epoch"] for row in fresh.fit_result.history] == [1]
 
@@ -221,8 +223,10 @@ def test_resume(train_val, tmp_path):
 def test_resume_after_no_gain(train_val, tmp_path):
     train, val = train_val
     # lr=0: the validation MAE never improves after epoch 1.
-    NetworkRegressor(SMALL, config=fast_config(2, lr=0.0)).fit(train, val, tmp_path)
-    second = NetworkRegressor(SMALL, config=fast_config(4, lr=0.0)).fit(train, val, tmp_path)
+    NetworkRegressor(SMALL, config=fast_config(2, lr=0.0)).fit(train, val=val, workdir=tmp_path)
+    second = NetworkRegressor(SMALL, config=fast_config(4, lr=0.0)).fit(
+        train, val=val, workdir=tmp_path
+    )
     # the history travels in the checkpoint; epochs 1-2 are not run again
     assert [row["epoch"] for row in second.fit_result.history] == [1, 2, 3, 4]
 
@@ -233,7 +237,7 @@ def test_training_is_reproducible(train_val, tmp_path):
     for run in range(2):
         torch.manual_seed(run)  # unrelated global state must not matter
         model = NetworkRegressor(SMALL, config=fast_config(1))
-        model.fit(train, val, tmp_path / str(run))
+        model.fit(train, val=val, workdir=tmp_path / str(run))
         predictions.append(model.predict(val))
     np.testing.assert_array_equal(predictions[0], predictions[1])
 
@@ -253,7 +257,7 @@ def test_untrained_network_round_trip(tmp_path):
 
 def test_forest_learns_and_round_trips(forest, train_val, tmp_path):
     train, val = train_val
-    metrics, prediction = forest.evaluate(val)
+    metrics = forest.evaluate(val)
     assert metrics["mae"] < 0.75 * baseline_mae(train, val)
     assert forest.metrics["val"] == metrics
     assert forest.training["hyperparameters"]["n_estimators"] == 30
@@ -263,7 +267,7 @@ def test_forest_learns_and_round_trips(forest, train_val, tmp_path):
     assert isinstance(loaded, ForestRegressor)
     assert isinstance(loaded.representation, MagpieAttributes)
     assert loaded.hyperparameters == forest.hyperparameters
-    np.testing.assert_array_equal(loaded.predict(val), prediction)
+    np.testing.assert_array_equal(loaded.predict(val), forest.predict(val))
 
 
 def test_forest_predict_with_std(forest, train_val):

@@ -13,10 +13,18 @@ from deepmat.errors import DataError, DataNotFoundError, DeepmatError, ModelForm
 __version__ = _version("deepmat")
 
 
-def load(path):
-    """Load a saved model directory and return an object with ``.predict(inputs)``."""
+def load(path_or_name):
+    """The estimator saved in a directory, or the shipped pretrained model of that name
+    (``deepmat models`` lists them): ``.predict``, ``.evaluate``, ``.card()``."""
+    from pathlib import Path
+
     from deepmat.train.saved import load_model
 
+    path = Path(path_or_name)
+    if not path.is_dir():
+        from deepmat.pretrained import pretrained_path
+
+        path = pretrained_path(str(path_or_name))
     return load_model(path)
 
 

@@ -1,14 +1,20 @@
 """Named datasets: where each file comes from, its checksum, and where it is cached.
 
-The cache lives in the user's cache directory, or in ``$DEEPMAT_DATA_DIR`` when set.
-Its layout mirrors the project's reference-data folder (``composition/oqmd_dhf/
-train.csv.gz`` ...), so ``DEEPMAT_DATA_DIR=../shared/data`` serves a checkout with
-no network. Checksums are SHA-256 of the *decompressed* bytes, so a file is valid
-whether it was fetched plain or gzipped.
+A dataset file is looked up first in ``$DEEPMAT_DATA_DIR`` when set, a reference folder
+that deepmat only reads (it may be shared by several users or checkouts), then in
+``<cache dir>/data``. Whatever deepmat writes (downloads, files converted from package
+data such as matminer's, parsed caches) goes to the cache directory (``$DEEPMAT_CACHE_DIR``
+or the user's cache), never to ``$DEEPMAT_DATA_DIR``. Both folders share the layout of
+the project's reference-data folder (``composition/oqmd_dhf/train.csv.gz`` ...), so
+``DEEPMAT_DATA_DIR=../shared/data`` serves a checkout with no network. Checksums are
+SHA-256 of the *decompressed* bytes, so a file is valid whether it was fetched plain or
+gzipped. Every cache write goes to a unique temporary name that is then renamed onto the
+final one, so concurrent writers of one entry never see or leave a half-written file.
 """
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import json
@@ -16,13 +22,14 @@ import os
 import shutil
 import tarfile
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import platformdirs
 
@@ -32,14 +39,10 @@ from deepmat.data.composition import (
     ErrorPolicy,
     read_composition_csv,
 )
-from deepmat.data.structures import (
-    StructureTable,
-    load_structure_table,
-    read_cif_folder,
-    read_structure_csv,
-    save_structure_table,
-)
 from deepmat.errors import DataError, DataNotFoundError
+
+if TYPE_CHECKING:
+    from deepmat.data.structures import StructureTable
 
 ENV_VAR = "DEEPMAT_DATA_DIR"
 
@@ -251,7 +254,8 @@ DATASETS: dict[str, Dataset] = {
 
 
 def cache_dir() -> Path:
-    """Derived files (computed features): ``$DEEPMAT_CACHE_DIR`` or the user's cache."""
+    """Everything deepmat writes for reuse (downloads under ``data/``, computed features,
+    graphs, parsed structures): ``$DEEPMAT_CACHE_DIR`` or the user's cache directory."""
     configured = os.environ.get("DEEPMAT_CACHE_DIR")
     if configured:
         return Path(configured).expanduser()
@@ -269,25 +273,69 @@ def through_cache(
     keep: Callable[[T], bool] | None = None,
 ) -> T:
     """``load(path)`` when the cache holds it, else ``compute()``, saved at ``path`` (unless
-    ``keep`` says no) under a temporary name first, so an interrupted run never leaves a
-    half-written entry behind."""
+    ``keep`` says no) through :func:`atomic_write`, so neither an interrupted run nor two
+    processes computing the same entry leave a half-written file behind."""
     if path.exists():
         return load(path)
     value = compute()
     if keep is None or keep(value):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.stem}.part{path.suffix}")
-        save(value, partial)
-        partial.replace(path)
+        with atomic_write(path) as partial:
+            save(value, partial)
     return value
 
 
-def data_dir() -> Path:
-    """The dataset cache: ``$DEEPMAT_DATA_DIR`` or the user's cache directory."""
+@contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, unique to this writer, renamed onto ``path`` when
+    the block succeeds and removed when it fails.
+
+    The name, ``<name>.<pid>-<uuid>.part<suffix>``, keeps the final suffix so writers that
+    append one when it is missing (``np.save``, ``np.savez``) write to it as named; a file
+    written to the temporary name plus an extension is moved all the same. The rename is
+    atomic, so a reader sees the old entry or a whole new one, and the last writer wins.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.part{path.suffix}")
+    pattern = glob.escape(partial.name) + "*"
+    try:
+        yield partial
+        written = partial if partial.exists() else next(path.parent.glob(pattern), None)
+        if written is None:
+            raise FileNotFoundError(f"the writer of {path} wrote no file")
+        os.replace(written, path)
+    finally:
+        for stray in path.parent.glob(pattern):
+            stray.unlink(missing_ok=True)
+
+
+def reference_dir() -> Path | None:
+    """``$DEEPMAT_DATA_DIR``, a folder of dataset files that deepmat reads but never
+    writes, or None when unset."""
     configured = os.environ.get(ENV_VAR)
-    if configured:
-        return Path(configured).expanduser()
-    return Path(platformdirs.user_cache_dir("deepmat")) / "data"
+    return Path(configured).expanduser() if configured else None
+
+
+def download_dir() -> Path:
+    """Where deepmat writes dataset files it fetches or converts: ``<cache dir>/data``."""
+    return cache_dir() / "data"
+
+
+def data_dir() -> Path:
+    """The first folder a dataset file is looked up in: ``$DEEPMAT_DATA_DIR`` (read-only)
+    when set, else :func:`download_dir`."""
+    return reference_dir() or download_dir()
+
+
+def dataset_dirs() -> list[Path]:
+    """The folders a dataset file is looked up in, in order: ``$DEEPMAT_DATA_DIR``
+    (read-only) when set, then :func:`download_dir`."""
+    reference = reference_dir()
+    return [*([reference] if reference and reference != download_dir() else []), download_dir()]
+
+
+def find_dataset_file(relpath: str) -> Path | None:
+    """The first existing copy of ``relpath`` in :func:`dataset_dirs`, or None."""
+    return next((p for p in (d / relpath for d in dataset_dirs()) if p.exists()), None)
 
 
 def get_dataset(name: str) -> Dataset:
@@ -310,9 +358,11 @@ def dataset_path(name: str, split: str | None = None, *, download: bool = True) 
 
 
 def _local_file(dataset: Dataset, entry: DatasetFile, download: bool) -> Path:
-    """The verified cached copy of ``entry``, fetched first when missing and allowed."""
-    path = data_dir() / entry.relpath
-    if not path.exists():
+    """The verified local copy of ``entry``: from ``$DEEPMAT_DATA_DIR``, else from the
+    cache, else fetched into the cache when missing and allowed."""
+    path = find_dataset_file(entry.relpath)
+    if path is None:
+        path = download_dir() / entry.relpath
         if not (download and entry.url):
             raise DataNotFoundError(_missing_message(dataset, entry, path))
         _download(entry, path, dataset)
@@ -363,6 +413,13 @@ def load_structure_dataset(
     checksums and these arguments: parsing mp-eform's 33k CIFs takes minutes, reading the
     cache seconds.
     """
+    from deepmat.data.structures import (
+        load_structure_table,
+        read_cif_folder,
+        read_structure_csv,
+        save_structure_table,
+    )
+
     dataset = get_dataset(name)
     if dataset.kind != "structure":
         raise DataError(f"dataset {name!r} is a composition table; read it with load_dataset")
@@ -412,28 +469,38 @@ def verify_checksum(path: Path, expected: str, mtime_ns: int = 0, size: int = 0)
 
 
 def _missing_message(dataset: Dataset, entry: DatasetFile, path: Path) -> str:
+    """Name the missing file and both places it is looked up in; ``path`` is its place
+    in the cache."""
     where = f"download {entry.url}" if entry.url else f"obtain it from {dataset.source}"
+    reference = reference_dir()
+    if reference is None:
+        return (
+            f"dataset {dataset.name!r} needs the file {entry.relpath}, which is not in the "
+            f"cache. Place it at {path} ({where}; gzipped or plain), or set {ENV_VAR} to a "
+            f"folder that holds {entry.relpath}."
+        )
     return (
-        f"dataset {dataset.name!r} needs the file {entry.relpath}, which is not in the cache. "
-        f"Place it at {path} ({where}; gzipped or plain), or set {ENV_VAR} to a folder "
-        f"that holds {entry.relpath}."
+        f"dataset {dataset.name!r} needs the file {entry.relpath}, which is neither in "
+        f"{ENV_VAR} nor in the cache. Place it at {reference / entry.relpath} (the read-only "
+        f"{ENV_VAR}) or at {path} (the cache) ({where}; gzipped or plain)."
     )
 
 
 def _download(entry: DatasetFile, path: Path, dataset: Dataset) -> None:
-    """Fetch ``entry`` into ``path`` (gzipped when the cache name ends in .gz)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    """Fetch ``entry`` into ``path`` in the cache (gzipped when its name ends in .gz),
+    through :func:`atomic_write`."""
     try:
-        with _open_source(entry.url) as source, open(tmp, "wb") as raw:
+        with (
+            atomic_write(path) as tmp,
+            _open_source(entry.url) as source,
+            open(tmp, "wb") as raw,
+        ):
             sink = gzip.GzipFile(fileobj=raw, mode="wb") if path.suffix == ".gz" else raw
             with sink:
                 shutil.copyfileobj(source, sink)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         message = _missing_message(dataset, entry, path)
         raise DataNotFoundError(f"{message} (fetch failed: {exc})") from None
-    tmp.replace(path)
 
 
 @contextmanager

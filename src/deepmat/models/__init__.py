@@ -1,48 +1,28 @@
 """Models: ``torch.nn.Module``s only; no I/O, no training loops."""
 
-from deepmat.models.cnn3d import (
-    HOMOGENIZATION_PAPER,
-    HOMOGENIZATION_SMALL,
-    CNN3DSpec,
-    HomogenizationCNN,
-)
-from deepmat.models.ebsd import (
-    ORIENTATION_CNN_PAPER,
-    ORIENTATION_CNN_SMALL,
-    OrientationCNN,
-    OrientationCNNSpec,
-)
-from deepmat.models.localization import (
-    SLICE_CNN_PAPER,
-    SLICE_CNN_SMALL,
-    STRAIN_FCN_SMALL,
-    STRAIN_FNO,
-    SliceCNN,
-    SliceCNNSpec,
-    StrainFCN,
-    StrainFCNSpec,
-)
-from deepmat.models.mlp import ELEMNET, MLP, Block, MLPSpec
+from deepmat._lazy import lazy_exports
 
-__all__ = [
-    "ELEMNET",
-    "HOMOGENIZATION_PAPER",
-    "HOMOGENIZATION_SMALL",
-    "MLP",
-    "ORIENTATION_CNN_PAPER",
-    "ORIENTATION_CNN_SMALL",
-    "SLICE_CNN_PAPER",
-    "SLICE_CNN_SMALL",
-    "STRAIN_FCN_SMALL",
-    "STRAIN_FNO",
-    "Block",
-    "CNN3DSpec",
-    "HomogenizationCNN",
-    "MLPSpec",
-    "OrientationCNN",
-    "OrientationCNNSpec",
-    "SliceCNN",
-    "SliceCNNSpec",
-    "StrainFCN",
-    "StrainFCNSpec",
-]
+_EXPORTS = {
+    "Block": "deepmat.models.mlp",
+    "CNN3DSpec": "deepmat.models.cnn3d",
+    "ELEMNET": "deepmat.models.mlp",
+    "HOMOGENIZATION_PAPER": "deepmat.models.cnn3d",
+    "HOMOGENIZATION_SMALL": "deepmat.models.cnn3d",
+    "HomogenizationCNN": "deepmat.models.cnn3d",
+    "MLP": "deepmat.models.mlp",
+    "MLPSpec": "deepmat.models.mlp",
+    "ORIENTATION_CNN_PAPER": "deepmat.models.ebsd",
+    "ORIENTATION_CNN_SMALL": "deepmat.models.ebsd",
+    "OrientationCNN": "deepmat.models.ebsd",
+    "OrientationCNNSpec": "deepmat.models.ebsd",
+    "SLICE_CNN_PAPER": "deepmat.models.localization",
+    "SLICE_CNN_SMALL": "deepmat.models.localization",
+    "STRAIN_FCN_SMALL": "deepmat.models.localization",
+    "STRAIN_FNO": "deepmat.models.localization",
+    "SliceCNN": "deepmat.models.localization",
+    "SliceCNNSpec": "deepmat.models.localization",
+    "StrainFCN": "deepmat.models.localization",
+    "StrainFCNSpec": "deepmat.models.localization",
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__all__ = sorted(_EXPORTS)

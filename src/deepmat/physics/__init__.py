@@ -10,40 +10,24 @@ a differentiable, symmetry-aware disorientation loss and the quaternion algebra 
 that it uses (import those from the module).
 """
 
-from deepmat.physics.elasticity import (
-    ElasticField,
-    IsotropicPhase,
-    SolveReport,
-    effective_stiffness,
-    hashin_shtrikman_bounds,
-    isotropic_moduli,
-    mandel_to_voigt_stiffness,
-    reuss_stiffness,
-    solve,
-    voigt_stiffness,
-)
-from deepmat.physics.orientations import (
-    DisorientationLoss,
-    disorientation_angle,
-    point_group_symmetry,
-    proper_symmetry,
-    to_rotation,
-)
+from deepmat._lazy import lazy_exports
 
-__all__ = [
-    "DisorientationLoss",
-    "ElasticField",
-    "IsotropicPhase",
-    "SolveReport",
-    "disorientation_angle",
-    "effective_stiffness",
-    "hashin_shtrikman_bounds",
-    "isotropic_moduli",
-    "mandel_to_voigt_stiffness",
-    "point_group_symmetry",
-    "proper_symmetry",
-    "reuss_stiffness",
-    "solve",
-    "to_rotation",
-    "voigt_stiffness",
-]
+_EXPORTS = {
+    "DisorientationLoss": "deepmat.physics.orientations",
+    "ElasticField": "deepmat.physics.elasticity",
+    "IsotropicPhase": "deepmat.physics.elasticity",
+    "SolveReport": "deepmat.physics.elasticity",
+    "disorientation_angle": "deepmat.physics.orientations",
+    "effective_stiffness": "deepmat.physics.elasticity",
+    "hashin_shtrikman_bounds": "deepmat.physics.elasticity",
+    "isotropic_moduli": "deepmat.physics.elasticity",
+    "mandel_to_voigt_stiffness": "deepmat.physics.elasticity",
+    "point_group_symmetry": "deepmat.physics.orientations",
+    "proper_symmetry": "deepmat.physics.orientations",
+    "reuss_stiffness": "deepmat.physics.elasticity",
+    "solve": "deepmat.physics.elasticity",
+    "to_rotation": "deepmat.physics.orientations",
+    "voigt_stiffness": "deepmat.physics.elasticity",
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -8,37 +8,40 @@ Voxel microstructures: :func:`check_phase_maps` validates a batch and
 :func:`neighbourhoods` cuts the periodic block around each voxel (localization input).
 EBSD patterns: :func:`check_patterns` validates a batch and :func:`standardize_patterns`
 maps each pattern to zero mean and unit variance, (n, 1, height, width) float32.
+Names are imported on first use (Magpie attributes need matminer, the others do not).
 """
 
-from deepmat.represent.fractions import ELEMNET_ELEMENTS, ElementFractions
-from deepmat.represent.magpie import MagpieAttributes
-from deepmat.represent.neighbourhoods import neighbourhoods, sample_voxels
-from deepmat.represent.patterns import check_patterns, standardize_patterns
-from deepmat.represent.perovskite_sites import PerovskiteSites
-from deepmat.represent.phase_maps import check_phase_maps, volume_fractions
-from deepmat.represent.two_point import two_point_statistics
+import importlib
 
-REPRESENTATIONS = {cls.name: cls for cls in (ElementFractions, MagpieAttributes, PerovskiteSites)}
+from deepmat._lazy import lazy_exports
+
+#: a card's representation name → "module:Class" of the representation
+REPRESENTATIONS = {
+    "fractions": "deepmat.represent.fractions:ElementFractions",
+    "magpie": "deepmat.represent.magpie:MagpieAttributes",
+    "perovskite-sites": "deepmat.represent.perovskite_sites:PerovskiteSites",
+}
 
 
 def representation_from_dict(spec: dict):
     """Rebuild a representation from ``to_dict()`` output."""
     spec = dict(spec)
-    return REPRESENTATIONS[spec.pop("name")](**spec)
+    module, name = REPRESENTATIONS[spec.pop("name")].split(":")
+    return getattr(importlib.import_module(module), name)(**spec)
 
 
-__all__ = [
-    "ELEMNET_ELEMENTS",
-    "REPRESENTATIONS",
-    "ElementFractions",
-    "MagpieAttributes",
-    "PerovskiteSites",
-    "check_patterns",
-    "check_phase_maps",
-    "neighbourhoods",
-    "representation_from_dict",
-    "sample_voxels",
-    "standardize_patterns",
-    "two_point_statistics",
-    "volume_fractions",
-]
+_EXPORTS = {
+    "ELEMNET_ELEMENTS": "deepmat.represent.fractions",
+    "ElementFractions": "deepmat.represent.fractions",
+    "MagpieAttributes": "deepmat.represent.magpie",
+    "PerovskiteSites": "deepmat.represent.perovskite_sites",
+    "check_patterns": "deepmat.represent.patterns",
+    "check_phase_maps": "deepmat.represent.phase_maps",
+    "neighbourhoods": "deepmat.represent.neighbourhoods",
+    "sample_voxels": "deepmat.represent.neighbourhoods",
+    "standardize_patterns": "deepmat.represent.patterns",
+    "two_point_statistics": "deepmat.represent.two_point",
+    "volume_fractions": "deepmat.represent.phase_maps",
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__all__ = sorted([*_EXPORTS, "REPRESENTATIONS", "representation_from_dict"])

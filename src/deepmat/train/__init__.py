@@ -1,48 +1,43 @@
-"""Training: one Lightning trainer, metrics, estimators and the saved-model format."""
+"""Training: estimators on one protocol, one Lightning trainer, metrics and the saved-model
+format.
 
-from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
-from deepmat.train.localization import (
-    FCN3DRegressor,
-    LocalizationRegressor,
-    MKSRegressor,
-    SliceCNNRegressor,
-)
-from deepmat.train.metrics import (
-    mean_absolute_percentage_error,
-    mean_absolute_strain_error,
-    parity_plot,
-    regression_metrics,
-)
-from deepmat.train.microstructure import (
-    MicrostructureRegressor,
-    RuleOfMixtures,
-    TwoPointPCARegressor,
-    VoxelCNNRegressor,
-)
-from deepmat.train.regressors import ForestRegressor, NetworkRegressor
-from deepmat.train.saved import load_model, save_model
-from deepmat.train.trainer import TargetScaler, TrainConfig, fit_network
+Every estimator follows :mod:`deepmat.train.estimator` (``fit``, ``predict(return_std=)``,
+``evaluate -> dict``, ``save``; ``deepmat.load`` reads it back) and has the presets
+``default``, ``paper`` and ``benchmark``. Names are imported on first use, so loading a
+composition model does not import Lightning or the image families' libraries.
+"""
 
-__all__ = [
-    "FCN3DRegressor",
-    "ForestRegressor",
-    "LocalizationRegressor",
-    "MKSRegressor",
-    "MicrostructureRegressor",
-    "NetworkRegressor",
-    "OrientationCNNRegressor",
-    "RuleOfMixtures",
-    "SliceCNNRegressor",
-    "TargetScaler",
-    "TrainConfig",
-    "TwoPointPCARegressor",
-    "VoxelCNNRegressor",
-    "fit_network",
-    "load_model",
-    "mean_absolute_percentage_error",
-    "mean_absolute_strain_error",
-    "orientation_metrics",
-    "parity_plot",
-    "regression_metrics",
-    "save_model",
-]
+from deepmat._lazy import lazy_exports
+
+_EXPORTS = {
+    "CrystalGraphRegressor": "deepmat.train.crystal",
+    "Estimator": "deepmat.train.estimator",
+    "FCN3DRegressor": "deepmat.train.localization",
+    "FitResult": "deepmat.train.config",
+    "ForestRegressor": "deepmat.train.regressors",
+    "LocalizationRegressor": "deepmat.train.localization",
+    "MKSRegressor": "deepmat.train.localization",
+    "MicrostructureRegressor": "deepmat.train.microstructure",
+    "NetworkLocalizationRegressor": "deepmat.train.localization",
+    "NetworkRegressor": "deepmat.train.regressors",
+    "OrientationCNNRegressor": "deepmat.train.ebsd",
+    "RuleOfMixtures": "deepmat.train.microstructure",
+    "SiteNetworkRegressor": "deepmat.train.crystal",
+    "SliceCNNRegressor": "deepmat.train.localization",
+    "TargetScaler": "deepmat.train.config",
+    "TrainConfig": "deepmat.train.config",
+    "TwoPointPCARegressor": "deepmat.train.microstructure",
+    "UncertaintyUnavailable": "deepmat.train.estimator",
+    "VoxelCNNRegressor": "deepmat.train.microstructure",
+    "fit_network": "deepmat.train.trainer",
+    "load_model": "deepmat.train.saved",
+    "mean_absolute_percentage_error": "deepmat.train.metrics",
+    "mean_absolute_strain_error": "deepmat.train.metrics",
+    "orientation_metrics": "deepmat.train.ebsd",
+    "parity_plot": "deepmat.train.metrics",
+    "register_family": "deepmat.train.saved",
+    "regression_metrics": "deepmat.train.metrics",
+    "save_model": "deepmat.train.saved",
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -15,9 +15,10 @@ map from solved examples:
   default (:data:`~deepmat.models.localization.STRAIN_FNO`) each of its blocks adds a
   global spectral convolution to the local one, so every voxel sees the whole cell.
 
-They share one API: ``fit(microstructures, strain, val=None, macro_strain=None)``,
-``predict(microstructures)`` → (n, n1, n2, n3) fields of ε11, ``evaluate(microstructures,
-strain)`` → MASE (%), MAE, RMSE, n and n_voxels, and ``card()``. Microstructures are
+They follow the estimator protocol (:mod:`deepmat.train.estimator`):
+``fit(microstructures, strain, val=(x, e), macro_strain=None)``, ``predict(microstructures)``
+→ (n, n1, n2, n3) fields of ε11, ``evaluate(microstructures, strain)`` → MASE (%), MAE, RMSE,
+n and n_voxels, and ``save``; none gives standard deviations. Microstructures are
 (n, n1, n2, n3) arrays of phase indices 0/1; strain is the ε11 fields, (n, n1, n2, n3), or
 the stored Mandel fields (n, 6, n1, n2, n3) of which component 0 is taken. Models learn
 ε11 / ε̄11 (the problem is linear, so the field scales with the load): ``macro_strain`` is
@@ -31,13 +32,15 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from deepmat.data.splits import hold_out
-from deepmat.errors import ConfigError, DataError
+from deepmat.errors import ConfigError, DataError, ModelFormatError
 from deepmat.models.localization import (
+    SLICE_CNN_PAPER,
     SLICE_CNN_SMALL,
     STRAIN_FNO,
     SliceCNN,
@@ -48,15 +51,30 @@ from deepmat.models.localization import (
 from deepmat.physics.elasticity import IsotropicPhase
 from deepmat.represent.neighbourhoods import neighbourhoods, sample_voxels
 from deepmat.represent.phase_maps import check_fields, check_phase_maps, volume_fractions
+from deepmat.train.config import FitResult, TargetScaler, TrainConfig
+from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import mean_absolute_strain_error
-from deepmat.train.microstructure import c11_symmetries, microstructure_card, training_record
-from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network, inputs_only
+from deepmat.train.microstructure import (
+    MicrostructureRegressor,
+    c11_symmetries,
+    microstructure_card,
+    training_record,
+)
+from deepmat.train.trainer import inputs_only
+from deepmat.train.weights import load_weights, require_file, save_weights
 
 Validation = tuple[np.ndarray, np.ndarray] | None
 TARGET = "e11"
 PREDICT_VOXELS = 8192
 FIELD_BATCH = 16
 MKS_CHUNK = 256
+MKS_FILE = "mks.npz"
+
+
+def _card_arguments(card: dict) -> dict:
+    """Constructor arguments every localization family stores alike."""
+    arguments = MicrostructureRegressor.card_arguments(card)
+    return {"phases": arguments["phases"], "name": arguments["name"]}
 
 
 def strain_component(strain: np.ndarray) -> np.ndarray:
@@ -107,10 +125,12 @@ def strain_symmetries(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, t
     return both[:, : x.shape[1]], both[:, x.shape[1] :]
 
 
-class LocalizationRegressor:
+class LocalizationRegressor(Estimator):
     """Shared behaviour: input checks, normalisation by ε̄11, evaluation and the card."""
 
-    family = ""
+    input_kind: ClassVar[str] = "microstructure"
+    output_kind: ClassVar[str] = "field"
+    target = TARGET
 
     def __init__(self, name: str, phases: Sequence[IsotropicPhase] = ()):
         self.name = name
@@ -122,17 +142,22 @@ class LocalizationRegressor:
         self.training: dict = {}
         self.metrics: dict = {}
 
-    def predict(self, microstructures: np.ndarray, macro_strain: float | None = None) -> np.ndarray:
+    def predict(
+        self, X: np.ndarray, return_std: bool = False, *, macro_strain: float | None = None
+    ) -> np.ndarray:
         """Predicted ε11 fields, float64 (n, n1, n2, n3), under ε̄11 = ``macro_strain``
         (the training value when None)."""
+        if return_std:
+            raise self.no_uncertainty("it is deterministic; train an ensemble")
         scale = self._scale(macro_strain)
-        return scale * self._predict_normalised(check_phase_maps(microstructures))
+        return scale * self._predict_normalised(check_phase_maps(X))
 
     def evaluate(
-        self, microstructures: np.ndarray, strain: np.ndarray, macro_strain: float | None = None
+        self, X: np.ndarray, y: np.ndarray | None = None, *, macro_strain: float | None = None
     ) -> dict[str, float]:
-        """MASE (%), MAE, RMSE, n and n_voxels of the predicted ε11 fields."""
-        x, e = self._check(microstructures, strain)
+        """MASE (%), MAE, RMSE, n and n_voxels of the predicted ε11 fields of ``X`` against
+        the strain fields ``y``."""
+        x, e = self._check(X, y)
         scale = self._scale(macro_strain)
         return localization_metrics(e, scale * self._predict_normalised(x), scale)
 
@@ -196,6 +221,11 @@ class LocalizationRegressor:
         }
         return microstructure_card(self, target, output="strain field")
 
+    def restore_record(self, card: dict) -> None:
+        super().restore_record(card)
+        self.grid = tuple(card["grid"]) if card.get("grid") else None
+        self.macro_strain = card["target"].get("macro_strain")
+
 
 class MKSRegressor(LocalizationRegressor):
     """First-order MKS localization: ε = Σ_h α_h ⊛ m_h, calibrated frequency by frequency.
@@ -225,6 +255,7 @@ class MKSRegressor(LocalizationRegressor):
     """
 
     family = "mks"
+    presets: ClassVar[dict] = {"default": {}, "paper": {}, "benchmark": {}}
 
     def __init__(
         self, ridge: float = 1e-10, phases: Sequence[IsotropicPhase] = (), name: str = "mks"
@@ -237,13 +268,16 @@ class MKSRegressor(LocalizationRegressor):
 
     def fit(
         self,
-        microstructures: np.ndarray,
-        strain: np.ndarray,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        *,
         val: Validation = None,
+        workdir: str | Path | None = None,
         macro_strain: float | None = None,
     ) -> MKSRegressor:
+        """Calibrate the influence coefficients (``workdir`` unused: one linear solve)."""
         start = time.perf_counter()
-        x, e, val = self._prepare(microstructures, strain, val, macro_strain)
+        x, e, val = self._prepare(X, y, val, macro_strain)
         axes = (1, 2, 3)
         numerator, power = 0.0, 0.0
         for i in range(0, len(x), MKS_CHUNK):
@@ -288,6 +322,19 @@ class MKSRegressor(LocalizationRegressor):
         card["hyperparameters"] = {"ridge": self.ridge}
         return card
 
+    def save_state(self, path: Path) -> None:
+        if self.influence is None:
+            raise ModelFormatError(f"cannot save {self.name}: it is not fitted")
+        np.savez(path / MKS_FILE, influence=self.influence)
+
+    @classmethod
+    def from_saved(cls, path: Path, card: dict) -> MKSRegressor:
+        model = cls(**card["hyperparameters"], **_card_arguments(card))
+        with np.load(require_file(path, MKS_FILE), allow_pickle=False) as stored:
+            model.influence = stored["influence"]
+        model.restore_record(card)
+        return model
+
 
 class NetworkLocalizationRegressor(LocalizationRegressor):
     """A network trained by :func:`fit_network` on ε11 / ε̄11, standardised, with early
@@ -322,16 +369,17 @@ class NetworkLocalizationRegressor(LocalizationRegressor):
 
     def fit(
         self,
-        microstructures: np.ndarray,
-        strain: np.ndarray,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        *,
         val: Validation = None,
-        macro_strain: float | None = None,
         workdir: str | Path | None = None,
         resume: bool = True,
+        macro_strain: float | None = None,
     ) -> NetworkLocalizationRegressor:
         """Train; checkpoints go to ``workdir`` (a temporary directory when None)."""
         start = time.perf_counter()
-        x, e, val = self._prepare(microstructures, strain, val, macro_strain)
+        x, e, val = self._prepare(X, y, val, macro_strain)
         if val is None:
             train, held = hold_out(len(x), self.val_fraction, self.config.seed, "microstructures")
             x, e, val = x[train], e[train], (x[held], e[held])
@@ -376,6 +424,34 @@ class NetworkLocalizationRegressor(LocalizationRegressor):
         card["mean_correction"] = self.mean_correction
         return card
 
+    def save_state(self, path: Path) -> None:
+        save_weights(self.net, path)
+
+    @classmethod
+    def from_saved(cls, path: Path, card: dict) -> NetworkLocalizationRegressor:
+        """The subclass named by ``architecture.kind`` (one family, two architectures)."""
+        kind = card["architecture"].get("kind")
+        if kind not in NETWORK_KINDS:
+            raise ModelFormatError(f"{path}: unknown localization architecture {kind!r}")
+        network = NETWORK_KINDS[kind]
+        model = network(
+            network.spec_type.from_dict(card["architecture"]),
+            TrainConfig(**card.get("training", {}).get("config", {})),
+            augment=card.get("augment", True),
+            mean_correction=card["mean_correction"],
+            **_card_arguments(card),
+            **network.card_options(card),
+        )
+        load_weights(model.net, path)
+        model.scaler = TargetScaler.from_dict(card["target"])
+        model.restore_record(card)
+        return model
+
+    @staticmethod
+    def card_options(card: dict) -> dict:
+        """Constructor arguments only this architecture stores in its card."""
+        return {}
+
 
 class SliceCNNRegressor(NetworkLocalizationRegressor):
     """The slice CNN of Yang et al. (2019) on periodic neighbourhoods of single voxels.
@@ -385,7 +461,32 @@ class SliceCNNRegressor(NetworkLocalizationRegressor):
     samples are drawn likewise from the validation elements. With ``augment`` each training
     batch is passed through :func:`neighbourhood_symmetries`. Prediction runs every voxel of
     a few volume elements at a time.
+
+    Presets: ``default`` the small network, 30 epochs; ``paper`` Yang et al.'s network size;
+    ``benchmark`` the small network with one-cycle 2e-3 for 20 epochs (the committed run).
     """
+
+    spec_type = SliceCNNSpec
+    presets: ClassVar[dict] = {
+        "default": {
+            "spec": SLICE_CNN_SMALL,
+            "config": {"epochs": 30, "batch_size": 1024, "lr": 2e-3, "patience": 10},
+        },
+        "paper": {
+            "spec": SLICE_CNN_PAPER,
+            "config": {"epochs": 30, "batch_size": 1024, "lr": 2e-3, "patience": 10},
+        },
+        "benchmark": {
+            "spec": SLICE_CNN_SMALL,
+            "config": {
+                "epochs": 20,
+                "batch_size": 1024,
+                "lr": 2e-3,
+                "schedule": "onecycle",
+                "patience": 20,
+            },
+        },
+    }
 
     def __init__(
         self,
@@ -400,7 +501,7 @@ class SliceCNNRegressor(NetworkLocalizationRegressor):
     ):
         if voxels_per_sample < 1:
             raise ConfigError(f"voxels_per_sample must be at least 1, got {voxels_per_sample}")
-        config = config or TrainConfig(epochs=30, batch_size=1024, lr=2e-3, patience=10)
+        config = config or TrainConfig(**self.presets["default"]["config"])
         torch.manual_seed(config.seed)
         super().__init__(
             SliceCNN(spec), config, augment, mean_correction, val_fraction, phases, name
@@ -413,6 +514,8 @@ class SliceCNNRegressor(NetworkLocalizationRegressor):
         return neighbourhoods(x, self.spec.size, voxels), y[tuple(voxels.T)]
 
     def _train(self, x, y, x_val, y_val, workdir, resume) -> FitResult:
+        from deepmat.train.trainer import fit_network
+
         inputs, targets = self.samples(x, y, self.config.seed)
         val_inputs, val_targets = self.samples(x_val, y_val, self.config.seed + 1)
         return fit_network(
@@ -451,6 +554,10 @@ class SliceCNNRegressor(NetworkLocalizationRegressor):
         card["voxels_per_sample"] = self.voxels_per_sample
         return card
 
+    @staticmethod
+    def card_options(card: dict) -> dict:
+        return {"voxels_per_sample": card["voxels_per_sample"]}
+
 
 class FCN3DRegressor(NetworkLocalizationRegressor):
     """A periodic fully convolutional 3-D network trained on whole fields.
@@ -458,7 +565,25 @@ class FCN3DRegressor(NetworkLocalizationRegressor):
     With ``augment`` each training batch of (phase map, field) pairs passes through
     :func:`strain_symmetries`: the same random translation, reflections and axis swap for
     both, which maps a solved example to another solved example.
+
+    Presets: ``default`` the spectral network, 100 epochs; ``paper`` (no published
+    counterpart: the same); ``benchmark`` one-cycle 2e-3 for 40 epochs (the committed run).
     """
+
+    spec_type = StrainFCNSpec
+    presets: ClassVar[dict] = {
+        "default": {"config": {"epochs": 100, "batch_size": 8, "lr": 2e-3, "patience": 20}},
+        "paper": {"config": {"epochs": 100, "batch_size": 8, "lr": 2e-3, "patience": 20}},
+        "benchmark": {
+            "config": {
+                "epochs": 40,
+                "batch_size": 8,
+                "lr": 2e-3,
+                "schedule": "onecycle",
+                "patience": 40,
+            }
+        },
+    }
 
     def __init__(
         self,
@@ -470,7 +595,7 @@ class FCN3DRegressor(NetworkLocalizationRegressor):
         phases: Sequence[IsotropicPhase] = (),
         name: str = "fcn3d",
     ):
-        config = config or TrainConfig(epochs=100, batch_size=8, lr=2e-3, patience=20)
+        config = config or TrainConfig(**self.presets["default"]["config"])
         torch.manual_seed(config.seed)
         super().__init__(
             StrainFCN(spec), config, augment, mean_correction, val_fraction, phases, name
@@ -478,6 +603,8 @@ class FCN3DRegressor(NetworkLocalizationRegressor):
         self.spec = spec
 
     def _train(self, x, y, x_val, y_val, workdir, resume) -> FitResult:
+        from deepmat.train.trainer import fit_network
+
         return fit_network(
             self.net,
             x[:, None],
@@ -505,3 +632,6 @@ class FCN3DRegressor(NetworkLocalizationRegressor):
         card = super().card()
         card["representation"] = {"name": "voxels"}
         return card
+
+
+NETWORK_KINDS = {"slice-cnn": SliceCNNRegressor, "strain-fcn": FCN3DRegressor}

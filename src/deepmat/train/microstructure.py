@@ -10,10 +10,11 @@ for the effective stiffness C11 of contrast-50 composites:
 * :class:`VoxelCNNRegressor`: a :class:`~deepmat.models.cnn3d.HomogenizationCNN` on the
   voxels themselves, trained by :func:`~deepmat.train.trainer.fit_network`.
 
-They share one API: ``fit(microstructures, targets, val=None)``, ``predict(microstructures)``,
-``evaluate(microstructures, targets)`` (MAE, RMSE, R², n and MAPE in percent) and
-``card()``. Microstructures are (n, n1, n2, n3) arrays of phase indices 0/1 with phase 1
-the stiff phase; targets are one float per microstructure.
+They follow the estimator protocol (:mod:`deepmat.train.estimator`):
+``fit(microstructures, targets, val=(x, y), workdir=None)``, ``predict(microstructures)``,
+``evaluate(microstructures, targets)`` (MAE, RMSE, R², n and MAPE in percent), ``save``.
+None gives standard deviations. Microstructures are (n, n1, n2, n3) arrays of phase
+indices 0/1 with phase 1 the stiff phase; targets are one float per microstructure.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -34,13 +36,21 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from deepmat.data.splits import hold_out
-from deepmat.errors import ConfigError, DataError
-from deepmat.models.cnn3d import HOMOGENIZATION_SMALL, CNN3DSpec, HomogenizationCNN
+from deepmat.errors import ConfigError, DataError, ModelFormatError
+from deepmat.models.cnn3d import (
+    HOMOGENIZATION_PAPER,
+    HOMOGENIZATION_SMALL,
+    CNN3DSpec,
+    HomogenizationCNN,
+)
 from deepmat.physics.elasticity import IsotropicPhase, reuss_stiffness, voigt_stiffness
 from deepmat.represent.phase_maps import check_phase_maps, check_targets, volume_fractions
 from deepmat.represent.two_point import two_point_statistics
+from deepmat.train.config import FitResult, TargetScaler, TrainConfig
+from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import mean_absolute_percentage_error, regression_metrics
-from deepmat.train.trainer import FitResult, TargetScaler, TrainConfig, fit_network, inputs_only
+from deepmat.train.trainer import inputs_only
+from deepmat.train.weights import load_weights, require_file, save_weights
 
 Validation = tuple[np.ndarray, np.ndarray] | None
 PREDICT_BATCH = 64
@@ -95,10 +105,10 @@ def training_record(
     } | extra
 
 
-class MicrostructureRegressor:
+class MicrostructureRegressor(Estimator):
     """Shared behaviour: input checks, evaluation, training record and the card."""
 
-    family = ""
+    input_kind: ClassVar[str] = "microstructure"
 
     def __init__(
         self,
@@ -115,16 +125,18 @@ class MicrostructureRegressor:
         self.training: dict = {}
         self.metrics: dict = {}
 
-    def predict(self, microstructures: np.ndarray) -> np.ndarray:
-        """Predicted targets, float64 of shape (n,)."""
-        return self._predict(check_phase_maps(microstructures))
+    def predict(self, X: np.ndarray, return_std: bool = False) -> np.ndarray:
+        """Predicted targets, float64 of shape (n,), for (n, n1, n2, n3) microstructures."""
+        if return_std:
+            raise self.no_uncertainty("it is deterministic; train an ensemble")
+        return self._predict(check_phase_maps(X))
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def evaluate(self, microstructures: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-        """MAE, RMSE, R², n and MAPE (%) of the predictions for ``microstructures``."""
-        x, y = self._check(microstructures, targets)
+    def evaluate(self, X: np.ndarray, y: np.ndarray | None = None) -> dict[str, float]:
+        """MAE, RMSE, R², n and MAPE (%) of the predictions for microstructures ``X``."""
+        x, y = self._check(X, y)
         return microstructure_metrics(y, self._predict(x))
 
     @staticmethod
@@ -151,6 +163,21 @@ class MicrostructureRegressor:
 
     def card(self) -> dict:
         return microstructure_card(self, {"name": self.target, "unit": self.unit})
+
+    @staticmethod
+    def card_arguments(card: dict) -> dict:
+        """Constructor arguments every family of this module stores alike."""
+        target = card["target"]
+        return {
+            "phases": [IsotropicPhase(**p) for p in card.get("phases", [])],
+            "name": card["model"],
+            "target": target["name"],
+            "unit": target.get("unit", ""),
+        }
+
+    def restore_record(self, card: dict) -> None:
+        super().restore_record(card)
+        self.grid = tuple(card["grid"]) if card.get("grid") else None
 
 
 def c11_symmetries(x: torch.Tensor) -> torch.Tensor:
@@ -189,6 +216,28 @@ class VoxelCNNRegressor(MicrostructureRegressor):
     """
 
     family = "voxel-network"
+    presets: ClassVar[dict] = {
+        "default": {
+            "spec": HOMOGENIZATION_SMALL,
+            "config": {"epochs": 100, "batch_size": 32, "lr": 1e-3, "patience": 20},
+        },
+        "paper": {
+            "spec": HOMOGENIZATION_PAPER,
+            "config": {"epochs": 100, "batch_size": 32, "lr": 1e-3, "patience": 20},
+        },
+        "benchmark": {
+            "spec": HOMOGENIZATION_PAPER,
+            "log_target": True,
+            "config": {
+                "epochs": 40,
+                "batch_size": 16,
+                "lr": 2e-3,
+                "schedule": "onecycle",
+                "patience": 40,
+                "precision": "bf16-mixed",
+            },
+        },
+    }
 
     def __init__(
         self,
@@ -207,7 +256,7 @@ class VoxelCNNRegressor(MicrostructureRegressor):
             raise ConfigError(f"val_fraction {val_fraction} is not between 0 and 1")
         self.spec, self.augment, self.val_fraction = spec, augment, val_fraction
         self.log_target = log_target
-        self.config = config or TrainConfig(epochs=100, batch_size=32, lr=1e-3, patience=20)
+        self.config = config or TrainConfig(**self.presets["default"]["config"])
         torch.manual_seed(self.config.seed)
         self.net = HomogenizationCNN(spec)
         self.scaler = TargetScaler()
@@ -215,15 +264,18 @@ class VoxelCNNRegressor(MicrostructureRegressor):
 
     def fit(
         self,
-        microstructures: np.ndarray,
-        targets: np.ndarray,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        *,
         val: Validation = None,
         workdir: str | Path | None = None,
         resume: bool = True,
     ) -> VoxelCNNRegressor:
         """Train; checkpoints go to ``workdir`` (a temporary directory when None)."""
+        from deepmat.train.trainer import fit_network
+
         start = time.perf_counter()
-        x, y = self._check(microstructures, targets)
+        x, y = self._check(X, y)
         val = self._check_val(val)
         if val is None:
             x, y, val = self._hold_out(x, y)
@@ -273,6 +325,23 @@ class VoxelCNNRegressor(MicrostructureRegressor):
         card["augment"] = self.augment
         return card
 
+    def save_state(self, path: Path) -> None:
+        save_weights(self.net, path)
+
+    @classmethod
+    def from_saved(cls, path: Path, card: dict) -> VoxelCNNRegressor:
+        model = cls(
+            CNN3DSpec.from_dict(card["architecture"]),
+            TrainConfig(**card.get("training", {}).get("config", {})),
+            augment=card.get("augment", True),
+            log_target=card["target"].get("log", False),
+            **cls.card_arguments(card),
+        )
+        load_weights(model.net, path)
+        model.scaler = TargetScaler.from_dict(card["target"])
+        model.restore_record(card)
+        return model
+
 
 class TwoPointPCARegressor(MicrostructureRegressor):
     """2-point statistics → PCA → polynomial ridge regression.
@@ -284,6 +353,11 @@ class TwoPointPCARegressor(MicrostructureRegressor):
     """
 
     family = "two-point-pca"
+    presets: ClassVar[dict] = {
+        "default": {},
+        "paper": {"n_components": 5, "degree": 2},
+        "benchmark": {"log_target": True},
+    }
 
     def __init__(
         self,
@@ -318,10 +392,16 @@ class TwoPointPCARegressor(MicrostructureRegressor):
         return two_point_statistics(x, self.window).reshape(len(x), -1)
 
     def fit(
-        self, microstructures: np.ndarray, targets: np.ndarray, val: Validation = None
+        self,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        *,
+        val: Validation = None,
+        workdir: str | Path | None = None,
     ) -> TwoPointPCARegressor:
+        """Fit PCA and the polynomial regression (``workdir`` unused: no checkpoints)."""
         start = time.perf_counter()
-        x, y = self._check(microstructures, targets)
+        x, y = self._check(X, y)
         val = self._check_val(val)
         h = self.hyperparameters
         self.window = min(h["r_max"], (min(x.shape[1:]) - 1) // 2)
@@ -355,6 +435,23 @@ class TwoPointPCARegressor(MicrostructureRegressor):
         card["hyperparameters"] = self.hyperparameters
         return card
 
+    def save_state(self, path: Path) -> None:
+        import joblib
+
+        if self.pipeline is None:
+            raise ModelFormatError(f"cannot save {self.name}: it is not fitted")
+        joblib.dump(self.pipeline, path / "pipeline.joblib", compress=3)
+
+    @classmethod
+    def from_saved(cls, path: Path, card: dict) -> TwoPointPCARegressor:
+        import joblib
+
+        model = cls(**card["hyperparameters"], **cls.card_arguments(card))
+        model.window = card["representation"]["r_max"]
+        model.pipeline = joblib.load(require_file(path, "pipeline.joblib"))
+        model.restore_record(card)
+        return model
+
 
 class RuleOfMixtures(MicrostructureRegressor):
     """C11 from the volume fraction alone: the Voigt or the Reuss estimate.
@@ -365,6 +462,7 @@ class RuleOfMixtures(MicrostructureRegressor):
     """
 
     family = "mixture-rule"
+    presets: ClassVar[dict] = {"default": {}, "paper": {}, "benchmark": {}}
 
     def __init__(
         self,
@@ -382,10 +480,16 @@ class RuleOfMixtures(MicrostructureRegressor):
         self.rule = rule
 
     def fit(
-        self, microstructures: np.ndarray, targets: np.ndarray, val: Validation = None
+        self,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        *,
+        val: Validation = None,
+        workdir: str | Path | None = None,
     ) -> RuleOfMixtures:
+        """Check and record the data (nothing is learned; ``workdir`` unused)."""
         start = time.perf_counter()
-        x, y = self._check(microstructures, targets)
+        x, y = self._check(X, y)
         val = self._check_val(val)
         self._record_training(x, y, val, time.perf_counter() - start, {})
         self.metrics["train"] = self.evaluate(x, y)
@@ -402,3 +506,9 @@ class RuleOfMixtures(MicrostructureRegressor):
         card["representation"] = {"name": "volume-fraction"}
         card["rule"] = self.rule
         return card
+
+    @classmethod
+    def from_saved(cls, path: Path, card: dict) -> RuleOfMixtures:
+        model = cls(rule=card["rule"], **cls.card_arguments(card))
+        model.restore_record(card)
+        return model

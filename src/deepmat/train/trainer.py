@@ -17,22 +17,43 @@ Two options matter for deep ReLU networks with dropout such as ElemNet:
   MAE by a quarter at equal epochs).
 * ``precision="bf16-mixed"``: bfloat16 matrix products with float32 weights, about
   1.6x faster on CPUs with AVX-512 BF16 and on GPUs; the saved weights stay float32.
+
+Training scales past one device with ``devices``, ``num_nodes`` and ``strategy``
+(Lightning's names). Four GPUs on each of two machines::
+
+    TrainConfig(devices=4, num_nodes=2, strategy="ddp")
+
+launched as Lightning documents for multi-node runs: ``torchrun --nnodes=2
+--nproc_per_node=4 --rdzv_endpoint=HOST:PORT script.py`` on each machine, or ``srun``
+under SLURM (``#SBATCH --nodes=2 --ntasks-per-node=4``). With ``"ddp"`` every process
+runs the whole calling script, so code after training that writes files should run on
+rank 0 only (``lightning.pytorch.utilities.rank_zero_only``). ``"ddp_spawn"`` starts
+the processes itself from one calling process (slower to start; the network, loss and
+``augment`` must pickle, so no local functions) and suits one machine or a test.
+``batch_size`` stays the global batch: each of N processes takes 1/N of every batch, so
+N devices take the same optimisation steps as one (raise ``batch_size`` and ``lr`` to
+keep large devices busy); each process sees a disjoint shard of every epoch's batches,
+the validation MAE that early stopping and checkpoints follow is reduced over the
+whole validation set, and checkpoints are written once, by rank 0. Afterwards the
+network in the calling process holds the best weights, whichever strategy ran. Loaders
+handed to :func:`fit_loaders` must come from :func:`batch_loader` (or shard themselves).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from rich.console import Console
 from torch import nn
 from torch.utils.data import (
@@ -40,82 +61,17 @@ from torch.utils.data import (
     DataLoader,
     Dataset,
     RandomSampler,
+    Sampler,
     SequentialSampler,
     TensorDataset,
 )
 
-from deepmat.errors import ConfigError, DataError, DeepmatError
+from deepmat.errors import DeepmatError
+from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 
 
 class TrainingInterrupted(DeepmatError):
     """Training stopped by the user; the last completed epoch is checkpointed."""
-
-
-SCHEDULES = ("constant", "onecycle", "cosine", "plateau")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides how a network is trained (saved in the model card)."""
-
-    epochs: int = 300
-    batch_size: int = 256
-    lr: float = 1e-4
-    schedule: str = "constant"
-    weight_decay: float = 0.0
-    patience: int = 30
-    loss: str = "l1"
-    seed: int = 0
-    accelerator: str = "auto"
-    precision: str = "32-true"
-    dropout_until: float = 1.0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision {self.precision!r} is not one of {PRECISIONS}")
-        if not 0.0 <= self.dropout_until <= 1.0:
-            raise ConfigError(f"dropout_until {self.dropout_until} is not between 0 and 1")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
-        if self.loss not in ("l1", "mse"):
-            raise ConfigError(f"loss {self.loss!r} is not 'l1' or 'mse'")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class TargetScaler:
-    """Standardisation of targets: the network learns (y - mean) / std.
-
-    With ``log`` the network learns (ln y - mean) / std instead, for positive targets
-    spanning orders of magnitude (a stiffness at high phase contrast): an error in log
-    space is a relative error, which is what a percentage metric scores.
-    """
-
-    mean: float = 0.0
-    std: float = 1.0
-    log: bool = False
-
-    @classmethod
-    def fit(cls, y: np.ndarray, log: bool = False) -> TargetScaler:
-        if log and np.any(np.asarray(y) <= 0):
-            raise DataError("a log target scaler needs positive targets")
-        values = np.log(y) if log else y
-        std = float(np.std(values))
-        return cls(float(np.mean(values)), std if std > 0 else 1.0, log)
-
-    def transform(self, y: np.ndarray) -> np.ndarray:
-        return ((np.log(y) if self.log else y) - self.mean) / self.std
-
-    def inverse(self, z: np.ndarray) -> np.ndarray:
-        values = z * self.std + self.mean
-        return np.exp(values) if self.log else values
-
-    def to_dict(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "log": self.log}
 
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -179,14 +135,27 @@ class RegressionTask(L.LightningModule):
         prediction = self._predict(x, y)
         loss = self.loss_fn(prediction, y)
         train_mae = loss.detach() if self.custom_loss else self._error(prediction.detach(), y)
-        self.log("train_loss", loss, on_epoch=True, on_step=False, batch_size=len(y))
-        self.log("train_mae", train_mae, on_epoch=True, on_step=False, batch_size=len(y))
+        for name, value in (("train_loss", loss), ("train_mae", train_mae)):
+            self.log(name, value, on_epoch=True, on_step=False, batch_size=len(y), sync_dist=True)
         return loss
+
+    def setup(self, stage: str) -> None:
+        _quiet()  # in every process, spawned ones included
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_total = torch.zeros(2, device=self.device)  # sum of errors x sizes, size
 
     def validation_step(self, batch, _):
         x, y = batch
-        error = self._error(self._predict(x, y), y)
-        self.log("val_mae", error, on_epoch=True, prog_bar=True, batch_size=len(y))
+        error = self._error(self._predict(x, y), y).detach().float()
+        self._val_total += torch.stack([error * len(y), error.new_tensor(float(len(y)))])
+
+    def on_validation_epoch_end(self) -> None:
+        """``val_mae`` over the whole validation set: every process holds a shard, so the
+        sums and counts are added up across processes before dividing (a mean of the
+        processes' means would weigh unequal shards wrongly)."""
+        total = self.trainer.strategy.reduce(self._val_total, reduce_op="sum")
+        self.log("val_mae", total[0] / total[1], prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
         c = self.config
@@ -224,12 +193,25 @@ class EpochReport(Callback):
         self.history: list[dict] = []
         self.started = time.perf_counter()
         self.epochs_here = 0  # trained in this process, not restored from a checkpoint
+        self.restored = 0  # rows restored from a checkpoint
 
     def state_dict(self) -> dict:
-        return {"history": self.history}
+        # "restored" lets a process that did not train (ddp_spawn's caller) tell from the
+        # last checkpoint how many of its epochs the fit ran itself
+        return {"history": self.history, "restored": self.restored}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = list(state_dict.get("history", []))
+        self.restored = len(self.history)
+
+    def __getstate__(self) -> dict:
+        # a console holds locks, which do not pickle (ddp_spawn pickles the callbacks)
+        return self.__dict__ | {"console": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.console = Console(stderr=True)
+        _quiet()  # unpickled first thing in a spawned process
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.started = time.perf_counter()
@@ -241,8 +223,9 @@ class EpochReport(Callback):
         row["epoch_seconds"] = time.perf_counter() - self.started
         self.history.append(row)
         self.epochs_here += 1
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
-        self.console.print(f"epoch {row['epoch']:>4}  {shown}")
+        if trainer.is_global_zero:
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+            self.console.print(f"epoch {row['epoch']:>4}  {shown}")
 
 
 class DropoutCutoff(Callback):
@@ -266,30 +249,9 @@ class DropoutCutoff(Callback):
             module.p = rate
 
 
-@dataclass
-class FitResult:
-    """What training produced besides the weights: per-epoch history and the best score.
-    ``epochs_trained`` counts the epochs this fit ran itself: ``epochs_run`` less those a
-    resumed run restored from its checkpoint (what a training time divides by)."""
-
-    history: list[dict] = field(default_factory=list)
-    best_val_mae: float = math.nan
-    epochs_run: int = 0
-    resumed_from: str | None = None
-    epochs_trained: int = 0
-
-    def record(self, config: TrainConfig) -> dict:
-        """The part of a model card's ``training`` entry that training itself decides."""
-        return {
-            "config": config.to_dict(),
-            "epochs_run": self.epochs_run,
-            "epochs_trained": self.epochs_trained,
-            "best_val_mae": self.best_val_mae,
-            "resumed_from": self.resumed_from,
-        }
-
-
-def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
+def _loader(
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int | None = None
+) -> DataLoader:
     """Whole batches indexed straight out of in-memory tensors: no per-sample collation.
 
     uint8 inputs (voxel images) stay uint8 in memory, a quarter of float32, and are
@@ -297,17 +259,93 @@ def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool) -> Dat
     """
     inputs = torch.from_numpy(x) if x.dtype == np.uint8 else torch.as_tensor(x, dtype=torch.float32)
     return batch_loader(
-        TensorDataset(inputs, torch.as_tensor(y, dtype=torch.float32)), batch_size, shuffle
+        TensorDataset(inputs, torch.as_tensor(y, dtype=torch.float32)), batch_size, shuffle, seed
     )
 
 
-def batch_loader(data: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+def batch_loader(
+    data: Dataset, batch_size: int, shuffle: bool, seed: int | None = None
+) -> DataLoader:
     """A loader that asks ``data`` for whole batches: ``data[list_of_indices]`` must
-    return the batch (tensors index that way; graph sets gather their arrays)."""
-    sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
+    return the batch (tensors index that way; graph sets gather their arrays). Under
+    distributed training each process gets its shard (see :class:`ShardedBatches`)."""
     return DataLoader(
-        data, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
+        data, sampler=ShardedBatches(len(data), batch_size, shuffle, seed), batch_size=None
     )
+
+
+def _world() -> tuple[int, int]:
+    """(number of processes, rank of this one) of the distributed run, (1, 0) outside one."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+class ShardedBatches(Sampler[list[int]]):
+    """Batches of indices into a data set of ``n`` samples, sharded across the processes
+    of a distributed run (asked of ``torch.distributed`` when iterated, so the loader can
+    be built before the processes exist).
+
+    In one process the batches are those of ``BatchSampler(RandomSampler)`` (shuffled,
+    from the global random state) or of a sequential sampler. In ``world`` processes:
+
+    * shuffled (training): every process draws the same permutation, from ``seed`` (by
+      default Lightning's global seed) plus the epoch that Lightning sets, cuts it into the
+      global batches of ``batch_size`` and takes its own 1/world part of each batch. The
+      parts are disjoint, every process takes the same number of steps (which gradient
+      averaging needs) and the steps are those of one process with the same batch size.
+      A last batch smaller than ``world`` is topped up with samples from the start.
+    * sequential (evaluation): process ``r`` takes samples ``r, r + world, ...`` in
+      batches of ``batch_size``, each sample once over all processes; a set smaller than
+      ``world`` goes whole to every process, so that none has nothing to evaluate.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int | None = None):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch: a new permutation each epoch."""
+        self.epoch = epoch
+
+    def batches(self, world: int, rank: int) -> list[list[int]]:
+        """This epoch's batches for process ``rank`` of ``world`` (for ``world > 1``)."""
+        if not self.shuffle:
+            shard = range(rank, self.n, world) if self.n >= world else range(self.n)
+            return [
+                list(shard[i : i + self.batch_size]) for i in range(0, len(shard), self.batch_size)
+            ]
+        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        generator = torch.Generator().manual_seed(seed + self.epoch)
+        order = torch.randperm(self.n, generator=generator).tolist()
+        out = []
+        for start in range(0, self.n, self.batch_size):
+            batch = order[start : start + self.batch_size]
+            if len(batch) < world:  # every process needs a step
+                batch += [order[i % self.n] for i in range(world - len(batch))]
+            out.append(batch[rank::world])
+        return out
+
+    def __iter__(self):
+        world, rank = _world()
+        if world > 1:
+            return iter(self.batches(world, rank))
+        sampler = RandomSampler(range(self.n)) if self.shuffle else SequentialSampler(range(self.n))
+        return iter(BatchSampler(sampler, self.batch_size, drop_last=False))
+
+    def __len__(self) -> int:
+        world, rank = _world()
+        if world == 1 or self.shuffle:
+            return math.ceil(self.n / self.batch_size)
+        return math.ceil(
+            len(range(rank, self.n, world) if self.n >= world else range(self.n)) / self.batch_size
+        )
+
+
+def _quiet() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers).*")
 
 
 def fit_network(
@@ -340,7 +378,7 @@ def fit_network(
     scaler = scaler or TargetScaler.fit(y_train)
     return fit_loaders(
         net,
-        _loader(x_train, scaler.transform(y_train), config.batch_size, True),
+        _loader(x_train, scaler.transform(y_train), config.batch_size, True, config.seed),
         _loader(x_val, scaler.transform(y_val), val_batch_size, False),
         config,
         workdir,
@@ -366,8 +404,7 @@ def fit_loaders(
     inputs that are not one array (crystal graphs); ``scaler`` is how the targets were
     scaled, so that the reported MAE is in target units."""
     L.seed_everything(config.seed, workers=True, verbose=False)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers).*")
+    _quiet()
     task = RegressionTask(net, config, scaler, augment, loss)
     ckpt_dir = Path(workdir) / "checkpoints"
     best = ModelCheckpoint(
@@ -390,7 +427,11 @@ def fit_loaders(
     trainer = L.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,
-        devices=1,
+        # getattr: a TrainConfig may predate these settings (one process then)
+        devices=getattr(config, "devices", 1),
+        num_nodes=getattr(config, "num_nodes", 1),
+        strategy=getattr(config, "strategy", "auto"),
+        use_distributed_sampler=False,  # batch_loader's samplers shard themselves
         precision=config.precision,
         callbacks=callbacks,
         logger=False,
@@ -401,21 +442,61 @@ def fit_loaders(
     )
     last = ckpt_dir / "last.ckpt"
     resume_from = str(last) if resume and last.exists() else None
+    last_stamp = _stamp(last)
     trainer.fit(task, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume_from)
     if trainer.interrupted:
         raise TrainingInterrupted(
             f"training interrupted after {trainer.current_epoch} completed epochs; run the "
             f"same command again to resume from {last}"
         )
-    if best.best_model_path:
-        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+    if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+        # ddp_spawn: training ran in child processes; what they did is in the checkpoints
+        result = _spawned_result(last, last_stamp, report, best)
+        best_path = result.pop("best_path")
+    else:
+        best_path, best_score = best.best_model_path, best.best_model_score
+        result = {
+            "history": report.history,
+            "best_val_mae": float(best_score) if best_score is not None else math.nan,
+            "epochs_run": trainer.current_epoch,
+            "epochs_trained": report.epochs_here,
+        }
+    # with several machines the best checkpoint is on rank 0's disk; the other ranks keep
+    # the last weights, identical in every process
+    if best_path and Path(best_path).is_file():
+        state = torch.load(best_path, map_location="cpu", weights_only=True)
         task.load_state_dict(state["state_dict"])
     net.cpu().eval()
-    best_score = best.best_model_score
-    return FitResult(
-        history=report.history,
-        best_val_mae=float(best_score) if best_score is not None else math.nan,
-        epochs_run=trainer.current_epoch,
-        resumed_from=resume_from,
-        epochs_trained=report.epochs_here,
-    )
+    return FitResult(resumed_from=resume_from, **result)
+
+
+def _stamp(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def _spawned_result(
+    last: Path, stamp: int | None, report: EpochReport, best: ModelCheckpoint
+) -> dict:
+    """History, scores and the best checkpoint's path of a fit that ran in spawned
+    processes, read from the last checkpoint (written by rank 0 after every epoch)."""
+    if not last.exists():
+        return {
+            "history": [],
+            "best_val_mae": math.nan,
+            "epochs_run": 0,
+            "epochs_trained": 0,
+            "best_path": "",
+        }
+    callbacks = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+    reported = callbacks.get(report.state_key, {})
+    kept = callbacks.get(best.state_key, {})
+    history = list(reported.get("history", []))
+    score = kept.get("best_model_score")
+    rewritten = _stamp(last) != stamp  # unchanged when a resumed fit had no epochs left
+    return {
+        "history": history,
+        "best_val_mae": float(score) if score is not None else math.nan,
+        "epochs_run": int(history[-1]["epoch"]) if history else 0,
+        "epochs_trained": len(history) - reported.get("restored", 0) if rewritten else 0,
+        "best_path": kept.get("best_model_path", ""),
+    }

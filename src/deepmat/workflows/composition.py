@@ -15,8 +15,7 @@ from deepmat.data.registry import DATASETS, get_dataset, load_dataset
 from deepmat.data.splits import Split, chemical_system_split, grouped_split, random_split
 from deepmat.errors import DataError
 from deepmat.represent import ElementFractions, MagpieAttributes
-from deepmat.train.regressors import CompositionRegressor, ForestRegressor, NetworkRegressor
-from deepmat.train.trainer import TrainConfig
+from deepmat.train.regressors import ForestRegressor, NetworkRegressor, RecordRegressor
 from deepmat.workflows.common import record_split, save_with_parity_plot
 
 MODELS = ("elemnet", "rf-magpie", "rf-fractions")
@@ -67,11 +66,18 @@ class DataSpec:
             on_error=self.on_error,
         )
 
-    def evaluation_table(self) -> CompositionTable:
-        """The table to evaluate on: the named split, else a dataset's val split, else all."""
-        if self.is_named and ":" not in self.data and "val" in get_dataset(self.data).splits:
-            return self.load("val")
-        return self.load()
+    def evaluation_table(self) -> tuple[CompositionTable, str]:
+        """The table to evaluate on and its name: the named split; else a dataset's test
+        split, or its val split where it has no test split; else the whole file."""
+        if self.is_named:
+            name, _, named_split = self.data.partition(":")
+            if named_split:
+                return self.load(), named_split
+            splits = get_dataset(name).splits
+            for split in ("test", "val"):
+                if split in splits:
+                    return self.load(split), split
+        return self.load(), "all"
 
     def train_val(
         self,
@@ -107,25 +113,29 @@ class DataSpec:
 
 def make_regressor(
     model: str,
+    preset: str = "default",
     target: str = "target",
     unit: str = "",
-    config: TrainConfig | None = None,
-    trees: int = 100,
+    overrides: dict | None = None,
+    *,
+    trees: int | None = None,
     seed: int = 0,
-) -> CompositionRegressor:
-    """One of :data:`MODELS`, ready to ``fit``."""
+) -> RecordRegressor:
+    """One of :data:`MODELS` with the arguments of ``preset``, ready to ``fit``;
+    ``overrides`` replace single training options of the preset (networks only)."""
+    names = {"name": model, "target": target, "unit": unit}
     if model == "elemnet":
-        return NetworkRegressor(config=config, name=model, target=target, unit=unit)
+        return NetworkRegressor.from_preset(preset, config=overrides, **names)
     if model in ("rf-magpie", "rf-fractions"):
         representation = MagpieAttributes() if model == "rf-magpie" else ElementFractions()
-        return ForestRegressor(
-            representation, n_estimators=trees, seed=seed, name=model, target=target, unit=unit
+        return ForestRegressor.from_preset(
+            preset, representation=representation, n_estimators=trees, seed=seed, **names
         )
     raise DataError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
 
 
 def train_composition(
-    model: CompositionRegressor,
+    model: RecordRegressor,
     train: CompositionTable,
     val: CompositionTable,
     out: str | Path,
@@ -134,20 +144,17 @@ def train_composition(
     split: Split | None = None,
     on_error: ErrorPolicy = "raise",
     resume: bool = True,
-) -> CompositionRegressor:
+) -> RecordRegressor:
     """Fit ``model``, save it to ``out`` with its split and a validation parity plot."""
     out = Path(out)
     why = f" by the {model.representation.name} representation"
     supported = model.representation.supported_elements
     train = train.restrict_elements(supported, on_error, why)
     val = val.restrict_elements(supported, on_error, why)
-    if isinstance(model, NetworkRegressor):
-        model.fit(train, val, out, resume=resume)
-    else:
-        model.fit(train, val)
+    model.fit(train, val=val, workdir=out, resume=resume)
     if test is not None and len(test):
         test = test.restrict_elements(supported, on_error, why)
-        model.metrics["test"], _ = model.evaluate(test)
+        model.metrics["test"] = model.evaluate(test)
     record_split(model, split, out)
     save_with_parity_plot(model, val, out)
     return model

@@ -1,4 +1,4 @@
-"""Crystal-structure jobs: read structures, split them without leakage, train, explain.
+"""Crystal-structure jobs: split structures without leakage, train, explain.
 
 The CLI and ``benchmarks/crystal.py`` share these functions, so a job run either way
 writes the same directory: the saved model, ``split.json`` and a validation parity plot.
@@ -11,31 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pymatgen.core import Structure
 
-from deepmat.data.composition import ErrorPolicy, LoadReport
 from deepmat.data.registry import (
-    DATASETS,
     cache_dir,
-    get_dataset,
-    load_structure_dataset,
     through_cache,
 )
 from deepmat.data.splits import Split, grouped_split
 from deepmat.data.structures import (
     StructureTable,
-    check_structure,
-    parse_structure,
-    read_ase_file,
-    read_cif_folder,
-    read_structure_csv,
-    read_structure_json,
     structures_digest,
 )
 from deepmat.errors import DataError
 from deepmat.models.cgcnn import CGCNNSpec
 from deepmat.train.crystal import CrystalGraphRegressor, SiteNetworkRegressor, contributions_by
-from deepmat.train.trainer import TrainConfig
 from deepmat.workflows.common import record_split, save_with_parity_plot
 
 MODELS = {
@@ -45,62 +33,6 @@ MODELS = {
 }
 SITE_MODELS = ("perovskite-mlp",)
 StructureModel = CrystalGraphRegressor | SiteNetworkRegressor
-ASE_SUFFIXES = (".xyz", ".extxyz", ".traj", ".db", ".vasp", ".cfg")
-
-
-def read_structures(
-    data: str | Path,
-    target: str | None = "target",
-    *,
-    table: str | Path | None = None,
-    cif_column: str = "cif",
-    id_column: str | None = None,
-    on_error: ErrorPolicy = "raise",
-    limit: int | None = None,
-) -> StructureTable:
-    """Structures from a named dataset (``mp-eform``), a folder or tar archive of CIFs with
-    an ``id,target`` ``table``, a CSV with a CIF column, pymatgen JSON, files ASE reads
-    (extended XYZ, ASE databases, trajectories: :data:`ASE_SUFFIXES`) or CIF files.
-
-    Without a ``table``, a folder or a single CIF is read for prediction (no targets).
-    """
-    name = str(data)
-    if name in DATASETS and not Path(name).exists():
-        dataset = get_dataset(name)
-        own = target in (None, "target", dataset.target_column)
-        return load_structure_dataset(
-            name, target=None if own else target, on_error=on_error, limit=limit
-        )
-    path = Path(data)
-    if not path.exists():
-        raise DataError(
-            f"{path}: no such file, folder or dataset; structure datasets: "
-            f"{', '.join(n for n, d in DATASETS.items() if d.kind == 'structure')}"
-        )
-    if table is not None:
-        return read_cif_folder(path, table, on_error=on_error, limit=limit)
-    suffixes = "".join(path.suffixes).lower()
-    if path.is_dir() or suffixes.endswith(".cif"):
-        files = sorted(path.glob("*.cif")) if path.is_dir() else [path]
-        return read_cif_files(files[:limit])
-    if suffixes.endswith(".json"):
-        return read_structure_json(path, target, on_error=on_error)
-    if path.suffix.lower() in ASE_SUFFIXES:
-        return read_ase_file(path, target, on_error=on_error)
-    return read_structure_csv(path, target, cif_column, id_column, on_error=on_error, limit=limit)
-
-
-def read_cif_files(files: list[Path]) -> StructureTable:
-    """CIF files without targets, each named by its file (for prediction)."""
-    if not files:
-        raise DataError("no CIF files given")
-    structures: list[Structure] = []
-    for file in files:
-        structure = parse_structure(file.read_text(errors="replace"), "cif", str(file))
-        check_structure(structure, str(file))
-        structures.append(structure)
-    report = LoadReport(source=", ".join(map(str, files[:3])), rows_read=len(files))
-    return StructureTable([f.stem for f in files], structures, None, report)
 
 
 KEYS_CACHE_MIN = 1000  # smaller tables are grouped in seconds
@@ -137,14 +69,17 @@ def make_structure_model(
     model: str,
     target: str = "target",
     unit: str = "",
-    config: TrainConfig | None = None,
+    preset: str = "default",
+    overrides: dict | None = None,
 ) -> StructureModel:
-    """One of the CGCNNs of :data:`MODELS` or a site network of :data:`SITE_MODELS`."""
+    """One of the CGCNNs of :data:`MODELS` or a site network of :data:`SITE_MODELS`, with
+    the arguments of ``preset``; ``overrides`` replace single training options of it."""
+    names = {"name": model, "target": target, "unit": unit}
     if model in MODELS:
         spec = CGCNNSpec.from_dict(MODELS[model].to_dict())
-        return CrystalGraphRegressor(spec, config=config, name=model, target=target, unit=unit)
+        return CrystalGraphRegressor.from_preset(preset, config=overrides, spec=spec, **names)
     if model in SITE_MODELS:
-        return SiteNetworkRegressor(config=config, name=model, target=target, unit=unit)
+        return SiteNetworkRegressor.from_preset(preset, config=overrides, **names)
     known = ", ".join((*MODELS, *SITE_MODELS))
     raise DataError(f"unknown structure model {model!r}; choose one of {known}")
 
@@ -161,9 +96,9 @@ def train_structure_model(
 ) -> StructureModel:
     """Fit ``model``, save it to ``out`` with its split and a validation parity plot."""
     out = Path(out)
-    model.fit(train, val, out, resume=resume)
+    model.fit(train, val=val, workdir=out, resume=resume)
     if test is not None and len(test):
-        model.metrics["test"], _ = model.evaluate(test)
+        model.metrics["test"] = model.evaluate(test)
     record_split(model, split, out)
     save_with_parity_plot(model, val, out)
     return model

@@ -49,9 +49,9 @@ from deepmat.errors import ConfigError, DataError, ModelFormatError
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNNSpec
 from deepmat.physics.cubic_embedding import supports_cubic_embedding
 from deepmat.physics.orientations import disorientation_angle, point_group_symmetry
+from deepmat.train.config import TrainConfig
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
 from deepmat.train.saved import load_model, save_model
-from deepmat.train.trainer import TrainConfig
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -107,11 +107,13 @@ def train_ebsd(
     out: str | Path,
     *,
     val: str | Path | None = None,
-    config: TrainConfig | None = None,
+    preset: str = "default",
+    overrides: dict | None = None,
     val_fraction: float = 0.1,
     resume: bool = True,
 ) -> OrientationCNNRegressor:
-    """Train the orientation CNN on the pattern file ``data``, or on several files of one
+    """Train the orientation CNN of ``preset`` (``overrides`` replace single training
+    options of it) on the pattern file ``data``, or on several files of one
     detector together (a dictionary and noisy random patterns, say; see
     :func:`~deepmat.data.ebsd.combine_pattern_sets`), as :func:`fit_orientation_cnn` does,
     and save it to ``out`` with the files it learned from in its card."""
@@ -123,8 +125,15 @@ def train_ebsd(
             f"{val}: patterns are {size_text(validation.detector.shape)} but the training "
             f"patterns of {paths[0]} are {size_text(train.detector.shape)}"
         )
+    arguments = OrientationCNNRegressor.preset_arguments(preset, overrides)
     regressor = fit_orientation_cnn(
-        train, out, val=validation, config=config, val_fraction=val_fraction, resume=resume
+        train,
+        out,
+        val=validation,
+        spec=arguments.get("spec", ORIENTATION_CNN_SMALL),
+        config=arguments["config"],
+        val_fraction=val_fraction,
+        resume=resume,
     )
     regressor.training["files"] = {
         "train": [str(p) for p in paths] if len(paths) > 1 else str(paths[0]),
@@ -162,7 +171,7 @@ def fit_orientation_cnn(
     regressor.fit(
         train.patterns,
         train.rotations,
-        None if val is None else (val.patterns, val.rotations),
+        val=None if val is None else (val.patterns, val.rotations),
         workdir=workdir,
         resume=resume,
     )
@@ -329,7 +338,7 @@ def index_file(
         )
     if model is not None:
         network = load_model(model)
-        if not isinstance(network, OrientationCNNRegressor):
+        if network.input_kind != "ebsd-pattern":
             raise ModelFormatError(f"{model}: {network.name} is not an orientation model")
         scan = read_scan(path, correct_background)
         return scan, index_with_model(network, scan)
@@ -429,9 +438,12 @@ def evaluate_pattern_file(model: OrientationCNNRegressor, path: str | Path) -> d
 
 
 def predict_pattern_files(
-    model: OrientationCNNRegressor, inputs: Sequence[str | Path]
+    model: OrientationCNNRegressor, inputs: Sequence[str | Path], return_std: bool = False
 ) -> pd.DataFrame:
-    """The orientation table of every input file, with a ``file`` column first."""
+    """The orientation table of every input file, with a ``file`` column first
+    (``return_std``: the model's spread, an error for a network that has none)."""
+    if return_std:
+        raise model.no_uncertainty("orientation networks give no spread; train an ensemble")
     frames = []
     for item in inputs:
         scan = read_scan(item)

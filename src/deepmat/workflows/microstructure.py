@@ -25,7 +25,6 @@ import numpy as np
 from deepmat.data.splits import Split, random_split
 from deepmat.data.voxels import VoxelDataset, read_voxel_dataset
 from deepmat.errors import ConfigError, DataError
-from deepmat.models.cnn3d import HOMOGENIZATION_SMALL
 from deepmat.physics.elasticity import IsotropicPhase
 from deepmat.train.field_plots import field_comparison_plot
 from deepmat.train.localization import (
@@ -43,18 +42,12 @@ from deepmat.train.microstructure import (
     VoxelCNNRegressor,
 )
 from deepmat.train.saved import save_model
-from deepmat.train.trainer import TrainConfig
 from deepmat.workflows.common import record_split
 
 HOMOGENIZATION_MODELS = ("cnn3d", "two-point-pca", "voigt", "reuss")
 LOCALIZATION_MODELS = ("mks", "slice-cnn", "fcn3d")
 MODELS = HOMOGENIZATION_MODELS + LOCALIZATION_MODELS
 # Training settings of each network where the caller leaves them out (see train_config).
-NETWORK_DEFAULTS = {
-    "cnn3d": {"epochs": 100, "batch_size": 32, "lr": 1e-3, "patience": 20},
-    "slice-cnn": {"epochs": 30, "batch_size": 1024, "lr": 2e-3, "patience": 10},
-    "fcn3d": {"epochs": 100, "batch_size": 8, "lr": 2e-3, "patience": 20},
-}
 # (PCA components, polynomial degree) tried for the 2-point model; the best on val is kept.
 TWO_POINT_CANDIDATES = ((5, 2), (5, 3), (10, 2), (10, 3), (20, 2), (20, 3))
 # Ridges (relative to the mean spectral power) tried for MKS; the best on val is kept.
@@ -180,11 +173,6 @@ def default_target(model: str) -> str:
     return TARGET if model in LOCALIZATION_MODELS else "C11"
 
 
-def model_target(model: Regressor) -> str:
-    """The target of a fitted or loaded model: its stiffness component, or "e11"."""
-    return TARGET if isinstance(model, LocalizationRegressor) else model.target
-
-
 def check_model_target(model: str, target: str) -> None:
     """Refuse an unknown model, and a target that ``model`` does not predict."""
     if model not in MODELS:
@@ -198,13 +186,6 @@ def check_model_target(model: str, target: str) -> None:
         )
 
 
-def train_config(model: str, **settings: object) -> TrainConfig:
-    """A :class:`TrainConfig` of ``settings``, those given as None taken from ``model``'s
-    :data:`NETWORK_DEFAULTS` (or :class:`TrainConfig`'s, for a model that is no network)."""
-    given = {key: value for key, value in settings.items() if value is not None}
-    return TrainConfig(**NETWORK_DEFAULTS.get(model, {}) | given)
-
-
 def fit_microstructure_model(
     model: str,
     train: Labelled,
@@ -212,25 +193,27 @@ def fit_microstructure_model(
     *,
     phases: tuple[IsotropicPhase, ...] = (),
     target: str = "C11",
-    config: TrainConfig | None = None,
+    preset: str = "default",
+    overrides: dict | None = None,
     workdir: str | Path | None = None,
     resume: bool = True,
 ) -> Regressor:
-    """One of :data:`MODELS` fitted on ``train``, early-stopped or selected on ``val``.
+    """One of :data:`MODELS` with the arguments of ``preset`` (``overrides`` replace single
+    training options of it) fitted on ``train``, early-stopped or selected on ``val``.
 
     For a localization model the labels are ε11 fields and ``target`` is not used.
     """
     if model == "cnn3d":
-        regressor = VoxelCNNRegressor(
-            HOMOGENIZATION_SMALL,
-            config,
+        regressor = VoxelCNNRegressor.from_preset(
+            preset,
+            config=overrides,
             augment=c11_symmetries_keep(target),
             log_target=_is_diagonal(target),
             phases=phases,
             name=model,
             target=target,
         )
-        return regressor.fit(*train, val, workdir=workdir, resume=resume)
+        return regressor.fit(*train, val=val, workdir=workdir, resume=resume)
     if model == "two-point-pca":
         return select_two_point(train, val, phases, target)
     if model in ("voigt", "reuss"):
@@ -241,13 +224,13 @@ def fit_microstructure_model(
                 f"the {model} rule needs the two phases' moduli: the training file has no "
                 "'phases' attribute (files from `deepmat generate` have one)"
             )
-        return RuleOfMixtures(phases, model, name=model, target=target).fit(*train, val)
+        return RuleOfMixtures(phases, model, name=model, target=target).fit(*train, val=val)
     if model == "mks":
         return select_mks(train, val, phases)
     if model in ("slice-cnn", "fcn3d"):
         network = SliceCNNRegressor if model == "slice-cnn" else FCN3DRegressor
-        estimator = network(config=config, phases=phases, name=model)
-        return estimator.fit(*train, val, workdir=workdir, resume=resume)
+        estimator = network.from_preset(preset, config=overrides, phases=phases, name=model)
+        return estimator.fit(*train, val=val, workdir=workdir, resume=resume)
     raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
 
 
@@ -264,7 +247,7 @@ def select_two_point(
     fitted = [
         TwoPointPCARegressor(
             components, degree, log_target=log, phases=phases, name="two-point-pca", target=target
-        ).fit(*train, val)
+        ).fit(*train, val=val)
         for components, degree in TWO_POINT_CANDIDATES
         for log in logs
     ]
@@ -277,15 +260,22 @@ def select_two_point(
 
 
 def select_mks(
-    train: Labelled, val: Labelled, phases: tuple[IsotropicPhase, ...] = ()
+    train: Labelled,
+    val: Labelled,
+    phases: tuple[IsotropicPhase, ...] = (),
+    macro_strain: float | None = None,
 ) -> MKSRegressor:
     """The MKS model of :data:`MKS_RIDGES` with the lowest validation MASE.
 
     The ridge matters only at frequencies the training structures hardly excite, and a fit
-    is a few FFTs; every candidate's validation MASE goes in the card.
+    is a few FFTs; every candidate's validation MASE goes in the card. ``macro_strain`` is
+    the imposed ε̄11 (default: the mean of the training fields, the same for periodic ones).
     """
     fitted = [
-        MKSRegressor(ridge, phases=phases, name="mks").fit(*train, val) for ridge in MKS_RIDGES
+        MKSRegressor(ridge, phases=phases, name="mks").fit(
+            *train, val=val, macro_strain=macro_strain
+        )
+        for ridge in MKS_RIDGES
     ]
     best = min(fitted, key=lambda m: m.metrics["val"]["mase"])
     best.training["selection"] = {
@@ -319,7 +309,8 @@ def train_microstructure(
     val: str | Path | None = None,
     test: str | Path | None = None,
     target: str | None = None,
-    config: TrainConfig | None = None,
+    preset: str = "default",
+    overrides: dict | None = None,
     val_fraction: float = 0.15,
     seed: int = 0,
     resume: bool = True,
@@ -357,7 +348,8 @@ def train_microstructure(
         validation,
         phases=phases,
         target=target,
-        config=config,
+        preset=preset,
+        overrides=overrides,
         workdir=out,
         resume=resume,
     )
@@ -379,15 +371,15 @@ def evaluate_labelled(model: Regressor, labelled: Labelled) -> dict:
     """The metrics of ``model`` on ``labelled``; a localization model predicts under the
     ε̄11 of the fields given, their mean (exact for periodic fields)."""
     x, y = labelled
-    if isinstance(model, LocalizationRegressor):
-        return model.evaluate(x, y, float(y.mean()))
+    if model.output_kind == "field":
+        return model.evaluate(x, y, macro_strain=float(y.mean()))
     return model.evaluate(x, y)
 
 
 def evaluate_microstructure_file(model: Regressor, data: str | Path, plot: str | Path) -> dict:
     """The metrics of ``model`` on the labelled HDF5 file ``data``; writes its plot to ``plot``
     (see :func:`save_plot`)."""
-    labelled, _ = read_labelled(data, model_target(model))
+    labelled, _ = read_labelled(data, model.target)
     metrics = evaluate_labelled(model, labelled)
     save_plot(model, labelled, Path(plot), f"{model.name} on {data}")
     return metrics
@@ -396,7 +388,7 @@ def evaluate_microstructure_file(model: Regressor, data: str | Path, plot: str |
 def plot_name(model: Regressor, label: str) -> str:
     """The file name of ``model``'s plot on the set ``label``: parity_LABEL.png, or
     fields_LABEL.png for a localization model."""
-    kind = "fields" if isinstance(model, LocalizationRegressor) else "parity"
+    kind = "fields" if model.output_kind == "field" else "parity"
     return f"{kind}_{label}.png"
 
 
@@ -404,19 +396,23 @@ def save_plot(model: Regressor, labelled: Labelled, path: Path, title: str) -> P
     """A parity plot of a homogenization model on ``labelled``; for a localization model,
     its ε11 field beside the true one on the middle slice of the first structure."""
     x, y = labelled
-    if isinstance(model, LocalizationRegressor):
+    if model.output_kind == "field":
         macro = float(y.mean())
-        field = model.predict(x[:1], macro)[0]
+        field = model.predict(x[:1], macro_strain=macro)[0]
         return field_comparison_plot(x[0], y[0], {model.name: field}, path, macro, title=title)
     return parity_plot(y, model.predict(x), path, title=title, unit=model.unit)
 
 
 def predict_microstructure_files(
-    model: Regressor, inputs: Sequence[str | Path]
+    model: Regressor, inputs: Sequence[str | Path], return_std: bool = False
 ) -> list[tuple[str, np.ndarray]]:
     """``model``'s predictions for the microstructures of each HDF5 or ``.npy`` input, in
-    order: one value per structure, or (n, n1, n2, n3) ε11 fields for a localization model."""
-    return [(str(item), model.predict(read_microstructures(item))) for item in inputs]
+    order: one value per structure, or (n, n1, n2, n3) ε11 fields for a localization model
+    (``return_std`` is passed on, for models that have standard deviations)."""
+    return [
+        (str(item), model.predict(read_microstructures(item), return_std=return_std))
+        for item in inputs
+    ]
 
 
 def field_summary(source: str, fields: np.ndarray) -> str:

@@ -1,0 +1,281 @@
+"""Data commands: named datasets, labelled data made by physics (microstructures, EBSD
+patterns), EBSD indexing, and the cache."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deepmat.cli.options import console, fail, print_orientation_metrics, write_table
+from deepmat.errors import DeepmatError
+
+generate_app = typer.Typer(
+    help="Generate labelled data with physics solvers.", no_args_is_help=True
+)
+ebsd_app = typer.Typer(help="EBSD patterns: simulate and index them.", no_args_is_help=True)
+cache_app = typer.Typer(help="The cache: what it holds, and clearing it.", no_args_is_help=True)
+
+
+def _numbers(text: str, separator: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(separator))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a number or {separator}-separated numbers", param_hint=option
+        ) from None
+
+
+@generate_app.command("microstructures")
+def generate_microstructures_cmd(
+    out: Annotated[Path, typer.Argument(help="HDF5 file to write")],
+    kind: Annotated[str, typer.Option(help="grf, sphere, ellipsoid or fibre")] = "grf",
+    size: Annotated[int, typer.Option(help="voxels along each axis")] = 21,
+    dims: Annotated[int, typer.Option(help="2 or 3")] = 3,
+    n: Annotated[int, typer.Option("--n", help="number of microstructures")] = 100,
+    volume_fraction: Annotated[
+        str, typer.Option(help="fraction of phase 1, or MIN:MAX to draw one per sample")
+    ] = "0.5",
+    feature_size: Annotated[
+        str,
+        typer.Option(
+            help="grf: kernel width in voxels (or one per axis, comma-separated); "
+            "sphere/fibre: radius; ellipsoid: semi-axes"
+        ),
+    ] = "3",
+    length: Annotated[float | None, typer.Option(help="fibre length (default: cell size)")] = (
+        None
+    ),
+    direction: Annotated[
+        str | None, typer.Option(help="fixed inclusion direction, e.g. 0,0,1 (default random)")
+    ] = None,
+    contrast: Annotated[float, typer.Option(help="Young's modulus of phase 1 / phase 0")] = 50.0,
+    label: Annotated[str, typer.Option(help="stiffness or strain")] = "stiffness",
+    load_cases: Annotated[
+        int, typer.Option(help="stiffness columns to solve (1-6; the rest are stored as NaN)")
+    ] = 6,
+    tol: Annotated[float, typer.Option(help="solver relative residual")] = 1e-6,
+    seed: int = 0,
+    workers: Annotated[int, typer.Option(help="parallel local workers")] = 2,
+    chunk_size: Annotated[int, typer.Option(help="samples per Dask task")] = 4,
+    scheduler: Annotated[
+        str,
+        typer.Option(help="threads, processes, or a Dask scheduler address (tcp://HOST:PORT)"),
+    ] = "threads",
+) -> None:
+    """Generate random two-phase microstructures, label them by FFT elasticity, write HDF5."""
+    from deepmat.data.microstructures import MicrostructureSpec
+    from deepmat.parallel import LOCAL_SCHEDULERS
+    from deepmat.workflows.generate import generate_dataset
+
+    fraction = _numbers(volume_fraction, ":", "--volume-fraction")
+    sizes = _numbers(feature_size, ",", "--feature-size")
+    local = scheduler in LOCAL_SCHEDULERS
+    if not local and ":" not in scheduler:
+        raise typer.BadParameter(
+            f"{scheduler!r} is neither {', '.join(LOCAL_SCHEDULERS)} nor an address HOST:PORT",
+            param_hint="--scheduler",
+        )
+    try:
+        spec = MicrostructureSpec(
+            kind=kind,
+            shape=(size,) * dims,
+            volume_fraction=fraction[0] if len(fraction) == 1 else fraction,
+            feature_size=sizes[0] if len(sizes) == 1 else sizes,
+            length=length,
+            direction=None if direction is None else _numbers(direction, ",", "--direction"),
+        )
+        report = generate_dataset(
+            out,
+            spec,
+            n,
+            contrast=contrast,
+            label=label,
+            seed=seed,
+            client=None if local else scheduler,
+            scheduler=scheduler if local else "threads",
+            workers=workers,
+            tol=tol,
+            load_cases=load_cases,
+            chunk_size=chunk_size,
+            progress=sys.stderr.isatty(),
+            console=console,
+        )
+    except DeepmatError as exc:
+        fail(exc)
+    console.print(report.summary())
+
+
+@ebsd_app.command("simulate")
+def ebsd_simulate_cmd(
+    out: Annotated[Path, typer.Argument(help="HDF5 file to write")],
+    resolution: Annotated[
+        float | None,
+        typer.Option(help="orientations on a fundamental-zone grid of this spacing (°)"),
+    ] = None,
+    n: Annotated[int | None, typer.Option("--n", help="this many random orientations")] = None,
+    shape: Annotated[tuple[int, int], typer.Option(help="detector rows and columns")] = (60, 60),
+    pc: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option(
+            help="projection centre PCx PCy PCz, Bruker convention (default: that of "
+            "kikuchipy's nickel scan)"
+        ),
+    ] = None,
+    noise_counts: Annotated[
+        float | None, typer.Option(help="Poisson shot noise: electrons at the brightest pixel")
+    ] = None,
+    gaussian: Annotated[
+        float, typer.Option(help="read-out noise σ, a fraction of the brightest pixel")
+    ] = 0.0,
+    background: Annotated[
+        float, typer.Option(help="smooth background hump, a fraction of the brightest pixel")
+    ] = 0.0,
+    uint8: Annotated[
+        bool, typer.Option("--uint8", help="8-bit patterns, each stretched onto 0-255")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="seed of the random orientations and the noise")] = 0,
+    workers: Annotated[int, typer.Option(help="parallel local workers")] = 2,
+    master: Annotated[
+        Path | None,
+        typer.Option(help="EMsoft master pattern file (default: kikuchipy's nickel, 20 kV)"),
+    ] = None,
+) -> None:
+    """Simulate EBSD patterns from a dynamical master pattern (kikuchipy) and write HDF5:
+    a dictionary on an orientation grid, or training and test sets at random orientations."""
+    from deepmat.data.ebsd import DetectorSpec, NoiseSpec
+    from deepmat.workflows.ebsd import simulate_pattern_file
+
+    try:
+        detector = DetectorSpec(shape=shape) if pc is None else DetectorSpec(shape=shape, pc=pc)
+        noise = NoiseSpec(noise_counts, gaussian, background, "uint8" if uint8 else "float")
+        report = simulate_pattern_file(
+            out,
+            resolution=resolution,
+            n=n,
+            detector=detector,
+            noise=noise,
+            master=master,
+            seed=seed,
+            workers=workers,
+            progress=sys.stderr.isatty(),
+            console=console,
+        )
+    except DeepmatError as exc:
+        fail(exc)
+    console.print(report.summary())
+
+
+@ebsd_app.command("index")
+def ebsd_index_cmd(
+    patterns: Annotated[
+        Path,
+        typer.Argument(
+            help="pattern file: `deepmat ebsd simulate` HDF5 or any EBSD file kikuchipy reads"
+        ),
+    ],
+    model: Annotated[Path | None, typer.Option(help="saved orientation model directory")] = None,
+    dictionary: Annotated[
+        Path | None,
+        typer.Option(help="simulated pattern set to index against instead of a model"),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="CSV to write (default: stdout)")
+    ] = None,
+    ipf: Annotated[
+        Path | None, typer.Option(help="PNG of the inverse-pole-figure (IPF-Z) colour map")
+    ] = None,
+    correct_background: Annotated[
+        bool,
+        typer.Option(
+            help="remove the static and dynamic background of files kikuchipy reads, as "
+            "simulated patterns have none"
+        ),
+    ] = True,
+) -> None:
+    """Index EBSD patterns with a saved orientation CNN or by dictionary indexing: a CSV of
+    Euler angles (Bunge, degrees) and quaternions, and disorientation statistics where the
+    file records reference orientations."""
+    from deepmat.workflows import ebsd
+
+    try:
+        scan, indexed = ebsd.index_file(
+            patterns, model=model, dictionary=dictionary, correct_background=correct_background
+        )
+        table = ebsd.orientation_table(indexed, scan)
+        metrics = ebsd.indexing_metrics(indexed, scan)
+        if ipf:
+            ebsd.ipf_plot(indexed, scan, ipf)
+    except DeepmatError as exc:
+        fail(exc)
+    for line in scan.corrections:
+        console.print(f"{patterns}: {line}")
+    for line in indexed.notes:
+        console.print(f"[yellow]warning:[/] {line}")
+    console.print(
+        f"{len(scan)} patterns indexed by {indexed.method} in {indexed.seconds:.2f} s "
+        f"({indexed.patterns_per_second:.0f} patterns/s)"
+    )
+    if metrics:
+        print_orientation_metrics(f"{indexed.method} on {patterns}", {"reference": metrics})
+    if ipf:
+        console.print(f"IPF map: {ipf}")
+    write_table(table, output, "orientations")
+
+
+def datasets() -> None:
+    """List the named datasets and whether each is in the local cache."""
+    from deepmat.data import registry
+    from deepmat.data.registry import DATASETS, data_dir
+
+    table = Table(title=f"datasets (cache: {data_dir()})")
+    for column in ("name", "splits", "target", "cached", "description"):
+        table.add_column(column)
+    for d in DATASETS.values():
+        cached = all(registry.find_dataset_file(f.relpath) is not None for f in d.all_files)
+        table.add_row(
+            d.name,
+            ",".join(d.splits),
+            f"{d.target_column} ({d.unit})",
+            "yes" if cached else "no",
+            d.description,
+        )
+    Console().print(table)
+
+
+@cache_app.command("info")
+def cache_info_cmd() -> None:
+    """List each kind of cached file (files, size, folder) and the read-only data dir."""
+    from rich.filesize import decimal
+
+    from deepmat.data.cache_admin import cache_info, data_dir_info
+
+    table = Table(title="deepmat cache")
+    for column in ("kind", "files", "size", "path"):
+        table.add_column(column)
+    for entry in [*cache_info(), *filter(None, [data_dir_info()])]:
+        table.add_row(entry.name, str(entry.n_files), decimal(entry.n_bytes), str(entry.path))
+    Console().print(table)
+
+
+@cache_app.command("clear")
+def cache_clear_cmd(
+    kind: Annotated[str | None, typer.Argument(help="one kind (`deepmat cache info`)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask to confirm")] = False,
+) -> None:
+    """Delete the cached files of KIND, or of every kind; $DEEPMAT_DATA_DIR is never touched."""
+    from rich.filesize import decimal
+
+    from deepmat.data.cache_admin import clear_cache
+
+    try:
+        size = decimal(clear_cache(kind, dry_run=True))
+        if not yes:
+            typer.confirm(f"delete {size} of cached {kind or 'files of every kind'}?", abort=True)
+        console.print(f"freed {decimal(clear_cache(kind))}")
+    except DeepmatError as exc:
+        fail(exc)

@@ -1,0 +1,149 @@
+"""What every command shares: the console, errors, option types, the one builder of training
+options, and the tables that print metrics."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+DataOption = Annotated[
+    str,
+    typer.Option(
+        "--data", help="named dataset (see `deepmat datasets`; NAME:SPLIT for one split) or CSV"
+    ),
+]
+TargetOption = Annotated[
+    str | None, typer.Option(help="target column (default: the dataset's, or 'target' for a CSV)")
+]
+FormulaOption = Annotated[
+    str | None,
+    typer.Option("--formula-column", help="formula column (default: the dataset's, or 'formula')"),
+]
+IdColumnOption = Annotated[str | None, typer.Option(help="id column of a structure CSV")]
+DropOption = Annotated[
+    bool,
+    typer.Option("--drop-invalid", help="skip and count bad rows instead of stopping at the first"),
+]
+StructureTableOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--table", help="id,target CSV for a folder or tar archive of <id>.cif files (CGCNN layout)"
+    ),
+]
+CifColumnOption = Annotated[str, typer.Option(help="CIF column of a structure CSV")]
+OutOption = Annotated[Path, typer.Option(help="directory for the saved model and checkpoints")]
+
+# Training options: None means "the preset's value" (see each estimator's presets).
+PresetOption = Annotated[
+    str,
+    typer.Option(
+        help="default (sensible, minutes on a laptop), paper (as published) or benchmark "
+        "(exactly the run behind the README's numbers)"
+    ),
+]
+EpochsOption = Annotated[int | None, typer.Option(help="epochs (default: the preset's)")]
+BatchSizeOption = Annotated[int | None, typer.Option(help="batch size (default: the preset's)")]
+LrOption = Annotated[
+    float | None, typer.Option(help="Adam learning rate, the peak for onecycle (preset's)")
+]
+ScheduleOption = Annotated[
+    str | None, typer.Option(help="constant, onecycle, cosine or plateau (preset's)")
+]
+PatienceOption = Annotated[
+    int | None, typer.Option(help="epochs without improvement before stopping (preset's)")
+]
+PrecisionOption = Annotated[
+    str | None,
+    typer.Option(help="32-true, or bf16-mixed (faster on AVX-512 BF16 CPUs and GPUs) (preset's)"),
+]
+DevicesOption = Annotated[
+    str | None, typer.Option(help="devices per node, a number or 'auto' (Lightning; default 1)")
+]
+NodesOption = Annotated[int | None, typer.Option(help="machines to train on (Lightning)")]
+StrategyOption = Annotated[
+    str | None, typer.Option(help="distribution strategy, e.g. ddp (Lightning; default auto)")
+]
+SeedOption = Annotated[int, typer.Option(help="random seed of the split and the weights")]
+ResumeOption = Annotated[
+    bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt after an interruption")
+]
+
+
+TRAINING_OPTIONS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "schedule",
+    "patience",
+    "precision",
+    "dropout_until",
+    "devices",
+    "num_nodes",
+    "strategy",
+    "seed",
+)
+
+
+def training_overrides(options: dict) -> dict:
+    """The training options among a command's ``options`` (its parameters), as TrainConfig
+    fields that replace the preset's; options left at None keep the preset's value."""
+    given = {k: options[k] for k in TRAINING_OPTIONS if options.get(k) is not None}
+    if isinstance(given.get("devices"), str) and given["devices"].isdigit():
+        given["devices"] = int(given["devices"])
+    return given | {"progress": sys.stderr.isatty()}
+
+
+def fail(exc: Exception) -> NoReturn:
+    """Print a deepmat error as one line and exit with status 2."""
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+def write_table(frame: pd.DataFrame, output: Path | None, what: str) -> None:
+    """``frame`` as CSV to ``output``, or to stdout without one."""
+    if output:
+        frame.to_csv(output, index=False)
+        console.print(f"{len(frame)} {what} written to {output}")
+    else:
+        typer.echo(frame.to_csv(index=False), nl=False)
+
+
+# Metrics printed when some set has them: R² (not of strain fields), MAPE (homogenization
+# models) and MASE (localization models), with their column and format.
+_OPTIONAL_METRICS = {"r2": ("R²", ".4f"), "mape": ("MAPE %", ".3g"), "mase": ("MASE %", ".3g")}
+
+
+def print_metrics(name: str, metrics: dict) -> None:
+    """One row per set: MAE, RMSE, those of :data:`_OPTIONAL_METRICS` that some set has, n;
+    orientation metrics (disorientations) get their own columns."""
+    if any("mean_disorientation_deg" in m for m in metrics.values()):
+        print_orientation_metrics(name, metrics)
+        return
+    optional = [key for key in _OPTIONAL_METRICS if any(key in m for m in metrics.values())]
+    table = Table(title=name)
+    for column in ("set", "MAE", "RMSE", *(_OPTIONAL_METRICS[k][0] for k in optional), "n"):
+        table.add_column(column)
+    for side, m in metrics.items():
+        values = [format(m.get(k, float("nan")), _OPTIONAL_METRICS[k][1]) for k in optional]
+        table.add_row(side, f"{m['mae']:.4g}", f"{m['rmse']:.4g}", *values, str(m["n"]))
+    console.print(table)
+
+
+def print_orientation_metrics(name: str, metrics: dict) -> None:
+    """One row per set: mean and median disorientation, shares within 1, 2 and 5°, n."""
+    table = Table(title=name)
+    for column in ("set", "mean °", "median °", "≤ 1°", "≤ 2°", "≤ 5°", "n"):
+        table.add_column(column)
+    for side, m in metrics.items():
+        within = [f"{m[f'within_{t}deg']:.1%}" for t in (1, 2, 5)]
+        mean, median = m["mean_disorientation_deg"], m["median_disorientation_deg"]
+        table.add_row(side, f"{mean:.3g}", f"{median:.3g}", *within, str(m["n"]))
+    console.print(table)

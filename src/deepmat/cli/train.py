@@ -1,0 +1,295 @@
+"""``deepmat train``: one command per family, each a thin shell over its workflow.
+
+Every network takes ``--preset`` (default, paper, benchmark) and the shared training options
+of :mod:`deepmat.cli.options`, which replace single fields of the preset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepmat.cli.options import (
+    BatchSizeOption,
+    CifColumnOption,
+    DataOption,
+    DevicesOption,
+    DropOption,
+    EpochsOption,
+    FormulaOption,
+    IdColumnOption,
+    LrOption,
+    NodesOption,
+    OutOption,
+    PatienceOption,
+    PrecisionOption,
+    PresetOption,
+    ResumeOption,
+    ScheduleOption,
+    SeedOption,
+    StrategyOption,
+    StructureTableOption,
+    TargetOption,
+    console,
+    fail,
+    print_metrics,
+    training_overrides,
+)
+from deepmat.errors import DeepmatError
+
+train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
+
+
+@train_app.command("composition")
+def train_composition_cmd(
+    out: OutOption,
+    data: DataOption,
+    model: Annotated[str, typer.Option(help="elemnet, rf-magpie or rf-fractions")] = "elemnet",
+    preset: PresetOption = "default",
+    target: TargetOption = None,
+    formula_column: FormulaOption = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    lr: LrOption = None,
+    schedule: ScheduleOption = None,
+    patience: PatienceOption = None,
+    precision: PrecisionOption = None,
+    dropout_until: Annotated[
+        float | None,
+        typer.Option(
+            help="fraction of the epochs trained with dropout; the rest without, which removes "
+            "the bias dropout leaves in deep regression networks (1: dropout throughout)"
+        ),
+    ] = None,
+    devices: DevicesOption = None,
+    num_nodes: NodesOption = None,
+    strategy: StrategyOption = None,
+    trees: Annotated[int | None, typer.Option(help="trees of a random forest")] = None,
+    split: Annotated[str, typer.Option(help="grouped (by reduced composition) or random")] = (
+        "grouped"
+    ),
+    val_fraction: float = 0.1,
+    holdout: Annotated[
+        list[str] | None,
+        typer.Option(help="hold out a chemical system as the test set, e.g. Ti-O (repeatable)"),
+    ] = None,
+    duplicates: Annotated[str, typer.Option(help="mean, keep or error")] = "mean",
+    drop_invalid: DropOption = False,
+    seed: SeedOption = 0,
+    resume: ResumeOption = True,
+) -> None:
+    """Train a composition model (ElemNet or a random forest) and save it to OUT."""
+    options = dict(locals())
+    from deepmat.workflows.composition import DataSpec, make_regressor, train_composition
+
+    on_error = "drop" if drop_invalid else "raise"
+    try:
+        spec = DataSpec(data, target, formula_column, duplicates, on_error)
+        train, val, test, made = spec.train_val(split, val_fraction, seed, holdout)
+        for table in {id(t): t for t in (train, val)}.values():
+            console.print(table.report.summary())
+        overrides = training_overrides(options)
+        regressor = make_regressor(
+            model, preset, target or "target", spec.unit(), overrides, trees=trees, seed=seed
+        )
+        train_composition(
+            regressor, train, val, out, test=test, split=made, on_error=on_error, resume=resume
+        )
+    except DeepmatError as exc:
+        fail(exc)
+    print_metrics(regressor.name, regressor.metrics)
+    console.print(f"saved to {out}")
+
+
+@train_app.command("microstructure")
+def train_microstructure_cmd(
+    out: OutOption,
+    data: Annotated[
+        Path, typer.Option(help="HDF5 file of labelled microstructures (`deepmat generate`)")
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="homogenization: cnn3d, two-point-pca, voigt or reuss; "
+            "localization (strain field): mks, slice-cnn or fcn3d"
+        ),
+    ] = "cnn3d",
+    preset: PresetOption = "default",
+    val: Annotated[
+        Path | None, typer.Option(help="validation HDF5 (default: split off DATA at random)")
+    ] = None,
+    test: Annotated[Path | None, typer.Option(help="held-out test HDF5, evaluated once")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="stiffness component, e.g. C11 (the default); localization: e11"),
+    ] = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    lr: LrOption = None,
+    schedule: ScheduleOption = None,
+    patience: PatienceOption = None,
+    precision: PrecisionOption = None,
+    devices: DevicesOption = None,
+    num_nodes: NodesOption = None,
+    strategy: StrategyOption = None,
+    val_fraction: Annotated[float, typer.Option(help="share of DATA held out without --val")] = (
+        0.15
+    ),
+    seed: SeedOption = 0,
+    resume: ResumeOption = True,
+) -> None:
+    """Train a homogenization model (microstructure → stiffness component) or a localization
+    model (microstructure → ε11 strain field) and save it to OUT."""
+    options = dict(locals())
+    from deepmat.workflows.microstructure import default_target, train_microstructure
+
+    target = target or default_target(model)
+    try:
+        overrides = training_overrides(options)
+        regressor = train_microstructure(
+            model,
+            data,
+            out,
+            val=val,
+            test=test,
+            target=target,
+            preset=preset,
+            overrides=overrides,
+            val_fraction=val_fraction,
+            seed=seed,
+            resume=resume,
+        )
+    except DeepmatError as exc:
+        fail(exc)
+    print_metrics(f"{regressor.name}: {target}", regressor.metrics)
+    console.print(
+        f"trained on {regressor.training['data']['n_train']} microstructures; saved to {out}"
+    )
+
+
+@train_app.command("ebsd")
+def train_ebsd_cmd(
+    out: OutOption,
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            help="HDF5 file of simulated EBSD patterns (`deepmat ebsd simulate`); repeat it to "
+            "train on several files of one detector, such as a dictionary and noisy patterns"
+        ),
+    ],
+    preset: PresetOption = "default",
+    val: Annotated[
+        Path | None,
+        typer.Option(help="validation pattern file (default: split off DATA at random)"),
+    ] = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    lr: LrOption = None,
+    schedule: ScheduleOption = None,
+    patience: PatienceOption = None,
+    precision: PrecisionOption = None,
+    devices: DevicesOption = None,
+    num_nodes: NodesOption = None,
+    strategy: StrategyOption = None,
+    val_fraction: Annotated[float, typer.Option(help="share of DATA held out without --val")] = (
+        0.1
+    ),
+    seed: SeedOption = 0,
+    resume: ResumeOption = True,
+) -> None:
+    """Train the orientation CNN (EBSD pattern → crystal orientation; cubic phases learn a
+    symmetry-invariant embedding, others a quaternion with the disorientation loss) on
+    simulated patterns and save it to OUT."""
+    options = dict(locals())
+    from deepmat.workflows.ebsd import train_ebsd
+
+    try:
+        overrides = training_overrides(options)
+        regressor = train_ebsd(
+            data,
+            out,
+            val=val,
+            preset=preset,
+            overrides=overrides,
+            val_fraction=val_fraction,
+            resume=resume,
+        )
+    except DeepmatError as exc:
+        fail(exc)
+    print_metrics(regressor.name, regressor.metrics)
+    console.print(f"trained on {regressor.training['data']['n_train']} patterns; saved to {out}")
+
+
+@train_app.command("crystal")
+def train_crystal_cmd(
+    out: OutOption,
+    data: Annotated[
+        str,
+        typer.Option(
+            help="structure dataset (mp-eform, perovskites), a folder or tar archive of CIFs "
+            "with --table, a CSV with a CIF column, or pymatgen JSON"
+        ),
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="cgcnn (gated convolution), cgcnn-shared, cgcnn-linear (interpretable: "
+            "per-site contributions) or perovskite-mlp (ABX3 site descriptors)"
+        ),
+    ] = "cgcnn",
+    preset: PresetOption = "default",
+    table: StructureTableOption = None,
+    target: TargetOption = None,
+    cif_column: CifColumnOption = "cif",
+    id_column: IdColumnOption = None,
+    unit: Annotated[str, typer.Option(help="unit of the target, for plots and cards")] = "",
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    lr: LrOption = None,
+    schedule: ScheduleOption = None,
+    patience: PatienceOption = None,
+    precision: PrecisionOption = None,
+    devices: DevicesOption = None,
+    num_nodes: NodesOption = None,
+    strategy: StrategyOption = None,
+    val_fraction: float = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="share held out as a test set")] = 0.0,
+    limit: Annotated[int | None, typer.Option(help="read only the first records")] = None,
+    drop_invalid: DropOption = False,
+    seed: SeedOption = 0,
+    resume: ResumeOption = True,
+) -> None:
+    """Train a crystal-structure model (CGCNN or the perovskite site network) and save it
+    to OUT; the split keeps each crystal (StructureMatcher) on one side."""
+    options = dict(locals())
+    from deepmat.data.readers import read_structures
+    from deepmat.data.registry import DATASETS
+    from deepmat.workflows.crystal import (
+        make_structure_model,
+        split_structures,
+        train_structure_model,
+    )
+
+    try:
+        structures = read_structures(
+            data,
+            target or "target",
+            table=table,
+            cif_column=cif_column,
+            id_column=id_column,
+            on_error="drop" if drop_invalid else "raise",
+            limit=limit,
+        )
+        console.print(structures.report.summary())
+        train, val, test, made = split_structures(structures, val_fraction, test_fraction, seed)
+        overrides = training_overrides(options)
+        if data in DATASETS and not unit:
+            unit = DATASETS[data].unit
+        regressor = make_structure_model(model, target or "target", unit, preset, overrides)
+        train_structure_model(regressor, train, val, out, test=test, split=made, resume=resume)
+    except DeepmatError as exc:
+        fail(exc)
+    print_metrics(regressor.name, regressor.metrics)
+    console.print(f"saved to {out}")

@@ -1,0 +1,344 @@
+"""Commands that use trained models: predict, evaluate, explain, list the shipped models, and
+the demo.
+
+A model is a saved-model directory or the name of a shipped pretrained model. What it reads
+is its ``input_kind`` (the estimator protocol), which picks the reader of the inputs below;
+nothing here depends on the estimator's class.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deepmat.cli.options import (
+    CifColumnOption,
+    DropOption,
+    FormulaOption,
+    IdColumnOption,
+    StructureTableOption,
+    TargetOption,
+    console,
+    fail,
+    print_metrics,
+    write_table,
+)
+from deepmat.errors import DataError, DeepmatError
+
+ModelArgument = Annotated[
+    str, typer.Argument(help="saved model directory, or a shipped model (`deepmat models`)")
+]
+
+
+def _with_std(frame: pd.DataFrame, target: str, result, std: bool) -> pd.DataFrame:
+    values, spread = result if std else (result, None)
+    frame[target] = values
+    if spread is not None:
+        frame[f"{target}_std"] = spread
+    return frame
+
+
+def _predict_compositions(model, inputs: list[str], output: Path | None, std: bool, **options):
+    from deepmat.data.readers import read_formula_inputs
+
+    table = read_formula_inputs(inputs, options["formula_column"])
+    result = model.predict(table, return_std=std)
+    frame = _with_std(pd.DataFrame({"formula": table.formulas}), model.target, result, std)
+    write_table(frame, output, "predictions")
+
+
+def _predict_structures(model, inputs: list[str], output: Path | None, std: bool, **options):
+    from deepmat.data.readers import read_structure_inputs
+
+    table = read_structure_inputs(inputs, options["cif_column"])
+    result = model.predict(table, return_std=std)
+    write_table(
+        _with_std(pd.DataFrame({"id": table.ids}), model.target, result, std),
+        output,
+        "predictions",
+    )
+
+
+def _predict_microstructures(model, inputs: list[str], output: Path | None, std: bool, **_):
+    from deepmat.workflows import microstructure as jobs
+
+    if model.output_kind == "field":
+        if output:
+            jobs.check_fields_output(output)
+        predictions = jobs.predict_microstructure_files(model, inputs, return_std=std)
+        if output:
+            jobs.write_fields(output, predictions, model)
+            n = sum(len(fields) for _, fields in predictions)
+            console.print(f"{n} ε11 fields written to {output}")
+        else:
+            for item, fields in predictions:
+                typer.echo(jobs.field_summary(item, fields))
+        return
+    frames = [
+        pd.DataFrame({"file": item, "index": range(len(values)), model.target: values})
+        for item, values in jobs.predict_microstructure_files(model, inputs, return_std=std)
+    ]
+    write_table(pd.concat(frames, ignore_index=True), output, "predictions")
+
+
+def _predict_orientations(model, inputs: list[str], output: Path | None, std: bool, **_):
+    from deepmat.workflows.ebsd import predict_pattern_files
+
+    write_table(predict_pattern_files(model, inputs, return_std=std), output, "orientations")
+
+
+PREDICTORS = {
+    "composition": _predict_compositions,
+    "structure": _predict_structures,
+    "microstructure": _predict_microstructures,
+    "ebsd-pattern": _predict_orientations,
+}
+
+
+def predict(
+    model_dir: ModelArgument,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="formulas, or CSVs with a formula column; HDF5/.npy files of microstructures; "
+            "EBSD pattern files for an orientation model; CIF files, folders of them or CSVs "
+            "with a CIF column for a structure model"
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="CSV to write; .h5 or .npy for the fields of a localization model",
+        ),
+    ] = None,
+    formula_column: str = "formula",
+    cif_column: CifColumnOption = "cif",
+    std: Annotated[
+        bool, typer.Option(help="also write standard deviations (an error where there are none)")
+    ] = False,
+) -> None:
+    """Predict with a saved or shipped model: the target of formulas (or of the formulas in
+    CSV files), of crystal structures, of the microstructures in HDF5/.npy files (ε11 fields
+    for a localization model, written to OUTPUT or summarised), or the orientations of EBSD
+    patterns."""
+    import deepmat
+
+    try:
+        model = deepmat.load(model_dir)
+        PREDICTORS[model.input_kind](
+            model, inputs, output, std, formula_column=formula_column, cif_column=cif_column
+        )
+    except DeepmatError as exc:
+        fail(exc)
+
+
+def _labelled_table(model, data: str, options: dict):
+    """The labelled table of ``data`` for a composition or structure model, and its name."""
+    if model.input_kind == "structure":
+        from deepmat.data.readers import read_structures
+        from deepmat.data.registry import DATASETS
+
+        named = data in DATASETS and not Path(data).exists()
+        table = read_structures(
+            data,
+            options["target"] or (None if named else model.target),
+            table=options["table_csv"],
+            cif_column=options["cif_column"],
+            id_column=options["id_column"],
+            on_error=options["on_error"],
+        )
+        return table, table.ids, "all"
+    from deepmat.workflows.composition import DataSpec
+
+    spec = DataSpec(data, options["target"], options["formula_column"], "mean", options["on_error"])
+    table, label = spec.evaluation_table()
+    table = table.restrict_elements(model.representation.supported_elements, options["on_error"])
+    return table, table.formulas, label
+
+
+def _evaluate_records(model, model_dir: str, data: str, part: str | None, options: dict):
+    """Metrics of a composition or structure model on the honest part of ``data`` (see
+    :mod:`deepmat.workflows.evaluation`), and the parity plot's inputs."""
+    from deepmat.train.metrics import regression_metrics
+    from deepmat.workflows.evaluation import evaluation_scope
+
+    table, names, label = _labelled_table(model, data, options)
+    directory = model.source or model_dir
+    scope = evaluation_scope(directory, model.card(), names, table.fingerprint(), part, label)
+    scored = table.subset(scope.rows)
+    prediction = model.predict(scored)
+
+    metrics = regression_metrics(scored.targets, prediction)
+    metrics |= {"dropped": sum(table.report.dropped.values())} | scope.to_dict()
+    return metrics, scope, (scored.targets, prediction), table.report.summary()
+
+
+def evaluate(
+    model_dir: ModelArgument,
+    data: Annotated[
+        str, typer.Argument(help="CSV file, named dataset NAME[:SPLIT], or a labelled file")
+    ],
+    target: TargetOption = None,
+    formula_column: FormulaOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print metrics as JSON")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="parity plot PNG, or strain-field picture for a localization model "
+            "(default: in MODEL_DIR, or the working directory for a shipped model)"
+        ),
+    ] = None,
+    drop_invalid: DropOption = False,
+    table_csv: StructureTableOption = None,
+    cif_column: CifColumnOption = "cif",
+    id_column: IdColumnOption = None,
+    part: Annotated[
+        str | None,
+        typer.Option(
+            help="train, val, test or all records of the split saved with the model "
+            "(composition and structure models); default: test, else val, when DATA is the "
+            "model's own data"
+        ),
+    ] = None,
+) -> None:
+    """Score a saved or shipped model on labelled data: MAE, RMSE and R² (MASE for strain
+    fields) and a parity plot; disorientation statistics for an orientation model. On the
+    model's own data it scores the held-out part by default and says which part it scored."""
+    import deepmat
+    from deepmat.train.metrics import parity_plot
+
+    options = {
+        "target": target,
+        "formula_column": formula_column,
+        "on_error": "drop" if drop_invalid else "raise",
+        "table_csv": table_csv,
+        "cif_column": cif_column,
+        "id_column": id_column,
+    }
+    try:
+        model = deepmat.load(model_dir)
+        home = Path(model_dir) if Path(model_dir).is_dir() else Path.cwd()
+        stem = Path(data).name.split(".")[0].replace(":", "_")
+        if model.input_kind in ("microstructure", "ebsd-pattern"):
+            if part:
+                raise DataError(
+                    f"--part needs a composition or structure model; {model_dir} is a "
+                    f"{model.family} model, whose test data comes as its own file"
+                )
+            metrics = _evaluate_file(model, home, Path(data), plot, stem)
+            notes, summary = [], None
+        else:
+            metrics, scope, (truth, prediction), summary = _evaluate_records(
+                model, str(model_dir), data, part, options
+            )
+            notes = scope.notes()
+            plot = plot or home / f"parity_{stem}_{scope.part}.png"
+            title = f"{model.name} on {data} ({scope.part})"
+            parity_plot(truth, prediction, plot, title=title, unit=model.unit)
+    except DeepmatError as exc:
+        fail(exc)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    if summary:
+        console.print(summary)
+    print_metrics(f"{model.name} on {data}", {metrics.get("part", "data"): metrics})
+    if plot:
+        console.print(f"plot: {plot}")
+
+
+def _evaluate_file(model, home: Path, data: Path, plot: Path | None, stem: str) -> dict:
+    """Metrics of an image model on a labelled file (all its records: a test file is a file
+    of its own for these families)."""
+    if model.input_kind == "ebsd-pattern":
+        from deepmat.workflows.ebsd import evaluate_pattern_file
+
+        return evaluate_pattern_file(model, data) | {"part": "file"}
+    from deepmat.workflows.microstructure import evaluate_microstructure_file, plot_name
+
+    plot = plot or home / plot_name(model, stem)
+    return evaluate_microstructure_file(model, data, plot) | {"part": "file"}
+
+
+def explain(
+    model_dir: ModelArgument,
+    inputs: Annotated[
+        list[Path], typer.Argument(help="CIF files or folders, or CSVs with a CIF column")
+    ],
+    out: Annotated[Path, typer.Option(help="directory for the CSVs and the picture")],
+    cif_column: CifColumnOption = "cif",
+) -> None:
+    """Each site's contribution to the prediction of an interpretable (linear-pooling)
+    CGCNN: sites.csv, means by element and by perovskite site (A/B/X), and a picture."""
+    import deepmat
+    from deepmat.data.readers import read_structure_inputs
+    from deepmat.workflows.crystal import explain_structures
+
+    try:
+        model = deepmat.load(model_dir)
+        if not hasattr(model, "site_contributions") or model.spec.pooling != "linear":
+            raise DeepmatError(
+                f"{model_dir}: explain needs a CGCNN with linear pooling (--model cgcnn-linear)"
+            )
+        paths = explain_structures(model, read_structure_inputs(inputs, cif_column), out)
+    except DeepmatError as exc:
+        fail(exc)
+    for what, path in paths.items():
+        console.print(f"{what}: {path}")
+
+
+def models() -> None:
+    """List the pretrained models shipped with deepmat: data, metrics, size."""
+    from deepmat.pretrained import pretrained_models
+
+    table = Table(title="pretrained models (deepmat.load(NAME), deepmat predict NAME ...)")
+    for column in ("name", "family", "predicts", "data", "val", "test", "MB"):
+        table.add_column(column)
+    for entry in pretrained_models():
+        table.add_row(
+            entry.name,
+            entry.family,
+            entry.predicts,
+            entry.data,
+            entry.metric_text("val"),
+            entry.metric_text("test"),
+            f"{entry.megabytes:.1f}",
+        )
+    Console().print(table)
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="directory for the demo's models and plots")] = Path(
+        "runs/demo"
+    ),
+    epochs: int = 10,
+    limit: Annotated[int | None, typer.Option(help="use a random subset of this size")] = None,
+    microstructures: Annotated[
+        int, typer.Option(help="microstructures generated for the homogenization part")
+    ] = 150,
+    grid: Annotated[int, typer.Option(help="voxels per edge of each microstructure")] = 15,
+    cnn_epochs: Annotated[int, typer.Option(help="epochs of the homogenization CNN")] = 40,
+) -> None:
+    """Use the shipped models on well-known materials, then train ElemNet and a Magpie forest
+    on data shipped inside matminer and homogenization models on microstructures generated
+    here; no network."""
+    from deepmat.workflows.demo import run_demo, run_homogenization_demo, run_pretrained_demo
+
+    try:
+        run_pretrained_demo(out, console=console)
+        run_demo(out, epochs=epochs, limit=limit, console=console)
+        run_homogenization_demo(
+            out, n=microstructures, grid=grid, epochs=cnn_epochs, console=console
+        )
+    except DeepmatError as exc:
+        fail(exc)

@@ -1,0 +1,89 @@
+"""Pretrained models shipped inside the package: ``deepmat.load("elemnet-oqmd")``.
+
+Each model is a saved-model directory here, named as it is loaded, holding its card (the
+data files and their checksums, the split, the command that trained it, validation and test
+metrics, the deepmat version), its weights in half precision where the card's validation
+metric holds to 1e-3 relative, and ``examples.json``: a few inputs with the predictions the
+model gave when it was packaged, which the test suite checks. ``deepmat models`` lists them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepmat.errors import ModelFormatError
+
+ROOT = Path(__file__).parent
+EXAMPLES = "examples.json"
+
+
+@dataclass
+class PretrainedModel:
+    """What ``deepmat models`` shows of one shipped model."""
+
+    name: str
+    path: Path
+    card: dict
+
+    @property
+    def family(self) -> str:
+        return self.card["family"]
+
+    @property
+    def predicts(self) -> str:
+        target = self.card.get("target", {})
+        unit = target.get("unit", "")
+        return f"{target.get('name', '?')} ({unit})" if unit else str(target.get("name", "?"))
+
+    @property
+    def data(self) -> str:
+        return self.card.get("pretrained", {}).get("data", {}).get("name", "?")
+
+    @property
+    def megabytes(self) -> float:
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()) / 1e6
+
+    def metric_text(self, part: str) -> str:
+        """The card's headline metric on ``part`` (val or test), e.g. "MAE 0.0493"."""
+        metrics = self.card.get("metrics", {}).get(part)
+        if not metrics:
+            return "-"
+        key = next(k for k in ("mae", "mean_disorientation_deg", "mase") if k in metrics)
+        return f"{key} {metrics[key]:.4g}"
+
+    def examples(self) -> dict:
+        """The stored example inputs and the predictions made when the model was packaged."""
+        return json.loads((self.path / EXAMPLES).read_text())
+
+
+def predict_examples(model, inputs: list) -> list[float]:
+    """``model``'s predictions for JSON example inputs: formulas, or CIF texts for a
+    structure model."""
+    if model.input_kind == "structure":
+        from pymatgen.core import Structure
+
+        inputs = [Structure.from_str(text, fmt="cif") for text in inputs]
+    return [float(v) for v in model.predict(inputs)]
+
+
+def pretrained_models() -> list[PretrainedModel]:
+    """Every shipped model, by name."""
+    models = []
+    for folder in sorted(p for p in ROOT.iterdir() if (p / "card.json").is_file()):
+        models.append(
+            PretrainedModel(folder.name, folder, json.loads((folder / "card.json").read_text()))
+        )
+    return models
+
+
+def pretrained_path(name: str) -> Path:
+    """The directory of the shipped model ``name``; a clear error listing the others."""
+    folder = ROOT / name
+    if name and "/" not in name and (folder / "card.json").is_file():
+        return folder
+    known = ", ".join(m.name for m in pretrained_models()) or "none"
+    raise ModelFormatError(
+        f"{name!r} is neither a saved-model directory nor a shipped model (shipped: {known})"
+    )

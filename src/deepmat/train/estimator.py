@@ -1,0 +1,119 @@
+"""The estimator protocol every deepmat model follows, in the scikit-learn spirit.
+
+::
+
+    model = SomeEstimator.from_preset("default")        # or "paper", "benchmark"
+    model.fit(X, y, val=(X_val, y_val), workdir="runs/x")  # returns the estimator
+    model.predict(X)                                    # values in the target's units
+    model.predict(X, return_std=True)                   # (values, standard deviations)
+    model.evaluate(X, y)                                # {"mae": ..., ...}: always a dict
+    model.save("runs/x")                                # a saved-model directory
+    deepmat.load("runs/x")                              # the same estimator back
+
+``X`` is whatever the family reads (a :class:`~deepmat.data.CompositionTable` or formulas, a
+:class:`~deepmat.data.StructureTable` or pymatgen structures, an (n, n1, n2, n3) voxel array,
+(n, h, w) EBSD patterns); tables carry their targets, so ``y`` may be omitted for them.
+
+Each family is a subclass that sets ``family`` (its key in the saved-model registry,
+:mod:`deepmat.train.saved`), ``input_kind`` (what ``X`` is, which the command line uses to
+read inputs), ``output_kind`` (a value, a field or an orientation per record) and
+``presets``: named constructor arguments shared by the command line and the benchmark
+scripts, so that ``--preset benchmark`` trains exactly what produced a committed result.
+``config`` in a preset holds :class:`~deepmat.train.config.TrainConfig` fields.
+
+Uncertainty is never silently wrong: an estimator that cannot give a standard deviation
+raises :class:`UncertaintyUnavailable` saying why, instead of returning zeros.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from deepmat.errors import ConfigError, DeepmatError
+from deepmat.train.config import TrainConfig
+
+PRESETS = ("default", "paper", "benchmark")
+
+
+class UncertaintyUnavailable(DeepmatError):
+    """``predict(..., return_std=True)`` on a model that cannot estimate its uncertainty."""
+
+
+class Estimator:
+    """Base of every deepmat estimator (see the module docstring for the protocol)."""
+
+    family: ClassVar[str] = ""
+    input_kind: ClassVar[str] = ""
+    #: what ``predict`` returns per record: "value", "field" (an array per record) or
+    #: "orientation"
+    output_kind: ClassVar[str] = "value"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    name: str
+    training: dict
+    metrics: dict
+    #: the saved-model directory this estimator was loaded from (None until saved or loaded)
+    source: Path | None = None
+
+    @classmethod
+    def preset_arguments(
+        cls, preset: str = "default", config: dict | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        """The constructor arguments of ``preset`` with ``overrides`` applied; ``config``
+        overrides single fields of the preset's training configuration."""
+        if preset not in cls.presets:
+            raise ConfigError(
+                f"{cls.__name__} has no preset {preset!r}; choose from {sorted(cls.presets)}"
+            )
+        arguments = copy.deepcopy(cls.presets[preset])
+        if "config" in arguments or config:
+            fields = arguments.pop("config", {}) | {
+                k: v for k, v in (config or {}).items() if v is not None
+            }
+            arguments["config"] = TrainConfig(**fields)
+        return arguments | {k: v for k, v in overrides.items() if v is not None}
+
+    @classmethod
+    def from_preset(cls, preset: str = "default", config: dict | None = None, **overrides: Any):
+        """A new estimator with the arguments of ``preset`` (``default``, ``paper`` or
+        ``benchmark``), ``overrides`` and single ``config`` fields replacing the preset's."""
+        return cls(**cls.preset_arguments(preset, config, **overrides))
+
+    def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None) -> Self:
+        raise NotImplementedError
+
+    def predict(self, X, return_std: bool = False):
+        raise NotImplementedError
+
+    def evaluate(self, X, y=None) -> dict:
+        raise NotImplementedError
+
+    def card(self) -> dict:
+        """The model card: family, hyper-parameters, target, training record, metrics."""
+        raise NotImplementedError
+
+    def save_state(self, path: Path) -> None:
+        """Write what the card does not hold (weights, fitted arrays) into ``path``."""
+
+    @classmethod
+    def from_saved(cls, path: Path, card: dict) -> Self:
+        """Rebuild the estimator from a saved-model directory and its card."""
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Write this estimator as a saved-model directory (read back by :func:`deepmat.load`)."""
+        from deepmat.train.saved import save_model
+
+        return save_model(self, path)
+
+    def no_uncertainty(self, reason: str) -> UncertaintyUnavailable:
+        """The error ``predict(..., return_std=True)`` raises when this model has none."""
+        return UncertaintyUnavailable(
+            f"{self.name} ({self.family}) gives no standard deviations: {reason}"
+        )
+
+    def restore_record(self, card: dict) -> None:
+        """Training record and metrics from a card (shared by every ``from_saved``)."""
+        self.training, self.metrics = card.get("training", {}), card.get("metrics", {})

@@ -1,0 +1,41 @@
+"""Files in a saved-model directory: network weights as ``weights.safetensors`` (no pickle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from deepmat.errors import ModelFormatError
+
+WEIGHTS = "weights.safetensors"
+
+
+def require_file(path: Path, name: str) -> Path:
+    """``path/name``, or a ModelFormatError naming the missing file."""
+    if not (path / name).exists():
+        raise ModelFormatError(f"{path}: missing {name}")
+    return path / name
+
+
+def save_weights(net: nn.Module, path: Path) -> None:
+    """Write ``net``'s state into ``path/weights.safetensors``."""
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, path / WEIGHTS)
+
+
+def load_weights(net: nn.Module, path: Path) -> None:
+    """Load ``path/weights.safetensors`` into ``net`` (in float32 whatever the stored
+    precision) and put it in evaluation mode."""
+    file = require_file(path, WEIGHTS)
+    reference = net.state_dict()
+    state = {
+        k: v.to(reference[k].dtype) if k in reference else v for k, v in load_file(file).items()
+    }
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelFormatError(
+            f"{file}: weights do not fit the card's architecture ({exc})"
+        ) from None
+    net.eval()

@@ -1,0 +1,85 @@
+"""Packaging a trained model as a shipped pretrained model (:mod:`deepmat.pretrained`).
+
+:func:`package_model` copies a saved-model directory into the package under its public
+name, stores the weights in half precision when the validation metric holds to
+``tolerance`` (relative) that way and in full precision otherwise, adds the card's
+``pretrained`` section (data files with their checksums, split, command, metrics, version,
+size) and writes ``examples.json``: a few inputs and the predictions the packaged model gives
+for them, which the test suite checks on every machine.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+
+from deepmat import __version__
+from deepmat.errors import ConfigError
+from deepmat.train.saved import CARD, load_model
+from deepmat.train.weights import WEIGHTS
+
+MAX_FILE_BYTES = 25_000_000
+
+
+def _relative_change(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-12)
+
+
+def package_model(
+    source: str | Path,
+    name: str,
+    destination: str | Path,
+    *,
+    validate: Callable[[object], float],
+    examples: dict,
+    predict_examples: Callable[[object], list],
+    pretrained: dict,
+    tolerance: float = 1e-3,
+) -> dict:
+    """Package the model saved at ``source`` as ``destination/name``.
+
+    ``validate(model) -> float`` scores a model on the validation data (the card's metric);
+    ``examples`` are JSON inputs that ``predict_examples(model)`` turns into predictions;
+    ``pretrained`` is the card's ``pretrained`` section (data, split, command). Returns the
+    final card.
+    """
+    source, target = Path(source), Path(destination) / name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoints", "*.png"))
+    reference = validate(load_model(source))
+    precision = "float32"
+    weights = target / WEIGHTS
+    if weights.exists():
+        full = load_file(weights)
+        save_file({k: v.half() if v.is_floating_point() else v for k, v in full.items()}, weights)
+        half = validate(load_model(target))
+        if _relative_change(half, reference) <= tolerance:
+            precision = "float16"
+        else:
+            save_file(full, weights)
+    for file in target.iterdir():
+        if file.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{file} is {file.stat().st_size / 1e6:.1f} MB, over 25 MB")
+    model = load_model(target)
+    packaged = validate(model)
+    card = json.loads((target / CARD).read_text())
+    card["pretrained"] = pretrained | {
+        "name": name,
+        "deepmat_version": __version__,
+        "weights_precision": precision,
+        "validation_metric_packaged": packaged,
+        "validation_metric_trained": reference,
+        "bytes": sum(f.stat().st_size for f in target.iterdir() if f.is_file()),
+    }
+    (target / CARD).write_text(json.dumps(card, indent=2, default=float))
+    predictions = np.asarray(predict_examples(model), dtype=np.float64).tolist()
+    (target / "examples.json").write_text(
+        json.dumps({"inputs": examples, "predictions": predictions}, indent=1)
+    )
+    return card
