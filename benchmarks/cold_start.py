@@ -71,6 +71,13 @@ def import_profile(model: str) -> dict:
     }
 
 
+def model_directory(model: str) -> Path:
+    """The saved-model directory of a shipped name or a path."""
+    from deepmat.pretrained import pretrained_path
+
+    return Path(model) if Path(model).is_dir() else pretrained_path(model)
+
+
 def tiny_model(out: Path) -> str:
     """A small untrained ElemNet saved under ``out`` (the quick run's stand-in)."""
     from deepmat.train import NetworkRegressor
@@ -104,6 +111,7 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     model = tiny_model(args.out) if args.quick else args.model
     repeats = 2 if args.quick else args.repeats
@@ -121,10 +129,13 @@ def main(argv: list[str] | None = None) -> dict:
         "model": model,
         "data": "one formula (Fe2O3)",
         "split": "none: no data is scored",
+        "sizes": {"formulas": 1, "repeats": repeats},
         "target_seconds": TARGET_SECONDS,
         "meets_target": metrics["cli_predict"]["median"] <= TARGET_SECONDS,
         "metrics": metrics,
         "imports": import_profile(model),
+        "models": {Path(model).name: str(model_directory(model))},
+        "wall_seconds": {"total": time.perf_counter() - start},
         "machine": machine(),
     }
     stem = "cold_start_quick" if args.quick else "cold_start"

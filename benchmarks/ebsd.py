@@ -40,15 +40,17 @@ from orix.quaternion import Orientation, Rotation
 
 from _shared import command, machine, parser, write_json
 from deepmat.data.ebsd import (
-    SHIPPED_MASTER,
-    DetectorSpec,
-    NoiseSpec,
     PatternDataset,
     combine_pattern_sets,
     read_pattern_dataset,
+    write_pattern_dataset,
+)
+from deepmat.data.ebsd_simulation import (
+    SHIPPED_MASTER,
+    DetectorSpec,
+    NoiseSpec,
     sample_orientations,
     simulate_patterns,
-    write_pattern_dataset,
 )
 from deepmat.errors import DataError
 from deepmat.models.cnn3d import count_parameters

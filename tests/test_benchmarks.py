@@ -23,6 +23,7 @@ NEEDS = {
     "ebsd": (),
     "crystal": ("mp-eform", "perovskites"),
     "cold_start": (),
+    "pretrained": ("oqmd-dhf", "perovskites"),
 }
 
 
@@ -45,6 +46,9 @@ def test_benchmark_quick(script, tmp_path):
     assert payload["quick"] is True and payload["metrics"]
     assert {"data", "split", "sizes", "wall_seconds", "machine", "command"} <= set(payload)
     assert list(results.glob("*.png"))
+    if script.stem == "crystal":  # the reference code ran side by side, not only failed
+        reference = payload["metrics"]["reference_cgcnn"]
+        assert "error" not in reference and reference["val_mae"] > 0
     for model, path in payload["models"].items():
         loaded = deepmat.load(path)
         card = json.loads((Path(path) / "card.json").read_text())

@@ -14,20 +14,22 @@ from orix.quaternion.orientation_region import OrientationRegion
 from orix.quaternion.symmetry import Oh
 
 from deepmat.data.ebsd import (
+    PatternDataset,
+    combine_pattern_sets,
+    read_pattern_dataset,
+    write_pattern_dataset,
+)
+from deepmat.data.ebsd_simulation import (
     DetectorSpec,
     NoiseSpec,
-    PatternDataset,
     apply_noise,
-    combine_pattern_sets,
-    dictionary_index,
     master_pattern,
-    read_pattern_dataset,
     sample_orientations,
     simulate_patterns,
-    write_pattern_dataset,
 )
 from deepmat.data.voxels import write_voxel_dataset
 from deepmat.errors import ConfigError, DataError
+from deepmat.train.dictionary import dictionary_index
 
 SPEC = DetectorSpec(shape=(20, 20))
 NOISE = NoiseSpec(counts=50, gaussian_sigma=0.05, background=0.5)
@@ -257,3 +259,24 @@ def test_pattern_sets_of_one_detector_combine_and_others_are_refused():
     )
     with pytest.raises(DataError, match=r"hex.h5: point group 6/mmm is not clean.h5's m-3m"):
         combine_pattern_sets([clean, hexagonal], ["clean.h5", "hex.h5"])
+
+
+def test_dictionary_indexer_is_an_estimator_like_the_cnn(grid, tmp_path):
+    """Fit keeps the dictionary; predict gives reduced orix Orientations; evaluate the
+    CNN's disorientation statistics; the saved model indexes as the fitted one."""
+    import deepmat
+    from deepmat.train import DictionaryIndexer, UncertaintyUnavailable
+
+    rotations, patterns = grid
+    chosen = [3, 100, 400]
+    indexer = DictionaryIndexer().fit(
+        patterns, rotations, val=(patterns[chosen], rotations[chosen])
+    )
+    assert indexer.metrics["val"]["mean_disorientation_deg"] < 1e-3
+    found = indexer.predict(patterns[chosen])
+    assert found.symmetry.name == "m-3m" and found.size == 3
+    assert indexer.evaluate(patterns[chosen], rotations[chosen])["within_1deg"] == 1.0
+    loaded = deepmat.load(indexer.save(tmp_path / "dictionary"))
+    np.testing.assert_allclose(loaded.predict(patterns[chosen]).data, found.data)
+    with pytest.raises(UncertaintyUnavailable):
+        indexer.predict(patterns[chosen], return_std=True)

@@ -13,7 +13,8 @@ import torch
 from orix.quaternion import Orientation, Rotation
 
 import deepmat
-from deepmat.data.ebsd import DetectorSpec, PatternDataset, simulate_patterns
+from deepmat.data.ebsd import PatternDataset
+from deepmat.data.ebsd_simulation import DetectorSpec, simulate_patterns
 from deepmat.errors import ConfigError, DataError
 from deepmat.models.cnn3d import count_parameters
 from deepmat.models.ebsd import (

@@ -147,7 +147,7 @@ def ebsd_simulate_cmd(
 ) -> None:
     """Simulate EBSD patterns from a dynamical master pattern (kikuchipy) and write HDF5:
     a dictionary on an orientation grid, or training and test sets at random orientations."""
-    from deepmat.data.ebsd import DetectorSpec, NoiseSpec
+    from deepmat.data.ebsd_simulation import DetectorSpec, NoiseSpec
     from deepmat.workflows.ebsd import simulate_pattern_file
 
     try:

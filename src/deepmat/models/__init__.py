@@ -3,6 +3,12 @@
 from deepmat._lazy import lazy_exports
 
 _EXPORTS = {
+    "CGCNN": "deepmat.models.cgcnn",
+    "CGCNNSpec": "deepmat.models.cgcnn",
+    "GatedConv": "deepmat.models.cgcnn",
+    "SharedConv": "deepmat.models.cgcnn",
+    "SpectralConv3d": "deepmat.models.localization",
+    "PeriodicConv3d": "deepmat.models.localization",
     "Block": "deepmat.models.mlp",
     "CNN3DSpec": "deepmat.models.cnn3d",
     "ELEMNET": "deepmat.models.mlp",

@@ -14,7 +14,8 @@ its own,
 which removes brightness and exposure (an affine change of intensity ``a p + b`` with
 ``a > 0`` gives the same ``p̃``) and puts every input on the scale that the network's He
 initialisation expects. A smooth background is not subtracted: simulated training patterns
-and the patterns to index must be degraded alike (see :class:`deepmat.data.ebsd.NoiseSpec`).
+and the patterns to index must be degraded alike (see
+:class:`deepmat.data.ebsd_simulation.NoiseSpec`).
 A constant pattern (σ = 0) has no bands and becomes all zeros rather than a division by
 zero; so does one whose spread is below 1e-10 of its largest |pixel|, which is rounding
 noise, not bands. Statistics are accumulated in float64; the output is float32 with a

@@ -11,6 +11,9 @@ from deepmat._lazy import lazy_exports
 
 _EXPORTS = {
     "CrystalGraphRegressor": "deepmat.train.crystal",
+    "DictionaryIndexer": "deepmat.train.dictionary",
+    "IndexingResult": "deepmat.train.dictionary",
+    "dictionary_index": "deepmat.train.dictionary",
     "Estimator": "deepmat.train.estimator",
     "FCN3DRegressor": "deepmat.train.localization",
     "FitResult": "deepmat.train.config",

@@ -33,7 +33,7 @@ from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import regression_metrics
 from deepmat.train.regressors import MLPRegressor, with_targets
-from deepmat.train.weights import load_weights, save_weights
+from deepmat.train.weights import restore_network, save_weights
 
 StructureInputs = StructureTable | Sequence[Structure | Atoms]
 PREDICT_BATCH = 512
@@ -258,18 +258,13 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
 
     @classmethod
     def from_saved(cls, path: Path, card: dict) -> CrystalGraphRegressor:
-        target = card["target"]
         model = cls(
             CGCNNSpec.from_dict(card["architecture"]),
             GraphSettings(**card["graph"]),
-            TrainConfig(**card.get("training", {}).get("config", {})),
-            name=card["model"],
-            target=target["name"],
-            unit=target.get("unit", ""),
+            cls.saved_config(card),
+            **cls.saved_names(card),
         )
-        load_weights(model.net, path)
-        model.scaler = TargetScaler.from_dict(target)
-        model.restore_record(card)
+        restore_network(model, path, card)
         return model
 
 

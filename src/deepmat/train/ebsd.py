@@ -13,7 +13,7 @@ API of the other deepmat estimators: ``fit(patterns, rotations, val=None)``,
 ``predict(patterns)``, ``evaluate(patterns, rotations)`` and ``card()``.
 
 Patterns are (n, height, width) arrays, rows top to bottom as
-:func:`~deepmat.data.ebsd.simulate_patterns` makes them; rotations are orix
+:func:`~deepmat.data.ebsd_simulation.simulate_patterns` makes them; rotations are orix
 :class:`~orix.quaternion.Rotation`/:class:`~orix.quaternion.Orientation` objects of n
 orientations or (n, 4) scalar-first quaternion arrays. A
 :class:`~deepmat.data.ebsd.PatternDataset` ``ds`` is passed as ``ds.patterns, ds.rotations``.
@@ -268,7 +268,7 @@ class OrientationCNNRegressor(Estimator):
     def from_saved(cls, path: Path, card: dict) -> OrientationCNNRegressor:
         model = cls(
             OrientationCNNSpec.from_dict(card["architecture"]),
-            TrainConfig(**card.get("training", {}).get("config", {})),
+            cls.saved_config(card),
             point_group=card["point_group"],
             temperature=card["loss"].get("temperature", 0.0),
             val_fraction=card["val_fraction"],

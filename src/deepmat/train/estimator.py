@@ -117,3 +117,14 @@ class Estimator:
     def restore_record(self, card: dict) -> None:
         """Training record and metrics from a card (shared by every ``from_saved``)."""
         self.training, self.metrics = card.get("training", {}), card.get("metrics", {})
+
+    @staticmethod
+    def saved_config(card: dict) -> TrainConfig:
+        """The training configuration a card records."""
+        return TrainConfig(**card.get("training", {}).get("config", {}))
+
+    @staticmethod
+    def saved_names(card: dict) -> dict[str, str]:
+        """The model's name, target and unit as a card records them (constructor arguments)."""
+        target = card["target"]
+        return {"name": card["model"], "target": target["name"], "unit": target.get("unit", "")}

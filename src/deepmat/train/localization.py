@@ -61,7 +61,7 @@ from deepmat.train.microstructure import (
     training_record,
 )
 from deepmat.train.trainer import inputs_only
-from deepmat.train.weights import load_weights, require_file, save_weights
+from deepmat.train.weights import require_file, restore_network, save_weights
 
 Validation = tuple[np.ndarray, np.ndarray] | None
 TARGET = "e11"
@@ -436,15 +436,13 @@ class NetworkLocalizationRegressor(LocalizationRegressor):
         network = NETWORK_KINDS[kind]
         model = network(
             network.spec_type.from_dict(card["architecture"]),
-            TrainConfig(**card.get("training", {}).get("config", {})),
+            cls.saved_config(card),
             augment=card.get("augment", True),
             mean_correction=card["mean_correction"],
             **_card_arguments(card),
             **network.card_options(card),
         )
-        load_weights(model.net, path)
-        model.scaler = TargetScaler.from_dict(card["target"])
-        model.restore_record(card)
+        restore_network(model, path, card)
         return model
 
     @staticmethod

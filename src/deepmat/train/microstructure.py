@@ -50,7 +50,7 @@ from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import mean_absolute_percentage_error, regression_metrics
 from deepmat.train.trainer import inputs_only
-from deepmat.train.weights import load_weights, require_file, save_weights
+from deepmat.train.weights import require_file, restore_network, save_weights
 
 Validation = tuple[np.ndarray, np.ndarray] | None
 PREDICT_BATCH = 64
@@ -167,13 +167,9 @@ class MicrostructureRegressor(Estimator):
     @staticmethod
     def card_arguments(card: dict) -> dict:
         """Constructor arguments every family of this module stores alike."""
-        target = card["target"]
-        return {
-            "phases": [IsotropicPhase(**p) for p in card.get("phases", [])],
-            "name": card["model"],
-            "target": target["name"],
-            "unit": target.get("unit", ""),
-        }
+        return {"phases": [IsotropicPhase(**p) for p in card.get("phases", [])]} | (
+            MicrostructureRegressor.saved_names(card)
+        )
 
     def restore_record(self, card: dict) -> None:
         super().restore_record(card)
@@ -332,14 +328,12 @@ class VoxelCNNRegressor(MicrostructureRegressor):
     def from_saved(cls, path: Path, card: dict) -> VoxelCNNRegressor:
         model = cls(
             CNN3DSpec.from_dict(card["architecture"]),
-            TrainConfig(**card.get("training", {}).get("config", {})),
+            cls.saved_config(card),
             augment=card.get("augment", True),
             log_target=card["target"].get("log", False),
             **cls.card_arguments(card),
         )
-        load_weights(model.net, path)
-        model.scaler = TargetScaler.from_dict(card["target"])
-        model.restore_record(card)
+        restore_network(model, path, card)
         return model
 
 

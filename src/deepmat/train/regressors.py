@@ -35,7 +35,7 @@ from deepmat.represent.fractions import ElementFractions
 from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import regression_metrics
-from deepmat.train.weights import load_weights, save_weights
+from deepmat.train.weights import restore_network, save_weights
 
 CompositionInputs = CompositionTable | Sequence[str | Composition]
 PREDICT_BATCH = 4096
@@ -247,18 +247,13 @@ class MLPRegressor(RecordRegressor):
 
     @classmethod
     def from_saved(cls, path: Path, card: dict):
-        target = card["target"]
         model = cls(
             MLPSpec.from_dict(card["architecture"]),
             representation_from_dict(card["representation"]),
-            TrainConfig(**card.get("training", {}).get("config", {})),
-            name=card["model"],
-            target=target["name"],
-            unit=target.get("unit", ""),
+            cls.saved_config(card),
+            **cls.saved_names(card),
         )
-        load_weights(model.net, path)
-        model.scaler = TargetScaler.from_dict(target)
-        model.restore_record(card)
+        restore_network(model, path, card)
         return model
 
 
@@ -394,13 +389,10 @@ class ForestRegressor(CompositionRecords, RecordRegressor):
     def from_saved(cls, path: Path, card: dict) -> ForestRegressor:
         import joblib
 
-        target = card["target"]
         model = cls(
             representation_from_dict(card["representation"]),
             **card.get("hyperparameters", {}),
-            name=card["model"],
-            target=target["name"],
-            unit=target.get("unit", ""),
+            **cls.saved_names(card),
         )
         forest = path / "forest.joblib"
         if not forest.exists():

@@ -64,6 +64,7 @@ FAMILIES: dict[str, str] = {
     "mks": "deepmat.train.localization:MKSRegressor",
     "localization-network": "deepmat.train.localization:NetworkLocalizationRegressor",
     "orientation-network": "deepmat.train.ebsd:OrientationCNNRegressor",
+    "dictionary-indexer": "deepmat.train.dictionary:DictionaryIndexer",
 }
 _PACKAGES = ("deepmat", "torch", "numpy", "scikit-learn", "pymatgen")
 

@@ -39,3 +39,12 @@ def load_weights(net: nn.Module, path: Path) -> None:
             f"{file}: weights do not fit the card's architecture ({exc})"
         ) from None
     net.eval()
+
+
+def restore_network(model, path: Path, card: dict) -> None:
+    """Weights, target scaling and training record of a saved network estimator."""
+    from deepmat.train.config import TargetScaler
+
+    load_weights(model.net, path)
+    model.scaler = TargetScaler.from_dict(card["target"])
+    model.restore_record(card)

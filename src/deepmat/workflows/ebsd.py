@@ -32,17 +32,18 @@ from orix.quaternion import Orientation, Rotation
 
 from deepmat.data.ebsd import (
     FORMAT,
-    DetectorSpec,
-    NoiseSpec,
     PatternDataset,
     PatternReport,
     combine_pattern_sets,
-    dictionary_index,
-    master_pattern,
     read_pattern_dataset,
-    sample_orientations,
     size_text,
     write_pattern_dataset,
+)
+from deepmat.data.ebsd_simulation import (
+    DetectorSpec,
+    NoiseSpec,
+    master_pattern,
+    sample_orientations,
 )
 from deepmat.data.voxels import decode_attr
 from deepmat.errors import ConfigError, DataError, ModelFormatError
@@ -50,6 +51,7 @@ from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNNSpec
 from deepmat.physics.cubic_embedding import supports_cubic_embedding
 from deepmat.physics.orientations import disorientation_angle, point_group_symmetry
 from deepmat.train.config import TrainConfig
+from deepmat.train.dictionary import dictionary_index
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
 from deepmat.train.saved import load_model, save_model
 
@@ -365,7 +367,7 @@ def index_with_dictionary(
 ) -> Indexed:
     """Orientations of ``scan`` by dictionary indexing (NCC) against a simulated set, called
     ``name`` in messages; ``n_per_iteration`` bounds the memory (see
-    :func:`~deepmat.data.ebsd.dictionary_index`)."""
+    :func:`~deepmat.train.dictionary.dictionary_index`)."""
     _check_shape(scan, dictionary.detector.shape, name)
     notes = _geometry_notes(scan, dictionary.detector.to_dict(), name)
     start = time.perf_counter()

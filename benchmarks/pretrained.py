@@ -1,0 +1,100 @@
+"""The shipped pretrained models reproduce their cards: each is evaluated on the validation
+data its card names, through ``deepmat evaluate`` as a user would run it, and the metric is
+compared with the card's (relative tolerance 1e-3, the bound for half-precision weights).
+
+    python benchmarks/pretrained.py --out runs/pretrained          # every shipped model
+    python benchmarks/pretrained.py --out /tmp/q --quick           # the first model only
+
+Nothing is trained: the models are the package's. Results:
+``benchmarks/results/pretrained.{json,png}``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _shared import command, machine, parser, write_json
+from deepmat.pretrained import pretrained_models
+
+TOLERANCE = 1e-3
+
+
+def reproduce(entry, out: Path) -> dict:
+    """``deepmat evaluate`` of one shipped model on the validation data of its card."""
+    check = entry.card["pretrained"]["validation"]
+    metric = check["metric"]
+    deepmat_cli = str(Path(sys.executable).parent / "deepmat")
+    argv = [deepmat_cli, "evaluate", entry.name, check["data"], "--json"]
+    argv += ["--plot", str(out / f"{entry.name}.png")]
+    if "part" in check:
+        argv += ["--part", check["part"]]
+    start = time.perf_counter()
+    run = subprocess.run(argv, capture_output=True, text=True, check=True)
+    scored = json.loads(run.stdout.strip().splitlines()[-1])
+    expected = entry.card["metrics"]["val"][metric]
+    change = abs(scored[metric] - expected) / abs(expected)
+    return {
+        "command": " ".join(["deepmat", *argv[1:]]),
+        "metric": metric,
+        "card": expected,
+        "reproduced": scored[metric],
+        "relative_change": change,
+        "reproduces": change <= TOLERANCE,
+        "n": scored["n"],
+        "part": scored["part"],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["metrics"])
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.5 * max(1, len(names))), dpi=120)
+    changes = [max(results["metrics"][n]["relative_change"], 1e-9) for n in names]
+    ax.barh(names, changes)
+    ax.axvline(TOLERANCE, color="k", ls="--", lw=0.8, label="tolerance")
+    ax.set(xscale="log", xlabel="relative change of the validation metric vs the card")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser(__doc__, "pretrained").parse_args(argv)
+    start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    shipped = pretrained_models()[:1] if args.quick else pretrained_models()
+    if not shipped:
+        raise SystemExit("no pretrained models are shipped: nothing to check")
+    metrics = {entry.name: reproduce(entry, args.out) for entry in shipped}
+    results = {
+        "benchmark": "pretrained",
+        "quick": args.quick,
+        "command": command(),
+        "data": {e.name: e.card["pretrained"]["data"] for e in shipped},
+        "split": {e.name: e.card["pretrained"]["split"] for e in shipped},
+        "sizes": {name: {"n": m["n"]} for name, m in metrics.items()},
+        "tolerance": TOLERANCE,
+        "all_reproduce": all(m["reproduces"] for m in metrics.values()),
+        "metrics": metrics,
+        "models": {e.name: str(e.path) for e in shipped},
+        "wall_seconds": {"total": time.perf_counter() - start},
+        "machine": machine(),
+    }
+    stem = "pretrained_quick" if args.quick else "pretrained"
+    write_json(results, args.results, stem)
+    plot(results, args.results / f"{stem}.png")
+    return results
+
+
+if __name__ == "__main__":
+    main()
