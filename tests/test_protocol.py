@@ -155,3 +155,11 @@ def test_every_lazy_export_resolves(package):
         assert getattr(module, name) is not None, name
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         module.nothing  # noqa: B018
+
+
+def test_training_options_for_a_forest_are_refused_not_ignored():
+    from deepmat.workflows.composition import make_regressor
+
+    with pytest.raises(ConfigError, match="trains no network: the training options epochs"):
+        make_regressor("rf-magpie", "default", overrides={"epochs": 5, "progress": False})
+    assert make_regressor("rf-magpie", overrides={"progress": False, "seed": 1}).name == "rf-magpie"

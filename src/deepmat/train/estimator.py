@@ -68,11 +68,14 @@ class Estimator:
                 f"{cls.__name__} has no preset {preset!r}; choose from {sorted(cls.presets)}"
             )
         arguments = copy.deepcopy(cls.presets[preset])
-        if "config" in arguments or config:
-            fields = arguments.pop("config", {}) | {
-                k: v for k, v in (config or {}).items() if v is not None
-            }
-            arguments["config"] = TrainConfig(**fields)
+        given = {k: v for k, v in (config or {}).items() if v is not None}
+        if "config" in arguments:
+            arguments["config"] = TrainConfig(**(arguments["config"] | given))
+        elif set(given) - {"progress", "seed"}:
+            raise ConfigError(
+                f"{cls.__name__} trains no network: the training options "
+                f"{', '.join(sorted(set(given) - {'progress', 'seed'}))} do not apply to it"
+            )
         return arguments | {k: v for k, v in overrides.items() if v is not None}
 
     @classmethod

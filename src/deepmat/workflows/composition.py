@@ -122,14 +122,19 @@ def make_regressor(
     seed: int = 0,
 ) -> RecordRegressor:
     """One of :data:`MODELS` with the arguments of ``preset``, ready to ``fit``;
-    ``overrides`` replace single training options of the preset (networks only)."""
+    ``overrides`` replace single training options of the preset (a forest refuses them)."""
     names = {"name": model, "target": target, "unit": unit}
     if model == "elemnet":
         return NetworkRegressor.from_preset(preset, config=overrides, **names)
     if model in ("rf-magpie", "rf-fractions"):
         representation = MagpieAttributes() if model == "rf-magpie" else ElementFractions()
         return ForestRegressor.from_preset(
-            preset, representation=representation, n_estimators=trees, seed=seed, **names
+            preset,
+            config=overrides,
+            representation=representation,
+            n_estimators=trees,
+            seed=seed,
+            **names,
         )
     raise DataError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
 
