@@ -285,9 +285,10 @@ def train_crystal_cmd(
         console.print(structures.report.summary())
         train, val, test, made = split_structures(structures, val_fraction, test_fraction, seed)
         overrides = training_overrides(options)
-        if data in DATASETS and not unit:
-            unit = DATASETS[data].unit
-        regressor = make_structure_model(model, target or "target", unit, preset, overrides)
+        named = DATASETS.get(data)
+        unit = unit or (named.unit if named else "")
+        name = target or (named.target_column if named else "target")
+        regressor = make_structure_model(model, name, unit, preset, overrides)
         train_structure_model(regressor, train, val, out, test=test, split=made, resume=resume)
     except DeepmatError as exc:
         fail(exc)

@@ -64,6 +64,7 @@ def package_model(
         else:
             save_file(full, weights)
     for file in target.iterdir():
+        file.chmod(0o644)  # readable wherever the package is installed
         if file.stat().st_size > MAX_FILE_BYTES:
             raise ConfigError(f"{file} is {file.stat().st_size / 1e6:.1f} MB, over 25 MB")
     model = load_model(target)
