@@ -5,23 +5,16 @@ and folders of compositions or crystal structures, for training, prediction and 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from pymatgen.core import Structure
 
 from deepmat.data.composition import CompositionTable, ErrorPolicy, LoadReport, composition_table
 from deepmat.data.registry import DATASETS, get_dataset, load_structure_dataset
-from deepmat.data.structures import (
-    StructureTable,
-    check_structure,
-    concat_tables,
-    parse_structure,
-    read_ase_file,
-    read_cif_folder,
-    read_structure_csv,
-    read_structure_json,
-)
 from deepmat.errors import DataError
+
+if TYPE_CHECKING:
+    from deepmat.data.structures import StructureTable
 
 ASE_SUFFIXES = (".xyz", ".extxyz", ".traj", ".db", ".vasp", ".cfg")
 
@@ -42,6 +35,13 @@ def read_structures(
 
     Without a ``table``, a folder or a single CIF is read for prediction (no targets).
     """
+    from deepmat.data.structures import (
+        read_ase_file,
+        read_cif_folder,
+        read_structure_csv,
+        read_structure_json,
+    )
+
     name = str(data)
     if name in DATASETS and not Path(name).exists():
         dataset = get_dataset(name)
@@ -70,9 +70,11 @@ def read_structures(
 
 def read_cif_files(files: list[Path]) -> StructureTable:
     """CIF files without targets, each named by its file (for prediction)."""
+    from deepmat.data.structures import StructureTable, check_structure, parse_structure
+
     if not files:
         raise DataError("no CIF files given")
-    structures: list[Structure] = []
+    structures = []
     for file in files:
         structure = parse_structure(file.read_text(errors="replace"), "cif", str(file))
         check_structure(structure, str(file))
@@ -84,6 +86,8 @@ def read_cif_files(files: list[Path]) -> StructureTable:
 def read_structure_inputs(inputs: list[str | Path], cif_column: str = "cif") -> StructureTable:
     """CIF files, folders of them and CSVs with a CIF column, as one table without targets
     (what ``deepmat predict`` and ``explain`` read)."""
+    from deepmat.data.structures import concat_tables
+
     return concat_tables([read_structures(path, None, cif_column=cif_column) for path in inputs])
 
 
