@@ -169,7 +169,8 @@ def run_demo(
     results, models = {}, {}
     for name in ("elemnet", "rf-magpie"):
         console.rule(name)
-        model = make_regressor(name, "default", TARGET, "uV/K", overrides, trees=trees)
+        options = overrides if name == "elemnet" else None  # a forest has no epochs
+        model = make_regressor(name, "default", TARGET, "uV/K", options, trees=trees)
         train_composition(
             model, train, val, out / name, test=test, split=split, on_error="drop", resume=False
         )
