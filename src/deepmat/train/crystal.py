@@ -32,7 +32,7 @@ from deepmat.represent.perovskite_sites import PerovskiteSites, assign_sites
 from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import regression_metrics
-from deepmat.train.regressors import MLPRegressor, with_targets
+from deepmat.train.regressors import MLPRegressor, TableInputs
 from deepmat.train.weights import restore_network, save_weights
 
 StructureInputs = StructureTable | Sequence[Structure | Atoms]
@@ -85,17 +85,13 @@ def _training_record(train: StructureTable, val: StructureTable, seconds: float)
     }
 
 
-class StructureRecords:
+class StructureRecords(TableInputs):
     """Inputs of structure models: pymatgen Structures, ASE Atoms or a StructureTable."""
 
     input_kind: ClassVar[str] = "structure"
 
     def table(self, X: StructureInputs | Structure | Atoms) -> StructureTable:
         return as_structure_table(X)
-
-    def labelled(self, X, y=None, source: str = "data") -> StructureTable:
-        """``X`` as a table with targets (from ``y`` or the table itself)."""
-        return with_targets(self.table(X), y, source)
 
 
 CGCNN_CONFIG = {"lr": 1e-3, "schedule": "cosine"}
@@ -165,12 +161,7 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
 
         if val is None or workdir is None:
             raise DataError(f"{self.name}: fit needs val= (early stopping) and workdir=")
-        train = self.labelled(X, y, "training data")
-        val = (
-            self.labelled(*val, "validation data")
-            if isinstance(val, tuple)
-            else (self.labelled(val, source="validation data"))
-        )
+        train, val = self.labelled(X, y, "training data"), self.labelled_val(val)
         start = time.perf_counter()
         train_graphs = self.graphs(train, progress=self.config.progress)
         val_graphs = self.graphs(val, progress=self.config.progress)

@@ -75,16 +75,8 @@ class RecordRegressor(Estimator):
         self.training: dict = {}
         self.metrics: dict = {}
 
-    def table(self, X):
-        """``X`` as this model's table type (compositions or structures)."""
-        raise NotImplementedError
-
     def featurize(self, table) -> np.ndarray:
         raise NotImplementedError
-
-    def labelled(self, X, y=None, source: str = "data"):
-        """``X`` as a table with targets (from ``y`` or the table itself)."""
-        return with_targets(self.table(X), y, source)
 
     def predict(self, X, return_std: bool = False):
         """Predicted targets; with ``return_std``, also standard deviations."""
@@ -126,7 +118,28 @@ class RecordRegressor(Estimator):
         }
 
 
-class CompositionRecords:
+class TableInputs:
+    """Inputs read as a table of records that carries its targets (compositions or
+    structures): the table for training and scoring, and the ``val`` argument of ``fit``."""
+
+    def table(self, X):
+        """``X`` as this model's table type."""
+        raise NotImplementedError
+
+    def labelled(self, X, y=None, source: str = "data"):
+        """``X`` as a table with targets (from ``y`` or the table itself)."""
+        return with_targets(self.table(X), y, source)
+
+    def labelled_val(self, val):
+        """``val`` of ``fit`` (a table, a pair (records, targets), or None) as a table."""
+        if val is None:
+            return None
+        if isinstance(val, tuple):
+            return self.labelled(*val, source="validation data")
+        return self.labelled(val, source="validation data")
+
+
+class CompositionRecords(TableInputs):
     """Inputs of composition models: formulas, Compositions or a CompositionTable."""
 
     input_kind: ClassVar[str] = "composition"
@@ -179,12 +192,7 @@ class MLPRegressor(RecordRegressor):
 
         if val is None or workdir is None:
             raise DataError(f"{self.name}: fit needs val= (early stopping) and workdir=")
-        train = self.labelled(X, y, "training data")
-        val = (
-            self.labelled(*val, source="validation data")
-            if isinstance(val, tuple)
-            else (self.labelled(val, source="validation data"))
-        )
+        train, val = self.labelled(X, y, "training data"), self.labelled_val(val)
         start = time.perf_counter()
         self.scaler = TargetScaler.fit(train.targets)
         self.fit_result = fit_network(
@@ -359,11 +367,7 @@ class ForestRegressor(CompositionRecords, RecordRegressor):
     ) -> ForestRegressor:
         """Fit the forest; ``val`` (optional) is scored into the card. ``workdir`` and
         ``resume`` are unused: a forest trains in one step and keeps no checkpoints."""
-        train = self.labelled(X, y, "training data")
-        if isinstance(val, tuple):
-            val = self.labelled(*val, source="validation data")
-        elif val is not None:
-            val = self.labelled(val, source="validation data")
+        train, val = self.labelled(X, y, "training data"), self.labelled_val(val)
         start = time.perf_counter()
         self.forest.fit(self.featurize(train), train.targets)
         self._record_training(

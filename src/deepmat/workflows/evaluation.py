@@ -94,8 +94,8 @@ def evaluation_scope(
         selected = fingerprint == data.get("val_fingerprint")
         return Scope(label, everything, selected, len(names) if trained else 0)
     side = {
-        part: np.array([i for i, n in enumerate(names) if n in split[part]], dtype=int)
-        for part in SPLIT_PARTS
+        name: np.array([i for i, n in enumerate(names) if n in split[name]], dtype=int)
+        for name in SPLIT_PARTS
     }
     if part is None:
         if not any(len(rows) for rows in side.values()):

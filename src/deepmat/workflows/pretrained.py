@@ -53,22 +53,20 @@ def package_model(
         shutil.rmtree(target)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoints", "*.png"))
     reference = validate(load_model(source))
-    precision = "float32"
+    precision, packaged = "float32", reference
     weights = target / WEIGHTS
     if weights.exists():
         full = load_file(weights)
         save_file({k: v.half() if v.is_floating_point() else v for k, v in full.items()}, weights)
         half = validate(load_model(target))
         if _relative_change(half, reference) <= tolerance:
-            precision = "float16"
+            precision, packaged = "float16", half
         else:
             save_file(full, weights)
     for file in target.iterdir():
         file.chmod(0o644)  # readable wherever the package is installed
         if file.stat().st_size > MAX_FILE_BYTES:
             raise ConfigError(f"{file} is {file.stat().st_size / 1e6:.1f} MB, over 25 MB")
-    model = load_model(target)
-    packaged = validate(model)
     card = json.loads((target / CARD).read_text())
     card["pretrained"] = pretrained | {
         "name": name,
@@ -79,7 +77,7 @@ def package_model(
         "bytes": sum(f.stat().st_size for f in target.iterdir() if f.is_file()),
     }
     (target / CARD).write_text(json.dumps(card, indent=2, default=float))
-    predictions = np.asarray(predict_examples(model), dtype=np.float64).tolist()
+    predictions = np.asarray(predict_examples(load_model(target)), dtype=np.float64).tolist()
     (target / "examples.json").write_text(
         json.dumps({"inputs": examples, "predictions": predictions}, indent=1)
     )
