@@ -24,7 +24,7 @@ from pathlib import Path
 from _shared import command, machine, parser, write_json
 
 TARGET_SECONDS = 3.0
-HEAVY = ("lightning", "kikuchipy", "orix", "matminer", "dask", "numba")
+HEAVY = ("lightning", "kikuchipy", "orix", "matminer", "dask", "numba", "pandas")
 
 
 def parse_args(argv: list[str] | None = None):

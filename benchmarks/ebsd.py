@@ -21,8 +21,8 @@ orientations stored in its crystal map.
     python benchmarks/ebsd.py --out runs/ebsd                  # full
     python benchmarks/ebsd.py --out /tmp/q --quick              # seconds
 
-The CNN is saved as ``OUT/cnn/`` and the pattern sets as ``OUT/data/*.h5``
-(``deepmat ebsd index OUT/data/test_counts_100.h5 --model OUT/cnn``). Results:
+The CNN is saved as ``OUT/cnn/`` and the pattern sets (test, validation, dictionaries) as
+``OUT/data/*.h5`` (``deepmat ebsd index OUT/data/test_counts_100.h5 --model OUT/cnn``). Results:
 ``benchmarks/results/ebsd.{json,png}``; the top-level metrics of each method are over all
 noisy test sets together, the per-level ones under ``noise_levels``.
 """
@@ -43,6 +43,7 @@ from deepmat.data.ebsd import (
     PatternDataset,
     combine_pattern_sets,
     read_pattern_dataset,
+    save_pattern_dataset,
     write_pattern_dataset,
 )
 from deepmat.data.ebsd_simulation import (
@@ -167,9 +168,19 @@ def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) ->
         noise = list(levels.values())
         extra = simulate_cycling(rotations, detector, noise, SEEDS["extra"], dictionary.attrs)
         train = combine_pattern_sets([dictionary, extra], ["dictionary", "extra"])
-    val_rotations = sample_orientations(n=args.val_n, seed=SEEDS["val"])
-    val = simulate_cycling(val_rotations, detector, list(levels.values()), SEEDS["val"])
+    files["val"] = data_dir / "val.h5"
+    val = validation_set(args, detector, levels, dictionary.attrs)
+    save_pattern_dataset(files["val"], val)
     return {"files": files, "dictionary": dictionary, "train": train, "val": val}
+
+
+def validation_set(
+    args: argparse.Namespace, detector: DetectorSpec, levels: dict, attrs: dict
+) -> PatternDataset:
+    """The --val-n validation patterns at random orientations, noise levels cycling."""
+    rotations = sample_orientations(n=args.val_n, seed=SEEDS["val"])
+    attrs = attrs | {"seed": SEEDS["val"], "noise_levels": list(levels)}
+    return simulate_cycling(rotations, detector, list(levels.values()), SEEDS["val"], attrs)
 
 
 def train_cnn(args: argparse.Namespace, train: PatternDataset, val: PatternDataset):

@@ -13,7 +13,9 @@ absolute strain error MASE = mean over voxels of |ε_pred − ε_true| / ε̄11 
     python benchmarks/localization.py --out runs/localization        # full (~30 min, 2 cores)
     python benchmarks/localization.py --out /tmp/q --quick            # seconds
 
-Each trained model is saved as ``OUT/<model>_c10/`` and ``OUT/<model>_c50/``. Results:
+Each trained model is saved as ``OUT/<model>_c10/`` and ``OUT/<model>_c50/``, the validation
+and test volume elements as ``OUT/data/c10/{val,test}.h5`` (``deepmat evaluate OUT/fcn3d_c10
+OUT/data/c10/test.h5 --json``). Results:
 ``benchmarks/results/localization.{json,png}``.
 """
 
@@ -30,7 +32,7 @@ import numpy as np
 from _shared import command, machine, parser, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.splits import random_split
-from deepmat.data.voxels import read_voxel_dataset
+from deepmat.data.voxels import read_voxel_dataset, write_voxel_dataset
 from deepmat.models.localization import STRAIN_FNO, StrainFCNSpec
 from deepmat.physics import IsotropicPhase
 from deepmat.train import save_model
@@ -110,9 +112,12 @@ def generate(out: Path, grid: int, n: int, contrast: float, workers: int, seed: 
             "file": str(path),
         }
         parts.append(read_voxel_dataset(path))
+    strain = np.concatenate([p.strain for p in parts])
     return {
         "x": np.concatenate([p.microstructures for p in parts]),
-        "e": np.concatenate([p.strain[:, 0] for p in parts]),
+        "strain": strain,
+        "e": np.ascontiguousarray(strain[:, 0]),
+        "attrs": parts[0].attrs | {"families": [spec.to_dict() for spec in specs]},
         "macro_strain": float(parts[0].attrs["macro_strain"][0]),
         "solve_seconds": float(np.mean(np.concatenate([p.solve_seconds for p in parts]))),
         "iterations": float(np.mean(np.concatenate([p.iterations for p in parts]))),
@@ -160,10 +165,17 @@ def run_contrast(contrast: float, args, seed: int) -> dict:
     generate_seconds = time.perf_counter() - start
     parts = random_split(len(data["x"]), args.val, args.test, seed).indices()
     x, e, macro = data["x"], data["e"], data["macro_strain"]
+    tag = f"c{contrast:g}"
+    for side in ("val", "test"):
+        write_voxel_dataset(
+            args.out / "data" / tag / f"{side}.h5",
+            x[parts[side]],
+            strain=data["strain"][parts[side]],
+            attrs=data["attrs"],
+        )
     train = x[parts["train"]], e[parts["train"]]
     val = x[parts["val"]], e[parts["val"]]
     x_test, e_test = x[parts["test"]], e[parts["test"]]
-    tag = f"c{contrast:g}"
     work = args.out / "work" / tag
     start = time.perf_counter()
     models = {

@@ -17,6 +17,7 @@ from deepmat.data.ebsd import (
     PatternDataset,
     combine_pattern_sets,
     read_pattern_dataset,
+    save_pattern_dataset,
     write_pattern_dataset,
 )
 from deepmat.data.ebsd_simulation import (
@@ -132,6 +133,22 @@ def test_dataset_round_trip_equals_direct_simulation(pattern_file):
     assert data.attrs["symmetry"] == "m-3m" and data.attrs["master"]["phase"] == "ni"
     with h5py.File(path) as file:
         assert file["patterns"].chunks[1:] == (20, 20)
+
+
+def test_a_set_assembled_in_memory_saves_and_reads_back_as_it_is(pattern_file, tmp_path):
+    """Two noise levels in one set (the EBSD benchmark's validation set) keep their patterns,
+    rotations, detector and attributes through the file."""
+    path, rotations, _ = pattern_file
+    noisy = read_pattern_dataset(path)
+    clean = simulate_patterns(rotations, SPEC)
+    mixed = np.where(np.arange(5)[:, None, None] % 2 == 0, clean, noisy.patterns)
+    attrs = noisy.attrs | {"noise_levels": ["none", "counts_50"]}
+    dataset = PatternDataset(mixed.astype(np.float32), rotations, SPEC, attrs=attrs)
+    back = read_pattern_dataset(save_pattern_dataset(tmp_path / "mixed.h5", dataset))
+    np.testing.assert_array_equal(back.patterns, dataset.patterns)
+    np.testing.assert_array_equal(back.rotations.data, rotations.data)
+    assert back.detector == SPEC and back.noise is None
+    assert back.attrs["noise_levels"] == ["none", "counts_50"] and back.attrs["complete"]
 
 
 def replace(name: str, array: np.ndarray):

@@ -3,11 +3,13 @@ options, and the tables that print metrics."""
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -107,13 +109,18 @@ def fail(exc: Exception) -> NoReturn:
     raise typer.Exit(2)
 
 
-def write_table(frame: pd.DataFrame, output: Path | None, what: str) -> None:
-    """``frame`` as CSV to ``output``, or to stdout without one."""
+def write_table(columns: Mapping[str, Sequence], output: Path | None, what: str) -> None:
+    """``columns`` (a DataFrame, or a dict of equally long columns) as CSV to ``output``, or
+    to stdout without one; plain ``csv``, so that predicting needs no pandas."""
+    header = list(columns)
+    rows = list(zip(*(columns[name] for name in header), strict=True))
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([header, *rows])
     if output:
-        frame.to_csv(output, index=False)
-        console.print(f"{len(frame)} {what} written to {output}")
+        Path(output).write_text(text.getvalue())
+        console.print(f"{len(rows)} {what} written to {output}")
     else:
-        typer.echo(frame.to_csv(index=False), nl=False)
+        typer.echo(text.getvalue(), nl=False)
 
 
 # Metrics printed when some set has them: R² (not of strain fields), MAPE (homogenization

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -36,12 +35,12 @@ ModelArgument = Annotated[
 ]
 
 
-def _with_std(frame: pd.DataFrame, target: str, result, std: bool) -> pd.DataFrame:
+def _with_std(columns: dict, target: str, result, std: bool) -> dict:
     values, spread = result if std else (result, None)
-    frame[target] = values
+    columns[target] = values
     if spread is not None:
-        frame[f"{target}_std"] = spread
-    return frame
+        columns[f"{target}_std"] = spread
+    return columns
 
 
 def _predict_compositions(model, inputs: list[str], output: Path | None, std: bool, **options):
@@ -49,7 +48,7 @@ def _predict_compositions(model, inputs: list[str], output: Path | None, std: bo
 
     table = read_formula_inputs(inputs, options["formula_column"])
     result = model.predict(table, return_std=std)
-    frame = _with_std(pd.DataFrame({"formula": table.formulas}), model.target, result, std)
+    frame = _with_std({"formula": table.formulas}, model.target, result, std)
     write_table(frame, output, "predictions")
 
 
@@ -59,7 +58,7 @@ def _predict_structures(model, inputs: list[str], output: Path | None, std: bool
     table = read_structure_inputs(inputs, options["cif_column"])
     result = model.predict(table, return_std=std)
     write_table(
-        _with_std(pd.DataFrame({"id": table.ids}), model.target, result, std),
+        _with_std({"id": table.ids}, model.target, result, std),
         output,
         "predictions",
     )
@@ -80,11 +79,12 @@ def _predict_microstructures(model, inputs: list[str], output: Path | None, std:
             for item, fields in predictions:
                 typer.echo(jobs.field_summary(item, fields))
         return
-    frames = [
-        pd.DataFrame({"file": item, "index": range(len(values)), model.target: values})
-        for item, values in jobs.predict_microstructure_files(model, inputs, return_std=std)
-    ]
-    write_table(pd.concat(frames, ignore_index=True), output, "predictions")
+    columns: dict[str, list] = {"file": [], "index": [], model.target: []}
+    for item, values in jobs.predict_microstructure_files(model, inputs, return_std=std):
+        columns["file"] += [item] * len(values)
+        columns["index"] += list(range(len(values)))
+        columns[model.target] += list(values)
+    write_table(columns, output, "predictions")
 
 
 def _predict_orientations(model, inputs: list[str], output: Path | None, std: bool, **_):

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 from pymatgen.core import Composition, Element
 
 from deepmat.errors import DataError
@@ -190,6 +189,8 @@ def read_composition_csv(
 ) -> CompositionTable:
     """Read a CSV (optionally gzipped) with a formula column and, unless ``target`` is
     None, a numeric target column. Errors name the file and line."""
+    import pandas as pd
+
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")

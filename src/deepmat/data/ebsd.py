@@ -12,6 +12,7 @@
   - root attributes: ``format``, ``format_version``, ``deepmat_version``, ``detector`` and
     ``noise`` (specs as JSON), ``master`` (source, title, phase, energy), ``symmetry`` (the
     master's point group), ``seed``, ``complete`` and timings.
+- :func:`save_pattern_dataset`: a set held in memory, in the same layout.
 - :func:`combine_pattern_sets`: several sets of one detector as one training set.
 
 Dictionary indexing against such a set is an estimator,
@@ -163,6 +164,25 @@ def write_pattern_dataset(
         wall = time.perf_counter() - start
         _set_attrs(file, {"complete": True, "wall_seconds": wall})
     return PatternReport(Path(path), len(quaternions), spec.shape, wall)
+
+
+def save_pattern_dataset(path: str | Path, dataset: PatternDataset) -> Path:
+    """Write a pattern set held in memory (one assembled from several noise levels, say) in
+    the layout of :func:`write_pattern_dataset`, so that it reads back as it is."""
+    attrs = dict(dataset.attrs) | {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "deepmat_version": __version__,
+        "detector": dataset.detector.to_dict(),
+        "noise": None if dataset.noise is None else dataset.noise.to_dict(),
+        "n_requested": len(dataset),
+        "complete": True,
+    }
+    shape = dataset.detector.shape
+    with _create(Path(path), attrs, shape, dataset.patterns.dtype) as file:
+        _append(file["patterns"], dataset.patterns)
+        _append(file["rotations"], dataset.rotations.data)
+    return Path(path)
 
 
 def _describe(job: _Job, master: EBSDMasterPattern, n: int) -> dict[str, Any]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from deepmat.data.composition import CompositionTable, ErrorPolicy, LoadReport, composition_table
 from deepmat.data.registry import DATASETS, get_dataset, load_structure_dataset
 from deepmat.errors import DataError
@@ -100,6 +98,8 @@ def read_formula_inputs(inputs: list[str], formula_column: str = "formula") -> C
         if path.suffix in (".csv", ".gz") or path.is_file():
             if not path.exists():
                 raise DataError(f"{item}: no such file")
+            import pandas as pd
+
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
             if formula_column not in frame.columns:
                 raise DataError(

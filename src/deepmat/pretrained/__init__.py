@@ -3,8 +3,9 @@
 Each model is a saved-model directory here, named as it is loaded, holding its card (the
 data files and their checksums, the split, the command that trained it, validation and test
 metrics, the deepmat version), its weights in half precision where the card's validation
-metric holds to 1e-3 relative, and ``examples.json``: a few inputs with the predictions the
-model gave when it was packaged, which the test suite checks. ``deepmat models`` lists them.
+metric holds to 1e-3 relative, and a few inputs with the predictions the model gave when it
+was packaged, which the test suite checks: ``examples.json`` for formulas and CIF texts,
+``examples.npz`` for arrays (microstructures, EBSD patterns). ``deepmat models`` lists them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from deepmat.errors import ModelFormatError
 
 ROOT = Path(__file__).parent
 EXAMPLES = "examples.json"
+ARRAY_EXAMPLES = "examples.npz"
 
 
 @dataclass
@@ -46,26 +50,36 @@ class PretrainedModel:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()) / 1e6
 
     def metric_text(self, part: str) -> str:
-        """The card's headline metric on ``part`` (val or test), e.g. "MAE 0.0493"."""
+        """The card's headline metric on ``part`` (val or test), e.g. "mae 0.0493": MASE for
+        strain fields, MAPE for stiffness, the mean disorientation for orientations."""
         metrics = self.card.get("metrics", {}).get(part)
         if not metrics:
             return "-"
-        key = next(k for k in ("mae", "mean_disorientation_deg", "mase") if k in metrics)
+        headline = ("mase", "mape", "mean_disorientation_deg", "mae")
+        key = next(k for k in headline if k in metrics)
         return f"{key} {metrics[key]:.4g}"
 
     def examples(self) -> dict:
         """The stored example inputs and the predictions made when the model was packaged."""
+        arrays = self.path / ARRAY_EXAMPLES
+        if arrays.is_file():
+            with np.load(arrays) as stored:
+                return {"inputs": stored["inputs"], "predictions": stored["predictions"]}
         return json.loads((self.path / EXAMPLES).read_text())
 
 
-def predict_examples(model, inputs: list) -> list[float]:
-    """``model``'s predictions for JSON example inputs: formulas, or CIF texts for a
-    structure model."""
+def predict_examples(model, inputs: list | np.ndarray) -> np.ndarray:
+    """``model``'s predictions for example inputs as an array: values, fields, or unit
+    quaternions (n, 4) for an orientation model. Inputs are formulas, CIF texts for a
+    structure model, or an array of microstructures or patterns."""
     if model.input_kind == "structure":
         from pymatgen.core import Structure
 
         inputs = [Structure.from_str(text, fmt="cif") for text in inputs]
-    return [float(v) for v in model.predict(inputs)]
+    predicted = model.predict(inputs)
+    if model.output_kind == "orientation":
+        return np.asarray(predicted.data, dtype=np.float64)
+    return np.asarray(predicted, dtype=np.float64)
 
 
 def pretrained_models() -> list[PretrainedModel]:

@@ -1,12 +1,9 @@
 """The demo: shipped models on well-known materials, then composition and microstructure
 models trained on the spot, with nothing downloaded.
 
-Shipped models (:func:`run_pretrained_demo`): the formation enthalpy of well-known compounds
-from their formulas by ElemNet trained on OQMD, next to calorimetric values (CRC Handbook,
-298 K; DFT formation energies of oxides differ from them by ~0.1-0.2 eV/atom, so this is the
-gap a user sees in practice, not a test metric); cubic perovskites written as CIFs by pymatgen
-and read back, with the interpretable CGCNN's split of each prediction into A, B and X sites.
-Only models this version ships are shown.
+Shipped models (:func:`run_pretrained_demo`): each shipped model on inputs it has not seen,
+next to a reference value (:mod:`deepmat.workflows.showcases`). Only models this version
+ships are shown.
 
 Composition (:func:`run_demo`): ElemNet and a Magpie random forest on data that ships
 with matminer. Materials Project transport properties (Ricci et al., Sci. Data 2017; about
@@ -39,90 +36,12 @@ from deepmat.train.microstructure import MicrostructureRegressor
 from deepmat.workflows.composition import DataSpec, make_regressor, train_composition
 from deepmat.workflows.generate import generate_families
 from deepmat.workflows.microstructure import read_labelled, train_microstructure
+from deepmat.workflows.showcases import SHOWCASES
 
-# Standard enthalpies of formation at 298 K (CRC Handbook of Chemistry and Physics), in
-# kJ/mol of formula units, converted to eV/atom below.
-CALORIMETRY_KJ_PER_MOL = {
-    "Al2O3": -1675.7,
-    "MgO": -601.6,
-    "SiO2": -910.7,
-    "TiO2": -944.0,
-    "ZnO": -350.5,
-    "Fe2O3": -824.2,
-    "Cu2O": -168.6,
-    "NaCl": -411.2,
-    "LiF": -616.0,
-    "CaO": -634.9,
-}
-KJ_PER_MOL_PER_EV = 96.485
-# Cubic ABO3 perovskites (Pm-3m): the A and B elements and the lattice constant in Å.
-PEROVSKITES = {
-    "SrTiO3": ("Sr", "Ti", 3.905),
-    "BaZrO3": ("Ba", "Zr", 4.193),
-    "KTaO3": ("K", "Ta", 3.989),
-    "SrZrO3": ("Sr", "Zr", 4.10),
-}
 TARGET = "S_p"
 THERMOELECTRICS = ["Bi2Te3", "PbTe", "SnSe", "Mg2Si", "CoSb3", "ZnO", "Cu2Se", "NaCl"]
 CONTRAST = 50.0
 HOMOGENIZATION_MODELS = ("voigt", "reuss", "two-point-pca", "cnn3d")
-
-
-def _formation_enthalpies(model, console: Console, folder: Path) -> list[dict]:
-    """ElemNet's ΔHf of the compounds of :data:`CALORIMETRY_KJ_PER_MOL` beside the values
-    measured by calorimetry (``folder`` unused: formulas need no files)."""
-    from pymatgen.core import Composition
-
-    formulas = list(CALORIMETRY_KJ_PER_MOL)
-    predicted = model.predict(formulas)
-    table = Table(title="formation enthalpy (eV/atom): elemnet-oqmd vs calorimetry (298 K)")
-    for column in ("formula", "predicted", "calorimetry", "difference"):
-        table.add_column(column)
-    rows = []
-    for formula, value in zip(formulas, predicted, strict=True):
-        atoms = Composition(formula).num_atoms
-        measured = CALORIMETRY_KJ_PER_MOL[formula] / atoms / KJ_PER_MOL_PER_EV
-        rows.append({"input": formula, "prediction": float(value), "reference": measured})
-        table.add_row(formula, f"{value:.3f}", f"{measured:.3f}", f"{value - measured:+.3f}")
-    console.print(table)
-    return rows
-
-
-def _perovskite_sites(model, console: Console, folder: Path) -> list[dict]:
-    """Cubic perovskites written as CIF files, read back and predicted, with the means of
-    each prediction's site contributions over the A, B and X sites."""
-    from pymatgen.core import Lattice, Structure
-
-    from deepmat.data.readers import read_structure_inputs
-
-    folder.mkdir(parents=True, exist_ok=True)
-    coords = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]]
-    for formula, (a_site, b_site, edge) in PEROVSKITES.items():
-        cell = Structure.from_spacegroup(
-            "Pm-3m", Lattice.cubic(edge), [a_site, b_site, "O"], coords
-        )
-        cell.to(filename=str(folder / f"{formula}.cif"))
-    table = read_structure_inputs([folder])
-    predicted = model.predict(table)
-    sites = model.site_contributions(table)
-    means = sites.groupby(["id", "role"])["contribution"].mean().unstack()
-    title = f"cubic perovskites from CIFs ({folder}): {model.target} ({model.unit})"
-    summary = Table(title=title + ", and the mean contribution of A, B and X sites")
-    for column in ("structure", "predicted", "A sites", "B sites", "X sites"):
-        summary.add_column(column)
-    rows = []
-    for record, value in zip(table.ids, predicted, strict=True):
-        roles = [f"{means.loc[record, r]:.3f}" for r in ("A", "B", "X")]
-        summary.add_row(record, f"{value:.3f}", *roles)
-        rows.append({"input": record, "prediction": float(value)})
-    console.print(summary)
-    return rows
-
-
-SHOWCASES = {
-    "elemnet-oqmd": _formation_enthalpies,
-    "cgcnn-linear-perovskites": _perovskite_sites,
-}
 
 
 def run_pretrained_demo(out: str | Path, console: Console | None = None) -> dict:

@@ -4,8 +4,9 @@
 name, stores the weights in half precision when the validation metric holds to
 ``tolerance`` (relative) that way and in full precision otherwise, adds the card's
 ``pretrained`` section (data files with their checksums, split, command, metrics, version,
-size) and writes ``examples.json``: a few inputs and the predictions the packaged model gives
-for them, which the test suite checks on every machine.
+size) and stores a few inputs with the predictions the packaged model gives for them, which
+the test suite checks on every machine: ``examples.json`` for JSON inputs (formulas, CIF
+texts), ``examples.npz`` for an array of inputs (microstructures, patterns).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from deepmat import __version__
 from deepmat.errors import ConfigError
+from deepmat.pretrained import ARRAY_EXAMPLES, EXAMPLES
 from deepmat.train.saved import CARD, load_model
 from deepmat.train.weights import WEIGHTS
 
@@ -36,17 +38,20 @@ def package_model(
     destination: str | Path,
     *,
     validate: Callable[[object], float],
-    examples: dict,
+    examples: list | np.ndarray,
     predict_examples: Callable[[object], list],
     pretrained: dict,
+    test: Callable[[object], dict] | None = None,
     tolerance: float = 1e-3,
 ) -> dict:
     """Package the model saved at ``source`` as ``destination/name``.
 
     ``validate(model) -> float`` scores a model on the validation data (the card's metric);
-    ``examples`` are JSON inputs that ``predict_examples(model)`` turns into predictions;
-    ``pretrained`` is the card's ``pretrained`` section (data, split, command). Returns the
-    final card.
+    ``examples`` are inputs (a JSON list, or an array) that ``predict_examples(model)`` turns
+    into predictions;
+    ``pretrained`` is the card's ``pretrained`` section (data, split, command); ``test(model)
+    -> dict``, when the training run did not score its held-out test data into the card,
+    does so for the packaged model. Returns the final card.
     """
     source, target = Path(source), Path(destination) / name
     if target.exists():
@@ -63,11 +68,20 @@ def package_model(
             precision, packaged = "float16", half
         else:
             save_file(full, weights)
+    predictions = np.asarray(predict_examples(load_model(target)), dtype=np.float64)
+    if isinstance(examples, np.ndarray):
+        np.savez_compressed(target / ARRAY_EXAMPLES, inputs=examples, predictions=predictions)
+    else:
+        (target / EXAMPLES).write_text(
+            json.dumps({"inputs": examples, "predictions": predictions.tolist()}, indent=1)
+        )
     for file in target.iterdir():
         file.chmod(0o644)  # readable wherever the package is installed
         if file.stat().st_size > MAX_FILE_BYTES:
             raise ConfigError(f"{file} is {file.stat().st_size / 1e6:.1f} MB, over 25 MB")
     card = json.loads((target / CARD).read_text())
+    if test is not None and "test" not in card["metrics"]:
+        card["metrics"]["test"] = test(load_model(target))
     card["pretrained"] = pretrained | {
         "name": name,
         "deepmat_version": __version__,
@@ -77,8 +91,4 @@ def package_model(
         "bytes": sum(f.stat().st_size for f in target.iterdir() if f.is_file()),
     }
     (target / CARD).write_text(json.dumps(card, indent=2, default=float))
-    predictions = np.asarray(predict_examples(load_model(target)), dtype=np.float64).tolist()
-    (target / "examples.json").write_text(
-        json.dumps({"inputs": examples, "predictions": predictions}, indent=1)
-    )
     return card
