@@ -4,9 +4,11 @@ options, and the tables that print metrics."""
 from __future__ import annotations
 
 import csv
+import functools
+import inspect
 import io
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -77,6 +79,40 @@ SeedOption = Annotated[int, typer.Option(help="random seed of the split and the 
 ResumeOption = Annotated[
     bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt after an interruption")
 ]
+
+
+# The options every ``deepmat train`` command shares, declared once (with_training_options).
+SHARED_TRAINING_OPTIONS = {
+    "epochs": EpochsOption,
+    "batch_size": BatchSizeOption,
+    "lr": LrOption,
+    "schedule": ScheduleOption,
+    "patience": PatienceOption,
+    "precision": PrecisionOption,
+    "devices": DevicesOption,
+    "num_nodes": NodesOption,
+    "strategy": StrategyOption,
+}
+
+
+def with_training_options(command: Callable) -> Callable:
+    """Give a ``deepmat train`` command the options of :data:`SHARED_TRAINING_OPTIONS`
+    (each None: the preset's value); the command receives them as one dict, its
+    ``training`` parameter."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "training"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, kind in SHARED_TRAINING_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def run(**options):
+        training = {name: options.pop(name) for name in SHARED_TRAINING_OPTIONS}
+        return command(**options, training=training)
+
+    run.__signature__ = signature.replace(parameters=[*own, *shared])
+    return run
 
 
 TRAINING_OPTIONS = (

@@ -12,30 +12,22 @@ from typing import Annotated
 import typer
 
 from deepmat.cli.options import (
-    BatchSizeOption,
     CifColumnOption,
     DataOption,
-    DevicesOption,
     DropOption,
-    EpochsOption,
     FormulaOption,
     IdColumnOption,
-    LrOption,
-    NodesOption,
     OutOption,
-    PatienceOption,
-    PrecisionOption,
     PresetOption,
     ResumeOption,
-    ScheduleOption,
     SeedOption,
-    StrategyOption,
     StructureTableOption,
     TargetOption,
     console,
     fail,
     print_metrics,
     training_overrides,
+    with_training_options,
 )
 from deepmat.errors import DeepmatError
 
@@ -43,6 +35,7 @@ train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
 
 
 @train_app.command("composition")
+@with_training_options
 def train_composition_cmd(
     out: OutOption,
     data: DataOption,
@@ -50,12 +43,6 @@ def train_composition_cmd(
     preset: PresetOption = "default",
     target: TargetOption = None,
     formula_column: FormulaOption = None,
-    epochs: EpochsOption = None,
-    batch_size: BatchSizeOption = None,
-    lr: LrOption = None,
-    schedule: ScheduleOption = None,
-    patience: PatienceOption = None,
-    precision: PrecisionOption = None,
     dropout_until: Annotated[
         float | None,
         typer.Option(
@@ -63,9 +50,6 @@ def train_composition_cmd(
             "the bias dropout leaves in deep regression networks (1: dropout throughout)"
         ),
     ] = None,
-    devices: DevicesOption = None,
-    num_nodes: NodesOption = None,
-    strategy: StrategyOption = None,
     trees: Annotated[int | None, typer.Option(help="trees of a random forest")] = None,
     split: Annotated[str, typer.Option(help="grouped (by reduced composition) or random")] = (
         "grouped"
@@ -79,6 +63,7 @@ def train_composition_cmd(
     drop_invalid: DropOption = False,
     seed: SeedOption = 0,
     resume: ResumeOption = True,
+    training: dict | None = None,
 ) -> None:
     """Train a composition model (ElemNet or a random forest) and save it to OUT."""
     options = dict(locals())
@@ -90,7 +75,7 @@ def train_composition_cmd(
         train, val, test, made = spec.train_val(split, val_fraction, seed, holdout)
         for table in {id(t): t for t in (train, val)}.values():
             console.print(table.report.summary())
-        overrides = training_overrides(options)
+        overrides = training_overrides(options | training)
         regressor = make_regressor(
             model, preset, target or "target", spec.unit(), overrides, trees=trees, seed=seed
         )
@@ -104,6 +89,7 @@ def train_composition_cmd(
 
 
 @train_app.command("microstructure")
+@with_training_options
 def train_microstructure_cmd(
     out: OutOption,
     data: Annotated[
@@ -125,20 +111,12 @@ def train_microstructure_cmd(
         str | None,
         typer.Option(help="stiffness component, e.g. C11 (the default); localization: e11"),
     ] = None,
-    epochs: EpochsOption = None,
-    batch_size: BatchSizeOption = None,
-    lr: LrOption = None,
-    schedule: ScheduleOption = None,
-    patience: PatienceOption = None,
-    precision: PrecisionOption = None,
-    devices: DevicesOption = None,
-    num_nodes: NodesOption = None,
-    strategy: StrategyOption = None,
     val_fraction: Annotated[float, typer.Option(help="share of DATA held out without --val")] = (
         0.15
     ),
     seed: SeedOption = 0,
     resume: ResumeOption = True,
+    training: dict | None = None,
 ) -> None:
     """Train a homogenization model (microstructure → stiffness component) or a localization
     model (microstructure → ε11 strain field) and save it to OUT."""
@@ -147,7 +125,7 @@ def train_microstructure_cmd(
 
     target = target or default_target(model)
     try:
-        overrides = training_overrides(options)
+        overrides = training_overrides(options | training)
         regressor = train_microstructure(
             model,
             data,
@@ -170,6 +148,7 @@ def train_microstructure_cmd(
 
 
 @train_app.command("ebsd")
+@with_training_options
 def train_ebsd_cmd(
     out: OutOption,
     data: Annotated[
@@ -184,20 +163,12 @@ def train_ebsd_cmd(
         Path | None,
         typer.Option(help="validation pattern file (default: split off DATA at random)"),
     ] = None,
-    epochs: EpochsOption = None,
-    batch_size: BatchSizeOption = None,
-    lr: LrOption = None,
-    schedule: ScheduleOption = None,
-    patience: PatienceOption = None,
-    precision: PrecisionOption = None,
-    devices: DevicesOption = None,
-    num_nodes: NodesOption = None,
-    strategy: StrategyOption = None,
     val_fraction: Annotated[float, typer.Option(help="share of DATA held out without --val")] = (
         0.1
     ),
     seed: SeedOption = 0,
     resume: ResumeOption = True,
+    training: dict | None = None,
 ) -> None:
     """Train the orientation CNN (EBSD pattern → crystal orientation; cubic phases learn a
     symmetry-invariant embedding, others a quaternion with the disorientation loss) on
@@ -206,7 +177,7 @@ def train_ebsd_cmd(
     from deepmat.workflows.ebsd import train_ebsd
 
     try:
-        overrides = training_overrides(options)
+        overrides = training_overrides(options | training)
         regressor = train_ebsd(
             data,
             out,
@@ -223,6 +194,7 @@ def train_ebsd_cmd(
 
 
 @train_app.command("crystal")
+@with_training_options
 def train_crystal_cmd(
     out: OutOption,
     data: Annotated[
@@ -245,21 +217,13 @@ def train_crystal_cmd(
     cif_column: CifColumnOption = "cif",
     id_column: IdColumnOption = None,
     unit: Annotated[str, typer.Option(help="unit of the target, for plots and cards")] = "",
-    epochs: EpochsOption = None,
-    batch_size: BatchSizeOption = None,
-    lr: LrOption = None,
-    schedule: ScheduleOption = None,
-    patience: PatienceOption = None,
-    precision: PrecisionOption = None,
-    devices: DevicesOption = None,
-    num_nodes: NodesOption = None,
-    strategy: StrategyOption = None,
     val_fraction: float = 0.1,
     test_fraction: Annotated[float, typer.Option(help="share held out as a test set")] = 0.0,
     limit: Annotated[int | None, typer.Option(help="read only the first records")] = None,
     drop_invalid: DropOption = False,
     seed: SeedOption = 0,
     resume: ResumeOption = True,
+    training: dict | None = None,
 ) -> None:
     """Train a crystal-structure model (CGCNN or the perovskite site network) and save it
     to OUT; the split keeps each crystal (StructureMatcher) on one side."""
@@ -284,7 +248,7 @@ def train_crystal_cmd(
         )
         console.print(structures.report.summary())
         train, val, test, made = split_structures(structures, val_fraction, test_fraction, seed)
-        overrides = training_overrides(options)
+        overrides = training_overrides(options | training)
         named = DATASETS.get(data)
         unit = unit or (named.unit if named else "")
         name = target or (named.target_column if named else "target")
