@@ -85,26 +85,44 @@ def perovskite_cifs() -> list[str]:
     ]
 
 
-def cgcnn_linear_perovskites(source: Path) -> dict:
-    """The interpretable CGCNN on Castelli's perovskites, on the split saved with it."""
+def structure_model(source: Path, dataset: str, command: str) -> dict:
+    """A CGCNN on a named structure dataset, validated on the val part of the split saved
+    with it."""
     from deepmat.data.readers import read_structures
 
-    table = read_structures("perovskites")
+    table = read_structures(dataset)
     held_out = set(json.loads((source / "split.json").read_text())["val"])
     val = table.subset([i for i, name in enumerate(table.ids) if name in held_out])
     return {
         "validate": lambda model: model.evaluate(val)["mae"],
         "examples": perovskite_cifs(),
         "pretrained": {
-            "data": dataset_files("perovskites"),
+            "data": dataset_files(dataset),
             "split": "80/10/10 grouped by structure (reduced formula + StructureMatcher), "
             "seed 0: split.json",
-            "command": "deepmat train crystal --data perovskites --model cgcnn-linear "
-            "--preset benchmark --epochs 150 --batch-size 128 --patience 150 "
-            "--test-fraction 0.1 --out runs/cgcnn-linear-perovskites",
-            "validation": {"data": "perovskites", "part": "val", "metric": "mae"},
+            "command": command,
+            "validation": {"data": dataset, "part": "val", "metric": "mae"},
         },
     }
+
+
+def cgcnn_linear_perovskites(source: Path) -> dict:
+    """The interpretable CGCNN on Castelli's perovskites."""
+    command = (
+        "deepmat train crystal --data perovskites --model cgcnn-linear --preset benchmark "
+        "--epochs 150 --batch-size 128 --patience 150 --test-fraction 0.1 "
+        "--out runs/cgcnn-linear-perovskites"
+    )
+    return structure_model(source, "perovskites", command)
+
+
+def cgcnn_mp_eform(source: Path) -> dict:
+    """The gated CGCNN on the Materials Project formation energies."""
+    command = (
+        "deepmat train crystal --data mp-eform --model cgcnn --preset benchmark "
+        "--test-fraction 0.1 --out runs/cgcnn-mp-eform"
+    )
+    return structure_model(source, "mp-eform", command)
 
 
 EBSD_COMMAND = "python benchmarks/ebsd.py --out runs/ebsd"
@@ -209,6 +227,7 @@ def localization(contrast: int):
 MODELS = {
     "elemnet-oqmd": elemnet_oqmd,
     "cgcnn-linear-perovskites": cgcnn_linear_perovskites,
+    "cgcnn-mp-eform": cgcnn_mp_eform,
     "ebsd-cnn-ni": ebsd_cnn_ni,
     "homogenization-c50": homogenization_c50,
     "localization-c10": localization(10),
