@@ -178,7 +178,10 @@ def ebsd_index_cmd(
             help="pattern file: `deepmat ebsd simulate` HDF5 or any EBSD file kikuchipy reads"
         ),
     ],
-    model: Annotated[Path | None, typer.Option(help="saved orientation model directory")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="saved orientation model directory, or a shipped one (ebsd-cnn-ni)"),
+    ] = None,
     dictionary: Annotated[
         Path | None,
         typer.Option(help="simulated pattern set to index against instead of a model"),

@@ -53,7 +53,7 @@ from deepmat.physics.orientations import disorientation_angle, point_group_symme
 from deepmat.train.config import TrainConfig
 from deepmat.train.dictionary import dictionary_index
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
-from deepmat.train.saved import load_model, save_model
+from deepmat.train.saved import save_model
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -330,16 +330,18 @@ def index_file(
     dictionary: str | Path | None = None,
     correct_background: bool = True,
 ) -> tuple[Scan, Indexed]:
-    """The patterns of the file ``path`` (see :func:`read_scan`) indexed by the saved
-    orientation model in the directory ``model`` or against the pattern set ``dictionary``:
-    exactly one of the two."""
+    """The patterns of the file ``path`` (see :func:`read_scan`) indexed by the orientation
+    model ``model`` (a saved-model directory or a shipped model's name) or against the
+    pattern set ``dictionary``: exactly one of the two."""
     if (model is None) == (dictionary is None):
         raise ConfigError(
             "give exactly one of --model (a saved orientation model) and --dictionary "
             "(a simulated pattern set to index against)"
         )
     if model is not None:
-        network = load_model(model)
+        import deepmat
+
+        network = deepmat.load(model)
         if network.input_kind != "ebsd-pattern":
             raise ModelFormatError(f"{model}: {network.name} is not an orientation model")
         scan = read_scan(path, correct_background)
