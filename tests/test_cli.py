@@ -101,6 +101,10 @@ def test_evaluate_json_and_parity_plot(rf_model, csv_path, tmp_path):
     assert metrics["part"] == "val" and metrics["used_for_model_selection"]
     assert metrics["n"] == len(split["val"]) and metrics["training_records_scored"] == 0
     assert plot.stat().st_size > 0
+    # a forest gives standard deviations (its trees' spread), so they are scored too
+    calibration = {"miscalibration_area", "coverage_68", "coverage_95", "nll", "sharpness"}
+    assert calibration <= set(metrics), metrics
+    assert metrics["sharpness"] > 0 and 0 <= metrics["coverage_95"] <= 1
 
 
 def test_evaluate_on_all_records_warns_of_training_records(rf_model, csv_path):

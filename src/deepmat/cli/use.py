@@ -166,7 +166,10 @@ def _labelled_table(model, data: str, options: dict):
 
 def _evaluate_records(model, model_dir: str, data: str, part: str | None, options: dict):
     """Metrics of a composition or structure model on the honest part of ``data`` (see
-    :mod:`deepmat.workflows.evaluation`), and the parity plot's inputs."""
+    :mod:`deepmat.workflows.evaluation`), with the calibration metrics of its standard
+    deviations when it gives them, and the parity plot's inputs."""
+    from deepmat.train.calibration import calibration_metrics
+    from deepmat.train.estimator import UncertaintyUnavailable
     from deepmat.train.metrics import regression_metrics
     from deepmat.workflows.evaluation import evaluation_scope
 
@@ -174,9 +177,16 @@ def _evaluate_records(model, model_dir: str, data: str, part: str | None, option
     directory = model.source or model_dir
     scope = evaluation_scope(directory, model.card(), names, table.fingerprint(), part, label)
     scored = table.subset(scope.rows)
-    prediction = model.predict(scored)
-
+    try:
+        prediction, std = model.predict(scored, return_std=True)
+    except UncertaintyUnavailable:
+        prediction, std = model.predict(scored), None
     metrics = regression_metrics(scored.targets, prediction)
+    if std is not None:
+        try:
+            metrics |= calibration_metrics(scored.targets, prediction, std)
+        except DataError as exc:
+            metrics["calibration"] = f"not scored: {exc}"
     metrics |= {"dropped": sum(table.report.dropped.values())} | scope.to_dict()
     return metrics, scope, (scored.targets, prediction), table.report.summary()
 

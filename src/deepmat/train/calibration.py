@@ -1,0 +1,89 @@
+"""Is a model's standard deviation right? Calibration metrics of Gaussian predictions.
+
+A regressor that returns a mean μᵢ and a standard deviation σᵢ per record claims that the
+central interval μᵢ ± z(p)·σᵢ, z(p) = Φ⁻¹((1 + p)/2), holds a share p of the truths. The
+*calibration curve* is the share observed in those intervals against p, at ``bins`` values of
+p evenly spaced on [0, 1]; a calibrated model lies on the diagonal. The metrics follow the
+definitions of uncertainty-toolbox (Chung et al. 2021), against which a test checks them:
+
+- ``miscalibration_area``: the area between the curve and the diagonal (0 is perfect, 0.5
+  the worst);
+- ``rms_calibration_error``: the root mean square of observed − expected over the bins;
+- ``sharpness``: √(mean σᵢ²), how narrow the predictions are whatever their truth;
+- ``nll``: the mean Gaussian negative log-likelihood of the truths;
+- ``coverage_68`` and ``coverage_95``: the observed share in the 68 % and 95 % intervals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from deepmat.errors import DataError
+
+CALIBRATION_KEYS = (
+    "miscalibration_area",
+    "rms_calibration_error",
+    "sharpness",
+    "nll",
+    "coverage_68",
+    "coverage_95",
+)
+
+
+def _checked(truth, mean, std) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    truth, mean, std = (np.asarray(a, dtype=np.float64).ravel() for a in (truth, mean, std))
+    if not len(truth) == len(mean) == len(std) or len(truth) == 0:
+        raise DataError(
+            f"calibration needs one mean and one standard deviation per truth, got "
+            f"{len(truth)} truths, {len(mean)} means and {len(std)} standard deviations"
+        )
+    bad = ~(np.isfinite(std) & (std > 0))
+    if bad.any():
+        raise DataError(
+            f"standard deviation {int(np.argmax(bad))} is {std[bad][0]}: each must be finite "
+            f"and positive ({int(bad.sum())} are not)"
+        )
+    return truth, mean, std
+
+
+def coverage(truth, mean, std, level: float) -> float:
+    """The share of ``truth`` inside the central ``level`` interval of N(mean, std²)."""
+    truth, mean, std = _checked(truth, mean, std)
+    z = stats.norm.ppf(0.5 + level / 2)
+    return float(np.mean(np.abs(truth - mean) <= z * std))
+
+
+def calibration_curve(truth, mean, std, bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """(expected, observed) shares of the truths in the central intervals (module
+    docstring), at ``bins`` expected shares from 0 to 1."""
+    truth, mean, std = _checked(truth, mean, std)
+    expected = np.linspace(0, 1, bins)
+    multiples = stats.norm.ppf(0.5 + expected / 2)
+    deviations = np.sort(np.abs(truth - mean) / std)
+    observed = np.searchsorted(deviations, multiples, side="right") / len(deviations)
+    return expected, observed
+
+
+def _area_between(x: np.ndarray, gap: np.ndarray) -> float:
+    """∫|gap| dx for a piecewise-linear ``gap``, exact where it changes sign in a step."""
+    left, right, width = gap[:-1], gap[1:], np.diff(x)
+    same = left * right >= 0
+    total = np.abs(left) + np.abs(right)
+    crossing = np.divide(left**2 + right**2, total, out=np.zeros_like(total), where=total > 0)
+    return float(np.sum(width * np.where(same, total, crossing) / 2))
+
+
+def calibration_metrics(truth, mean, std, bins: int = 100) -> dict[str, float]:
+    """The metrics of the module docstring for Gaussian predictions (``mean``, ``std``)."""
+    truth, mean, std = _checked(truth, mean, std)
+    expected, observed = calibration_curve(truth, mean, std, bins)
+    nll = 0.5 * np.log(2 * np.pi * std**2) + (truth - mean) ** 2 / (2 * std**2)
+    return {
+        "miscalibration_area": _area_between(expected, observed - expected),
+        "rms_calibration_error": float(np.sqrt(np.mean((observed - expected) ** 2))),
+        "sharpness": float(np.sqrt(np.mean(std**2))),
+        "nll": float(np.mean(nll)),
+        "coverage_68": coverage(truth, mean, std, 0.68),
+        "coverage_95": coverage(truth, mean, std, 0.95),
+    }

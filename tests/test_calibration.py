@@ -1,0 +1,54 @@
+"""Calibration metrics agree with uncertainty-toolbox's definitions, tell calibrated from
+over- and under-confident predictions, and refuse unusable standard deviations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import uncertainty_toolbox as uct
+
+from deepmat.errors import DataError
+from deepmat.train.calibration import CALIBRATION_KEYS, calibration_curve, calibration_metrics
+
+
+def gaussian_predictions(scale: float, n: int = 2000, seed: int = 0):
+    """Means and claimed σ, and truths drawn with ``scale`` × the claimed σ."""
+    rng = np.random.default_rng(seed)
+    mean, std = rng.normal(size=n), rng.uniform(0.5, 1.5, n)
+    return mean + scale * std * rng.normal(size=n), mean, std
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
+def test_metrics_match_uncertainty_toolbox(scale):
+    truth, mean, std = gaussian_predictions(scale)
+    ours = calibration_metrics(truth, mean, std)
+    assert set(ours) == set(CALIBRATION_KEYS)
+    assert ours["miscalibration_area"] == pytest.approx(uct.miscalibration_area(mean, std, truth))
+    assert ours["rms_calibration_error"] == pytest.approx(
+        uct.root_mean_squared_calibration_error(mean, std, truth)
+    )
+    assert ours["sharpness"] == pytest.approx(uct.sharpness(std))
+    assert ours["nll"] == pytest.approx(uct.nll_gaussian(mean, std, truth))
+
+
+def test_calibrated_predictions_cover_as_claimed_and_others_do_not():
+    calibrated = calibration_metrics(*gaussian_predictions(1.0))
+    overconfident = calibration_metrics(*gaussian_predictions(2.0))
+    underconfident = calibration_metrics(*gaussian_predictions(0.5))
+    assert calibrated["miscalibration_area"] < 0.03
+    assert 0.93 <= calibrated["coverage_95"] <= 0.97 and 0.65 <= calibrated["coverage_68"] <= 0.71
+    assert overconfident["coverage_95"] < 0.8 and underconfident["coverage_68"] > 0.9
+    for other in (overconfident, underconfident):
+        assert other["miscalibration_area"] > 0.15
+    expected, observed = calibration_curve(*gaussian_predictions(1.0), bins=11)
+    assert expected[0] == 0 and expected[-1] == 1 and observed[-1] == 1
+    assert np.all(np.diff(observed) >= 0)
+
+
+def test_unusable_standard_deviations_are_refused_with_the_record():
+    truth, mean, std = gaussian_predictions(1.0, n=10)
+    std[3] = 0.0
+    with pytest.raises(DataError, match="standard deviation 3 is 0.0"):
+        calibration_metrics(truth, mean, std)
+    with pytest.raises(DataError, match="one mean and one standard deviation per truth"):
+        calibration_metrics(truth, mean[:5], np.ones(10))
