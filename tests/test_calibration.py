@@ -48,7 +48,7 @@ def test_calibrated_predictions_cover_as_claimed_and_others_do_not():
 def test_unusable_standard_deviations_are_refused_with_the_record():
     truth, mean, std = gaussian_predictions(1.0, n=10)
     std[3] = 0.0
-    with pytest.raises(DataError, match="standard deviation 3 is 0.0"):
+    with pytest.raises(DataError, match=r"standard deviation 3 is 0\.0"):
         calibration_metrics(truth, mean, std)
     with pytest.raises(DataError, match="one mean and one standard deviation per truth"):
         calibration_metrics(truth, mean[:5], np.ones(10))
