@@ -22,19 +22,27 @@ scripts, so that ``--preset benchmark`` trains exactly what produced a committed
 ``config`` in a preset holds :class:`~deepmat.train.config.TrainConfig` fields.
 
 Uncertainty is never silently wrong: an estimator that cannot give a standard deviation
-raises :class:`UncertaintyUnavailable` saying why, instead of returning zeros.
+raises :class:`UncertaintyUnavailable` saying why, instead of returning zeros. One that can
+is recalibrated on held-out data by :meth:`Estimator.recalibrate`: a factor on its standard
+deviations, fitted by maximum likelihood and kept in its card.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Self
 
-from deepmat.errors import ConfigError, DeepmatError
+import numpy as np
+
+from deepmat.errors import ConfigError, DataError, DeepmatError
 from deepmat.train.config import TrainConfig
 
 PRESETS = ("default", "paper", "benchmark")
+#: the fewest records a standard-deviation factor is fitted on
+MIN_CALIBRATION_RECORDS = 50
 
 
 class UncertaintyUnavailable(DeepmatError):
@@ -56,6 +64,9 @@ class Estimator:
     metrics: dict
     #: the saved-model directory this estimator was loaded from (None until saved or loaded)
     source: Path | None = None
+    #: {} until :meth:`recalibrate`: then ``std_scale``, the factor on the standard
+    #: deviations, with the records it was fitted on and the metrics before and after
+    recalibration: Mapping[str, Any] = MappingProxyType({})
 
     @classmethod
     def preset_arguments(
@@ -96,6 +107,44 @@ class Estimator:
     def card(self) -> dict:
         """The model card: family, hyper-parameters, target, training record, metrics."""
         raise NotImplementedError
+
+    def targets_of(self, X, y=None) -> np.ndarray:
+        """The true targets of labelled inputs: ``y`` here (tables carry their own)."""
+        if y is None:
+            raise DataError(f"{self.name} needs the targets y of its inputs X")
+        return np.asarray(y, dtype=np.float64)
+
+    @property
+    def std_scale(self) -> float:
+        """The factor :meth:`recalibrate` fitted on the standard deviations (1 before)."""
+        return float(self.recalibration.get("std_scale", 1.0))
+
+    def recalibrate(self, X, y=None) -> dict:
+        """Fit and keep the factor s on this model's standard deviations that calibrates
+        them on held-out ``X`` (validation data, never training or test data): by maximum
+        likelihood of Gaussian errors, s² = mean(((y − μ)/σ)²). Later predictions with
+        ``return_std`` are scaled by it and the card records it. Needs
+        :data:`MIN_CALIBRATION_RECORDS` records; returns :attr:`recalibration`."""
+        from deepmat.train.calibration import calibration_metrics
+
+        truth = self.targets_of(X, y)
+        if len(truth) < MIN_CALIBRATION_RECORDS:
+            raise DataError(
+                f"recalibrating {self.name} needs at least {MIN_CALIBRATION_RECORDS} held-out "
+                f"records; got {len(truth)}"
+            )
+        mean, std = self.predict(X, return_std=True)
+        raw = np.asarray(std, dtype=np.float64) / self.std_scale
+        before = calibration_metrics(truth, mean, raw)
+        scale = float(np.sqrt(np.mean(((truth - mean) / raw) ** 2)))
+        self.recalibration = {
+            "std_scale": scale,
+            "method": "maximum likelihood: s² = mean(((y − μ)/σ)²)",
+            "n": len(truth),
+            "before": before,
+            "after": calibration_metrics(truth, mean, scale * raw),
+        }
+        return self.recalibration
 
     def save_state(self, path: Path) -> None:
         """Write what the card does not hold (weights, fitted arrays) into ``path``."""

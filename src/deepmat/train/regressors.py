@@ -79,8 +79,12 @@ class RecordRegressor(Estimator):
         raise NotImplementedError
 
     def predict(self, X, return_std: bool = False):
-        """Predicted targets; with ``return_std``, also standard deviations."""
-        return self.predict_features(self.featurize(self.table(X)), return_std)
+        """Predicted targets; with ``return_std``, also standard deviations (recalibrated
+        when :meth:`recalibrate` has fitted a factor)."""
+        if not return_std:
+            return self.predict_features(self.featurize(self.table(X)))
+        mean, std = self.predict_features(self.featurize(self.table(X)), return_std=True)
+        return mean, self.std_scale * std
 
     def predict_features(self, x: np.ndarray, return_std: bool = False):
         raise NotImplementedError
@@ -125,6 +129,10 @@ class TableInputs:
     def table(self, X):
         """``X`` as this model's table type."""
         raise NotImplementedError
+
+    def targets_of(self, X, y=None) -> np.ndarray:
+        """The targets of ``X`` (from ``y`` or the table itself)."""
+        return np.asarray(self.labelled(X, y).targets, dtype=np.float64)
 
     def labelled(self, X, y=None, source: str = "data"):
         """``X`` as a table with targets (from ``y`` or the table itself)."""

@@ -14,6 +14,8 @@
                          "two-point-pca"; a pickle, trust as above)
     mks.npz              MKS influence coefficients α_h(r), (2, n1, n2, n3) float64
                          (family "mks"; plain arrays, no pickle)
+    members/0 … k-1      an ensemble's members, each a saved-model directory (family
+                         "ensemble")
 
 Composition models have ``"input": "composition"`` in their card; homogenization models
 (families "voxel-network", "two-point-pca" and "mixture-rule", the last one a card
@@ -32,7 +34,9 @@ Families are found through a registry (:data:`FAMILIES`, extended by
 :func:`register_family`) that names each family's estimator class by import path, so loading
 a composition model imports neither the image families nor their libraries. Each class
 writes and reads its own files (``save_state`` / ``from_saved``); this module writes and
-checks the card. Cards carry ``format_version``: a card from an older deepmat is upgraded on
+checks the card, and the recalibration of an estimator's standard deviations
+(:meth:`~deepmat.train.estimator.Estimator.recalibrate`), which applies to every family.
+Cards carry ``format_version``: a card from an older deepmat is upgraded on
 reading where the change is known, and a card from a newer one is refused with a message.
 """
 
@@ -65,6 +69,7 @@ FAMILIES: dict[str, str] = {
     "localization-network": "deepmat.train.localization:NetworkLocalizationRegressor",
     "orientation-network": "deepmat.train.ebsd:OrientationCNNRegressor",
     "dictionary-indexer": "deepmat.train.dictionary:DictionaryIndexer",
+    "ensemble": "deepmat.train.ensemble:Ensemble",
 }
 _PACKAGES = ("deepmat", "torch", "numpy", "scikit-learn", "pymatgen")
 
@@ -108,6 +113,8 @@ def save_model(model: Estimator, path: str | Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     model.save_state(path)
     card = {"format": FORMAT, "format_version": FORMAT_VERSION} | card
+    if model.recalibration:
+        card["recalibration"] = model.recalibration
     card |= {"versions": _versions(), "created": datetime.now(UTC).isoformat(timespec="seconds")}
     (path / CARD).write_text(json.dumps(card, indent=2, default=float))
     model.source = path
@@ -146,5 +153,6 @@ def load_model(path: str | Path) -> Estimator:
     path = Path(path)
     card = read_card(path)
     model = estimator_class(card["family"]).from_saved(path, card)
+    model.recalibration = card.get("recalibration", {})
     model.source = path
     return model

@@ -1,0 +1,182 @@
+"""Deep ensembles: k estimators of one kind, trained from different seeds, as one model.
+
+The ensemble predicts the mean μ̄ of its members' predictions μₘ and, as its standard
+deviation, their spread together with the members' own variances σₘ² where they give
+them (Monte-Carlo dropout, forests), after Lakshminarayanan et al. (NeurIPS 2017):
+
+    σ² = (1/k) Σₘ (μₘ − μ̄)² + (1/k) Σₘ σₘ²
+
+so any family that predicts values gets a standard deviation, which
+:meth:`~deepmat.train.estimator.Estimator.recalibrate` then calibrates on validation data.
+
+An ensemble is one saved model: ``card.json`` (family "ensemble", the members' family and
+count, the ensemble's metrics) and ``members/0`` … ``members/k-1``, each a saved-model
+directory of its own.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar, Self
+
+import numpy as np
+
+from deepmat.errors import ConfigError
+from deepmat.train.estimator import Estimator, UncertaintyUnavailable
+from deepmat.train.metrics import regression_metrics
+
+MEMBERS = "members"
+
+
+def _identity(card: dict) -> dict:
+    """What members of one ensemble must share: family, input, target, representation."""
+    return {
+        "family": card.get("family"),
+        "input": card.get("input"),
+        "output": card.get("output", "value"),
+        "target": card.get("target"),
+        "representation": card.get("representation"),
+    }
+
+
+class Ensemble(Estimator):
+    """k members of one family, one target and one representation (a clear error names the
+    member that differs); ``fit`` trains each member in turn, member i in
+    ``workdir/members/i``.
+
+    Presets: ``k`` members (5 in all three, as Lakshminarayanan et al.), each built from the
+    same-named preset of the member class (:meth:`from_preset`).
+    """
+
+    family = "ensemble"
+    #: the members' input kind, set per ensemble
+    input_kind: ClassVar[str] = "members"
+    presets: ClassVar[dict] = {"default": {"k": 5}, "paper": {"k": 5}, "benchmark": {"k": 5}}
+
+    def __init__(self, members: Sequence[Estimator], name: str | None = None):
+        if len(members) < 2:
+            raise ConfigError(f"an ensemble needs at least 2 members, got {len(members)}")
+        self.members = list(members)
+        self.name = name or f"{self.members[0].name}-ensemble"
+        first = _identity(self.members[0].card())
+        if first["output"] != "value":
+            raise ConfigError(f"ensembles average values; {first['family']} predicts fields")
+        for i, member in enumerate(self.members[1:], start=1):
+            identity = _identity(member.card())
+            differing = [key for key, value in identity.items() if value != first[key]]
+            if differing:
+                raise ConfigError(
+                    f"ensemble member {i} ({member.name}) differs from member 0 in "
+                    f"{', '.join(differing)}: {identity[differing[0]]!r} vs "
+                    f"{first[differing[0]]!r}"
+                )
+        self.input_kind = self.members[0].input_kind
+        self.target, self.unit = first["target"]["name"], first["target"].get("unit", "")
+        self.training: dict = {}
+        self.metrics: dict = {}
+
+    @classmethod
+    def of(cls, make: Callable[[int], Estimator], k: int, name: str | None = None) -> Self:
+        """An ensemble of ``make(0)`` … ``make(k - 1)``: give each its own seed."""
+        return cls([make(i) for i in range(k)], name)
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str = "default",
+        config: dict | None = None,
+        *,
+        member: type[Estimator] | None = None,
+        k: int | None = None,
+        **overrides,
+    ) -> Self:
+        """``k`` (the preset's by default) members ``member.from_preset(preset, config,
+        **overrides)``, member i with the seed ``seed + i`` (``seed`` from ``config`` or
+        ``overrides``, 0 by default)."""
+        if member is None:
+            raise ConfigError("an ensemble preset needs the member class: member=...")
+        k = k or cls.preset_arguments(preset)["k"]
+        config = dict(config or {})
+        seed = int(config.pop("seed", None) or overrides.pop("seed", None) or 0)
+        takes_seed = "seed" in inspect.signature(member).parameters
+
+        def make(i: int) -> Estimator:
+            seeded = {"seed": seed + i} if takes_seed else {}
+            given = config | ({} if takes_seed else {"seed": seed + i})
+            return member.from_preset(preset, config=given, **overrides, **seeded)
+
+        return cls.of(make, k)
+
+    def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None) -> Self:
+        """Train every member on the same data (their seeds make them differ)."""
+        for i, member in enumerate(self.members):
+            where = Path(workdir) / MEMBERS / str(i) if workdir is not None else None
+            member.fit(X, y, val=val, workdir=where)
+        self.training = {"members": len(self.members), "member_family": self.members[0].family}
+        if val is not None:
+            self.metrics["val"] = self.evaluate(*(val if isinstance(val, tuple) else (val,)))
+        return self
+
+    def _member_predictions(self, X) -> tuple[np.ndarray, np.ndarray | None]:
+        """The members' means (k, n) and variances (k, n), or None where they give none."""
+        means, variances = [], []
+        for member in self.members:
+            try:
+                mean, std = member.predict(X, return_std=True)
+                variances.append(np.asarray(std, dtype=np.float64) ** 2)
+            except UncertaintyUnavailable:
+                mean = member.predict(X)
+            means.append(np.asarray(mean, dtype=np.float64))
+        own = np.stack(variances) if len(variances) == len(means) else None
+        return np.stack(means), own
+
+    def predict(self, X, return_std: bool = False):
+        """The members' mean; with ``return_std`` also σ (module docstring), recalibrated
+        when :meth:`recalibrate` has fitted a factor."""
+        means, own = self._member_predictions(X)
+        mean = means.mean(axis=0)
+        if not return_std:
+            return mean
+        variance = means.var(axis=0) + (own.mean(axis=0) if own is not None else 0.0)
+        return mean, self.std_scale * np.sqrt(variance)
+
+    def targets_of(self, X, y=None) -> np.ndarray:
+        return self.members[0].targets_of(X, y)
+
+    def evaluate(self, X, y=None) -> dict:
+        """MAE, RMSE, R² and n of the ensemble's mean, with each member's MAE."""
+        truth = self.targets_of(X, y)
+        metrics = regression_metrics(truth, self.predict(X))
+        members = [regression_metrics(truth, m.predict(X))["mae"] for m in self.members]
+        return metrics | {"member_mae": members}
+
+    def card(self) -> dict:
+        member = self.members[0].card()
+        return {
+            "family": self.family,
+            "model": self.name,
+            "input": self.input_kind,
+            "output": "value",
+            "target": member["target"],
+            "representation": member.get("representation"),
+            "members": {"family": member["family"], "k": len(self.members)},
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+    def save_state(self, path: Path) -> None:
+        from deepmat.train.saved import save_model
+
+        for i, member in enumerate(self.members):
+            save_model(member, path / MEMBERS / str(i))
+
+    @classmethod
+    def from_saved(cls, path: Path, card: dict) -> Self:
+        from deepmat.train.saved import load_model
+
+        k = card["members"]["k"]
+        ensemble = cls([load_model(path / MEMBERS / str(i)) for i in range(k)], card["model"])
+        ensemble.restore_record(card)
+        return ensemble

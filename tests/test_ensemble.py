@@ -1,0 +1,99 @@
+"""Deep ensembles and recalibration: any family that predicts values gets a standard
+deviation, which a factor fitted on validation data calibrates; both survive saving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deepmat
+from deepmat.errors import ConfigError, DataError
+from deepmat.models.mlp import Block, MLPSpec
+from deepmat.represent import ElementFractions
+from deepmat.train import Ensemble, ForestRegressor, NetworkRegressor, TrainConfig
+
+
+def forest(seed: int, target: str = "target") -> ForestRegressor:
+    return ForestRegressor(ElementFractions(), n_estimators=8, seed=seed, n_jobs=1, target=target)
+
+
+@pytest.fixture(scope="module")
+def parts(small_table):
+    order = np.random.default_rng(0).permutation(len(small_table))
+    return small_table.subset(order[:180]), small_table.subset(order[180:])
+
+
+def test_an_ensemble_of_forests_predicts_saves_and_recalibrates(parts, tmp_path):
+    train, val = parts
+    ensemble = Ensemble.of(forest, 3, name="rf-ensemble").fit(train, val=val)
+    mean, std = ensemble.predict(val, return_std=True)
+    members = np.stack([m.predict(val) for m in ensemble.members])
+    np.testing.assert_allclose(mean, members.mean(axis=0))
+    assert np.all(std >= members.std(axis=0) - 1e-12) and np.all(std > 0)
+    assert (
+        ensemble.metrics["val"]["n"] == len(val) and len(ensemble.metrics["val"]["member_mae"]) == 3
+    )
+
+    record = ensemble.recalibrate(val)
+    scaled = ensemble.predict(val, return_std=True)[1]
+    np.testing.assert_allclose(scaled, record["std_scale"] * std)
+    assert record["n"] == len(val)
+    # maximum likelihood: the rescaled standardized errors have unit mean square
+    assert np.mean(((val.targets - mean) / scaled) ** 2) == pytest.approx(1.0)
+    assert record["after"]["nll"] <= record["before"]["nll"]
+
+    loaded = deepmat.load(ensemble.save(tmp_path / "ensemble"))
+    assert isinstance(loaded, Ensemble) and len(loaded.members) == 3
+    assert loaded.std_scale == pytest.approx(record["std_scale"])
+    np.testing.assert_allclose(loaded.predict(val, return_std=True)[1], scaled)
+
+
+def test_a_single_model_recalibrates_and_keeps_it_in_its_card(parts, tmp_path):
+    train, val = parts
+    model = forest(0).fit(train, val=val)
+    raw = model.predict(val, return_std=True)[1]
+    model.recalibrate(val)
+    loaded = deepmat.load(model.save(tmp_path / "rf"))
+    assert loaded.card()["family"] == "forest" and loaded.recalibration["n"] == len(val)
+    np.testing.assert_allclose(loaded.predict(val, return_std=True)[1], model.std_scale * raw)
+
+
+def test_recalibration_refuses_fewer_than_50_records(parts):
+    train, val = parts
+    model = forest(0).fit(train)
+    with pytest.raises(DataError, match="at least 50 held-out records; got 20"):
+        model.recalibrate(val.subset(range(20)))
+
+
+def test_networks_without_dropout_get_the_spread_of_the_members(parts, tmp_path):
+    train, val = parts
+    spec = MLPSpec(len(ElementFractions().feature_names), (Block(16, 1),))
+
+    def network(seed: int) -> NetworkRegressor:
+        config = TrainConfig(epochs=2, batch_size=64, progress=False, seed=seed)
+        return NetworkRegressor(spec, config=config)
+
+    ensemble = Ensemble.of(network, 2)
+    with pytest.raises(Exception, match="no standard deviations"):
+        ensemble.members[0].predict(val, return_std=True)
+    ensemble.fit(train, val=val, workdir=tmp_path)
+    assert (tmp_path / "members" / "1" / "checkpoints").is_dir()
+    assert np.all(ensemble.predict(val, return_std=True)[1] > 0)
+
+
+def test_members_that_differ_are_named():
+    with pytest.raises(ConfigError, match=r"member 1 .* differs from member 0 in target"):
+        Ensemble([forest(0), forest(1, target="other")])
+    with pytest.raises(ConfigError, match="at least 2 members"):
+        Ensemble([forest(0)])
+
+
+def test_a_preset_builds_k_members_with_their_own_seeds():
+    forests = Ensemble.from_preset("default", member=ForestRegressor, k=2, n_jobs=1)
+    assert [m.forest.random_state for m in forests.members] == [0, 1]
+    networks = Ensemble.from_preset("benchmark", {"seed": 7, "epochs": 3}, member=NetworkRegressor)
+    assert len(networks.members) == 5 and networks.name == "elemnet-ensemble"
+    assert [m.config.seed for m in networks.members] == [7, 8, 9, 10, 11]
+    assert all(m.config.epochs == 3 and m.config.lr == 1e-3 for m in networks.members)
+    with pytest.raises(ConfigError, match="needs the member class"):
+        Ensemble.from_preset("default")
