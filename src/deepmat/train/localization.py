@@ -28,7 +28,6 @@ imposed macroscopic strain; ``predict`` scales back by it or by the value it is 
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +36,6 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from deepmat.data.splits import hold_out
 from deepmat.errors import ConfigError, DataError, ModelFormatError
 from deepmat.models.localization import (
     SLICE_CNN_PAPER,
@@ -61,7 +59,8 @@ from deepmat.train.microstructure import (
     training_record,
 )
 from deepmat.train.trainer import inputs_only
-from deepmat.train.weights import require_file, restore_network, save_weights
+from deepmat.train.voxel_network import VoxelNetwork
+from deepmat.train.weights import require_file, restore_network
 
 Validation = tuple[np.ndarray, np.ndarray] | None
 TARGET = "e11"
@@ -336,7 +335,7 @@ class MKSRegressor(LocalizationRegressor):
         return model
 
 
-class NetworkLocalizationRegressor(LocalizationRegressor):
+class NetworkLocalizationRegressor(VoxelNetwork, LocalizationRegressor):
     """A network trained by :func:`fit_network` on ε11 / ε̄11, standardised, with early
     stopping on validation volume elements (a random ``val_fraction`` of the training ones
     when ``val`` is not given).
@@ -359,13 +358,8 @@ class NetworkLocalizationRegressor(LocalizationRegressor):
         name: str,
     ):
         super().__init__(name, phases)
-        if not 0 < val_fraction < 1:
-            raise ConfigError(f"val_fraction {val_fraction} is not between 0 and 1")
-        self.net, self.config = net, config
-        self.augment, self.mean_correction = augment, mean_correction
-        self.val_fraction = val_fraction
-        self.scaler = TargetScaler()
-        self.fit_result = FitResult()
+        self._set_network(net, config, augment, val_fraction)
+        self.mean_correction = mean_correction
 
     def fit(
         self,
@@ -381,14 +375,11 @@ class NetworkLocalizationRegressor(LocalizationRegressor):
         start = time.perf_counter()
         x, e, val = self._prepare(X, y, val, macro_strain)
         if val is None:
-            train, held = hold_out(len(x), self.val_fraction, self.config.seed, "microstructures")
-            x, e, val = x[train], e[train], (x[held], e[held])
+            x, e, val = self._hold_out(x, e)
         y, y_val = e / self.macro_strain, val[1] / self.macro_strain
         self.scaler = TargetScaler.fit(y)
-        with tempfile.TemporaryDirectory(prefix="deepmat-localization-") as scratch:
-            self.fit_result = self._train(
-                x, y, val[0], y_val, Path(workdir) if workdir is not None else Path(scratch), resume
-            )
+        with self._training_dir(workdir) as where:
+            self.fit_result = self._train(x, y, val[0], y_val, where, resume)
         self._record_training(
             x,
             e,
@@ -417,15 +408,7 @@ class NetworkLocalizationRegressor(LocalizationRegressor):
         return fields
 
     def card(self) -> dict:
-        card = super().card()
-        card["architecture"] = self.spec.to_dict()
-        card["target"] |= self.scaler.to_dict()
-        card["augment"] = self.augment
-        card["mean_correction"] = self.mean_correction
-        return card
-
-    def save_state(self, path: Path) -> None:
-        save_weights(self.net, path)
+        return self._network_card(super().card()) | {"mean_correction": self.mean_correction}
 
     @classmethod
     def from_saved(cls, path: Path, card: dict) -> NetworkLocalizationRegressor:

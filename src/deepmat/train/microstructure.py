@@ -20,7 +20,6 @@ indices 0/1 with phase 1 the stiff phase; targets are one float per microstructu
 from __future__ import annotations
 
 import hashlib
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -35,7 +34,6 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-from deepmat.data.splits import hold_out
 from deepmat.errors import ConfigError, DataError, ModelFormatError
 from deepmat.models.cnn3d import (
     HOMOGENIZATION_PAPER,
@@ -46,11 +44,12 @@ from deepmat.models.cnn3d import (
 from deepmat.physics.elasticity import IsotropicPhase, reuss_stiffness, voigt_stiffness
 from deepmat.represent.phase_maps import check_phase_maps, check_targets, volume_fractions
 from deepmat.represent.two_point import two_point_statistics
-from deepmat.train.config import FitResult, TargetScaler, TrainConfig
+from deepmat.train.config import TargetScaler, TrainConfig
 from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import mean_absolute_percentage_error, regression_metrics
 from deepmat.train.trainer import inputs_only
-from deepmat.train.weights import require_file, restore_network, save_weights
+from deepmat.train.voxel_network import VoxelNetwork
+from deepmat.train.weights import require_file, restore_network
 
 Validation = tuple[np.ndarray, np.ndarray] | None
 PREDICT_BATCH = 64
@@ -200,7 +199,7 @@ def c11_symmetries(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class VoxelCNNRegressor(MicrostructureRegressor):
+class VoxelCNNRegressor(VoxelNetwork, MicrostructureRegressor):
     """A 3-D CNN on the voxels, trained on standardised targets with early stopping.
 
     Without ``val`` in :meth:`fit`, a random ``val_fraction`` of the training data is held
@@ -248,15 +247,10 @@ class VoxelCNNRegressor(MicrostructureRegressor):
         unit: str = "",
     ):
         super().__init__(name, phases, target, unit)
-        if not 0 < val_fraction < 1:
-            raise ConfigError(f"val_fraction {val_fraction} is not between 0 and 1")
-        self.spec, self.augment, self.val_fraction = spec, augment, val_fraction
-        self.log_target = log_target
-        self.config = config or TrainConfig(**self.presets["default"]["config"])
-        torch.manual_seed(self.config.seed)
-        self.net = HomogenizationCNN(spec)
-        self.scaler = TargetScaler()
-        self.fit_result = FitResult()
+        config = config or TrainConfig(**self.presets["default"]["config"])
+        torch.manual_seed(config.seed)
+        self.spec, self.log_target = spec, log_target
+        self._set_network(HomogenizationCNN(spec), config, augment, val_fraction)
 
     def fit(
         self,
@@ -276,7 +270,7 @@ class VoxelCNNRegressor(MicrostructureRegressor):
         if val is None:
             x, y, val = self._hold_out(x, y)
         self.scaler = TargetScaler.fit(y, log=self.log_target)
-        with tempfile.TemporaryDirectory(prefix="deepmat-cnn-") as scratch:
+        with self._training_dir(workdir) as where:
             self.fit_result = fit_network(
                 self.net,
                 x[:, None],
@@ -284,7 +278,7 @@ class VoxelCNNRegressor(MicrostructureRegressor):
                 val[0][:, None],
                 val[1],
                 self.config,
-                workdir if workdir is not None else scratch,
+                where,
                 self.scaler,
                 resume,
                 augment=inputs_only(c11_symmetries) if self.augment else None,
@@ -299,11 +293,6 @@ class VoxelCNNRegressor(MicrostructureRegressor):
         )
         return self
 
-    def _hold_out(self, x: np.ndarray, y: np.ndarray):
-        """A random ``val_fraction`` of (x, y) set aside for early stopping."""
-        train, val = hold_out(len(x), self.val_fraction, self.config.seed, "microstructures")
-        return x[train], y[train], (x[val], y[val])
-
     @torch.inference_mode()
     def _predict(self, x: np.ndarray) -> np.ndarray:
         self.net.eval()
@@ -314,15 +303,7 @@ class VoxelCNNRegressor(MicrostructureRegressor):
         return self.scaler.inverse(torch.cat(z).squeeze(-1).numpy().astype(np.float64))
 
     def card(self) -> dict:
-        card = super().card()
-        card["representation"] = {"name": "voxels"}
-        card["architecture"] = self.spec.to_dict()
-        card["target"] |= self.scaler.to_dict()
-        card["augment"] = self.augment
-        return card
-
-    def save_state(self, path: Path) -> None:
-        save_weights(self.net, path)
+        return self._network_card(super().card() | {"representation": {"name": "voxels"}})
 
     @classmethod
     def from_saved(cls, path: Path, card: dict) -> VoxelCNNRegressor:
