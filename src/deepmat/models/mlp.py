@@ -55,6 +55,9 @@ class MLPSpec:
         blocks = tuple(Block(**b) for b in spec["blocks"])
         return cls(spec["in_features"], blocks, spec.get("out_features", 1))
 
+    def build(self) -> MLP:
+        return MLP(self)
+
     @property
     def n_layers(self) -> int:
         """Number of weight layers, the output layer included (ElemNet: 17)."""

@@ -1,6 +1,7 @@
 """Representations: materials turned into fixed-length tensors.
 
-Compositions: each representation has ``transform(compositions, labels=None) -> float32 array``,
+Compositions: each representation has ``transform(compositions, labels=None) -> float32 array``
+(a vector per composition, or [Z, x] rows per element for :class:`ElementSequence`),
 ``feature_names`` and ``to_dict()``; :func:`representation_from_dict` rebuilds one from
 the dict stored in a saved model's card, so a model always featurizes as it was trained.
 Voxel microstructures: :func:`check_phase_maps` validates a batch and
@@ -18,6 +19,7 @@ from deepmat._lazy import lazy_exports
 #: a card's representation name → "module:Class" of the representation
 REPRESENTATIONS = {
     "fractions": "deepmat.represent.fractions:ElementFractions",
+    "element-sequence": "deepmat.represent.element_sequence:ElementSequence",
     "magpie": "deepmat.represent.magpie:MagpieAttributes",
     "perovskite-sites": "deepmat.represent.perovskite_sites:PerovskiteSites",
 }
@@ -33,6 +35,8 @@ def representation_from_dict(spec: dict):
 _EXPORTS = {
     "ELEMNET_ELEMENTS": "deepmat.represent.fractions",
     "ElementFractions": "deepmat.represent.fractions",
+    "ElementSequence": "deepmat.represent.element_sequence",
+    "element_table": "deepmat.represent.element_sequence",
     "MagpieAttributes": "deepmat.represent.magpie",
     "PerovskiteSites": "deepmat.represent.perovskite_sites",
     "check_patterns": "deepmat.represent.patterns",

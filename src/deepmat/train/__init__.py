@@ -14,6 +14,7 @@ _EXPORTS = {
     "DictionaryIndexer": "deepmat.train.dictionary",
     "IndexingResult": "deepmat.train.dictionary",
     "dictionary_index": "deepmat.train.dictionary",
+    "ElementSetRegressor": "deepmat.train.element_sets",
     "Ensemble": "deepmat.train.ensemble",
     "Estimator": "deepmat.train.estimator",
     "calibration_metrics": "deepmat.train.calibration",

@@ -28,7 +28,7 @@ from pymatgen.core import Composition
 
 from deepmat.data.composition import CompositionTable, composition_table
 from deepmat.errors import DataError, ModelFormatError
-from deepmat.models.mlp import ELEMNET_BLOCKS, MLP, MLPSpec
+from deepmat.models.mlp import ELEMNET_BLOCKS, MLPSpec
 from deepmat.represent import representation_from_dict
 from deepmat.represent.cache import cached_transform
 from deepmat.represent.fractions import ElementFractions
@@ -180,18 +180,30 @@ class MLPRegressor(RecordRegressor):
         unit: str = "",
     ):
         super().__init__(representation, name, target, unit)
-        n_features = len(representation.feature_names)
-        self.spec = spec or MLPSpec(n_features, self.default_blocks)
+        self.spec = spec or MLPSpec(len(representation.feature_names), self.default_blocks)
+        self.check_spec()
+        self.config = config or TrainConfig()
+        torch.manual_seed(self.config.seed)
+        self.net = self.spec.build()
+        self.scaler = TargetScaler()
+        self.fit_result = FitResult()
+        self.inference_bf16 = False
+
+    def check_spec(self) -> None:
+        """Refuse a network whose input does not fit the representation."""
+        n_features = len(self.representation.feature_names)
         if self.spec.in_features != n_features:
             raise ValueError(
                 f"spec has {self.spec.in_features} inputs, the representation {n_features} features"
             )
-        self.config = config or TrainConfig()
-        torch.manual_seed(self.config.seed)
-        self.net = MLP(self.spec)
-        self.scaler = TargetScaler()
-        self.fit_result = FitResult()
-        self.inference_bf16 = False
+
+    def prepare_network(self) -> None:
+        """What the network needs before its first epoch (nothing for a plain MLP)."""
+
+    @staticmethod
+    def spec_from_dict(architecture: dict):
+        """The network's spec from a card's ``architecture``."""
+        return MLPSpec.from_dict(architecture)
 
     def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None, resume: bool = True):
         """Train on ``X`` (a table with targets, or records and ``y``) with early stopping on
@@ -202,6 +214,7 @@ class MLPRegressor(RecordRegressor):
             raise DataError(f"{self.name}: fit needs val= (early stopping) and workdir=")
         train, val = self.labelled(X, y, "training data"), self.labelled_val(val)
         start = time.perf_counter()
+        self.prepare_network()
         self.scaler = TargetScaler.fit(train.targets)
         self.fit_result = fit_network(
             self.net,
@@ -264,7 +277,7 @@ class MLPRegressor(RecordRegressor):
     @classmethod
     def from_saved(cls, path: Path, card: dict):
         model = cls(
-            MLPSpec.from_dict(card["architecture"]),
+            cls.spec_from_dict(card["architecture"]),
             representation_from_dict(card["representation"]),
             cls.saved_config(card),
             **cls.saved_names(card),

@@ -60,6 +60,7 @@ CARD = "card.json"
 FAMILIES: dict[str, str] = {
     "network": "deepmat.train.regressors:NetworkRegressor",
     "forest": "deepmat.train.regressors:ForestRegressor",
+    "element-set-network": "deepmat.train.element_sets:ElementSetRegressor",
     "crystal-graph-network": "deepmat.train.crystal:CrystalGraphRegressor",
     "site-network": "deepmat.train.crystal:SiteNetworkRegressor",
     "voxel-network": "deepmat.train.microstructure:VoxelCNNRegressor",
