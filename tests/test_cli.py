@@ -244,3 +244,50 @@ def test_evaluate_microstructure_model_on_a_csv_names_the_file(voxel_files, csv_
     result = runner.invoke(app, ["evaluate", str(root / "voigt"), str(csv_path)])
     assert result.exit_code == 2
     assert "data.csv" in result.output and "HDF5" in result.output
+
+
+def test_an_ensemble_recalibrates_on_its_val_part_and_evaluate_scores_its_calibration(
+    csv_path, tmp_path
+):
+    out = tmp_path / "ensemble"
+    options = ("--model", "rf-fractions", "--trees", "10", "--ensemble", "3")
+    result = train(csv_path, out, *options, "--val-fraction", "0.35")
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["family"] == "ensemble" and card["members"] == {"family": "forest", "k": 3}
+    assert (out / "members" / "2" / "forest.joblib").exists()
+    n_val = len(json.loads((out / "split.json").read_text())["val"])
+
+    command = ["recalibrate", str(out), str(csv_path), "--target", "dhf"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "standard deviations ×" in result.output and "95 % coverage" in result.output
+    recalibration = json.loads((out / "card.json").read_text())["recalibration"]
+    assert recalibration["n"] == n_val and recalibration["std_scale"] > 0
+
+    result = runner.invoke(app, ["evaluate", str(out), str(csv_path), "--target", "dhf", "--json"])
+    metrics = json.loads(result.stdout)
+    assert metrics["part"] == "val" and metrics["n"] == n_val
+    assert 0 <= metrics["coverage_95"] <= 1 and metrics["miscalibration_area"] >= 0
+
+
+def test_recalibration_refuses_data_that_is_not_validation_data(rf_model, csv_path, tmp_path):
+    fresh = tmp_path / "new.csv"
+    fresh.write_text("formula,dhf\nMg3O1,-3.0\nCa3O1,-3.3\nMg5O2,-3.0\n")
+    result = runner.invoke(app, ["recalibrate", str(rf_model), str(fresh), "--target", "dhf"])
+    assert result.exit_code == 2 and "none of the 18 val records" in result.output
+    result = runner.invoke(app, ["recalibrate", str(rf_model), str(csv_path), "--target", "dhf"])
+    assert result.exit_code == 2 and "at least 50 held-out records" in result.output
+
+
+def test_roost_trains_from_the_command_line_with_a_chosen_embedding(csv_path, tmp_path):
+    out = tmp_path / "roost"
+    options = ("--model", "roost", "--embedding", "megnet16", "--epochs", "2")
+    result = train(csv_path, out, *options, "--batch-size", "32")
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["family"] == "element-set-network"
+    assert card["architecture"]["embedding"] == "megnet16"
+    assert card["architecture"]["embedding_dim"] == 16
+    result = train(csv_path, tmp_path / "x", "--model", "elemnet", "--embedding", "mat2vec")
+    assert result.exit_code == 2 and "applies to roost and transformer" in result.output

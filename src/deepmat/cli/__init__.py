@@ -1,5 +1,5 @@
-"""The ``deepmat`` command: train, predict, evaluate, explain, list models and datasets,
-generate data, index EBSD patterns, manage the cache, run the demo.
+"""The ``deepmat`` command: train, predict, evaluate, recalibrate, explain, list models and
+datasets, generate data, index EBSD patterns, manage the cache, run the demo.
 
 One module per group of commands: :mod:`~deepmat.cli.train`, :mod:`~deepmat.cli.use` and
 :mod:`~deepmat.cli.data`, with the options and printing they share in
@@ -15,7 +15,15 @@ app = typer.Typer(
     help="Deep materials informatics.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 app.add_typer(train_app, name="train")
-for command in (use.predict, use.evaluate, use.explain, use.models, use.demo, data.datasets):
+for command in (
+    use.predict,
+    use.evaluate,
+    use.recalibrate,
+    use.explain,
+    use.models,
+    use.demo,
+    data.datasets,
+):
     app.command()(command)
 app.add_typer(data.generate_app, name="generate")
 app.add_typer(data.ebsd_app, name="ebsd")

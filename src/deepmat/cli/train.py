@@ -39,7 +39,9 @@ train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
 def train_composition_cmd(
     out: OutOption,
     data: DataOption,
-    model: Annotated[str, typer.Option(help="elemnet, rf-magpie or rf-fractions")] = "elemnet",
+    model: Annotated[
+        str, typer.Option(help="elemnet, roost, transformer, rf-magpie or rf-fractions")
+    ] = "elemnet",
     preset: PresetOption = "default",
     target: TargetOption = None,
     formula_column: FormulaOption = None,
@@ -51,6 +53,16 @@ def train_composition_cmd(
         ),
     ] = None,
     trees: Annotated[int | None, typer.Option(help="trees of a random forest")] = None,
+    embedding: Annotated[
+        str | None,
+        typer.Option(
+            help="element embedding of roost or transformer: mat2vec, matscholar, megnet16, "
+            "magpie, oliynyk, skipatom or random_200 (default: the model's)"
+        ),
+    ] = None,
+    ensemble: Annotated[
+        int, typer.Option(help="train this many models from seeds SEED, SEED+1, ... as one")
+    ] = 1,
     split: Annotated[str, typer.Option(help="grouped (by reduced composition) or random")] = (
         "grouped"
     ),
@@ -77,7 +89,15 @@ def train_composition_cmd(
             console.print(table.report.summary())
         overrides = training_overrides(options | training)
         regressor = make_regressor(
-            model, preset, target or "target", spec.unit(), overrides, trees=trees, seed=seed
+            model,
+            preset,
+            target or "target",
+            spec.unit(),
+            overrides,
+            trees=trees,
+            seed=seed,
+            embedding=embedding,
+            ensemble=ensemble,
         )
         train_composition(
             regressor, train, val, out, test=test, split=made, on_error=on_error, resume=resume

@@ -191,6 +191,63 @@ def _evaluate_records(model, model_dir: str, data: str, part: str | None, option
     return metrics, scope, (scored.targets, prediction), table.report.summary()
 
 
+def recalibrate(
+    model_dir: Annotated[Path, typer.Argument(help="saved model directory (updated in place)")],
+    data: Annotated[
+        str, typer.Argument(help="the model's own data (its val part is used) or a val file")
+    ],
+    target: TargetOption = None,
+    formula_column: FormulaOption = None,
+    drop_invalid: DropOption = False,
+    table_csv: StructureTableOption = None,
+    cif_column: CifColumnOption = "cif",
+    id_column: IdColumnOption = None,
+) -> None:
+    """Fit the factor on a model's standard deviations that calibrates them on validation
+    data, keep it in the model's card, and print the calibration before and after. Test
+    records and records the model trained on are refused."""
+    import deepmat
+    from deepmat.workflows.evaluation import evaluation_scope, read_split
+
+    options = {
+        "target": target,
+        "formula_column": formula_column,
+        "on_error": "drop" if drop_invalid else "raise",
+        "table_csv": table_csv,
+        "cif_column": cif_column,
+        "id_column": id_column,
+    }
+    try:
+        if not model_dir.is_dir():
+            raise DataError(
+                f"{model_dir}: not a saved-model directory (copy a shipped model first)"
+            )
+        model = deepmat.load(model_dir)
+        table, names, label = _labelled_table(model, data, options)
+        part = "val" if read_split(model_dir) is not None else None
+        scope = evaluation_scope(model_dir, model.card(), names, table.fingerprint(), part, label)
+        if scope.part != "val" or scope.training_records:
+            raise DataError(
+                f"recalibration needs validation records; {data} gives the {scope.part} part "
+                f"({scope.training_records} training records): give the model's own data or "
+                "its validation file"
+            )
+        record = model.recalibrate(table.subset(scope.rows))
+        model.save(model_dir)
+    except DeepmatError as exc:
+        fail(exc)
+    console.print(
+        f"standard deviations × {record['std_scale']:.4g} (fitted on {record['n']} val records)"
+    )
+    for when in ("before", "after"):
+        metrics = record[when]
+        console.print(
+            f"{when}: miscalibration area {metrics['miscalibration_area']:.4f}, 95 % coverage "
+            f"{metrics['coverage_95']:.3f}, 68 % coverage {metrics['coverage_68']:.3f}, NLL "
+            f"{metrics['nll']:.4g}"
+        )
+
+
 def evaluate(
     model_dir: ModelArgument,
     data: Annotated[

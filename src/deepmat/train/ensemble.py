@@ -109,12 +109,20 @@ class Ensemble(Estimator):
 
         return cls.of(make, k)
 
-    def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None) -> Self:
-        """Train every member on the same data (their seeds make them differ)."""
+    @property
+    def representation(self):
+        """The members' representation (composition and structure members have one)."""
+        return self.members[0].representation
+
+    def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None, **options) -> Self:
+        """Train every member on the same data (their seeds make them differ); ``options``
+        (such as ``resume``) go to each member's ``fit``."""
         for i, member in enumerate(self.members):
             where = Path(workdir) / MEMBERS / str(i) if workdir is not None else None
-            member.fit(X, y, val=val, workdir=where)
+            member.fit(X, y, val=val, workdir=where, **options)
         self.training = {"members": len(self.members), "member_family": self.members[0].family}
+        if "data" in self.members[0].training:
+            self.training["data"] = self.members[0].training["data"]
         if val is not None:
             self.metrics["val"] = self.evaluate(*(val if isinstance(val, tuple) else (val,)))
         return self

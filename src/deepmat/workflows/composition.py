@@ -7,18 +7,21 @@ and a parity plot of the validation set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from deepmat.data.composition import CompositionTable, ErrorPolicy, read_composition_csv
 from deepmat.data.registry import DATASETS, get_dataset, load_dataset
 from deepmat.data.splits import Split, chemical_system_split, grouped_split, random_split
 from deepmat.errors import DataError
-from deepmat.represent import ElementFractions, MagpieAttributes
+from deepmat.models.element_sets import RoostSpec, TransformerSpec
+from deepmat.represent import ElementFractions, MagpieAttributes, element_table
+from deepmat.train.element_sets import ElementSetRegressor
+from deepmat.train.ensemble import Ensemble
 from deepmat.train.regressors import ForestRegressor, NetworkRegressor, RecordRegressor
 from deepmat.workflows.common import record_split, save_with_parity_plot
 
-MODELS = ("elemnet", "rf-magpie", "rf-fractions")
+MODELS = ("elemnet", "roost", "transformer", "rf-magpie", "rf-fractions")
 
 
 @dataclass
@@ -120,27 +123,56 @@ def make_regressor(
     *,
     trees: int | None = None,
     seed: int = 0,
-) -> RecordRegressor:
+    embedding: str | None = None,
+    ensemble: int = 1,
+) -> RecordRegressor | Ensemble:
     """One of :data:`MODELS` with the arguments of ``preset``, ready to ``fit``;
-    ``overrides`` replace single training options of the preset (a forest refuses them)."""
+    ``overrides`` replace single training options of the preset (a forest refuses them);
+    ``embedding`` picks Roost's or the transformer's element embedding; ``ensemble`` > 1
+    makes an :class:`Ensemble` of that many, member i with the seed ``seed + i``."""
+    if model not in MODELS:
+        raise DataError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    if embedding and model not in ("roost", "transformer"):
+        raise DataError(f"--embedding applies to roost and transformer, not {model}")
+    if ensemble > 1:
+        members = [
+            make_regressor(
+                model,
+                preset,
+                target,
+                unit,
+                overrides,
+                trees=trees,
+                seed=seed + i,
+                embedding=embedding,
+            )
+            for i in range(ensemble)
+        ]
+        return Ensemble(members)
     names = {"name": model, "target": target, "unit": unit}
+    config = (overrides or {}) | {"seed": seed}
     if model == "elemnet":
-        return NetworkRegressor.from_preset(preset, config=overrides, **names)
-    if model in ("rf-magpie", "rf-fractions"):
-        representation = MagpieAttributes() if model == "rf-magpie" else ElementFractions()
-        return ForestRegressor.from_preset(
-            preset,
-            config=overrides,
-            representation=representation,
-            n_estimators=trees,
-            seed=seed,
-            **names,
-        )
-    raise DataError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+        return NetworkRegressor.from_preset(preset, config=config, **names)
+    if model in ("roost", "transformer"):
+        spec = (RoostSpec if model == "roost" else TransformerSpec)()
+        if embedding:
+            spec = replace(
+                spec, embedding=embedding, embedding_dim=element_table(embedding)[0].shape[1]
+            )
+        return ElementSetRegressor.from_preset(preset, config=config, spec=spec, **names)
+    representation = MagpieAttributes() if model == "rf-magpie" else ElementFractions()
+    return ForestRegressor.from_preset(
+        preset,
+        config=overrides,
+        representation=representation,
+        n_estimators=trees,
+        seed=seed,
+        **names,
+    )
 
 
 def train_composition(
-    model: RecordRegressor,
+    model: RecordRegressor | Ensemble,
     train: CompositionTable,
     val: CompositionTable,
     out: str | Path,
@@ -149,7 +181,7 @@ def train_composition(
     split: Split | None = None,
     on_error: ErrorPolicy = "raise",
     resume: bool = True,
-) -> RecordRegressor:
+) -> RecordRegressor | Ensemble:
     """Fit ``model``, save it to ``out`` with its split and a validation parity plot."""
     out = Path(out)
     why = f" by the {model.representation.name} representation"
