@@ -97,3 +97,19 @@ def test_a_preset_builds_k_members_with_their_own_seeds():
     assert all(m.config.epochs == 3 and m.config.lr == 1e-3 for m in networks.members)
     with pytest.raises(ConfigError, match="needs the member class"):
         Ensemble.from_preset("default")
+
+
+def test_a_heteroscedastic_network_predicts_its_own_standard_deviation(parts, tmp_path):
+    train, val = parts
+    n = len(ElementFractions().feature_names)
+    config = TrainConfig(epochs=15, batch_size=32, lr=3e-3, loss="gaussian-nll", progress=False)
+    model = NetworkRegressor(MLPSpec(n, (Block(32, 2),), out_features=2), config=config)
+    model.fit(train, val=val, workdir=tmp_path / "run")
+    mean, std = model.predict(val, return_std=True)
+    assert mean.shape == std.shape == (len(val),) and np.all(std > 0)
+    spread = np.abs(val.targets - val.targets.mean()).mean()
+    assert model.metrics["val"]["mae"] < spread  # the mean output learns the target
+    loaded = deepmat.load(model.save(tmp_path / "saved"))
+    np.testing.assert_allclose(loaded.predict(val, return_std=True)[1], std, rtol=1e-5)
+    with pytest.raises(ConfigError, match="has 2 outputs, μ and ln σ"):
+        NetworkRegressor(MLPSpec(n, (Block(8, 1),)), config=config)

@@ -60,6 +60,10 @@ def train_composition_cmd(
             "magpie, oliynyk, skipatom or random_200 (default: the model's)"
         ),
     ] = None,
+    heteroscedastic: Annotated[
+        bool,
+        typer.Option(help="a network predicts its own standard deviation too (Gaussian NLL loss)"),
+    ] = False,
     ensemble: Annotated[
         int, typer.Option(help="train this many models from seeds SEED, SEED+1, ... as one")
     ] = 1,
@@ -97,6 +101,7 @@ def train_composition_cmd(
             trees=trees,
             seed=seed,
             embedding=embedding,
+            heteroscedastic=heteroscedastic,
             ensemble=ensemble,
         )
         train_composition(

@@ -16,6 +16,11 @@ PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_notebook", "ddp_find_unused_parameters_true", "fsdp")
 
 
+#: "gaussian-nll" trains a heteroscedastic network: two outputs per record, the mean and
+#: ln σ of a Gaussian, on its negative log-likelihood
+LOSSES = ("l1", "mse", "gaussian-nll")
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides how a network is trained (saved in the model card)."""
@@ -49,8 +54,8 @@ class TrainConfig:
             raise ConfigError(f"dropout_until {self.dropout_until} is not between 0 and 1")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
-        if self.loss not in ("l1", "mse"):
-            raise ConfigError(f"loss {self.loss!r} is not 'l1' or 'mse'")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss {self.loss!r} is not one of {LOSSES}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -27,7 +27,7 @@ import torch
 from pymatgen.core import Composition
 
 from deepmat.data.composition import CompositionTable, composition_table
-from deepmat.errors import DataError, ModelFormatError
+from deepmat.errors import ConfigError, DataError, ModelFormatError
 from deepmat.models.mlp import ELEMNET_BLOCKS, MLPSpec
 from deepmat.represent import representation_from_dict
 from deepmat.represent.cache import cached_transform
@@ -183,6 +183,12 @@ class MLPRegressor(RecordRegressor):
         self.spec = spec or MLPSpec(len(representation.feature_names), self.default_blocks)
         self.check_spec()
         self.config = config or TrainConfig()
+        if self.heteroscedastic != (self.spec.out_features == 2):
+            raise ConfigError(
+                f"{name}: the loss {self.config.loss!r} with {self.spec.out_features} outputs; a "
+                "heteroscedastic network (loss gaussian-nll) has 2 outputs, μ and ln σ, and "
+                "only it has"
+            )
         torch.manual_seed(self.config.seed)
         self.net = self.spec.build()
         self.scaler = TargetScaler()
@@ -196,6 +202,11 @@ class MLPRegressor(RecordRegressor):
             raise ValueError(
                 f"spec has {self.spec.in_features} inputs, the representation {n_features} features"
             )
+
+    @property
+    def heteroscedastic(self) -> bool:
+        """Whether the network predicts its own σ (trained on the Gaussian NLL)."""
+        return self.config.loss == "gaussian-nll"
 
     def prepare_network(self) -> None:
         """What the network needs before its first epoch (nothing for a plain MLP)."""
@@ -236,11 +247,17 @@ class MLPRegressor(RecordRegressor):
     def predict_features(
         self, x: np.ndarray, return_std: bool = False, mc_samples: int = MC_SAMPLES
     ):
-        """Predictions in target units (dropout off); ``return_std`` adds the spread of
-        ``mc_samples`` passes with dropout on (Monte-Carlo dropout)."""
+        """Predictions in target units (dropout off); ``return_std`` adds the network's own σ
+        for a heteroscedastic network, else the spread of ``mc_samples`` passes with dropout
+        on (Monte-Carlo dropout)."""
         inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         self.net.eval()
-        values = self.scaler.inverse(self._forward(inputs))
+        z = self._forward(inputs)
+        if self.heteroscedastic:
+            values = self.scaler.inverse(z[:, 0])
+            std = np.exp(np.clip(z[:, 1], -10, 10)) * self.scaler.std
+            return (values, std) if return_std else values
+        values = self.scaler.inverse(z)
         if not return_std:
             return values
         if not any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.net.modules()):

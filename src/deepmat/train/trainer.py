@@ -87,6 +87,15 @@ def inputs_only(transform: Callable[[torch.Tensor], torch.Tensor]) -> Augment:
     return augment
 
 
+class GaussianNLL(nn.Module):
+    """The negative log-likelihood of targets under N(μ, σ²), predictions (..., 2) holding
+    μ and ln σ (its constant ½ ln 2π left out): the loss of a heteroscedastic network."""
+
+    def forward(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        mean, log_std = prediction[..., 0], prediction[..., 1].clamp(-10, 10)
+        return (0.5 * ((y - mean) * torch.exp(-log_std)) ** 2 + log_std).mean()
+
+
 class RegressionTask(L.LightningModule):
     """Wraps a network with its loss, optimiser, schedule and target scaling.
 
@@ -109,14 +118,17 @@ class RegressionTask(L.LightningModule):
         self.net, self.config, self.scaler = net, config, scaler
         self.augment = augment
         self.custom_loss = loss is not None
-        self.loss_fn = loss or (nn.L1Loss() if config.loss == "l1" else nn.MSELoss())
+        self.heteroscedastic = config.loss == "gaussian-nll" and loss is None
+        losses = {"l1": nn.L1Loss, "mse": nn.MSELoss, "gaussian-nll": GaussianNLL}
+        self.loss_fn = loss or losses[config.loss]()
 
     def _error(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The score logged as ``*_mae``: the mean absolute error in target units, or the
         custom loss itself (a disorientation angle, say) when one was given."""
         if self.custom_loss:
             return self.loss_fn(prediction, y)
-        return (prediction - y).abs().mean() * self.scaler.std
+        mean = prediction[..., 0] if self.heteroscedastic else prediction
+        return (mean - y).abs().mean() * self.scaler.std
 
     def forward(self, x) -> torch.Tensor:
         """The network on a batch: tensors as float32, other inputs (graphs) as they come."""
@@ -126,6 +138,8 @@ class RegressionTask(L.LightningModule):
         """The network's output, shaped as the targets unless a custom loss pairs outputs and
         targets of different shapes (an orientation embedding against quaternions)."""
         prediction = self(x)
+        if self.heteroscedastic:
+            return prediction.reshape(*y.shape, 2)
         return prediction if self.custom_loss else prediction.reshape(y.shape)
 
     def training_step(self, batch, _):

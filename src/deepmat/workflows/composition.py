@@ -15,6 +15,7 @@ from deepmat.data.registry import DATASETS, get_dataset, load_dataset
 from deepmat.data.splits import Split, chemical_system_split, grouped_split, random_split
 from deepmat.errors import DataError
 from deepmat.models.element_sets import RoostSpec, TransformerSpec
+from deepmat.models.mlp import ELEMNET_BLOCKS, MLPSpec
 from deepmat.represent import ElementFractions, MagpieAttributes, element_table
 from deepmat.train.element_sets import ElementSetRegressor
 from deepmat.train.ensemble import Ensemble
@@ -124,11 +125,13 @@ def make_regressor(
     trees: int | None = None,
     seed: int = 0,
     embedding: str | None = None,
+    heteroscedastic: bool = False,
     ensemble: int = 1,
 ) -> RecordRegressor | Ensemble:
     """One of :data:`MODELS` with the arguments of ``preset``, ready to ``fit``;
     ``overrides`` replace single training options of the preset (a forest refuses them);
-    ``embedding`` picks Roost's or the transformer's element embedding; ``ensemble`` > 1
+    ``embedding`` picks Roost's or the transformer's element embedding; ``heteroscedastic``
+    gives a network a second output, its σ, trained on the Gaussian NLL; ``ensemble`` > 1
     makes an :class:`Ensemble` of that many, member i with the seed ``seed + i``."""
     if model not in MODELS:
         raise DataError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
@@ -145,16 +148,23 @@ def make_regressor(
                 trees=trees,
                 seed=seed + i,
                 embedding=embedding,
+                heteroscedastic=heteroscedastic,
             )
             for i in range(ensemble)
         ]
         return Ensemble(members)
     names = {"name": model, "target": target, "unit": unit}
     config = (overrides or {}) | {"seed": seed}
+    outputs = 2 if heteroscedastic else 1
+    if heteroscedastic:
+        if model.startswith("rf-"):
+            raise DataError(f"--heteroscedastic applies to networks, not {model}")
+        config["loss"] = "gaussian-nll"
     if model == "elemnet":
-        return NetworkRegressor.from_preset(preset, config=config, **names)
+        spec = MLPSpec(len(ElementFractions().feature_names), ELEMNET_BLOCKS, outputs)
+        return NetworkRegressor.from_preset(preset, config=config, spec=spec, **names)
     if model in ("roost", "transformer"):
-        spec = (RoostSpec if model == "roost" else TransformerSpec)()
+        spec = (RoostSpec if model == "roost" else TransformerSpec)(out_features=outputs)
         if embedding:
             spec = replace(
                 spec, embedding=embedding, embedding_dim=element_table(embedding)[0].shape[1]
