@@ -268,6 +268,7 @@ def test_an_ensemble_recalibrates_on_its_val_part_and_evaluate_scores_its_calibr
     result = runner.invoke(app, ["evaluate", str(out), str(csv_path), "--target", "dhf", "--json"])
     metrics = json.loads(result.stdout)
     assert metrics["part"] == "val" and metrics["n"] == n_val
+    assert (out / "uncertainty_data_val.png").stat().st_size > 0
     assert 0 <= metrics["coverage_95"] <= 1 and metrics["miscalibration_area"] >= 0
 
 

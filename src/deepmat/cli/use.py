@@ -187,8 +187,9 @@ def _evaluate_records(model, model_dir: str, data: str, part: str | None, option
             metrics |= calibration_metrics(scored.targets, prediction, std)
         except DataError as exc:
             metrics["calibration"] = f"not scored: {exc}"
+            std = None
     metrics |= {"dropped": sum(table.report.dropped.values())} | scope.to_dict()
-    return metrics, scope, (scored.targets, prediction), table.report.summary()
+    return metrics, scope, (scored.targets, prediction, std), table.report.summary()
 
 
 def recalibrate(
@@ -290,6 +291,7 @@ def evaluate(
         "cif_column": cif_column,
         "id_column": id_column,
     }
+    calibration_plot = None
     try:
         model = deepmat.load(model_dir)
         home = Path(model_dir) if Path(model_dir).is_dir() else Path.cwd()
@@ -303,13 +305,21 @@ def evaluate(
             metrics = _evaluate_file(model, home, Path(data), plot, stem)
             notes, summary = [], None
         else:
-            metrics, scope, (truth, prediction), summary = _evaluate_records(
+            metrics, scope, (truth, prediction, std), summary = _evaluate_records(
                 model, str(model_dir), data, part, options
             )
             notes = scope.notes()
             plot = plot or home / f"parity_{stem}_{scope.part}.png"
             title = f"{model.name} on {data} ({scope.part})"
             parity_plot(truth, prediction, plot, title=title, unit=model.unit)
+            if std is not None:
+                from deepmat.train.calibration import uncertainty_plot
+
+                extra = plot.with_name(plot.name.replace("parity", "uncertainty", 1))
+                if extra == plot:
+                    extra = plot.with_name(f"uncertainty_{plot.name}")
+                uncertainty_plot(truth, prediction, std, extra, title=title, unit=model.unit)
+                calibration_plot = extra
     except DeepmatError as exc:
         fail(exc)
     for note in notes:
@@ -322,6 +332,8 @@ def evaluate(
     print_metrics(f"{model.name} on {data}", {metrics.get("part", "data"): metrics})
     if plot:
         console.print(f"plot: {plot}")
+    if calibration_plot:
+        console.print(f"calibration plot: {calibration_plot}")
 
 
 def _evaluate_file(model, home: Path, data: Path, plot: Path | None, stem: str) -> dict:

@@ -16,6 +16,8 @@ definitions of uncertainty-toolbox (Chung et al. 2021), against which a test che
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy import stats
 
@@ -87,3 +89,43 @@ def calibration_metrics(truth, mean, std, bins: int = 100) -> dict[str, float]:
         "coverage_68": coverage(truth, mean, std, 0.68),
         "coverage_95": coverage(truth, mean, std, 0.95),
     }
+
+
+def uncertainty_plot(
+    truth, mean, std, path: str | Path, title: str = "", unit: str = "", max_points: int = 2000
+) -> Path:
+    """Two panels: predictions against truths with ±σ error bars (at most ``max_points``
+    records, drawn at random), and the calibration curve with its miscalibration area."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth, mean, std = _checked(truth, mean, std)
+    metrics = calibration_metrics(truth, mean, std)
+    fig, (parity, curve) = plt.subplots(1, 2, figsize=(10, 4.8), dpi=120)
+    shown = np.random.default_rng(0).permutation(len(truth))[:max_points]
+    parity.errorbar(truth[shown], mean[shown], yerr=std[shown], fmt="o", ms=2, lw=0.5, alpha=0.4)
+    low, high = float(min(truth.min(), mean.min())), float(max(truth.max(), mean.max()))
+    parity.plot([low, high], [low, high], "k--", lw=1)
+    label = f" ({unit})" if unit else ""
+    parity.set(xlabel=f"true{label}", ylabel=f"predicted ± σ{label}", title=title)
+    expected, observed = calibration_curve(truth, mean, std)
+    curve.plot(expected, observed, lw=2, label="observed")
+    curve.fill_between(expected, expected, observed, alpha=0.3, label="miscalibration area")
+    curve.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    curve.set(
+        xlabel="expected share in the central interval",
+        ylabel="observed share",
+        title=f"area {metrics['miscalibration_area']:.3f}, 95 % coverage "
+        f"{metrics['coverage_95']:.3f}",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    curve.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
