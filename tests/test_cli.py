@@ -250,7 +250,16 @@ def test_an_ensemble_recalibrates_on_its_val_part_and_evaluate_scores_its_calibr
     csv_path, tmp_path
 ):
     out = tmp_path / "ensemble"
-    options = ("--model", "rf-fractions", "--trees", "10", "--ensemble", "3")
+    options = (
+        "--model",
+        "rf-fractions",
+        "--trees",
+        "10",
+        "--ensemble",
+        "3",
+        "--ensemble-jobs",
+        "2",
+    )
     result = train(csv_path, out, *options, "--val-fraction", "0.35")
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())

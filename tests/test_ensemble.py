@@ -113,3 +113,11 @@ def test_a_heteroscedastic_network_predicts_its_own_standard_deviation(parts, tm
     np.testing.assert_allclose(loaded.predict(val, return_std=True)[1], std, rtol=1e-5)
     with pytest.raises(ConfigError, match="has 2 outputs, μ and ln σ"):
         NetworkRegressor(MLPSpec(n, (Block(8, 1),)), config=config)
+
+
+def test_members_train_in_parallel_processes_as_they_would_in_turn(parts, tmp_path):
+    train, val = parts
+    in_turn = Ensemble.of(forest, 2).fit(train, val=val)
+    parallel = Ensemble.of(forest, 2).fit(train, val=val, workdir=tmp_path, jobs=2)
+    np.testing.assert_allclose(parallel.predict(val), in_turn.predict(val))
+    assert (tmp_path / "members" / "1" / "trained" / "card.json").exists()

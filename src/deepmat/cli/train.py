@@ -29,7 +29,7 @@ from deepmat.cli.options import (
     training_overrides,
     with_training_options,
 )
-from deepmat.errors import DeepmatError
+from deepmat.errors import DataError, DeepmatError
 
 train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
 
@@ -66,6 +66,9 @@ def train_composition_cmd(
     ] = False,
     ensemble: Annotated[
         int, typer.Option(help="train this many models from seeds SEED, SEED+1, ... as one")
+    ] = 1,
+    ensemble_jobs: Annotated[
+        int, typer.Option(help="train this many ensemble members at a time, in own processes")
     ] = 1,
     split: Annotated[str, typer.Option(help="grouped (by reduced composition) or random")] = (
         "grouped"
@@ -104,8 +107,18 @@ def train_composition_cmd(
             heteroscedastic=heteroscedastic,
             ensemble=ensemble,
         )
+        if ensemble_jobs > 1 and ensemble < 2:
+            raise DataError("--ensemble-jobs trains the members of an --ensemble of 2 or more")
         train_composition(
-            regressor, train, val, out, test=test, split=made, on_error=on_error, resume=resume
+            regressor,
+            train,
+            val,
+            out,
+            test=test,
+            split=made,
+            on_error=on_error,
+            resume=resume,
+            jobs=ensemble_jobs,
         )
     except DeepmatError as exc:
         fail(exc)

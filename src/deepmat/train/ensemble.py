@@ -17,7 +17,11 @@ directory of its own.
 from __future__ import annotations
 
 import inspect
+import os
+import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -114,12 +118,27 @@ class Ensemble(Estimator):
         """The members' representation (composition and structure members have one)."""
         return self.members[0].representation
 
-    def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None, **options) -> Self:
-        """Train every member on the same data (their seeds make them differ); ``options``
+    def fit(
+        self,
+        X,
+        y=None,
+        *,
+        val=None,
+        workdir: str | Path | None = None,
+        jobs: int = 1,
+        **options,
+    ) -> Self:
+        """Train every member on the same data (their seeds make them differ), ``jobs`` at a
+        time in their own processes (each with its share of the CPU threads); ``options``
         (such as ``resume``) go to each member's ``fit``."""
-        for i, member in enumerate(self.members):
-            where = Path(workdir) / MEMBERS / str(i) if workdir is not None else None
-            member.fit(X, y, val=val, workdir=where, **options)
+        with tempfile.TemporaryDirectory(prefix="deepmat-ensemble-") as scratch:
+            root = Path(workdir) if workdir is not None else Path(scratch)
+            places = [root / MEMBERS / str(i) for i in range(len(self.members))]
+            if jobs > 1:
+                self.members = _fit_in_processes(self.members, places, X, y, val, jobs, options)
+            else:
+                for member, where in zip(self.members, places, strict=True):
+                    member.fit(X, y, val=val, workdir=where, **options)
         self.training = {"members": len(self.members), "member_family": self.members[0].family}
         if "data" in self.members[0].training:
             self.training["data"] = self.members[0].training["data"]
@@ -188,3 +207,27 @@ class Ensemble(Estimator):
         ensemble = cls([load_model(path / MEMBERS / str(i)) for i in range(k)], card["model"])
         ensemble.restore_record(card)
         return ensemble
+
+
+def _fit_and_save(member: Estimator, where: Path, X, y, val, threads: int, options: dict) -> Path:
+    """One member trained in a worker process and saved to ``where/trained``."""
+    import torch
+
+    from deepmat.train.saved import save_model
+
+    torch.set_num_threads(threads)
+    member.fit(X, y, val=val, workdir=where, **options)
+    return save_model(member, where / "trained")
+
+
+def _fit_in_processes(members, places, X, y, val, jobs: int, options: dict) -> list[Estimator]:
+    """The members trained ``jobs`` at a time in spawned processes, read back from disk."""
+    from deepmat.train.saved import load_model
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_fit_and_save, member, where, X, y, val, threads, options)
+            for member, where in zip(members, places, strict=True)
+        ]
+        return [load_model(future.result()) for future in futures]

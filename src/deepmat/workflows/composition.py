@@ -191,14 +191,17 @@ def train_composition(
     split: Split | None = None,
     on_error: ErrorPolicy = "raise",
     resume: bool = True,
+    jobs: int = 1,
 ) -> RecordRegressor | Ensemble:
-    """Fit ``model``, save it to ``out`` with its split and a validation parity plot."""
+    """Fit ``model``, save it to ``out`` with its split and a validation parity plot;
+    ``jobs`` > 1 trains an ensemble's members that many at a time in their own processes."""
     out = Path(out)
     why = f" by the {model.representation.name} representation"
     supported = model.representation.supported_elements
     train = train.restrict_elements(supported, on_error, why)
     val = val.restrict_elements(supported, on_error, why)
-    model.fit(train, val=val, workdir=out, resume=resume)
+    options = {"resume": resume} | ({"jobs": jobs} if jobs > 1 else {})
+    model.fit(train, val=val, workdir=out, **options)
     if test is not None and len(test):
         test = test.restrict_elements(supported, on_error, why)
         model.metrics["test"] = model.evaluate(test)
