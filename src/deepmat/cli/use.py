@@ -140,6 +140,20 @@ def predict(
         fail(exc)
 
 
+def _reading_options(
+    target, formula_column, drop_invalid, table_csv, cif_column, id_column
+) -> dict:
+    """How ``evaluate`` and ``recalibrate`` read labelled data (see :func:`_labelled_table`)."""
+    return {
+        "target": target,
+        "formula_column": formula_column,
+        "on_error": "drop" if drop_invalid else "raise",
+        "table_csv": table_csv,
+        "cif_column": cif_column,
+        "id_column": id_column,
+    }
+
+
 def _labelled_table(model, data: str, options: dict):
     """The labelled table of ``data`` for a composition or structure model, and its name."""
     if model.input_kind == "structure":
@@ -210,14 +224,9 @@ def recalibrate(
     import deepmat
     from deepmat.workflows.evaluation import evaluation_scope, read_split
 
-    options = {
-        "target": target,
-        "formula_column": formula_column,
-        "on_error": "drop" if drop_invalid else "raise",
-        "table_csv": table_csv,
-        "cif_column": cif_column,
-        "id_column": id_column,
-    }
+    options = _reading_options(
+        target, formula_column, drop_invalid, table_csv, cif_column, id_column
+    )
     try:
         if not model_dir.is_dir():
             raise DataError(
@@ -283,14 +292,9 @@ def evaluate(
     import deepmat
     from deepmat.train.metrics import parity_plot
 
-    options = {
-        "target": target,
-        "formula_column": formula_column,
-        "on_error": "drop" if drop_invalid else "raise",
-        "table_csv": table_csv,
-        "cif_column": cif_column,
-        "id_column": id_column,
-    }
+    options = _reading_options(
+        target, formula_column, drop_invalid, table_csv, cif_column, id_column
+    )
     calibration_plot = None
     try:
         model = deepmat.load(model_dir)

@@ -33,9 +33,25 @@ from torch import nn
 MAX_Z = 118
 
 
+class _Spec:
+    """A network spec as a card stores it: its fields and its ``kind``."""
+
+    kind = ""
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind} | asdict(self)
+
+    @classmethod
+    def from_dict(cls, spec: dict):
+        fields = {k: v for k, v in spec.items() if k != "kind"}
+        return cls(**fields | {"output": tuple(fields.get("output", cls.output))})
+
+
 @dataclass(frozen=True)
-class RoostSpec:
+class RoostSpec(_Spec):
     """Roost's sizes (the published ones by default) and its element embedding."""
+
+    kind = "roost"
 
     embedding: str = "matscholar"
     embedding_dim: int = 200
@@ -47,21 +63,15 @@ class RoostSpec:
     output: tuple[int, ...] = (256, 128, 64)
     out_features: int = 1
 
-    def to_dict(self) -> dict:
-        return {"kind": "roost"} | asdict(self)
-
-    @classmethod
-    def from_dict(cls, spec: dict) -> RoostSpec:
-        fields = {k: v for k, v in spec.items() if k != "kind"}
-        return cls(**fields | {"output": tuple(fields.get("output", cls.output))})
-
     def build(self) -> Roost:
         return Roost(self)
 
 
 @dataclass(frozen=True)
-class TransformerSpec:
+class TransformerSpec(_Spec):
     """The composition transformer's sizes (CrabNet's by default) and embedding."""
+
+    kind = "transformer"
 
     embedding: str = "mat2vec"
     embedding_dim: int = 200
@@ -72,14 +82,6 @@ class TransformerSpec:
     dropout: float = 0.1
     output: tuple[int, ...] = (1024, 512, 256, 128)
     out_features: int = 1
-
-    def to_dict(self) -> dict:
-        return {"kind": "transformer"} | asdict(self)
-
-    @classmethod
-    def from_dict(cls, spec: dict) -> TransformerSpec:
-        fields = {k: v for k, v in spec.items() if k != "kind"}
-        return cls(**fields | {"output": tuple(fields.get("output", cls.output))})
 
     def build(self) -> CompositionTransformer:
         return CompositionTransformer(self)

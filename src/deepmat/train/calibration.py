@@ -101,6 +101,8 @@ def uncertainty_plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from deepmat.train.metrics import save_figure
+
     truth, mean, std = _checked(truth, mean, std)
     metrics = calibration_metrics(truth, mean, std)
     fig, (parity, curve) = plt.subplots(1, 2, figsize=(10, 4.8), dpi=120)
@@ -123,9 +125,4 @@ def uncertainty_plot(
         ylim=(0, 1),
     )
     curve.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -54,7 +54,7 @@ class ElementSetRegressor(CompositionRecords, MLPRegressor):
         spec = spec or RoostSpec()
         if representation is None:
             representation = ElementSequence(element_table(spec.embedding)[1])
-        name = name or spec.to_dict()["kind"]
+        name = name or spec.kind
         config = config or TrainConfig(**self.presets["default"]["config"])
         super().__init__(spec, representation, config, name, target, unit)
 

@@ -53,6 +53,13 @@ def parity_plot(
         fontsize=9,
         bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
     )
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (folders made as needed) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
