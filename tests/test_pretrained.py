@@ -94,5 +94,5 @@ def test_an_array_model_packages_with_array_examples_and_test_metrics(tmp_path):
     stored = entry.examples()
     np.testing.assert_array_equal(stored["inputs"], x[:2])
     np.testing.assert_allclose(stored["predictions"], deepmat.load(entry.path).predict(x[:2]))
-    assert card["metrics"]["test"]["n"] == 3 and entry.metric_text("test").startswith("mape")
+    assert card["metrics"]["test"]["n"] == 3 and entry.metric_text("test").startswith("MAPE %")
     assert card["pretrained"]["bytes"] > (entry.path / "examples.npz").stat().st_size

@@ -385,7 +385,8 @@ def models() -> None:
     from deepmat.pretrained import pretrained_models
 
     table = Table(title="pretrained models (deepmat.load(NAME), deepmat predict NAME ...)")
-    for column in ("name", "family", "predicts", "data", "val", "test", "MB"):
+    table.add_column("name", no_wrap=True)
+    for column in ("family", "predicts", "data", "val", "test", "MB"):
         table.add_column(column)
     for entry in pretrained_models():
         table.add_row(

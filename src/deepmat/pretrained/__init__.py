@@ -21,6 +21,13 @@ from deepmat.errors import ModelFormatError
 ROOT = Path(__file__).parent
 EXAMPLES = "examples.json"
 ARRAY_EXAMPLES = "examples.npz"
+#: the metric ``deepmat models`` shows for a model, the first its card has, and its label
+HEADLINE_METRICS = {
+    "mase": "MASE %",
+    "mape": "MAPE %",
+    "mean_disorientation_deg": "mean °",
+    "mae": "MAE",
+}
 
 
 @dataclass
@@ -37,7 +44,9 @@ class PretrainedModel:
 
     @property
     def predicts(self) -> str:
-        target = self.card.get("target", {})
+        if "target" not in self.card:  # an orientation model
+            return f"{self.card.get('output', '?')} ({self.card.get('point_group', '?')})"
+        target = self.card["target"]
         unit = target.get("unit", "")
         return f"{target.get('name', '?')} ({unit})" if unit else str(target.get("name", "?"))
 
@@ -50,14 +59,13 @@ class PretrainedModel:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()) / 1e6
 
     def metric_text(self, part: str) -> str:
-        """The card's headline metric on ``part`` (val or test), e.g. "mae 0.0493": MASE for
+        """The card's headline metric on ``part`` (val or test), e.g. "MAE 0.0493": MASE for
         strain fields, MAPE for stiffness, the mean disorientation for orientations."""
         metrics = self.card.get("metrics", {}).get(part)
         if not metrics:
             return "-"
-        headline = ("mase", "mape", "mean_disorientation_deg", "mae")
-        key = next(k for k in headline if k in metrics)
-        return f"{key} {metrics[key]:.4g}"
+        key = next(k for k in HEADLINE_METRICS if k in metrics)
+        return f"{HEADLINE_METRICS[key]} {metrics[key]:.4g}"
 
     def examples(self) -> dict:
         """The stored example inputs and the predictions made when the model was packaged."""
