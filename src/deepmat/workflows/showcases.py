@@ -164,6 +164,7 @@ def _stiffness(model, console: Console, folder: Path) -> list[dict]:
     fractions, structures = _random_microstructures(model.grid, 3)
     predicted = model.predict(np.stack(structures))
     title = f"{model.target} of new {'×'.join(map(str, model.grid))} microstructures"
+    title += ", in units of the matrix's Young's modulus"
     table = Table(title=title + ": 3-D CNN vs the FFT elasticity solver")
     for column in ("volume fraction", "CNN", "solver", "difference %"):
         table.add_column(column)
