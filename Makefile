@@ -11,10 +11,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	# compile orix's and kikuchipy's Numba caches in one process: two processes writing
-	# them at once (tests, Dask workers, a training run) have left corrupt caches that
-	# crash every later import with a segmentation fault
-	$(BIN)/python -c "import kikuchipy, orix.crystal_map"
+	# compile the Numba caches of orix, kikuchipy and elementembeddings (umap) in one process:
+	# two processes writing them at once (tests, Dask workers, a training run) have left
+	# corrupt caches that crash every later import with a segmentation fault
+	$(BIN)/python -c "import kikuchipy, orix.crystal_map, elementembeddings.core"
 	touch $(STAMP)
 
 install: $(STAMP)
