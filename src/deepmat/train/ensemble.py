@@ -146,7 +146,11 @@ class Ensemble(Estimator):
             self.metrics["val"] = self.evaluate(*(val if isinstance(val, tuple) else (val,)))
         return self
 
-    def _member_predictions(self, X) -> tuple[np.ndarray, np.ndarray | None]:
+    def _member_means(self, X) -> np.ndarray:
+        """The members' predictions, (k, n)."""
+        return np.stack([np.asarray(m.predict(X), dtype=np.float64) for m in self.members])
+
+    def _member_moments(self, X) -> tuple[np.ndarray, np.ndarray | None]:
         """The members' means (k, n) and variances (k, n), or None where they give none."""
         means, variances = [], []
         for member in self.members:
@@ -161,13 +165,13 @@ class Ensemble(Estimator):
 
     def predict(self, X, return_std: bool = False):
         """The members' mean; with ``return_std`` also σ (module docstring), recalibrated
-        when :meth:`recalibrate` has fitted a factor."""
-        means, own = self._member_predictions(X)
-        mean = means.mean(axis=0)
+        when :meth:`recalibrate` has fitted a factor. Without it, no member computes a
+        spread (Monte-Carlo dropout would cost its passes for nothing)."""
         if not return_std:
-            return mean
+            return self._member_means(X).mean(axis=0)
+        means, own = self._member_moments(X)
         variance = means.var(axis=0) + (own.mean(axis=0) if own is not None else 0.0)
-        return mean, self.std_scale * np.sqrt(variance)
+        return means.mean(axis=0), self.std_scale * np.sqrt(variance)
 
     def targets_of(self, X, y=None) -> np.ndarray:
         return self.members[0].targets_of(X, y)
@@ -175,9 +179,9 @@ class Ensemble(Estimator):
     def evaluate(self, X, y=None) -> dict:
         """MAE, RMSE, R² and n of the ensemble's mean, with each member's MAE."""
         truth = self.targets_of(X, y)
-        metrics = regression_metrics(truth, self.predict(X))
-        members = [regression_metrics(truth, m.predict(X))["mae"] for m in self.members]
-        return metrics | {"member_mae": members}
+        means = self._member_means(X)
+        members = [regression_metrics(truth, mean)["mae"] for mean in means]
+        return regression_metrics(truth, means.mean(axis=0)) | {"member_mae": members}
 
     def card(self) -> dict:
         member = self.members[0].card()

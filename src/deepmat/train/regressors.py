@@ -81,9 +81,10 @@ class RecordRegressor(Estimator):
     def predict(self, X, return_std: bool = False):
         """Predicted targets; with ``return_std``, also standard deviations (recalibrated
         when :meth:`recalibrate` has fitted a factor)."""
+        x = self.featurize(self.table(X))
         if not return_std:
-            return self.predict_features(self.featurize(self.table(X)))
-        mean, std = self.predict_features(self.featurize(self.table(X)), return_std=True)
+            return self.predict_features(x)
+        mean, std = self.predict_features(x, return_std=True)
         return mean, self.std_scale * std
 
     def predict_features(self, x: np.ndarray, return_std: bool = False):

@@ -95,10 +95,9 @@ def _perovskite_sites(model, console: Console, folder: Path) -> list[dict]:
         summary.add_column(column)
     rows = []
     for record, value in zip(table.ids, predicted, strict=True):
-        roles = [f"{means.loc[record, r]:.3f}" for r in ("A", "B", "X")]
-        summary.add_row(record, f"{value:.3f}", *roles)
-        sites = {role: float(means.loc[record, role]) for role in ("A", "B", "X")}
-        rows.append({"input": record, "prediction": float(value), "reference": None} | sites)
+        roles = {role: float(means.loc[record, role]) for role in ("A", "B", "X")}
+        summary.add_row(record, f"{value:.3f}", *(f"{v:.3f}" for v in roles.values()))
+        rows.append({"input": record, "prediction": float(value), "reference": None} | roles)
     console.print(summary)
     return rows
 
