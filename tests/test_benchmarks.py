@@ -18,6 +18,7 @@ from _shared import merge_earlier
 BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("[!_]*.py"))
 NEEDS = {
     "oqmd_elemnet": ("oqmd-dhf",),
+    "composition": ("oqmd-dhf",),
     "homogenization": (),
     "localization": (),
     "ebsd": (),
@@ -49,6 +50,11 @@ def test_benchmark_quick(script, tmp_path):
     if script.stem == "crystal":  # the reference code ran side by side, not only failed
         reference = payload["metrics"]["reference_cgcnn"]
         assert "error" not in reference and reference["val_mae"] > 0
+    if script.stem == "composition":  # every side of the side-by-side run reported
+        side = payload["metrics"]["side_by_side"]
+        assert {"deepmat_roost", "deepmat_transformer", "deepmat_elemnet"} <= set(side)
+        assert "val_mae" in side["aviary_roost"] or side["aviary_roost"]["error"]
+        assert side["crabnet"]["install"]["requirement"] == "crabnet==2.0.8"
     for model, path in payload["models"].items():
         loaded = deepmat.load(path)
         card = json.loads((Path(path) / "card.json").read_text())

@@ -27,7 +27,9 @@ from deepmat.represent.crystal_graph import GraphSettings, build_graphs, cached_
 from deepmat.represent.perovskite_sites import PerovskiteSites, assign_sites
 from deepmat.train.config import TrainConfig
 from deepmat.train.crystal import CrystalGraphRegressor, SiteNetworkRegressor, contributions_by
+from deepmat.train.estimator import UncertaintyUnavailable
 from deepmat.train.saved import save_model
+from deepmat.workflows.crystal import make_structure_model, train_structure_model
 
 A_SITE = ("Ca", "Sr", "Ba", "K", "Na", "La", "Pb", "Cd")
 B_SITE = ("Ti", "Zr", "Nb", "Ta", "Fe", "Mn", "Sn", "Hf")
@@ -272,3 +274,35 @@ def test_structure_keys_are_cached_by_structures(monkeypatch, tmp_path):
     assert again.val.tolist() == split.val.tolist() and len(train) + len(val) == 64
     workflow.split_structures(table.subset(range(10)), val=0.2)  # other structures, other key
     assert len(list((tmp_path / "structure-keys").glob("*.json"))) == 2
+
+
+def test_a_heteroscedastic_cgcnn_predicts_its_own_standard_deviation(perovskites, tmp_path):
+    train, val = perovskites
+    spec = CGCNNSpec(atom_features=32, n_conv=2, hidden=(32,), out_features=2)
+    model = CrystalGraphRegressor(spec, config=quiet(loss="gaussian-nll"), unit="eV/atom")
+    model.fit(train, val=val, workdir=tmp_path / "work")
+    mean, std = model.predict(val, return_std=True)
+    assert mean.shape == std.shape == (len(val),) and np.all(std > 0)
+    assert model.metrics["val"]["mae"] < mean_baseline(train, val)
+    loaded = deepmat.load(model.save(tmp_path / "model"))
+    np.testing.assert_allclose(loaded.predict(val, return_std=True)[1], std, rtol=1e-5)
+    with pytest.raises(ConfigError, match="2 outputs, μ and ln σ"):
+        CrystalGraphRegressor(CGCNNSpec(), config=quiet(loss="gaussian-nll"))
+    with pytest.raises(ConfigError, match="mean pooling"):
+        CGCNNSpec(pooling="linear", out_features=2)
+    with pytest.raises(UncertaintyUnavailable, match="train an ensemble or a heteroscedastic"):
+        CrystalGraphRegressor(CGCNNSpec(), config=quiet()).predict(val, return_std=True)
+
+
+def test_an_ensemble_of_cgcnns_is_one_saved_model_with_a_spread(perovskites, tmp_path):
+    train, val = perovskites
+    overrides = {"epochs": 3, "batch_size": 16, "progress": False}
+    ensemble = make_structure_model("cgcnn", "dhf", "eV/atom", "default", overrides, ensemble=2)
+    assert [m.config.seed for m in ensemble.members] == [0, 1]
+    train_structure_model(ensemble, train, val, tmp_path / "ens")
+    loaded = deepmat.load(tmp_path / "ens")
+    mean, std = loaded.predict(val, return_std=True)
+    assert std.shape == (len(val),) and np.all(std > 0)
+    np.testing.assert_allclose(mean, ensemble.predict(val), rtol=1e-5)
+    with pytest.raises(DataError, match="mean-pooling CGCNNs, not cgcnn-linear"):
+        make_structure_model("cgcnn-linear", heteroscedastic=True)

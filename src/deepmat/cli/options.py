@@ -79,6 +79,16 @@ SeedOption = Annotated[int, typer.Option(help="random seed of the split and the 
 ResumeOption = Annotated[
     bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt after an interruption")
 ]
+HeteroscedasticOption = Annotated[
+    bool,
+    typer.Option(help="a network predicts its own standard deviation too (Gaussian NLL loss)"),
+]
+EnsembleOption = Annotated[
+    int, typer.Option(help="train this many models from seeds SEED, SEED+1, ... as one")
+]
+EnsembleJobsOption = Annotated[
+    int, typer.Option(help="train this many ensemble members at a time, in own processes")
+]
 
 
 # The options every ``deepmat train`` command shares, declared once (with_training_options).

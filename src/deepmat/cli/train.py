@@ -15,7 +15,10 @@ from deepmat.cli.options import (
     CifColumnOption,
     DataOption,
     DropOption,
+    EnsembleJobsOption,
+    EnsembleOption,
     FormulaOption,
+    HeteroscedasticOption,
     IdColumnOption,
     OutOption,
     PresetOption,
@@ -60,16 +63,9 @@ def train_composition_cmd(
             "magpie, oliynyk, skipatom or random_200 (default: the model's)"
         ),
     ] = None,
-    heteroscedastic: Annotated[
-        bool,
-        typer.Option(help="a network predicts its own standard deviation too (Gaussian NLL loss)"),
-    ] = False,
-    ensemble: Annotated[
-        int, typer.Option(help="train this many models from seeds SEED, SEED+1, ... as one")
-    ] = 1,
-    ensemble_jobs: Annotated[
-        int, typer.Option(help="train this many ensemble members at a time, in own processes")
-    ] = 1,
+    heteroscedastic: HeteroscedasticOption = False,
+    ensemble: EnsembleOption = 1,
+    ensemble_jobs: EnsembleJobsOption = 1,
     split: Annotated[str, typer.Option(help="grouped (by reduced composition) or random")] = (
         "grouped"
     ),
@@ -107,8 +103,7 @@ def train_composition_cmd(
             heteroscedastic=heteroscedastic,
             ensemble=ensemble,
         )
-        if ensemble_jobs > 1 and ensemble < 2:
-            raise DataError("--ensemble-jobs trains the members of an --ensemble of 2 or more")
+        check_ensemble_jobs(ensemble, ensemble_jobs)
         train_composition(
             regressor,
             train,
@@ -258,6 +253,9 @@ def train_crystal_cmd(
     val_fraction: float = 0.1,
     test_fraction: Annotated[float, typer.Option(help="share held out as a test set")] = 0.0,
     limit: Annotated[int | None, typer.Option(help="read only the first records")] = None,
+    heteroscedastic: HeteroscedasticOption = False,
+    ensemble: EnsembleOption = 1,
+    ensemble_jobs: EnsembleJobsOption = 1,
     drop_invalid: DropOption = False,
     seed: SeedOption = 0,
     resume: ResumeOption = True,
@@ -290,9 +288,20 @@ def train_crystal_cmd(
         named = DATASETS.get(data)
         unit = unit or (named.unit if named else "")
         name = target or (named.target_column if named else "target")
-        regressor = make_structure_model(model, name, unit, preset, overrides)
-        train_structure_model(regressor, train, val, out, test=test, split=made, resume=resume)
+        regressor = make_structure_model(
+            model, name, unit, preset, overrides, heteroscedastic=heteroscedastic, ensemble=ensemble
+        )
+        check_ensemble_jobs(ensemble, ensemble_jobs)
+        train_structure_model(
+            regressor, train, val, out, test=test, split=made, resume=resume, jobs=ensemble_jobs
+        )
     except DeepmatError as exc:
         fail(exc)
     print_metrics(regressor.name, regressor.metrics)
     console.print(f"saved to {out}")
+
+
+def check_ensemble_jobs(ensemble: int, jobs: int) -> None:
+    """Refuse --ensemble-jobs without an --ensemble to share out."""
+    if jobs > 1 and ensemble < 2:
+        raise DataError("--ensemble-jobs trains the members of an --ensemble of 2 or more")

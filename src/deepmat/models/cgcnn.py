@@ -42,6 +42,8 @@ class CGCNNSpec:
     hidden: tuple[int, ...] = field(default=(128,))
     cutoff: float = 8.0
     gaussian_width: float = 0.2
+    #: 2 for a heteroscedastic network (μ and ln σ); mean pooling only
+    out_features: int = 1
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
@@ -52,6 +54,11 @@ class CGCNNSpec:
         if self.atom_features < 1 or self.n_conv < 1 or self.gaussian_width <= 0:
             raise ConfigError(
                 "a CGCNN needs atom_features >= 1, n_conv >= 1 and gaussian_width > 0"
+            )
+        if self.out_features not in (1, 2) or (self.pooling == "linear" and self.out_features != 1):
+            raise ConfigError(
+                f"out_features={self.out_features}: a CGCNN has 1 output, or 2 (μ, ln σ) with "
+                "mean pooling"
             )
 
     @property
@@ -151,7 +158,7 @@ class CGCNN(nn.Module):
         else:
             widths = (spec.atom_features, *spec.hidden)
             self.head = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(widths))
-            self.out = nn.Linear(widths[-1], 1)
+            self.out = nn.Linear(widths[-1], spec.out_features)
 
     def atoms(self, batch: GraphBatch) -> torch.Tensor:
         """The atom vectors after the convolutions, (atoms, atom_features)."""

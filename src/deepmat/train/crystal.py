@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from deepmat.data.composition import LoadReport
 from deepmat.data.structures import StructureTable, parse_structure
-from deepmat.errors import DataError
+from deepmat.errors import ConfigError, DataError
 from deepmat.models.cgcnn import CGCNN, CGCNNSpec
 from deepmat.models.mlp import Block, MLPSpec
 from deepmat.represent.crystal_graph import CrystalGraphs, GraphBatch, GraphSettings, cached_graphs
@@ -135,6 +135,12 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
         self.settings = settings or GraphSettings(cutoff=self.spec.cutoff)
         self.config = config or TrainConfig(**self.presets["default"]["config"])
         self.name, self.target, self.unit = name, target, unit
+        if self.heteroscedastic != (self.spec.out_features == 2):
+            raise ConfigError(
+                f"{name}: the loss {self.config.loss!r} with {self.spec.out_features} outputs; "
+                "a heteroscedastic CGCNN (loss gaussian-nll) has 2 outputs, μ and ln σ, and "
+                "only it has"
+            )
         torch.manual_seed(self.config.seed)
         self.net = CGCNN(self.spec)
         self.scaler = TargetScaler()
@@ -198,17 +204,33 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
         for start in range(0, len(graphs), PREDICT_BATCH):
             batch = graphs.batch(np.arange(start, min(start + PREDICT_BATCH, len(graphs))))
             out = self.net.site_contributions(batch) if per_site else self.net(batch)
-            outputs.append(out.reshape(-1))
-        return torch.cat(outputs).numpy().astype(np.float64) if outputs else np.zeros(0)
+            outputs.append(out.reshape(len(out), -1))
+        if not outputs:
+            return np.zeros((0, 1 if per_site else self.spec.out_features))
+        return torch.cat(outputs).numpy().astype(np.float64)
+
+    @property
+    def heteroscedastic(self) -> bool:
+        """Whether the network predicts its own σ (trained on the Gaussian NLL)."""
+        return self.config.loss == "gaussian-nll"
 
     def _predict_graphs(self, graphs: CrystalGraphs) -> np.ndarray:
-        return self.scaler.inverse(self._scaled(graphs))
+        return self.scaler.inverse(self._scaled(graphs)[:, 0])
 
-    def predict(self, X: StructureInputs | Structure, return_std: bool = False) -> np.ndarray:
-        """Predicted targets for structures (or a table), in target units."""
-        if return_std:
-            raise self.no_uncertainty("the network has no stochastic layers; train an ensemble")
-        return self._predict_graphs(self.graphs(self.table(X)))
+    def predict(self, X: StructureInputs | Structure, return_std: bool = False):
+        """Predicted targets for structures (or a table), in target units; ``return_std``
+        adds the σ of a heteroscedastic network (recalibrated where it has been)."""
+        graphs = self.graphs(self.table(X))
+        if not return_std:
+            return self._predict_graphs(graphs)
+        if not self.heteroscedastic:
+            raise self.no_uncertainty(
+                "the network has no stochastic layers; train an ensemble or a heteroscedastic "
+                "network (loss gaussian-nll)"
+            )
+        z = self._scaled(graphs)
+        std = np.exp(np.clip(z[:, 1], -10, 10)) * self.scaler.std
+        return self.scaler.inverse(z[:, 0]), self.std_scale * std
 
     def evaluate(self, X: StructureInputs, y=None) -> dict:
         """MAE, RMSE, R² and n on a table with targets (or structures and ``y``)."""
@@ -221,7 +243,7 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
         target units. A structure's contributions average to its prediction."""
         table = as_structure_table(inputs)
         graphs = self.graphs(table)
-        contribution = self.scaler.inverse(self._scaled(graphs, per_site=True))
+        contribution = self.scaler.inverse(self._scaled(graphs, per_site=True)[:, 0])
         rows = []
         for record, structure in zip(table.ids, table.structures, strict=True):
             roles = _perovskite_roles(structure)

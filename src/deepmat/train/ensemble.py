@@ -139,6 +139,15 @@ class Ensemble(Estimator):
             else:
                 for member, where in zip(self.members, places, strict=True):
                     member.fit(X, y, val=val, workdir=where, **options)
+        return self._record(val)
+
+    @classmethod
+    def from_members(cls, members: Sequence[Estimator], val=None, name: str | None = None) -> Self:
+        """An ensemble of members trained already (by separate runs, say, each resumable on
+        its own), recorded as :meth:`fit` records one: with its metrics on ``val``."""
+        return cls(members, name)._record(val)
+
+    def _record(self, val) -> Self:
         self.training = {"members": len(self.members), "member_family": self.members[0].family}
         if "data" in self.members[0].training:
             self.training["data"] = self.members[0].training["data"]

@@ -7,6 +7,7 @@ writes the same directory: the saved model, ``split.json`` and a validation pari
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from deepmat.data.structures import (
 from deepmat.errors import DataError
 from deepmat.models.cgcnn import CGCNNSpec
 from deepmat.train.crystal import CrystalGraphRegressor, SiteNetworkRegressor, contributions_by
+from deepmat.train.ensemble import Ensemble
 from deepmat.workflows.common import record_split, save_with_parity_plot
 
 MODELS = {
@@ -71,17 +73,43 @@ def make_structure_model(
     unit: str = "",
     preset: str = "default",
     overrides: dict | None = None,
-) -> StructureModel:
+    *,
+    heteroscedastic: bool = False,
+    ensemble: int = 1,
+) -> StructureModel | Ensemble:
     """One of the CGCNNs of :data:`MODELS` or a site network of :data:`SITE_MODELS`, with
-    the arguments of ``preset``; ``overrides`` replace single training options of it."""
+    the arguments of ``preset``; ``overrides`` replace single training options of it.
+    ``heteroscedastic`` gives a mean-pooling CGCNN a second output, its σ, trained on the
+    Gaussian NLL; ``ensemble`` > 1 makes an :class:`Ensemble` of that many, member i with
+    the seed ``seed + i``."""
+    overrides = dict(overrides or {})
+    if ensemble > 1:
+        seed = int(overrides.get("seed", 0))
+        return Ensemble(
+            [
+                make_structure_model(
+                    model,
+                    target,
+                    unit,
+                    preset,
+                    overrides | {"seed": seed + i},
+                    heteroscedastic=heteroscedastic,
+                )
+                for i in range(ensemble)
+            ]
+        )
     names = {"name": model, "target": target, "unit": unit}
-    if model in MODELS:
-        spec = CGCNNSpec.from_dict(MODELS[model].to_dict())
-        return CrystalGraphRegressor.from_preset(preset, config=overrides, spec=spec, **names)
-    if model in SITE_MODELS:
-        return SiteNetworkRegressor.from_preset(preset, config=overrides, **names)
     known = ", ".join((*MODELS, *SITE_MODELS))
-    raise DataError(f"unknown structure model {model!r}; choose one of {known}")
+    if model not in MODELS and model not in SITE_MODELS:
+        raise DataError(f"unknown structure model {model!r}; choose one of {known}")
+    if heteroscedastic:
+        if model not in MODELS or MODELS[model].pooling != "mean":
+            raise DataError(f"--heteroscedastic applies to the mean-pooling CGCNNs, not {model}")
+        overrides["loss"] = "gaussian-nll"
+    if model in MODELS:
+        spec = replace(MODELS[model], out_features=2 if heteroscedastic else 1)
+        return CrystalGraphRegressor.from_preset(preset, config=overrides, spec=spec, **names)
+    return SiteNetworkRegressor.from_preset(preset, config=overrides, **names)
 
 
 def train_structure_model(
@@ -93,10 +121,12 @@ def train_structure_model(
     test: StructureTable | None = None,
     split: Split | None = None,
     resume: bool = True,
-) -> StructureModel:
-    """Fit ``model``, save it to ``out`` with its split and a validation parity plot."""
+    jobs: int = 1,
+) -> StructureModel | Ensemble:
+    """Fit ``model``, save it to ``out`` with its split and a validation parity plot;
+    ``jobs`` > 1 trains an ensemble's members that many at a time in their own processes."""
     out = Path(out)
-    model.fit(train, val=val, workdir=out, resume=resume)
+    model.fit(train, val=val, workdir=out, resume=resume, **({"jobs": jobs} if jobs > 1 else {}))
     if test is not None and len(test):
         model.metrics["test"] = model.evaluate(test)
     record_split(model, split, out)

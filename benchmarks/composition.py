@@ -1,0 +1,350 @@
+"""Roost, the composition transformer and ElemNet on OQMD formation enthalpy, a deep
+ensemble of the best of them (the shipped ``composition-oqmd``), and aviary's Roost side
+by side.
+
+Trains on the train split of ``oqmd-dhf`` (CrabNet's split) and reports the MAE on its
+validation split; its test part is held back. Each network uses its ``benchmark`` preset
+(``--epochs`` and ``--train-size`` shrink a run to what a machine allows, and say so in
+the results). Their element embedding is chosen on validation first: Roost starts from
+each ``elementembeddings`` table on ``--search-size`` compounds and the lowest validation
+MAE wins (``--embedding`` skips the choice). The ensemble is ``--members`` networks of
+``--ensemble-model``, member 0 being the single model trained above, the others trained
+from seeds 1, 2, ….
+
+The side-by-side run trains deepmat's Roost, transformer and ElemNet and aviary's Roost
+(``aviary-models`` from PyPI, in its own environment under ``benchmarks/.peers``) on the
+same ``--side-size`` training compounds for the same wall-clock ``--budget`` each, and
+reports validation MAE and training throughput (compositions per second). CrabNet
+(``crabnet==2.0.8``) is tried too; it needs Python < 3.11 and the pip error is recorded.
+
+    python benchmarks/composition.py --out runs/composition                 # full
+    python benchmarks/composition.py --out /tmp/c --quick                   # seconds
+
+Every model is saved as ``OUT/<model>/`` (``deepmat evaluate OUT/ensemble oqmd-dhf:val
+--json``); rerunning with the same ``--out`` resumes from the last checkpoints, and
+``--only NAME ...`` (``embedding_search``, models, ``ensemble``, ``side_by_side``) keeps
+the other entries of the results file. Results: ``benchmarks/results/composition.{json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _peers import PeerUnavailable, install_finding, peer_python
+from _shared import command, machine, merge_earlier, parser, write_json
+from deepmat.data import dataset_path, load_dataset
+from deepmat.represent.element_sequence import EMBEDDINGS, element_table
+from deepmat.train import Ensemble, save_model
+from deepmat.train.metrics import regression_metrics
+from deepmat.workflows.composition import make_regressor, train_composition
+
+NETWORKS = ("roost", "transformer", "elemnet")
+# MAE (eV/atom) on the held-out part of this split, from the published predictions
+# (Wang et al., npj Comput. Mater. 7, 77, 2021, and its HotCrab/Roost/ElemNet/RF runs)
+REFERENCE = {"crabnet": 0.0311, "hotcrab": 0.0310, "roost": 0.0315, "elemnet": 0.0489, "rf": 0.0834}
+AVIARY = "aviary-models==1.2.1"
+CRABNET = "crabnet==2.0.8"
+PER_MODEL = ("metrics", "histories", "models")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser(__doc__, "composition")
+    p.add_argument(
+        "--only", nargs="*", default=None, help="embedding_search, models, ensemble, side_by_side"
+    )
+    p.add_argument("--epochs", type=int, default=None, help="(default: each preset's)")
+    p.add_argument("--train-size", type=int, default=None, help="(default: the whole split)")
+    p.add_argument(
+        "--embedding", default=None, help="Roost's and the transformer's (default: the search's)"
+    )
+    p.add_argument("--embeddings", nargs="*", default=list(EMBEDDINGS), help="to search")
+    p.add_argument("--search-size", type=int, default=20_000, help="search train size")
+    p.add_argument("--search-epochs", type=int, default=15)
+    p.add_argument("--ensemble-model", default="roost", choices=NETWORKS)
+    p.add_argument("--members", type=int, default=5)
+    p.add_argument("--side-size", type=int, default=50_000, help="side-by-side train size")
+    p.add_argument("--side-val", type=int, default=2000, help="its early-stopping compounds")
+    p.add_argument("--budget", type=float, default=900.0, help="side-by-side seconds each")
+    return p.parse_args(argv)
+
+
+def subsample(table, n: int | None, seed: int = 0):
+    if n is None or n >= len(table):
+        return table
+    return table.subset(np.sort(np.random.default_rng(seed).choice(len(table), n, False)))
+
+
+def network(name: str, args: argparse.Namespace, seed: int = 0, epochs: int | None = None):
+    overrides = {"progress": sys.stderr.isatty()}
+    if epochs or args.epochs:
+        overrides["epochs"] = epochs or args.epochs
+    embedding = args.embedding if name != "elemnet" else None
+    return make_regressor(
+        name, "benchmark", "dhf", "eV/atom", overrides, seed=seed, embedding=embedding
+    )
+
+
+def summary(model, n_train: int) -> dict:
+    """Validation metrics, training seconds and throughput of a trained network."""
+    history = model.fit_result.history
+    epoch_seconds = sum(row["epoch_seconds"] for row in history[-model.fit_result.epochs_trained :])
+    return {
+        "val_mae": model.metrics["val"]["mae"],
+        "val_rmse": model.metrics["val"]["rmse"],
+        "val_r2": model.metrics["val"]["r2"],
+        "train_seconds": model.training["seconds"],
+        "epochs_run": model.fit_result.epochs_run,
+        "compositions_per_second": n_train * model.fit_result.epochs_trained / epoch_seconds
+        if epoch_seconds
+        else math.nan,
+        "parameters": sum(p.numel() for p in model.net.parameters()),
+    }
+
+
+def embedding_search(args, train, val) -> dict:
+    """Roost from each of ``--embeddings`` on ``--search-size`` compounds for
+    ``--search-epochs``; the lowest MAE on ``--side-val`` validation compounds is the choice.
+    An embedding lacking an element of the data is excluded (and says which)."""
+    elements = {e.symbol for c in [*train.compositions, *val.compositions] for e in c.elements}
+    part, stop = subsample(train, args.search_size, seed=10), subsample(val, args.side_val, seed=8)
+    rows: dict[str, dict] = {}
+    for name in args.embeddings:
+        missing = sorted(elements - set(element_table(name)[1]))
+        if missing:
+            rows[name] = {"excluded": f"lacks {', '.join(missing)}"}
+            continue
+        model = make_regressor(
+            "roost",
+            "benchmark",
+            "dhf",
+            "eV/atom",
+            {"epochs": args.search_epochs, "progress": sys.stderr.isatty()},
+            embedding=name,
+        )
+        model = train_composition(model, part, stop, args.out / "embedding_search" / name)
+        rows[name] = {
+            "val_mae": model.metrics["val"]["mae"],
+            "train_seconds": model.training["seconds"],
+        }
+    scored = {name: row["val_mae"] for name, row in rows.items() if "val_mae" in row}
+    return {
+        "choice": min(scored, key=scored.get),
+        "candidates": rows,
+        "model": "roost",
+        "train_size": len(part),
+        "val_size": len(stop),
+        "epochs": args.search_epochs,
+    }
+
+
+def train_networks(args, train, val, metrics: dict, histories: dict, models: dict) -> dict:
+    trained = {}
+    for name in NETWORKS:
+        if not wanted(args, name):
+            continue
+        model = train_composition(network(name, args), train, val, args.out / name)
+        metrics[name] = summary(model, len(train)) | {"spec": model.spec.to_dict()}
+        histories[name] = model.fit_result.history
+        models[name] = str(args.out / name)
+        trained[name] = model
+    return trained
+
+
+def train_ensemble(args, train, val, first) -> Ensemble:
+    """``--members`` networks of ``--ensemble-model``: ``first`` (seed 0) and seeds 1, …"""
+    members = [first]
+    for seed in range(1, args.members):
+        where = args.out / "ensemble_members" / str(seed)
+        members.append(
+            train_composition(network(args.ensemble_model, args, seed), train, val, where)
+        )
+    ensemble = Ensemble.from_members(members, val, name="composition-oqmd")
+    save_model(ensemble, args.out / "ensemble")
+    return ensemble
+
+
+def side_by_side(args, train, val) -> dict:
+    """deepmat's networks and aviary's Roost on the same compounds for the same budget."""
+    part = subsample(train, args.side_size, seed=7)
+    stop = subsample(val, args.side_val, seed=8)
+    common = {"budget_seconds": args.budget, "train_size": len(part), "val_size": len(val)}
+    block = {}
+    for name in NETWORKS:
+        epochs = epochs_within(name, args, part, stop)
+        model = train_composition(
+            network(name, args, epochs=epochs), part, stop, args.out / "side_by_side" / name
+        )
+        row = summary(model, len(part))
+        block[f"deepmat_{name}"] = common | {
+            "val_mae": model.evaluate(val)["mae"],
+            "compositions_per_second": row["compositions_per_second"],
+            "train_seconds": row["train_seconds"],
+            "epochs": epochs,
+        }
+    block["aviary_roost"] = common | aviary_roost(args, part, val)
+    block["crabnet"] = {"install": install_finding(CRABNET)}
+    return block
+
+
+def epochs_within(name: str, args, part, stop) -> int:
+    """The epochs of ``name`` on ``part`` that fit the budget, from the second epoch of a
+    timed two-epoch run on up to 5,000 of its compounds (the first carries start-up)."""
+    probe = subsample(part, 5000, seed=9)
+    with tempfile.TemporaryDirectory() as scratch:
+        model = train_composition(network(name, args, epochs=2), probe, stop, scratch)
+    per_compound = model.fit_result.history[-1]["epoch_seconds"] / len(probe)
+    return max(1, int(args.budget / (per_compound * len(part))))
+
+
+def aviary_roost(args, part, val) -> dict:
+    """aviary's Roost trained by ``benchmarks/peers/aviary_roost.py`` in its environment."""
+    try:
+        python = peer_python("aviary", [AVIARY], install=not args.quick)
+    except PeerUnavailable as error:
+        return {"error": str(error), "install": install_finding(AVIARY)}
+    root = args.out / "side_by_side" / "aviary_roost"
+    root.mkdir(parents=True, exist_ok=True)
+    for table, stem in ((part, "train"), (val, "val")):
+        write_peer_csv(table, root / f"{stem}.csv")
+    script = Path(__file__).parent / "peers" / "aviary_roost.py"
+    cmd = [str(python), str(script), "--train", str(root / "train.csv")]
+    cmd += [
+        "--val",
+        str(root / "val.csv"),
+        "--budget",
+        str(args.budget),
+        "--out",
+        str(root / "result.json"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        return {"error": done.stderr.strip()[-2000:], "command": " ".join(cmd)}
+    result = json.loads((root / "result.json").read_text())
+    predictions = np.asarray(result.pop("predictions"))
+    return {
+        "val_mae": regression_metrics(val.targets, predictions)["mae"],
+        "requirement": AVIARY,
+    } | result
+
+
+def write_peer_csv(table, path: Path) -> None:
+    lines = ["material_id,composition,target"]
+    lines += [
+        f"{i},{f},{y!r}" for i, (f, y) in enumerate(zip(table.formulas, table.targets, strict=True))
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def wanted(args, name: str) -> bool:
+    return args.only is None or name in args.only
+
+
+def plot(results: dict, histories: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2), dpi=120)
+    metrics = results["metrics"]
+    names = [m for m in (*NETWORKS, "ensemble") if m in metrics]
+    ax1.bar(names, [metrics[m]["val_mae"] for m in names], color="tab:blue", label="deepmat (val)")
+    for i, (peer, mae) in enumerate(REFERENCE.items()):
+        ax1.axhline(mae, ls=":", c=f"C{i + 1}", label=f"{peer} (published, test)")
+    ax1.set(ylabel="MAE (eV/atom)", title="OQMD ΔHf, CrabNet split")
+    ax1.legend(fontsize=7)
+    for name, history in histories.items():
+        ax2.plot([h["epoch"] for h in history], [h["val_mae"] for h in history], label=name)
+    ax2.set(xlabel="epoch", ylabel="validation MAE (eV/atom)", yscale="log", title="Training")
+    ax2.legend()
+    side = {k: v for k, v in metrics.get("side_by_side", {}).items() if "val_mae" in v}
+    for name, row in side.items():
+        ax3.scatter(row["compositions_per_second"], row["val_mae"], s=40)
+        ax3.annotate(name, (row["compositions_per_second"], row["val_mae"]), fontsize=8)
+    budget = next(iter(side.values()), {}).get("budget_seconds", math.nan)
+    ax3.set(
+        xscale="log",
+        xlabel="training compositions / s",
+        ylabel="validation MAE (eV/atom)",
+        title=f"Side by side, {budget:.0f} s each",
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.quick:
+        args.epochs, args.train_size, args.members = 2, 300, 2
+        args.embeddings, args.search_size, args.search_epochs = ["megnet16"], 200, 1
+        args.side_size, args.side_val, args.budget = 300, 100, 3.0
+    t0 = time.perf_counter()
+    train = subsample(load_dataset("oqmd-dhf", "train"), args.train_size)
+    val = load_dataset("oqmd-dhf", "val")
+    if args.quick:
+        val = subsample(val, 200)
+    load_seconds = time.perf_counter() - t0
+    metrics: dict = {}
+    histories: dict = {}
+    models: dict = {}
+    if wanted(args, "embedding_search"):
+        metrics["embedding_search"] = embedding_search(args, train, val)
+        args.embedding = args.embedding or metrics["embedding_search"]["choice"]
+    trained = train_networks(args, train, val, metrics, histories, models)
+    if wanted(args, "ensemble"):
+        first = trained.get(args.ensemble_model) or network(args.ensemble_model, args)
+        if args.ensemble_model not in trained:
+            first = train_composition(first, train, val, args.out / args.ensemble_model)
+        ensemble = train_ensemble(args, train, val, first)
+        metrics["ensemble"] = {
+            "val_mae": ensemble.metrics["val"]["mae"],
+            "val_rmse": ensemble.metrics["val"]["rmse"],
+            "member_val_mae": ensemble.metrics["val"]["member_mae"],
+            "members": args.members,
+            "member_model": args.ensemble_model,
+        }
+        models["ensemble"] = str(args.out / "ensemble")
+    if wanted(args, "side_by_side"):
+        metrics["side_by_side"] = side_by_side(args, train, val)
+
+    results = {
+        "benchmark": "composition",
+        "quick": args.quick,
+        "command": command(),
+        "commands": dict.fromkeys(metrics, command()),
+        "data": {
+            "train": str(dataset_path("oqmd-dhf", "train")),
+            "val": str(dataset_path("oqmd-dhf", "val")),
+            "train_report": train.report.to_dict(),
+            "val_report": val.report.to_dict(),
+        },
+        "split": "oqmd-dhf train/val as distributed (CrabNet split); metrics on val, test "
+        "held back",
+        "sizes": {"train": len(train), "val": len(val), "train_size_limit": args.train_size},
+        "reference": {"test_mae_published_predictions": REFERENCE},
+        "metrics": metrics,
+        "histories": histories,
+        "wall_seconds": {"load_data": load_seconds, "total": time.perf_counter() - t0},
+        "machine": machine(),
+        "models": models,
+    }
+    stem = "composition_quick" if args.quick else "composition"
+    if args.only:
+        results = merge_earlier(results, args.results / f"{stem}.json", PER_MODEL)
+    write_json(results, args.results, stem)
+    plot(results, results["histories"], args.results / f"{stem}.png")
+    return results
+
+
+if __name__ == "__main__":
+    main()
