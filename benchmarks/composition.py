@@ -172,14 +172,17 @@ def train_ensemble(args, train, val, first) -> Ensemble:
     return ensemble
 
 
-def side_by_side(args, train, val) -> dict:
-    """deepmat's networks and aviary's Roost on the same compounds for the same budget."""
+def side_by_side(args, train, val, measured: dict) -> dict:
+    """deepmat's networks and aviary's Roost on the same compounds for the same budget; a
+    network's epochs come from its throughput ``measured`` in this run where it was."""
     part = subsample(train, args.side_size, seed=7)
     stop = subsample(val, args.side_val, seed=8)
     common = {"budget_seconds": args.budget, "train_size": len(part), "val_size": len(val)}
     block = {}
     for name in NETWORKS:
-        epochs = epochs_within(name, args, part, stop)
+        speed = measured.get(name, {}).get("compositions_per_second")
+        epochs = max(1, int(args.budget * speed / len(part))) if speed else None
+        epochs = epochs or epochs_within(name, args, part, stop)
         model = train_composition(
             network(name, args, epochs=epochs), part, stop, args.out / "side_by_side" / name
         )
@@ -315,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
         models["ensemble"] = str(args.out / "ensemble")
     if wanted(args, "side_by_side"):
-        metrics["side_by_side"] = side_by_side(args, train, val)
+        metrics["side_by_side"] = side_by_side(args, train, val, metrics)
 
     results = {
         "benchmark": "composition",

@@ -19,6 +19,7 @@ BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("[!_]*.py
 NEEDS = {
     "oqmd_elemnet": ("oqmd-dhf",),
     "composition": ("oqmd-dhf",),
+    "uncertainty": ("oqmd-dhf", "mp-eform"),
     "homogenization": (),
     "localization": (),
     "ebsd": (),

@@ -1,0 +1,265 @@
+"""How sure deepmat's regressors are, and whether that holds on data they have not seen.
+
+For each model (``composition``: Roost on ``oqmd-dhf``; ``elemnet``: ElemNet on
+``oqmd-dhf``; ``cgcnn``: the gated CGCNN on ``mp-eform``, split as ``cgcnn-mp-eform``;
+``forest``: RF-Magpie on ``oqmd-dhf``) every method of standard deviations that applies:
+
+- ``ensemble``: ``--members`` networks from seeds 0, 1, … (their spread);
+- ``mc_dropout``: one network trained with dropout throughout, 30 passes with dropout on;
+- ``heteroscedastic``: one network with a second output, ln σ, on the Gaussian NLL;
+- ``trees``: the spread of a forest's trees;
+
+each before and after recalibration (``<method>_recalibrated``: one factor on σ fitted by
+maximum likelihood). A method that does not apply records the model's own error (Roost and
+CGCNN have no dropout). The validation split is cut in two halves at random: the first
+stops training early and fits the recalibration, the second scores every method, so no
+score comes from data a model or its calibration saw. Metrics (uncertainty-toolbox
+definitions): miscalibration area, RMS calibration error, sharpness, Gaussian NLL and the
+observed coverage of the 68 % and 95 % intervals, beside the MAE.
+
+    python benchmarks/uncertainty.py --out runs/uncertainty                  # full
+    python benchmarks/uncertainty.py --out /tmp/u --quick                    # seconds
+
+``--train-size`` and ``--epochs`` shrink a run to what a machine allows (the results say
+so); ``--use composition.ensemble=runs/composition/ensemble`` scores a model trained
+elsewhere (on the same train split) instead of training it. Each model is saved, after
+recalibration, as ``OUT/<model>_<method>/``. Rerunning resumes from the checkpoints.
+Results: ``benchmarks/results/uncertainty.{json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import deepmat
+from _shared import command, machine, parser, write_json
+from deepmat.data import dataset_path, load_dataset
+from deepmat.data.readers import read_structures
+from deepmat.train import Ensemble, save_model
+from deepmat.train.calibration import calibration_curve, calibration_metrics
+from deepmat.train.estimator import UncertaintyUnavailable
+from deepmat.workflows.composition import make_regressor, train_composition
+from deepmat.workflows.crystal import make_structure_model, split_structures, train_structure_model
+
+# model: (dataset, deepmat model name, methods)
+MODELS = {
+    "composition": ("oqmd-dhf", "roost", ("ensemble", "mc_dropout", "heteroscedastic")),
+    "elemnet": ("oqmd-dhf", "elemnet", ("ensemble", "mc_dropout", "heteroscedastic")),
+    "cgcnn": ("mp-eform", "cgcnn", ("ensemble", "mc_dropout", "heteroscedastic")),
+    "forest": ("oqmd-dhf", "rf-magpie", ("trees",)),
+}
+MP_TARGET = "formation_energy_ev_per_atom"
+# CrabNet's own uncertainty on the held-out part of the oqmd-dhf split (from its
+# published predictions)
+CRABNET = {"miscalibration_area": 0.025, "coverage_95": 0.874}
+TARGETS = {"miscalibration_area": 0.05, "coverage_95": (0.93, 0.97)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser(__doc__, "uncertainty")
+    p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--members", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=None, help="(default: each preset's)")
+    p.add_argument("--train-size", type=int, default=None, help="(default: the whole split)")
+    p.add_argument("--trees", type=int, default=100)
+    p.add_argument("--use", nargs="*", default=[], help="MODEL.METHOD=PATH, trained elsewhere")
+    return p.parse_args(argv)
+
+
+def subsample(table, n: int | None, seed: int = 0):
+    if n is None or n >= len(table):
+        return table
+    return table.subset(np.sort(np.random.default_rng(seed).choice(len(table), n, False)))
+
+
+def halves(table, seed: int = 1):
+    """Two random halves of ``table``: (calibration, assessment)."""
+    order = np.random.default_rng(seed).permutation(len(table))
+    return table.subset(np.sort(order[: len(order) // 2])), table.subset(
+        np.sort(order[len(order) // 2 :])
+    )
+
+
+def load_parts(dataset: str, args: argparse.Namespace) -> tuple:
+    """Train and validation tables of ``dataset``: oqmd-dhf as distributed, mp-eform split
+    as the ``cgcnn-mp-eform`` model was (grouped by crystal, 10 % validation, 10 % test)."""
+    if dataset == "mp-eform":
+        table = read_structures("mp-eform", limit=1100 if args.quick else None)
+        train, val, _, _ = split_structures(table, val=0.1, test=0.1, seed=0)
+    else:
+        train, val = load_dataset(dataset, "train"), load_dataset(dataset, "val")
+        if args.quick:
+            val = subsample(val, 240)
+    return subsample(train, args.train_size), val
+
+
+def build(model: str, method: str, seed: int, args: argparse.Namespace):
+    """An untrained estimator of ``model`` for ``method``, member seed ``seed``."""
+    dataset, name, _ = MODELS[model]
+    overrides = {"progress": sys.stderr.isatty(), "seed": seed}
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    if method == "mc_dropout":
+        overrides["dropout_until"] = 1.0
+    heteroscedastic = method == "heteroscedastic"
+    if dataset == "mp-eform":
+        return make_structure_model(
+            name, MP_TARGET, "eV/atom", "benchmark", overrides, heteroscedastic=heteroscedastic
+        )
+    if name.startswith("rf-"):
+        return make_regressor(name, "benchmark", "dhf", "eV/atom", trees=args.trees, seed=seed)
+    return make_regressor(
+        name, "benchmark", "dhf", "eV/atom", overrides, seed=seed, heteroscedastic=heteroscedastic
+    )
+
+
+def train(estimator, dataset: str, train_part, stop, where: Path):
+    fit = train_structure_model if dataset == "mp-eform" else train_composition
+    return fit(estimator, train_part, stop, where)
+
+
+def trained(model: str, method: str, train_part, stop, args) -> object:
+    """The estimator of ``model`` with ``method``: given by ``--use``, or trained here (an
+    ensemble member by member, each resumable)."""
+    given = dict(item.split("=", 1) for item in args.use)
+    if f"{model}.{method}" in given:
+        return deepmat.load(given[f"{model}.{method}"])
+    dataset = MODELS[model][0]
+    where = args.out / f"{model}_{method}"
+    if method != "ensemble":
+        return train(build(model, method, 0, args), dataset, train_part, stop, where)
+    members = [
+        train(
+            build(model, method, seed, args),
+            dataset,
+            train_part,
+            stop,
+            where / "members" / str(seed),
+        )
+        for seed in range(args.members)
+    ]
+    return Ensemble.from_members(members, stop, name=f"{model}-ensemble")
+
+
+def scores(estimator, table) -> dict:
+    truth = estimator.targets_of(table)
+    mean, std = estimator.predict(table, return_std=True)
+    mae = float(np.mean(np.abs(truth - mean)))
+    return {"mae": mae} | calibration_metrics(truth, mean, std) | {"n": len(truth)}
+
+
+def assess(model: str, method: str, train_part, calibration, assessment, args) -> tuple[dict, dict]:
+    """Scores of ``method`` on ``assessment`` before and after recalibration on
+    ``calibration``, and the calibration curves (or the reason it does not apply)."""
+    start = time.perf_counter()
+    try:
+        probe = build(model, method, 0, args)
+        if method == "mc_dropout":  # refuses before any training where it cannot apply
+            probe.predict(calibration.subset([0, 1]), return_std=True)
+    except UncertaintyUnavailable as error:
+        return {method: {"not_applicable": str(error)}}, {}
+    estimator = trained(model, method, train_part, calibration, args)
+    before = scores(estimator, assessment)
+    estimator.recalibrate(calibration)
+    after = scores(estimator, assessment)
+    save_model(estimator, args.out / f"{model}_{method}")
+    seconds = time.perf_counter() - start
+    curves = {}
+    for label, scale in ((method, 1.0 / estimator.std_scale), (f"{method}_recalibrated", 1.0)):
+        mean, std = estimator.predict(assessment, return_std=True)
+        curves[label] = calibration_curve(estimator.targets_of(assessment), mean, std * scale)[1]
+    entry = {
+        method: before | {"seconds": seconds, "model": str(args.out / f"{model}_{method}")},
+        f"{method}_recalibrated": after | {"std_scale": estimator.std_scale},
+    }
+    return entry, curves
+
+
+def plot(results: dict, curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in results["metrics"] if curves.get(m)]
+    fig, axes = plt.subplots(
+        1, max(1, len(models)), figsize=(4.2 * max(1, len(models)), 4), dpi=120
+    )
+    for ax, model in zip(np.atleast_1d(axes), models, strict=False):
+        for label, observed in curves[model].items():
+            expected = np.linspace(0, 1, len(observed))
+            ax.plot(
+                expected, observed, ls="--" if label.endswith("recalibrated") else "-", label=label
+            )
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        ax.set(xlabel="expected share in interval", ylabel="observed share", title=model)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.quick:
+        args.members, args.epochs, args.train_size, args.trees = 2, 2, 300, 10
+    t0 = time.perf_counter()
+    metrics: dict = {}
+    curves: dict = {}
+    data: dict = {}
+    sizes: dict = {}
+    for model in args.models:
+        dataset, _, methods = MODELS[model]
+        train_part, val = load_parts(dataset, args)
+        calibration, assessment = halves(val)
+        data[model] = {"dataset": dataset, "files": [str(f) for f in dataset_files(dataset)]}
+        sizes[model] = {
+            "train": len(train_part),
+            "calibration": len(calibration),
+            "assessment": len(assessment),
+        }
+        metrics[model], curves[model] = {}, {}
+        for method in methods:
+            entry, curve = assess(model, method, train_part, calibration, assessment, args)
+            metrics[model] |= entry
+            curves[model] |= curve
+    results = {
+        "benchmark": "uncertainty",
+        "quick": args.quick,
+        "command": command(),
+        "data": data,
+        "split": "oqmd-dhf train/val as distributed; mp-eform grouped by crystal (10 % val, "
+        "10 % test, seed 0); validation halved at random (seed 1): calibration half for early "
+        "stopping and recalibration, assessment half for every score",
+        "sizes": sizes,
+        "settings": {"members": args.members, "epochs": args.epochs, "train_size": args.train_size},
+        "reference": {"crabnet_oqmd_test": CRABNET, "targets": TARGETS},
+        "metrics": metrics,
+        "wall_seconds": {"total": time.perf_counter() - t0},
+        "machine": machine(),
+        "models": {
+            f"{m}_{method}": row["model"]
+            for m, entries in metrics.items()
+            for method, row in entries.items()
+            if "model" in row
+        },
+    }
+    stem = "uncertainty_quick" if args.quick else "uncertainty"
+    write_json(results, args.results, stem)
+    plot(results, curves, args.results / f"{stem}.png")
+    return results
+
+
+def dataset_files(dataset: str) -> list[Path]:
+    if dataset == "mp-eform":
+        return [dataset_path("mp-eform")]
+    return [dataset_path(dataset, "train"), dataset_path(dataset, "val")]
+
+
+if __name__ == "__main__":
+    main()
