@@ -181,7 +181,8 @@ def side_by_side(args, train, val, measured: dict) -> dict:
     block = {}
     for name in NETWORKS:
         speed = measured.get(name, {}).get("compositions_per_second")
-        epochs = max(1, int(args.budget * speed / len(part))) if speed else None
+        usable = speed is not None and math.isfinite(speed) and speed > 0
+        epochs = max(1, int(args.budget * speed / len(part))) if usable else None
         epochs = epochs or epochs_within(name, args, part, stop)
         model = train_composition(
             network(name, args, epochs=epochs), part, stop, args.out / "side_by_side" / name

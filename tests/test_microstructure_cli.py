@@ -127,6 +127,23 @@ def test_cnn3d_trains_with_test_file_and_resumes(files, tmp_path):
     assert card["training"]["resumed_from"].endswith("last.ckpt")
 
 
+def test_an_ensemble_of_cnns_predicts_with_standard_deviations(files, tmp_path):
+    out = tmp_path / "ensemble"
+    options = ["--model", "cnn3d", "--epochs", "1", "--batch-size", "8", "--ensemble", "2"]
+    result = train(files["train"], out, *options)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["family"] == "ensemble" and card["members"]["k"] == 2
+    assert {"mape", "member_mae"} <= set(card["metrics"]["val"])
+    result = runner.invoke(app, ["predict", str(out), str(files["test"]), "--std"])
+    assert result.exit_code == 0, result.output
+    assert "C11_std" in result.output
+    metrics = evaluate_json(out, files["test"])
+    assert {"mape", "coverage_95", "miscalibration_area"} <= set(metrics)
+    result = train(files["train"], tmp_path / "pca", "--model", "two-point-pca", "--ensemble", "2")
+    assert result.exit_code != 0 and "--ensemble applies to cnn3d, not two-point-pca" in result.output
+
+
 def test_voigt_with_a_validation_file_writes_no_split(files, tmp_path):
     out = tmp_path / "voigt"
     result = train(files["train"], out, "--model", "voigt", "--val", str(files["test"]))

@@ -147,6 +147,7 @@ def train_microstructure_cmd(
     val_fraction: Annotated[float, typer.Option(help="share of DATA held out without --val")] = (
         0.15
     ),
+    ensemble: EnsembleOption = 1,
     seed: SeedOption = 0,
     resume: ResumeOption = True,
     training: dict | None = None,
@@ -171,6 +172,7 @@ def train_microstructure_cmd(
             val_fraction=val_fraction,
             seed=seed,
             resume=resume,
+            ensemble=ensemble,
         )
     except DeepmatError as exc:
         fail(exc)

@@ -80,10 +80,15 @@ def _predict_microstructures(model, inputs: list[str], output: Path | None, std:
                 typer.echo(jobs.field_summary(item, fields))
         return
     columns: dict[str, list] = {"file": [], "index": [], model.target: []}
-    for item, values in jobs.predict_microstructure_files(model, inputs, return_std=std):
+    if std:
+        columns[f"{model.target}_std"] = []
+    for item, result in jobs.predict_microstructure_files(model, inputs, return_std=std):
+        values, spread = result if std else (result, None)
         columns["file"] += [item] * len(values)
         columns["index"] += list(range(len(values)))
         columns[model.target] += list(values)
+        if spread is not None:
+            columns[f"{model.target}_std"] += list(spread)
     write_table(columns, output, "predictions")
 
 
@@ -182,26 +187,18 @@ def _evaluate_records(model, model_dir: str, data: str, part: str | None, option
     """Metrics of a composition or structure model on the honest part of ``data`` (see
     :mod:`deepmat.workflows.evaluation`), with the calibration metrics of its standard
     deviations when it gives them, and the parity plot's inputs."""
-    from deepmat.train.calibration import calibration_metrics
-    from deepmat.train.estimator import UncertaintyUnavailable
-    from deepmat.train.metrics import regression_metrics
+    from deepmat.train.calibration import calibration_report, predict_with_spread
     from deepmat.workflows.evaluation import evaluation_scope
 
     table, names, label = _labelled_table(model, data, options)
     directory = model.source or model_dir
     scope = evaluation_scope(directory, model.card(), names, table.fingerprint(), part, label)
     scored = table.subset(scope.rows)
-    try:
-        prediction, std = model.predict(scored, return_std=True)
-    except UncertaintyUnavailable:
-        prediction, std = model.predict(scored), None
-    metrics = regression_metrics(scored.targets, prediction)
+    prediction, std = predict_with_spread(model, scored)
+    metrics = model.score(scored.targets, prediction)
     if std is not None:
-        try:
-            metrics |= calibration_metrics(scored.targets, prediction, std)
-        except DataError as exc:
-            metrics["calibration"] = f"not scored: {exc}"
-            std = None
+        metrics |= calibration_report(scored.targets, prediction, std)
+        std = None if "calibration" in metrics else std
     metrics |= {"dropped": sum(table.report.dropped.values())} | scope.to_dict()
     return metrics, scope, (scored.targets, prediction, std), table.report.summary()
 
@@ -317,13 +314,12 @@ def evaluate(
             title = f"{model.name} on {data} ({scope.part})"
             parity_plot(truth, prediction, plot, title=title, unit=model.unit)
             if std is not None:
-                from deepmat.train.calibration import uncertainty_plot
+                from deepmat.train.calibration import uncertainty_plot, uncertainty_plot_path
 
-                extra = plot.with_name(plot.name.replace("parity", "uncertainty", 1))
-                if extra == plot:
-                    extra = plot.with_name(f"uncertainty_{plot.name}")
-                uncertainty_plot(truth, prediction, std, extra, title=title, unit=model.unit)
-                calibration_plot = extra
+                calibration_plot = uncertainty_plot_path(plot)
+                uncertainty_plot(
+                    truth, prediction, std, calibration_plot, title=title, unit=model.unit
+                )
     except DeepmatError as exc:
         fail(exc)
     for note in notes:

@@ -91,6 +91,32 @@ def calibration_metrics(truth, mean, std, bins: int = 100) -> dict[str, float]:
     }
 
 
+def predict_with_spread(model, X) -> tuple[np.ndarray, np.ndarray | None]:
+    """``model``'s predictions for ``X`` and their standard deviations (None for a model
+    that gives none)."""
+    from deepmat.train.estimator import UncertaintyUnavailable
+
+    try:
+        return model.predict(X, return_std=True)
+    except UncertaintyUnavailable:
+        return model.predict(X), None
+
+
+def calibration_report(truth, mean, std) -> dict:
+    """:func:`calibration_metrics`, or a note saying why they could not be scored (a
+    standard deviation of zero, say)."""
+    try:
+        return calibration_metrics(truth, mean, std)
+    except DataError as exc:
+        return {"calibration": f"not scored: {exc}"}
+
+
+def uncertainty_plot_path(parity: Path) -> Path:
+    """Where the uncertainty plot beside the parity plot ``parity`` goes."""
+    path = parity.with_name(parity.name.replace("parity", "uncertainty", 1))
+    return path if path != parity else parity.with_name(f"uncertainty_{parity.name}")
+
+
 def uncertainty_plot(
     truth, mean, std, path: str | Path, title: str = "", unit: str = "", max_points: int = 2000
 ) -> Path:

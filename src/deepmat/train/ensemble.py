@@ -29,7 +29,6 @@ import numpy as np
 
 from deepmat.errors import ConfigError
 from deepmat.train.estimator import Estimator, UncertaintyUnavailable
-from deepmat.train.metrics import regression_metrics
 
 MEMBERS = "members"
 
@@ -186,11 +185,13 @@ class Ensemble(Estimator):
         return self.members[0].targets_of(X, y)
 
     def evaluate(self, X, y=None) -> dict:
-        """MAE, RMSE, R² and n of the ensemble's mean, with each member's MAE."""
+        """The members' metrics (:meth:`~deepmat.train.estimator.Estimator.score`) of the
+        ensemble's mean, with each member's MAE."""
         truth = self.targets_of(X, y)
         means = self._member_means(X)
-        members = [regression_metrics(truth, mean)["mae"] for mean in means]
-        return regression_metrics(truth, means.mean(axis=0)) | {"member_mae": members}
+        score = self.members[0].score
+        members = [score(truth, mean)["mae"] for mean in means]
+        return score(truth, means.mean(axis=0)) | {"member_mae": members}
 
     def card(self) -> dict:
         member = self.members[0].card()

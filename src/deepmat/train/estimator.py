@@ -108,6 +108,13 @@ class Estimator:
         """The model card: family, hyper-parameters, target, training record, metrics."""
         raise NotImplementedError
 
+    def score(self, truth: np.ndarray, prediction: np.ndarray) -> dict:
+        """The metrics this family reports for ``prediction`` against ``truth`` (an ensemble
+        of its members reports the same): MAE, RMSE, R² and n."""
+        from deepmat.train.metrics import regression_metrics
+
+        return regression_metrics(truth, prediction)
+
     def targets_of(self, X, y=None) -> np.ndarray:
         """The true targets of labelled inputs: ``y`` here (tables carry their own)."""
         if y is None:

@@ -136,7 +136,11 @@ class MicrostructureRegressor(Estimator):
     def evaluate(self, X: np.ndarray, y: np.ndarray | None = None) -> dict[str, float]:
         """MAE, RMSE, R², n and MAPE (%) of the predictions for microstructures ``X``."""
         x, y = self._check(X, y)
-        return microstructure_metrics(y, self._predict(x))
+        return self.score(y, self._predict(x))
+
+    def score(self, truth: np.ndarray, prediction: np.ndarray) -> dict:
+        """MAE, RMSE, R², n and MAPE (%)."""
+        return microstructure_metrics(truth, prediction)
 
     @staticmethod
     def _check(

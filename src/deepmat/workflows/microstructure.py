@@ -14,6 +14,7 @@ plots of a stiffness, pictures of strain fields).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -26,6 +27,13 @@ from deepmat.data.splits import Split, random_split
 from deepmat.data.voxels import VoxelDataset, read_voxel_dataset
 from deepmat.errors import ConfigError, DataError
 from deepmat.physics.elasticity import IsotropicPhase
+from deepmat.train.calibration import (
+    calibration_report,
+    predict_with_spread,
+    uncertainty_plot,
+    uncertainty_plot_path,
+)
+from deepmat.train.ensemble import MEMBERS, Ensemble
 from deepmat.train.field_plots import field_comparison_plot
 from deepmat.train.localization import (
     TARGET,
@@ -47,7 +55,8 @@ from deepmat.workflows.common import record_split
 HOMOGENIZATION_MODELS = ("cnn3d", "two-point-pca", "voigt", "reuss")
 LOCALIZATION_MODELS = ("mks", "slice-cnn", "fcn3d")
 MODELS = HOMOGENIZATION_MODELS + LOCALIZATION_MODELS
-# Training settings of each network where the caller leaves them out (see train_config).
+#: the models ``--ensemble`` trains several of: networks that predict one value each
+ENSEMBLE_MODELS = ("cnn3d",)
 # (PCA components, polynomial degree) tried for the 2-point model; the best on val is kept.
 TWO_POINT_CANDIDATES = ((5, 2), (5, 3), (10, 2), (10, 3), (20, 2), (20, 3))
 # Ridges (relative to the mean spectral power) tried for MKS; the best on val is kept.
@@ -314,7 +323,8 @@ def train_microstructure(
     val_fraction: float = 0.15,
     seed: int = 0,
     resume: bool = True,
-) -> Regressor:
+    ensemble: int = 1,
+) -> Regressor | Ensemble:
     """Fit ``model`` on the HDF5 file ``data``, save it to ``out`` with its plots.
 
     ``target`` is a stiffness component for a homogenization model (default C11) and
@@ -324,9 +334,16 @@ def train_microstructure(
     saved as ``out/split.json``. The networks checkpoint to ``out/checkpoints`` and, with
     ``resume``, continue from ``last.ckpt``. Writes ``parity_val.png`` (``fields_val.png``
     for a localization model) and, with a ``test`` file, ``parity_test.png``
-    (``fields_test.png``).
+    (``fields_test.png``). ``ensemble`` > 1 trains that many networks from the seeds
+    ``seed``, ``seed + 1``, … (in ``out/members/i``) as one :class:`Ensemble`, whose spread
+    is its standard deviation.
     """
     target = target or default_target(model)
+    if ensemble > 1 and model not in ENSEMBLE_MODELS:
+        raise ConfigError(
+            f"--ensemble applies to {', '.join(ENSEMBLE_MODELS)}, not {model} (fitted "
+            "deterministically, or predicting fields)"
+        )
     check_model_target(model, target)
     out = Path(out)
     labelled, phases = read_labelled(data, target)
@@ -342,17 +359,25 @@ def train_microstructure(
     sets = {"val": validation}
     if test is not None:
         sets["test"], _ = read_labelled(test, target)
-    regressor = fit_microstructure_model(
+    fit = functools.partial(
+        fit_microstructure_model,
         model,
         train,
         validation,
         phases=phases,
         target=target,
         preset=preset,
-        overrides=overrides,
-        workdir=out,
         resume=resume,
     )
+    if ensemble > 1:
+        first = int((overrides or {}).get("seed", seed))
+        members = [
+            fit(overrides=(overrides or {}) | {"seed": first + i}, workdir=out / MEMBERS / str(i))
+            for i in range(ensemble)
+        ]
+        regressor = Ensemble.from_members(members, validation)
+    else:
+        regressor = fit(overrides=overrides, workdir=out)
     if "test" in sets:
         regressor.metrics["test"] = evaluate_labelled(regressor, sets["test"])
     regressor.training["files"] = {
@@ -378,10 +403,20 @@ def evaluate_labelled(model: Regressor, labelled: Labelled) -> dict:
 
 def evaluate_microstructure_file(model: Regressor, data: str | Path, plot: str | Path) -> dict:
     """The metrics of ``model`` on the labelled HDF5 file ``data``; writes its plot to ``plot``
-    (see :func:`save_plot`)."""
+    (see :func:`save_plot`). A model with standard deviations adds their calibration
+    metrics and an uncertainty plot beside the parity plot."""
     labelled, _ = read_labelled(data, model.target)
     metrics = evaluate_labelled(model, labelled)
-    save_plot(model, labelled, Path(plot), f"{model.name} on {data}")
+    title = f"{model.name} on {data}"
+    save_plot(model, labelled, Path(plot), title)
+    if model.output_kind == "value":
+        x, y = labelled
+        mean, std = predict_with_spread(model, x)
+        if std is not None:
+            metrics |= calibration_report(y, mean, std)
+            if "calibration" not in metrics:
+                path = uncertainty_plot_path(Path(plot))
+                uncertainty_plot(y, mean, std, path, title=title, unit=model.unit)
     return metrics
 
 
