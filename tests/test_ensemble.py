@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import deepmat
 from deepmat.errors import ConfigError, DataError
 from deepmat.models.mlp import Block, MLPSpec
 from deepmat.represent import ElementFractions
 from deepmat.train import Ensemble, ForestRegressor, NetworkRegressor, TrainConfig
+from deepmat.train.trainer import LaplaceNLL
+from deepmat.workflows.composition import make_regressor
 
 
 def forest(seed: int, target: str = "target") -> ForestRegressor:
@@ -121,3 +124,22 @@ def test_members_train_in_parallel_processes_as_they_would_in_turn(parts, tmp_pa
     parallel = Ensemble.of(forest, 2).fit(train, val=val, workdir=tmp_path, jobs=2)
     np.testing.assert_allclose(parallel.predict(val), in_turn.predict(val))
     assert (tmp_path / "members" / "1" / "trained" / "card.json").exists()
+
+
+def test_a_laplace_head_trains_like_roost_robust_l1_and_is_picked_by_its_loss(parts, tmp_path):
+    train, val = parts
+    overrides = {"epochs": 15, "batch_size": 32, "lr": 3e-3, "loss": "laplace-nll"}
+    model = make_regressor("elemnet", "default", "dhf", "eV/atom", overrides | {"progress": False})
+    assert model.spec.out_features == 2 and model.config.loss == "laplace-nll"
+    model.fit(train, val=val, workdir=tmp_path / "run")
+    _, std = model.predict(val, return_std=True)
+    assert (
+        np.all(std > 0)
+        and model.metrics["val"]["mae"] < np.abs(val.targets - val.targets.mean()).mean()
+    )
+    prediction = torch.tensor([[0.5, 0.0], [1.0, np.log(2.0)]])
+    y = torch.tensor([1.0, 1.0])  # √2|y − μ|/σ + ln σ, averaged
+    expected = (np.sqrt(2) * 0.5 + 0.0 + 0.0 + np.log(2.0)) / 2
+    assert float(LaplaceNLL()(prediction, y)) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ConfigError, match="gaussian-nll or laplace-nll, not 'l1'"):
+        make_regressor("elemnet", overrides={"loss": "l1"}, heteroscedastic=True)

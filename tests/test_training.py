@@ -169,7 +169,10 @@ def test_dropout_cutoff_and_bf16_training(train_val, tmp_path):
         ({"precision": "fp8"}, "precision 'fp8' is not one of"),
         ({"dropout_until": 1.5}, "dropout_until 1.5 is not between 0 and 1"),
         ({"schedule": "warm"}, "schedule 'warm' is not one of"),
-        ({"loss": "huber"}, "loss 'huber' is not one of \\('l1', 'mse', 'gaussian-nll'\\)"),
+        (
+            {"loss": "huber"},
+            "loss 'huber' is not one of \\('l1', 'mse', 'gaussian-nll', 'laplace-nll'\\)",
+        ),
     ],
 )
 def test_bad_train_config(setting, message):

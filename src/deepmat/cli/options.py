@@ -75,6 +75,13 @@ NodesOption = Annotated[int | None, typer.Option(help="machines to train on (Lig
 StrategyOption = Annotated[
     str | None, typer.Option(help="distribution strategy, e.g. ddp (Lightning; default auto)")
 ]
+LossOption = Annotated[
+    str | None,
+    typer.Option(
+        help="l1, mse, or for a network that predicts its own σ (--heteroscedastic) gaussian-nll "
+        "or laplace-nll (default: the preset's; gaussian-nll with --heteroscedastic)"
+    ),
+]
 SeedOption = Annotated[int, typer.Option(help="random seed of the split and the weights")]
 ResumeOption = Annotated[
     bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt after an interruption")
@@ -99,6 +106,7 @@ SHARED_TRAINING_OPTIONS = {
     "schedule": ScheduleOption,
     "patience": PatienceOption,
     "precision": PrecisionOption,
+    "loss": LossOption,
     "devices": DevicesOption,
     "num_nodes": NodesOption,
     "strategy": StrategyOption,
@@ -132,6 +140,7 @@ TRAINING_OPTIONS = (
     "schedule",
     "patience",
     "precision",
+    "loss",
     "dropout_until",
     "devices",
     "num_nodes",

@@ -16,9 +16,24 @@ PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_notebook", "ddp_find_unused_parameters_true", "fsdp")
 
 
-#: "gaussian-nll" trains a heteroscedastic network: two outputs per record, the mean and
-#: ln σ of a Gaussian, on its negative log-likelihood
-LOSSES = ("l1", "mse", "gaussian-nll")
+#: the losses of a heteroscedastic network: two outputs per record, the mean μ and ln σ,
+#: trained on the negative log-likelihood of a Gaussian, or of a Laplace distribution of
+#: standard deviation σ (Roost's robust L1 loss: as forgiving of outliers as the L1 loss)
+HETEROSCEDASTIC_LOSSES = ("gaussian-nll", "laplace-nll")
+LOSSES = ("l1", "mse", *HETEROSCEDASTIC_LOSSES)
+
+
+def heteroscedastic_loss(given: str | None) -> str:
+    """The loss of a heteroscedastic network: ``given`` where it is one of
+    :data:`HETEROSCEDASTIC_LOSSES`, the Gaussian NLL where none is given."""
+    if given is None:
+        return "gaussian-nll"
+    if given not in HETEROSCEDASTIC_LOSSES:
+        raise ConfigError(
+            f"a heteroscedastic network trains on {' or '.join(HETEROSCEDASTIC_LOSSES)}, "
+            f"not {given!r}"
+        )
+    return given
 
 
 @dataclass
@@ -56,6 +71,11 @@ class TrainConfig:
             raise ConfigError(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss {self.loss!r} is not one of {LOSSES}")
+
+    @property
+    def heteroscedastic(self) -> bool:
+        """Whether the loss trains a network that predicts its own σ."""
+        return self.loss in HETEROSCEDASTIC_LOSSES
 
     def to_dict(self) -> dict:
         return asdict(self)

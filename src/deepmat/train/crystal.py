@@ -138,7 +138,8 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
         if self.heteroscedastic != (self.spec.out_features == 2):
             raise ConfigError(
                 f"{name}: the loss {self.config.loss!r} with {self.spec.out_features} outputs; "
-                "a heteroscedastic CGCNN (loss gaussian-nll) has 2 outputs, μ and ln σ, and "
+                "a heteroscedastic CGCNN (loss gaussian-nll or laplace-nll) has 2 outputs, "
+                "μ and ln σ, and "
                 "only it has"
             )
         torch.manual_seed(self.config.seed)
@@ -212,7 +213,7 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
     @property
     def heteroscedastic(self) -> bool:
         """Whether the network predicts its own σ (trained on the Gaussian NLL)."""
-        return self.config.loss == "gaussian-nll"
+        return self.config.heteroscedastic
 
     def _predict_graphs(self, graphs: CrystalGraphs) -> np.ndarray:
         return self.scaler.inverse(self._scaled(graphs)[:, 0])
@@ -226,7 +227,7 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
         if not self.heteroscedastic:
             raise self.no_uncertainty(
                 "the network has no stochastic layers; train an ensemble or a heteroscedastic "
-                "network (loss gaussian-nll)"
+                "network (loss gaussian-nll or laplace-nll)"
             )
         z = self._scaled(graphs)
         std = np.exp(np.clip(z[:, 1], -10, 10)) * self.scaler.std

@@ -187,7 +187,8 @@ class MLPRegressor(RecordRegressor):
         if self.heteroscedastic != (self.spec.out_features == 2):
             raise ConfigError(
                 f"{name}: the loss {self.config.loss!r} with {self.spec.out_features} outputs; a "
-                "heteroscedastic network (loss gaussian-nll) has 2 outputs, μ and ln σ, and "
+                "heteroscedastic network (loss gaussian-nll or laplace-nll) has 2 outputs, "
+                "μ and ln σ, and "
                 "only it has"
             )
         torch.manual_seed(self.config.seed)
@@ -207,7 +208,7 @@ class MLPRegressor(RecordRegressor):
     @property
     def heteroscedastic(self) -> bool:
         """Whether the network predicts its own σ (trained on the Gaussian NLL)."""
-        return self.config.loss == "gaussian-nll"
+        return self.config.heteroscedastic
 
     def prepare_network(self) -> None:
         """What the network needs before its first epoch (nothing for a plain MLP)."""

@@ -66,7 +66,7 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from deepmat.errors import DeepmatError
+from deepmat.errors import ConfigError, DeepmatError
 from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 
 
@@ -96,6 +96,16 @@ class GaussianNLL(nn.Module):
         return (0.5 * ((y - mean) * torch.exp(-log_std)) ** 2 + log_std).mean()
 
 
+class LaplaceNLL(nn.Module):
+    """The negative log-likelihood of targets under a Laplace distribution of mean μ and
+    standard deviation σ, predictions (..., 2) holding μ and ln σ (constants left out):
+    √2 |y − μ| / σ + ln σ, Roost's robust L1 loss."""
+
+    def forward(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        mean, log_std = prediction[..., 0], prediction[..., 1].clamp(-10, 10)
+        return (math.sqrt(2) * (y - mean).abs() * torch.exp(-log_std) + log_std).mean()
+
+
 class RegressionTask(L.LightningModule):
     """Wraps a network with its loss, optimiser, schedule and target scaling.
 
@@ -118,8 +128,13 @@ class RegressionTask(L.LightningModule):
         self.net, self.config, self.scaler = net, config, scaler
         self.augment = augment
         self.custom_loss = loss is not None
-        self.heteroscedastic = config.loss == "gaussian-nll" and loss is None
-        losses = {"l1": nn.L1Loss, "mse": nn.MSELoss, "gaussian-nll": GaussianNLL}
+        self.heteroscedastic = config.heteroscedastic and loss is None
+        losses = {
+            "l1": nn.L1Loss,
+            "mse": nn.MSELoss,
+            "gaussian-nll": GaussianNLL,
+            "laplace-nll": LaplaceNLL,
+        }
         self.loss_fn = loss or losses[config.loss]()
 
     def _error(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -139,6 +154,12 @@ class RegressionTask(L.LightningModule):
         targets of different shapes (an orientation embedding against quaternions)."""
         prediction = self(x)
         if self.heteroscedastic:
+            if prediction.numel() != 2 * y.numel():
+                raise ConfigError(
+                    f"the loss {self.config.loss} needs a network with two outputs, μ and ln σ, "
+                    "per target; this one has one (heteroscedastic networks: the composition "
+                    "networks and the mean-pooling CGCNNs, with --heteroscedastic)"
+                )
             return prediction.reshape(*y.shape, 2)
         return prediction if self.custom_loss else prediction.reshape(y.shape)
 

@@ -17,6 +17,7 @@ from deepmat.errors import DataError
 from deepmat.models.element_sets import RoostSpec, TransformerSpec
 from deepmat.models.mlp import ELEMNET_BLOCKS, MLPSpec
 from deepmat.represent import ElementFractions, MagpieAttributes, element_table
+from deepmat.train.config import HETEROSCEDASTIC_LOSSES, heteroscedastic_loss
 from deepmat.train.element_sets import ElementSetRegressor
 from deepmat.train.ensemble import Ensemble
 from deepmat.train.regressors import ForestRegressor, NetworkRegressor, RecordRegressor
@@ -155,11 +156,12 @@ def make_regressor(
         return Ensemble(members)
     names = {"name": model, "target": target, "unit": unit}
     config = (overrides or {}) | {"seed": seed}
+    heteroscedastic = heteroscedastic or config.get("loss") in HETEROSCEDASTIC_LOSSES
     outputs = 2 if heteroscedastic else 1
     if heteroscedastic:
         if model.startswith("rf-"):
             raise DataError(f"--heteroscedastic applies to networks, not {model}")
-        config["loss"] = "gaussian-nll"
+        config["loss"] = heteroscedastic_loss(config.get("loss"))
     if model == "elemnet":
         spec = MLPSpec(len(ElementFractions().feature_names), ELEMNET_BLOCKS, outputs)
         return NetworkRegressor.from_preset(preset, config=config, spec=spec, **names)

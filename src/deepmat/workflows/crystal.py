@@ -24,6 +24,7 @@ from deepmat.data.structures import (
 )
 from deepmat.errors import DataError
 from deepmat.models.cgcnn import CGCNNSpec
+from deepmat.train.config import HETEROSCEDASTIC_LOSSES, heteroscedastic_loss
 from deepmat.train.crystal import CrystalGraphRegressor, SiteNetworkRegressor, contributions_by
 from deepmat.train.ensemble import Ensemble
 from deepmat.workflows.common import record_split, save_with_parity_plot
@@ -99,13 +100,14 @@ def make_structure_model(
             ]
         )
     names = {"name": model, "target": target, "unit": unit}
+    heteroscedastic = heteroscedastic or overrides.get("loss") in HETEROSCEDASTIC_LOSSES
     known = ", ".join((*MODELS, *SITE_MODELS))
     if model not in MODELS and model not in SITE_MODELS:
         raise DataError(f"unknown structure model {model!r}; choose one of {known}")
     if heteroscedastic:
         if model not in MODELS or MODELS[model].pooling != "mean":
             raise DataError(f"--heteroscedastic applies to the mean-pooling CGCNNs, not {model}")
-        overrides["loss"] = "gaussian-nll"
+        overrides["loss"] = heteroscedastic_loss(overrides.get("loss"))
     if model in MODELS:
         spec = replace(MODELS[model], out_features=2 if heteroscedastic else 1)
         return CrystalGraphRegressor.from_preset(preset, config=overrides, spec=spec, **names)
