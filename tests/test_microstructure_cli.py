@@ -142,7 +142,7 @@ def test_an_ensemble_of_cnns_predicts_with_standard_deviations(files, tmp_path):
     assert {"mape", "coverage_95", "miscalibration_area"} <= set(metrics)
     result = train(files["train"], tmp_path / "pca", "--model", "two-point-pca", "--ensemble", "2")
     assert (
-        result.exit_code != 0 and "--ensemble applies to cnn3d, not two-point-pca" in result.output
+        result.exit_code != 0 and "fcn3d, not two-point-pca" in result.output
     )
 
 
@@ -284,6 +284,31 @@ def test_fcn3d_trains_with_a_validation_file_and_predicts_npy(files, tmp_path):
     fields = np.load(npy)
     assert fields.shape == (3, 7, 7, 7)
     np.testing.assert_allclose(fields.mean(axis=(1, 2, 3)), MACRO)  # mean correction
+
+
+def test_an_ensemble_of_field_networks_gives_a_standard_deviation_per_voxel(files, tmp_path):
+    out = tmp_path / "fcn-ensemble"
+    options = ["--model", "fcn3d", "--epochs", "1", "--val", str(files["strain_test"])]
+    result = train(files["strain"], out, *options, "--ensemble", "2")
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["output"] == "strain field" and {"mase", "member_mae"} <= set(
+        card["metrics"]["val"]
+    )
+    fields_h5 = tmp_path / "fields.h5"
+    result = runner.invoke(
+        app, ["predict", str(out), str(files["strain_test"]), "-o", str(fields_h5), "--std"]
+    )
+    assert result.exit_code == 0, result.output
+    with h5py.File(fields_h5) as f:
+        assert f["e11"].shape == f["e11_std"].shape == (5, 7, 7, 7)
+        assert np.all(f["e11_std"][()] >= 0) and f["e11_std"][()].max() > 0
+    metrics = evaluate_json(out, files["strain_test"])
+    assert {"mase", "coverage_95", "miscalibration_area"} <= set(metrics)
+    result = runner.invoke(app, ["recalibrate", str(out), str(files["strain_test"])])
+    assert result.exit_code == 0, result.output
+    recalibration = json.loads((out / "card.json").read_text())["recalibration"]
+    assert recalibration["n"] == 5 * 7**3 and recalibration["std_scale"] > 0
 
 
 def test_validation_fields_under_another_load_are_refused(files, tmp_path):

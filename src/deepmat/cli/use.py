@@ -70,14 +70,21 @@ def _predict_microstructures(model, inputs: list[str], output: Path | None, std:
     if model.output_kind == "field":
         if output:
             jobs.check_fields_output(output)
-        predictions = jobs.predict_microstructure_files(model, inputs, return_std=std)
+        results = jobs.predict_microstructure_files(model, inputs, return_std=std)
+        predictions = [(item, result[0] if std else result) for item, result in results]
+        spreads = [result[1] for _, result in results] if std else None
         if output:
-            jobs.write_fields(output, predictions, model)
+            jobs.write_fields(output, predictions, model, spreads)
             n = sum(len(fields) for _, fields in predictions)
-            console.print(f"{n} ε11 fields written to {output}")
+            also = " with their standard deviations" if std else ""
+            console.print(f"{n} ε11 fields{also} written to {output}")
         else:
-            for item, fields in predictions:
+            for i, (item, fields) in enumerate(predictions):
                 typer.echo(jobs.field_summary(item, fields))
+                if spreads is not None:
+                    typer.echo(
+                        f"  σ per voxel: mean {spreads[i].mean():.4g}, max {spreads[i].max():.4g}"
+                    )
         return
     columns: dict[str, list] = {"file": [], "index": [], model.target: []}
     if std:
@@ -230,16 +237,22 @@ def recalibrate(
                 f"{model_dir}: not a saved-model directory (copy a shipped model first)"
             )
         model = deepmat.load(model_dir)
-        table, names, label = _labelled_table(model, data, options)
-        part = "val" if read_split(model_dir) is not None else None
-        scope = evaluation_scope(model_dir, model.card(), names, table.fingerprint(), part, label)
-        if scope.part != "val" or scope.training_records:
-            raise DataError(
-                f"recalibration needs validation records; {data} gives the {scope.part} part "
-                f"({scope.training_records} training records): give the model's own data or "
-                "its validation file"
-            )
-        record = model.recalibrate(table.subset(scope.rows))
+        if model.input_kind == "microstructure":
+            from deepmat.workflows.microstructure import read_labelled
+
+            record = model.recalibrate(*read_labelled(data, model.target)[0])
+        else:
+            table, names, label = _labelled_table(model, data, options)
+            part = "val" if read_split(model_dir) is not None else None
+            card = model.card()
+            scope = evaluation_scope(model_dir, card, names, table.fingerprint(), part, label)
+            if scope.part != "val" or scope.training_records:
+                raise DataError(
+                    f"recalibration needs validation records; {data} gives the {scope.part} "
+                    f"part ({scope.training_records} training records): give the model's own "
+                    "data or its validation file"
+                )
+            record = model.recalibrate(table.subset(scope.rows))
         model.save(model_dir)
     except DeepmatError as exc:
         fail(exc)

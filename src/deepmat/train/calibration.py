@@ -91,15 +91,15 @@ def calibration_metrics(truth, mean, std, bins: int = 100) -> dict[str, float]:
     }
 
 
-def predict_with_spread(model, X) -> tuple[np.ndarray, np.ndarray | None]:
+def predict_with_spread(model, X, **options) -> tuple[np.ndarray, np.ndarray | None]:
     """``model``'s predictions for ``X`` and their standard deviations (None for a model
-    that gives none)."""
+    that gives none); ``options`` (a field model's ε̄11) go to its ``predict``."""
     from deepmat.train.estimator import UncertaintyUnavailable
 
     try:
-        return model.predict(X, return_std=True)
+        return model.predict(X, return_std=True, **options)
     except UncertaintyUnavailable:
-        return model.predict(X), None
+        return model.predict(X, **options), None
 
 
 def calibration_report(truth, mean, std) -> dict:

@@ -6,7 +6,8 @@ them (Monte-Carlo dropout, forests), after Lakshminarayanan et al. (NeurIPS 2017
 
     σ² = (1/k) Σₘ (μₘ − μ̄)² + (1/k) Σₘ σₘ²
 
-so any family that predicts values gets a standard deviation, which
+so any family that predicts values, or fields of values (a strain field per
+microstructure, σ then per voxel), gets a standard deviation, which
 :meth:`~deepmat.train.estimator.Estimator.recalibrate` then calibrates on validation data.
 
 An ensemble is one saved model: ``card.json`` (family "ensemble", the members' family and
@@ -16,6 +17,7 @@ directory of its own.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import tempfile
@@ -56,6 +58,9 @@ class Ensemble(Estimator):
     family = "ensemble"
     #: the members' input kind, set per ensemble
     input_kind: ClassVar[str] = "members"
+    #: what an ensemble reads from its first member, which all share (a field model's grid
+    #: and training ε̄11, say)
+    shared: ClassVar[tuple[str, ...]] = ("grid", "macro_strain", "phases")
     presets: ClassVar[dict] = {"default": {"k": 5}, "paper": {"k": 5}, "benchmark": {"k": 5}}
 
     def __init__(self, members: Sequence[Estimator], name: str | None = None):
@@ -64,8 +69,6 @@ class Ensemble(Estimator):
         self.members = list(members)
         self.name = name or f"{self.members[0].name}-ensemble"
         first = _identity(self.members[0].card())
-        if first["output"] != "value":
-            raise ConfigError(f"ensembles average values; {first['family']} predicts fields")
         for i, member in enumerate(self.members[1:], start=1):
             identity = _identity(member.card())
             differing = [key for key, value in identity.items() if value != first[key]]
@@ -76,6 +79,7 @@ class Ensemble(Estimator):
                     f"{first[differing[0]]!r}"
                 )
         self.input_kind = self.members[0].input_kind
+        self.output_kind = self.members[0].output_kind
         self.target, self.unit = first["target"]["name"], first["target"].get("unit", "")
         self.training: dict = {}
         self.metrics: dict = {}
@@ -154,42 +158,50 @@ class Ensemble(Estimator):
             self.metrics["val"] = self.evaluate(*(val if isinstance(val, tuple) else (val,)))
         return self
 
-    def _member_means(self, X) -> np.ndarray:
-        """The members' predictions, (k, n)."""
-        return np.stack([np.asarray(m.predict(X), dtype=np.float64) for m in self.members])
+    def __getattr__(self, name: str):
+        if name in type(self).shared:
+            return getattr(self.__dict__["members"][0], name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
-    def _member_moments(self, X) -> tuple[np.ndarray, np.ndarray | None]:
-        """The members' means (k, n) and variances (k, n), or None where they give none."""
+    def _member_means(self, X, **options) -> np.ndarray:
+        """The members' predictions, (k, n, …); ``options`` (a field model's ε̄11) go to
+        each member's ``predict``."""
+        return np.stack(
+            [np.asarray(m.predict(X, **options), dtype=np.float64) for m in self.members]
+        )
+
+    def _member_moments(self, X, **options) -> tuple[np.ndarray, np.ndarray | None]:
+        """The members' means (k, n, …) and variances, or None where they give none."""
         means, variances = [], []
         for member in self.members:
             try:
-                mean, std = member.predict(X, return_std=True)
+                mean, std = member.predict(X, return_std=True, **options)
                 variances.append(np.asarray(std, dtype=np.float64) ** 2)
             except UncertaintyUnavailable:
-                mean = member.predict(X)
+                mean = member.predict(X, **options)
             means.append(np.asarray(mean, dtype=np.float64))
         own = np.stack(variances) if len(variances) == len(means) else None
         return np.stack(means), own
 
-    def predict(self, X, return_std: bool = False):
+    def predict(self, X, return_std: bool = False, **options):
         """The members' mean; with ``return_std`` also σ (module docstring), recalibrated
         when :meth:`recalibrate` has fitted a factor. Without it, no member computes a
         spread (Monte-Carlo dropout would cost its passes for nothing)."""
         if not return_std:
-            return self._member_means(X).mean(axis=0)
-        means, own = self._member_moments(X)
+            return self._member_means(X, **options).mean(axis=0)
+        means, own = self._member_moments(X, **options)
         variance = means.var(axis=0) + (own.mean(axis=0) if own is not None else 0.0)
         return means.mean(axis=0), self.std_scale * np.sqrt(variance)
 
     def targets_of(self, X, y=None) -> np.ndarray:
         return self.members[0].targets_of(X, y)
 
-    def evaluate(self, X, y=None) -> dict:
+    def evaluate(self, X, y=None, **options) -> dict:
         """The members' metrics (:meth:`~deepmat.train.estimator.Estimator.score`) of the
         ensemble's mean, with each member's MAE."""
         truth = self.targets_of(X, y)
-        means = self._member_means(X)
-        score = self.members[0].score
+        means = self._member_means(X, **options)
+        score = functools.partial(self.members[0].score, **options)
         members = [score(truth, mean)["mae"] for mean in means]
         return score(truth, means.mean(axis=0)) | {"member_mae": members}
 
@@ -199,7 +211,7 @@ class Ensemble(Estimator):
             "family": self.family,
             "model": self.name,
             "input": self.input_kind,
-            "output": "value",
+            "output": member.get("output", "value"),
             "target": member["target"],
             "representation": member.get("representation"),
             "members": {"family": member["family"], "k": len(self.members)},

@@ -131,14 +131,15 @@ class Estimator:
         them on held-out ``X`` (validation data, never training or test data): by maximum
         likelihood of Gaussian errors, s² = mean(((y − μ)/σ)²). Later predictions with
         ``return_std`` are scaled by it and the card records it. Needs
-        :data:`MIN_CALIBRATION_RECORDS` records; returns :attr:`recalibration`."""
+        :data:`MIN_CALIBRATION_RECORDS` held-out values (records, or voxels of fields);
+        returns :attr:`recalibration`."""
         from deepmat.train.calibration import calibration_metrics
 
         truth = self.targets_of(X, y)
-        if len(truth) < MIN_CALIBRATION_RECORDS:
+        if truth.size < MIN_CALIBRATION_RECORDS:
             raise DataError(
                 f"recalibrating {self.name} needs at least {MIN_CALIBRATION_RECORDS} held-out "
-                f"records; got {len(truth)}"
+                f"records; got {truth.size}"
             )
         mean, std = self.predict(X, return_std=True)
         raw = np.asarray(std, dtype=np.float64) / self.std_scale
@@ -147,7 +148,7 @@ class Estimator:
         self.recalibration = {
             "std_scale": scale,
             "method": "maximum likelihood: s² = mean(((y − μ)/σ)²)",
-            "n": len(truth),
+            "n": int(truth.size),
             "before": before,
             "after": calibration_metrics(truth, mean, scale * raw),
         }

@@ -160,6 +160,18 @@ class LocalizationRegressor(Estimator):
         scale = self._scale(macro_strain)
         return localization_metrics(e, scale * self._predict_normalised(x), scale)
 
+    def score(
+        self, truth: np.ndarray, prediction: np.ndarray, *, macro_strain: float | None = None
+    ) -> dict:
+        """MASE (%), MAE, RMSE, n and n_voxels of ε11 fields under ε̄11 = ``macro_strain``."""
+        return localization_metrics(truth, prediction, self._scale(macro_strain))
+
+    def targets_of(self, X, y=None) -> np.ndarray:
+        """The ε11 fields of the strain fields ``y`` (Mandel component 0 of six)."""
+        if y is None:
+            raise DataError(f"{self.name} needs the strain fields y of its microstructures X")
+        return self._check(X, y)[1]
+
     def _predict_normalised(self, x: np.ndarray) -> np.ndarray:
         """ε11 / ε̄11 fields for checked microstructures."""
         raise NotImplementedError

@@ -55,8 +55,8 @@ from deepmat.workflows.common import record_split
 HOMOGENIZATION_MODELS = ("cnn3d", "two-point-pca", "voigt", "reuss")
 LOCALIZATION_MODELS = ("mks", "slice-cnn", "fcn3d")
 MODELS = HOMOGENIZATION_MODELS + LOCALIZATION_MODELS
-#: the models ``--ensemble`` trains several of: networks that predict one value each
-ENSEMBLE_MODELS = ("cnn3d",)
+#: the models ``--ensemble`` trains several of: the networks
+ENSEMBLE_MODELS = ("cnn3d", "slice-cnn", "fcn3d")
 # (PCA components, polynomial degree) tried for the 2-point model; the best on val is kept.
 TWO_POINT_CANDIDATES = ((5, 2), (5, 3), (10, 2), (10, 3), (20, 2), (20, 3))
 # Ridges (relative to the mean spectral power) tried for MKS; the best on val is kept.
@@ -342,7 +342,7 @@ def train_microstructure(
     if ensemble > 1 and model not in ENSEMBLE_MODELS:
         raise ConfigError(
             f"--ensemble applies to {', '.join(ENSEMBLE_MODELS)}, not {model} (fitted "
-            "deterministically, or predicting fields)"
+            "deterministically)"
         )
     check_model_target(model, target)
     out = Path(out)
@@ -409,14 +409,15 @@ def evaluate_microstructure_file(model: Regressor, data: str | Path, plot: str |
     metrics = evaluate_labelled(model, labelled)
     title = f"{model.name} on {data}"
     save_plot(model, labelled, Path(plot), title)
-    if model.output_kind == "value":
-        x, y = labelled
-        mean, std = predict_with_spread(model, x)
-        if std is not None:
-            metrics |= calibration_report(y, mean, std)
-            if "calibration" not in metrics:
-                path = uncertainty_plot_path(Path(plot))
-                uncertainty_plot(y, mean, std, path, title=title, unit=model.unit)
+    x, y = labelled
+    options = {"macro_strain": float(y.mean())} if model.output_kind == "field" else {}
+    mean, std = predict_with_spread(model, x, **options)
+    if std is not None:
+        truth = model.targets_of(x, y)
+        metrics |= calibration_report(truth, mean, std)
+        if "calibration" not in metrics:
+            path = uncertainty_plot_path(Path(plot))
+            uncertainty_plot(truth, mean, std, path, title=title, unit=model.unit)
     return metrics
 
 
@@ -470,13 +471,18 @@ def check_fields_output(path: str | Path) -> Path:
 
 
 def write_fields(
-    path: str | Path, predictions: Sequence[tuple[str, np.ndarray]], model: LocalizationRegressor
+    path: str | Path,
+    predictions: Sequence[tuple[str, np.ndarray]],
+    model: LocalizationRegressor,
+    std: Sequence[np.ndarray] | None = None,
 ) -> Path:
-    """The predicted ε11 fields of every input as one (n, n1, n2, n3) float64 array.
+    """The predicted ε11 fields of every input as one (n, n1, n2, n3) float64 array, and
+    with ``std`` (one array per input) their standard deviations voxel by voxel.
 
-    ``.npy`` holds the array alone; an HDF5 file (``.h5`` or ``.hdf5``) holds it as the
-    dataset ``e11``, with root attributes ``model``, ``macro_strain`` (ε̄11 of the
-    prediction), ``inputs`` (JSON list of the input files) and ``counts`` (fields per input).
+    ``.npy`` holds the array alone (the standard deviations go to ``<stem>_std.npy``); an
+    HDF5 file (``.h5`` or ``.hdf5``) holds it as the dataset ``e11`` (and ``e11_std``), with
+    root attributes ``model``, ``macro_strain`` (ε̄11 of the prediction), ``inputs`` (JSON
+    list of the input files) and ``counts`` (fields per input).
     """
     path = check_fields_output(path)
     grids = sorted({fields.shape[1:] for _, fields in predictions})
@@ -486,13 +492,18 @@ def write_fields(
             "into separate files"
         )
     array = np.concatenate([fields for _, fields in predictions])
+    spread = np.concatenate(list(std)) if std is not None else None
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npy":
         np.save(path, array)
+        if spread is not None:
+            np.save(path.with_name(f"{path.stem}_std.npy"), spread)
         return path
     with h5py.File(path, "w") as file:
         chunks = (1, *array.shape[1:]) if len(array) else None
         file.create_dataset(TARGET, data=array, chunks=chunks, compression="gzip")
+        if spread is not None:
+            file.create_dataset(f"{TARGET}_std", data=spread, chunks=chunks, compression="gzip")
         file.attrs["model"] = model.name
         file.attrs["macro_strain"] = model.macro_strain
         file.attrs["inputs"] = json.dumps([source for source, _ in predictions])
