@@ -10,6 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).parent / "results"
@@ -67,3 +68,11 @@ def write_json(results: dict, directory: Path, stem: str) -> Path:
     path = directory / f"{stem}.json"
     path.write_text(json.dumps(results, indent=2, default=float))
     return path
+
+
+def subsample(table, n: int | None, seed: int = 0):
+    """``n`` records of ``table`` drawn at random (seeded), in their order; all of them when
+    ``n`` is None or not smaller."""
+    if n is None or n >= len(table):
+        return table
+    return table.subset(np.sort(np.random.default_rng(seed).choice(len(table), n, False)))

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from _peers import PeerUnavailable, install_finding, peer_python
-from _shared import command, machine, merge_earlier, parser, write_json
+from _shared import command, machine, merge_earlier, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.represent.element_sequence import EMBEDDINGS, element_table
 from deepmat.train import Ensemble, save_model
@@ -75,12 +75,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--side-val", type=int, default=2000, help="its early-stopping compounds")
     p.add_argument("--budget", type=float, default=900.0, help="side-by-side seconds each")
     return p.parse_args(argv)
-
-
-def subsample(table, n: int | None, seed: int = 0):
-    if n is None or n >= len(table):
-        return table
-    return table.subset(np.sort(np.random.default_rng(seed).choice(len(table), n, False)))
 
 
 def network(name: str, args: argparse.Namespace, seed: int = 0, epochs: int | None = None):

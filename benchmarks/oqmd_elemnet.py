@@ -21,10 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from _shared import command, machine, parser, write_json
+from _shared import command, machine, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.represent import ElementFractions
 from deepmat.train import ForestRegressor, NetworkRegressor, TrainConfig, save_model
@@ -60,12 +59,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="training samples seen per ElemNet learning-curve point",
     )
     return p.parse_args(argv)
-
-
-def subsample(table, n: int, seed: int = 0):
-    if n >= len(table):
-        return table
-    return table.subset(np.sort(np.random.default_rng(seed).choice(len(table), n, False)))
 
 
 def train_elemnet(train, val, workdir: Path, config: TrainConfig) -> NetworkRegressor:

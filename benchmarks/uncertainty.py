@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 import deepmat
-from _shared import command, machine, parser, write_json
+from _shared import command, machine, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.readers import read_structures
 from deepmat.train import Ensemble, save_model
@@ -69,12 +69,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--use", nargs="*", default=[], help="MODEL.METHOD=PATH, trained elsewhere")
     return p.parse_args(argv)
-
-
-def subsample(table, n: int | None, seed: int = 0):
-    if n is None or n >= len(table):
-        return table
-    return table.subset(np.sort(np.random.default_rng(seed).choice(len(table), n, False)))
 
 
 def halves(table, seed: int = 1):

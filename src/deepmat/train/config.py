@@ -77,6 +77,16 @@ class TrainConfig:
         """Whether the loss trains a network that predicts its own σ."""
         return self.loss in HETEROSCEDASTIC_LOSSES
 
+    def check_outputs(self, name: str, out_features: int) -> None:
+        """Refuse a network whose outputs do not fit the loss: a heteroscedastic network
+        has 2 (μ and ln σ), any other 1."""
+        if self.heteroscedastic != (out_features == 2):
+            raise ConfigError(
+                f"{name}: the loss {self.loss!r} with {out_features} outputs; a heteroscedastic "
+                f"network (loss {' or '.join(HETEROSCEDASTIC_LOSSES)}) has 2 outputs, μ and "
+                "ln σ, and only it has"
+            )
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from deepmat.data.composition import LoadReport
 from deepmat.data.structures import StructureTable, parse_structure
-from deepmat.errors import ConfigError, DataError
+from deepmat.errors import DataError
 from deepmat.models.cgcnn import CGCNN, CGCNNSpec
 from deepmat.models.mlp import Block, MLPSpec
 from deepmat.represent.crystal_graph import CrystalGraphs, GraphBatch, GraphSettings, cached_graphs
@@ -135,13 +135,7 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
         self.settings = settings or GraphSettings(cutoff=self.spec.cutoff)
         self.config = config or TrainConfig(**self.presets["default"]["config"])
         self.name, self.target, self.unit = name, target, unit
-        if self.heteroscedastic != (self.spec.out_features == 2):
-            raise ConfigError(
-                f"{name}: the loss {self.config.loss!r} with {self.spec.out_features} outputs; "
-                "a heteroscedastic CGCNN (loss gaussian-nll or laplace-nll) has 2 outputs, "
-                "μ and ln σ, and "
-                "only it has"
-            )
+        self.config.check_outputs(name, self.spec.out_features)
         torch.manual_seed(self.config.seed)
         self.net = CGCNN(self.spec)
         self.scaler = TargetScaler()

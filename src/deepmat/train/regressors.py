@@ -27,7 +27,7 @@ import torch
 from pymatgen.core import Composition
 
 from deepmat.data.composition import CompositionTable, composition_table
-from deepmat.errors import ConfigError, DataError, ModelFormatError
+from deepmat.errors import DataError, ModelFormatError
 from deepmat.models.mlp import ELEMNET_BLOCKS, MLPSpec
 from deepmat.represent import representation_from_dict
 from deepmat.represent.cache import cached_transform
@@ -184,13 +184,7 @@ class MLPRegressor(RecordRegressor):
         self.spec = spec or MLPSpec(len(representation.feature_names), self.default_blocks)
         self.check_spec()
         self.config = config or TrainConfig()
-        if self.heteroscedastic != (self.spec.out_features == 2):
-            raise ConfigError(
-                f"{name}: the loss {self.config.loss!r} with {self.spec.out_features} outputs; a "
-                "heteroscedastic network (loss gaussian-nll or laplace-nll) has 2 outputs, "
-                "μ and ln σ, and "
-                "only it has"
-            )
+        self.config.check_outputs(name, self.spec.out_features)
         torch.manual_seed(self.config.seed)
         self.net = self.spec.build()
         self.scaler = TargetScaler()
