@@ -56,7 +56,7 @@ class PretrainedModel:
 
     @property
     def megabytes(self) -> float:
-        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()) / 1e6
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file()) / 1e6
 
     def metric_text(self, part: str) -> str:
         """The card's headline metric on ``part`` (val or test), e.g. "MAE 0.0493": MASE for

@@ -235,7 +235,10 @@ class OrientationCNNRegressor(Estimator):
         shape (n,), each reduced into the fundamental zone (the network may answer any
         symmetrically equivalent quaternion; the reduction gives the canonical one)."""
         if return_std:
-            raise self.no_uncertainty("orientation networks give no spread; train an ensemble")
+            raise self.no_uncertainty(
+                "orientation networks give no standard deviation "
+                "(and ensembles average values, not orientations)"
+            )
         return self._predict(self._patterns(X))
 
     def evaluate(self, X: np.ndarray, y: Rotations = None) -> dict[str, float]:

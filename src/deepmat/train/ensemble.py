@@ -69,6 +69,11 @@ class Ensemble(Estimator):
         self.members = list(members)
         self.name = name or f"{self.members[0].name}-ensemble"
         first = _identity(self.members[0].card())
+        if first["output"] == "orientation":
+            raise ConfigError(
+                "ensembles average values or fields; the mean of orientations needs their "
+                f"crystal symmetry ({first['family']} predicts orientations)"
+            )
         for i, member in enumerate(self.members[1:], start=1):
             identity = _identity(member.card())
             differing = [key for key, value in identity.items() if value != first[key]]

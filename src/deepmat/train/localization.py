@@ -147,7 +147,9 @@ class LocalizationRegressor(Estimator):
         """Predicted ε11 fields, float64 (n, n1, n2, n3), under ε̄11 = ``macro_strain``
         (the training value when None)."""
         if return_std:
-            raise self.no_uncertainty("it is deterministic; train an ensemble")
+            raise self.no_uncertainty(
+                "it is deterministic; train an ensemble of networks (--model fcn3d --ensemble 5)"
+            )
         scale = self._scale(macro_strain)
         return scale * self._predict_normalised(check_phase_maps(X))
 

@@ -127,7 +127,9 @@ class MicrostructureRegressor(Estimator):
     def predict(self, X: np.ndarray, return_std: bool = False) -> np.ndarray:
         """Predicted targets, float64 of shape (n,), for (n, n1, n2, n3) microstructures."""
         if return_std:
-            raise self.no_uncertainty("it is deterministic; train an ensemble")
+            raise self.no_uncertainty(
+                "it is deterministic; train an ensemble of 3-D CNNs (--model cnn3d --ensemble 5)"
+            )
         return self._predict(check_phase_maps(X))
 
     def _predict(self, x: np.ndarray) -> np.ndarray:

@@ -447,7 +447,10 @@ def predict_pattern_files(
     """The orientation table of every input file, with a ``file`` column first
     (``return_std``: the model's spread, an error for a network that has none)."""
     if return_std:
-        raise model.no_uncertainty("orientation networks give no spread; train an ensemble")
+        raise model.no_uncertainty(
+            "orientation networks give no standard deviation "
+            "(and ensembles average values, not orientations)"
+        )
     frames = []
     for item in inputs:
         scan = read_scan(item)

@@ -59,15 +59,19 @@ def package_model(
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoints", "*.png"))
     reference = validate(load_model(source))
     precision, packaged = "float32", reference
-    weights = target / WEIGHTS
-    if weights.exists():
-        full = load_file(weights)
-        save_file({k: v.half() if v.is_floating_point() else v for k, v in full.items()}, weights)
+    weights = sorted(target.rglob(WEIGHTS))  # an ensemble's are in members/i/
+    if weights:
+        full = {path: load_file(path) for path in weights}
+        for path, tensors in full.items():
+            save_file(
+                {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, path
+            )
         half = validate(load_model(target))
         if _relative_change(half, reference) <= tolerance:
             precision, packaged = "float16", half
         else:
-            save_file(full, weights)
+            for path, tensors in full.items():
+                save_file(tensors, path)
     predictions = np.asarray(predict_examples(load_model(target)), dtype=np.float64)
     if isinstance(examples, np.ndarray):
         np.savez_compressed(target / ARRAY_EXAMPLES, inputs=examples, predictions=predictions)
@@ -75,7 +79,8 @@ def package_model(
         (target / EXAMPLES).write_text(
             json.dumps({"inputs": examples, "predictions": predictions.tolist()}, indent=1)
         )
-    for file in target.iterdir():
+    files = [file for file in target.rglob("*") if file.is_file()]
+    for file in files:
         file.chmod(0o644)  # readable wherever the package is installed
         if file.stat().st_size > MAX_FILE_BYTES:
             raise ConfigError(f"{file} is {file.stat().st_size / 1e6:.1f} MB, over 25 MB")
@@ -88,7 +93,7 @@ def package_model(
         "weights_precision": precision,
         "validation_metric_packaged": packaged,
         "validation_metric_trained": reference,
-        "bytes": sum(f.stat().st_size for f in target.iterdir() if f.is_file()),
+        "bytes": sum(file.stat().st_size for file in files),
     }
     (target / CARD).write_text(json.dumps(card, indent=2, default=float))
     return card
