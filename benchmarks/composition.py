@@ -88,16 +88,17 @@ def network(name: str, args: argparse.Namespace, seed: int = 0, epochs: int | No
 
 
 def summary(model, n_train: int) -> dict:
-    """Validation metrics, training seconds and throughput of a trained network."""
+    """Validation metrics, training seconds and throughput (over every epoch's own time,
+    validation included, whichever run of a resumed training it was in) of a network."""
     history = model.fit_result.history
-    epoch_seconds = sum(row["epoch_seconds"] for row in history[-model.fit_result.epochs_trained :])
+    epoch_seconds = sum(row["epoch_seconds"] for row in history)
     return {
         "val_mae": model.metrics["val"]["mae"],
         "val_rmse": model.metrics["val"]["rmse"],
         "val_r2": model.metrics["val"]["r2"],
         "train_seconds": model.training["seconds"],
         "epochs_run": model.fit_result.epochs_run,
-        "compositions_per_second": n_train * model.fit_result.epochs_trained / epoch_seconds
+        "compositions_per_second": n_train * len(history) / epoch_seconds
         if epoch_seconds
         else math.nan,
         "parameters": sum(p.numel() for p in model.net.parameters()),
