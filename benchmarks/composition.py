@@ -14,7 +14,8 @@ from seeds 1, 2, ….
 The side-by-side run trains deepmat's Roost, transformer and ElemNet and aviary's Roost
 (``aviary-models`` from PyPI, in its own environment under ``benchmarks/.peers``) on the
 same ``--side-size`` training compounds for the same wall-clock ``--budget`` each, and
-reports validation MAE and training throughput (compositions per second). CrabNet
+reports validation MAE and training throughput (compositions per second). A learning curve
+(``--curve-sizes``) shows how the validation MAE falls with training compounds. CrabNet
 (``crabnet==2.0.8``) is tried too; it needs Python < 3.11 and the pip error is recorded.
 
     python benchmarks/composition.py --out runs/composition                 # full
@@ -22,8 +23,9 @@ reports validation MAE and training throughput (compositions per second). CrabNe
 
 Every model is saved as ``OUT/<model>/`` (``deepmat evaluate OUT/ensemble oqmd-dhf:val
 --json``); rerunning with the same ``--out`` resumes from the last checkpoints, and
-``--only NAME ...`` (``embedding_search``, models, ``ensemble``, ``side_by_side``) keeps
-the other entries of the results file. Results: ``benchmarks/results/composition.{json,png}``.
+``--only NAME ...`` (``embedding_search``, models, ``ensemble``, ``side_by_side``,
+``learning_curve``) keeps the other entries of the results file. Results:
+``benchmarks/results/composition.{json,png}``.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ PER_MODEL = ("metrics", "histories", "models")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "composition")
     p.add_argument(
-        "--only", nargs="*", default=None, help="embedding_search, models, ensemble, side_by_side"
+        "--only",
+        nargs="*",
+        default=None,
+        help="embedding_search, models, ensemble, side_by_side, learning_curve",
     )
     p.add_argument("--epochs", type=int, default=None, help="(default: each preset's)")
     p.add_argument("--train-size", type=int, default=None, help="(default: the whole split)")
@@ -74,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--side-size", type=int, default=50_000, help="side-by-side train size")
     p.add_argument("--side-val", type=int, default=2000, help="its early-stopping compounds")
     p.add_argument("--budget", type=float, default=900.0, help="side-by-side seconds each")
+    p.add_argument("--curve-sizes", type=int, nargs="*", default=[5000, 20_000, 80_000])
+    p.add_argument("--curve-models", nargs="*", default=["roost", "elemnet"], choices=NETWORKS)
+    p.add_argument(
+        "--curve-samples", type=int, default=800_000, help="training samples per curve point"
+    )
     return p.parse_args(argv)
 
 
@@ -194,6 +204,30 @@ def side_by_side(args, train, val, measured: dict) -> dict:
     return block
 
 
+def learning_curve(args, train, val) -> list[dict]:
+    """Validation MAE (on the whole split) against training-set size: each of
+    ``--curve-models`` on ``--curve-sizes`` compounds for ``--curve-samples`` samples (at
+    most 300 epochs), early-stopped on ``--side-val`` validation compounds."""
+    stop = subsample(val, args.side_val, seed=8)
+    points = []
+    for size in [n for n in args.curve_sizes if n <= len(train)]:
+        part = subsample(train, size, seed=size)
+        epochs = max(1, min(300, math.ceil(args.curve_samples / size)))
+        for name in args.curve_models:
+            where = args.out / "curve" / f"{name}_{size}"
+            model = train_composition(network(name, args, epochs=epochs), part, stop, where)
+            points.append(
+                {
+                    "model": name,
+                    "n_train": size,
+                    "epochs": epochs,
+                    "val_mae": model.evaluate(val)["mae"],
+                    "train_seconds": model.training["seconds"],
+                }
+            )
+    return points
+
+
 def epochs_within(name: str, args, part, stop) -> int:
     """The epochs of ``name`` on ``part`` that fit the budget, from the second epoch of a
     timed two-epoch run on up to 5,000 of its compounds (the first carries start-up)."""
@@ -253,7 +287,7 @@ def plot(results: dict, histories: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2), dpi=120)
+    fig, (ax1, ax2, ax3, ax4) = plt.subplots(1, 4, figsize=(20, 4.2), dpi=120)
     metrics = results["metrics"]
     names = [m for m in (*NETWORKS, "ensemble") if m in metrics]
     ax1.bar(names, [metrics[m]["val_mae"] for m in names], color="tab:blue", label="deepmat (val)")
@@ -276,6 +310,19 @@ def plot(results: dict, histories: dict, path: Path) -> None:
         ylabel="validation MAE (eV/atom)",
         title=f"Side by side, {budget:.0f} s each",
     )
+    curve = metrics.get("learning_curve", [])
+    for name in dict.fromkeys(point["model"] for point in curve):
+        points = [(p["n_train"], p["val_mae"]) for p in curve if p["model"] == name]
+        ax4.plot(*zip(*points, strict=True), "o-", label=name)
+    ax4.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training compounds",
+        ylabel="validation MAE (eV/atom)",
+        title="Learning curve",
+    )
+    if curve:
+        ax4.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -287,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.epochs, args.train_size, args.members = 2, 300, 2
         args.embeddings, args.search_size, args.search_epochs = ["megnet16"], 200, 1
         args.side_size, args.side_val, args.budget = 300, 100, 3.0
+        args.curve_sizes, args.curve_models, args.curve_samples = [150], ["elemnet"], 300
     t0 = time.perf_counter()
     train = subsample(load_dataset("oqmd-dhf", "train"), args.train_size)
     val = load_dataset("oqmd-dhf", "val")
@@ -315,6 +363,8 @@ def main(argv: list[str] | None = None) -> dict:
         models["ensemble"] = str(args.out / "ensemble")
     if wanted(args, "side_by_side"):
         metrics["side_by_side"] = side_by_side(args, train, val, metrics)
+    if wanted(args, "learning_curve"):
+        metrics["learning_curve"] = learning_curve(args, train, val)
 
     results = {
         "benchmark": "composition",
