@@ -10,7 +10,9 @@ For each model (``composition``: Roost on ``oqmd-dhf``; ``elemnet``: ElemNet on
 - ``trees``: the spread of a forest's trees;
 
 each before and after recalibration (``<method>_recalibrated``: one factor on σ fitted by
-maximum likelihood). A method that does not apply records the model's own error (Roost and
+maximum likelihood; ``<method>_recalibrated_area``: the factor with the smallest
+miscalibration area, for errors with heavier tails than a Gaussian's), both fitted on the
+calibration half. A method that does not apply records the model's own error (Roost and
 CGCNN have no dropout). The validation split is cut in two halves at random: the first
 stops training early and fits the recalibration, the second scores every method, so no
 score comes from data a model or its calibration saw. Metrics (uncertainty-toolbox
@@ -41,7 +43,7 @@ from _shared import command, machine, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.readers import read_structures
 from deepmat.train import Ensemble, save_model
-from deepmat.train.calibration import calibration_curve, calibration_metrics
+from deepmat.train.calibration import calibration_curve, calibration_metrics, fit_std_scale
 from deepmat.train.estimator import UncertaintyUnavailable
 from deepmat.workflows.composition import make_regressor, train_composition
 from deepmat.workflows.crystal import make_structure_model, split_structures, train_structure_model
@@ -140,13 +142,6 @@ def trained(model: str, method: str, train_part, stop, args) -> object:
     return Ensemble.from_members(members, stop, name=f"{model}-ensemble")
 
 
-def scores(estimator, table) -> dict:
-    truth = estimator.targets_of(table)
-    mean, std = estimator.predict(table, return_std=True)
-    mae = float(np.mean(np.abs(truth - mean)))
-    return {"mae": mae} | calibration_metrics(truth, mean, std) | {"n": len(truth)}
-
-
 def assess(model: str, method: str, train_part, calibration, assessment, args) -> tuple[dict, dict]:
     """Scores of ``method`` on ``assessment`` before and after recalibration on
     ``calibration``, and the calibration curves (or the reason it does not apply)."""
@@ -158,19 +153,27 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
     except UncertaintyUnavailable as error:
         return {method: {"not_applicable": str(error)}}, {}
     estimator = trained(model, method, train_part, calibration, args)
-    before = scores(estimator, assessment)
-    estimator.recalibrate(calibration)
-    after = scores(estimator, assessment)
-    save_model(estimator, args.out / f"{model}_{method}")
-    seconds = time.perf_counter() - start
-    curves = {}
-    for label, scale in ((method, 1.0 / estimator.std_scale), (f"{method}_recalibrated", 1.0)):
-        mean, std = estimator.predict(assessment, return_std=True)
-        curves[label] = calibration_curve(estimator.targets_of(assessment), mean, std * scale)[1]
+    truth = estimator.targets_of(assessment)
+    mean, std = estimator.predict(assessment, return_std=True)
     entry = {
-        method: before | {"seconds": seconds, "model": str(args.out / f"{model}_{method}")},
-        f"{method}_recalibrated": after | {"std_scale": estimator.std_scale},
+        method: {"mae": float(np.mean(np.abs(truth - mean)))}
+        | calibration_metrics(truth, mean, std)
     }
+    entry[method] |= {"n": len(truth), "model": str(args.out / f"{model}_{method}")}
+    curves = {method: calibration_curve(truth, mean, std)[1]}
+    held = estimator.targets_of(calibration), *estimator.predict(calibration, return_std=True)
+    for criterion, label in (("miscalibration", "_recalibrated_area"), ("nll", "_recalibrated")):
+        scale = fit_std_scale(*held, criterion)[0]
+        entry[method + label] = {
+            "mae": entry[method]["mae"],
+            "std_scale": scale,
+            "criterion": criterion,
+        }
+        entry[method + label] |= calibration_metrics(truth, mean, scale * std)
+        curves[method + label] = calibration_curve(truth, mean, scale * std)[1]
+    estimator.recalibrate(calibration)  # the saved model keeps the likelihood's factor
+    save_model(estimator, args.out / f"{model}_{method}")
+    entry[method]["seconds"] = time.perf_counter() - start
     return entry, curves
 
 

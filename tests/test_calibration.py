@@ -8,7 +8,12 @@ import pytest
 import uncertainty_toolbox as uct
 
 from deepmat.errors import DataError
-from deepmat.train.calibration import CALIBRATION_KEYS, calibration_curve, calibration_metrics
+from deepmat.train.calibration import (
+    CALIBRATION_KEYS,
+    calibration_curve,
+    calibration_metrics,
+    fit_std_scale,
+)
 
 
 def gaussian_predictions(scale: float, n: int = 2000, seed: int = 0):
@@ -52,3 +57,20 @@ def test_unusable_standard_deviations_are_refused_with_the_record():
         calibration_metrics(truth, mean, std)
     with pytest.raises(DataError, match="one mean and one standard deviation per truth"):
         calibration_metrics(truth, mean[:5], np.ones(10))
+
+
+def test_either_criterion_recovers_the_scale_of_gaussian_errors_and_the_area_wins_on_heavy_tails():
+    truth, mean, std = gaussian_predictions(2.0, n=4000)
+    for criterion in ("nll", "miscalibration"):
+        assert fit_std_scale(truth, mean, std, criterion)[0] == pytest.approx(2.0, rel=0.05)
+    rng = np.random.default_rng(1)  # Laplace errors of standard deviation σ: heavy tails
+    laplace = mean + std * rng.laplace(scale=1 / np.sqrt(2), size=len(mean))
+    areas = {
+        criterion: calibration_metrics(
+            laplace, mean, fit_std_scale(laplace, mean, std, criterion)[0] * std
+        )["miscalibration_area"]
+        for criterion in ("nll", "miscalibration")
+    }
+    assert areas["miscalibration"] < areas["nll"] - 0.01
+    with pytest.raises(DataError, match="criterion 'median' is not one of"):
+        fit_std_scale(truth, mean, std, "median")

@@ -141,9 +141,7 @@ def test_an_ensemble_of_cnns_predicts_with_standard_deviations(files, tmp_path):
     metrics = evaluate_json(out, files["test"])
     assert {"mape", "coverage_95", "miscalibration_area"} <= set(metrics)
     result = train(files["train"], tmp_path / "pca", "--model", "two-point-pca", "--ensemble", "2")
-    assert (
-        result.exit_code != 0 and "fcn3d, not two-point-pca" in result.output
-    )
+    assert result.exit_code != 0 and "fcn3d, not two-point-pca" in result.output
 
 
 def test_voigt_with_a_validation_file_writes_no_split(files, tmp_path):

@@ -221,6 +221,13 @@ def recalibrate(
     table_csv: StructureTableOption = None,
     cif_column: CifColumnOption = "cif",
     id_column: IdColumnOption = None,
+    criterion: Annotated[
+        str,
+        typer.Option(
+            help="nll (maximum likelihood) or miscalibration (the smallest miscalibration "
+            "area, for errors with heavier tails than a Gaussian's)"
+        ),
+    ] = "nll",
 ) -> None:
     """Fit the factor on a model's standard deviations that calibrates them on validation
     data, keep it in the model's card, and print the calibration before and after. Test
@@ -240,7 +247,7 @@ def recalibrate(
         if model.input_kind == "microstructure":
             from deepmat.workflows.microstructure import read_labelled
 
-            record = model.recalibrate(*read_labelled(data, model.target)[0])
+            record = model.recalibrate(*read_labelled(data, model.target)[0], criterion)
         else:
             table, names, label = _labelled_table(model, data, options)
             part = "val" if read_split(model_dir) is not None else None
@@ -252,7 +259,7 @@ def recalibrate(
                     f"part ({scope.training_records} training records): give the model's own "
                     "data or its validation file"
                 )
-            record = model.recalibrate(table.subset(scope.rows))
+            record = model.recalibrate(table.subset(scope.rows), criterion=criterion)
         model.save(model_dir)
     except DeepmatError as exc:
         fail(exc)

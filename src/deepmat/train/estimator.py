@@ -126,14 +126,16 @@ class Estimator:
         """The factor :meth:`recalibrate` fitted on the standard deviations (1 before)."""
         return float(self.recalibration.get("std_scale", 1.0))
 
-    def recalibrate(self, X, y=None) -> dict:
+    def recalibrate(self, X, y=None, criterion: str = "nll") -> dict:
         """Fit and keep the factor s on this model's standard deviations that calibrates
-        them on held-out ``X`` (validation data, never training or test data): by maximum
-        likelihood of Gaussian errors, s² = mean(((y − μ)/σ)²). Later predictions with
-        ``return_std`` are scaled by it and the card records it. Needs
-        :data:`MIN_CALIBRATION_RECORDS` held-out values (records, or voxels of fields);
-        returns :attr:`recalibration`."""
-        from deepmat.train.calibration import calibration_metrics
+        them on held-out ``X`` (validation data, never training or test data). ``criterion``
+        "nll": maximum likelihood of Gaussian errors, s² = mean(((y − μ)/σ)²);
+        "miscalibration": the s with the smallest miscalibration area (for errors with
+        heavier tails than a Gaussian's, which no one factor makes right at every level).
+        Later predictions with ``return_std`` are scaled by it and the card records it.
+        Needs :data:`MIN_CALIBRATION_RECORDS` held-out values (records, or voxels of
+        fields); returns :attr:`recalibration`."""
+        from deepmat.train.calibration import calibration_metrics, fit_std_scale
 
         truth = self.targets_of(X, y)
         if truth.size < MIN_CALIBRATION_RECORDS:
@@ -144,10 +146,11 @@ class Estimator:
         mean, std = self.predict(X, return_std=True)
         raw = np.asarray(std, dtype=np.float64) / self.std_scale
         before = calibration_metrics(truth, mean, raw)
-        scale = float(np.sqrt(np.mean(((truth - mean) / raw) ** 2)))
+        scale, method = fit_std_scale(truth, mean, raw, criterion)
         self.recalibration = {
             "std_scale": scale,
-            "method": "maximum likelihood: s² = mean(((y − μ)/σ)²)",
+            "criterion": criterion,
+            "method": method,
             "n": int(truth.size),
             "before": before,
             "after": calibration_metrics(truth, mean, scale * raw),
