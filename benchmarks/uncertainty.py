@@ -153,6 +153,7 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
     except UncertaintyUnavailable as error:
         return {method: {"not_applicable": str(error)}}, {}
     estimator = trained(model, method, train_part, calibration, args)
+    estimator.recalibration = {}  # the raw σ, whatever a model given by --use carried
     truth = estimator.targets_of(assessment)
     mean, std = estimator.predict(assessment, return_std=True)
     entry = {
