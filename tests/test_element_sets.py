@@ -18,6 +18,7 @@ from deepmat.errors import DataError
 from deepmat.models.element_sets import RoostSpec, TransformerSpec
 from deepmat.represent import ElementSequence, element_table
 from deepmat.train import ElementSetRegressor, TrainConfig
+from deepmat.workflows.composition import make_regressor
 
 SMALL = {
     "roost": RoostSpec(width=16, layers=2, heads=2, hidden=32, readout_heads=2, output=(32,)),
@@ -77,3 +78,10 @@ def test_trains_saves_and_loads_without_the_embedding_package(kind, small_table,
     np.testing.assert_allclose(json.loads(values), model.predict(["Fe2O3", "MgO"]), rtol=1e-5)
     assert imported == "False"
     assert deepmat.load(path).card()["architecture"]["kind"] == kind
+
+
+def test_the_transformer_trains_at_its_own_rate_unless_told_otherwise():
+    roost = make_regressor("roost", "benchmark")
+    transformer = make_regressor("transformer", "benchmark")
+    assert roost.config.lr == 1e-3 and transformer.config.lr == 3e-4
+    assert make_regressor("transformer", "benchmark", overrides={"lr": 1e-4}).config.lr == 1e-4

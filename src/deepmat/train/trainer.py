@@ -438,6 +438,7 @@ def fit_loaders(
     """:func:`fit_network` on ready loaders of ``(inputs, scaled targets)`` batches, for
     inputs that are not one array (crystal graphs); ``scaler`` is how the targets were
     scaled, so that the reported MAE is in target units."""
+    torch.set_flush_denormal(True)  # subnormal floats slow CPU arithmetic a hundredfold
     L.seed_everything(config.seed, workers=True, verbose=False)
     _quiet()
     task = RegressionTask(net, config, scaler, augment, loss)
