@@ -272,7 +272,8 @@ def aviary_roost(args, part, val) -> dict:
 def write_peer_csv(table, path: Path) -> None:
     lines = ["material_id,composition,target"]
     lines += [
-        f"{i},{f},{y!r}" for i, (f, y) in enumerate(zip(table.formulas, table.targets, strict=True))
+        f"{i},{f},{float(y)!r}"
+        for i, (f, y) in enumerate(zip(table.formulas, table.targets, strict=True))
     ]
     path.write_text("\n".join(lines) + "\n")
 

@@ -54,7 +54,8 @@ def test_benchmark_quick(script, tmp_path):
     if script.stem == "composition":  # every side of the side-by-side run reported
         side = payload["metrics"]["side_by_side"]
         assert {"deepmat_roost", "deepmat_transformer", "deepmat_elemnet"} <= set(side)
-        assert "val_mae" in side["aviary_roost"] or side["aviary_roost"]["error"]
+        aviary = side["aviary_roost"]  # trained wherever its environment is installed
+        assert "val_mae" in aviary or "is not installed" in aviary["error"], aviary
         assert side["crabnet"]["install"]["requirement"] == "crabnet==2.0.8"
     for model, path in payload["models"].items():
         loaded = deepmat.load(path)
