@@ -46,7 +46,7 @@ from _shared import command, machine, merge_earlier, parser, subsample, write_js
 from deepmat.data import dataset_path, load_dataset
 from deepmat.represent.element_sequence import EMBEDDINGS, element_table
 from deepmat.train import Ensemble, save_model
-from deepmat.train.metrics import regression_metrics
+from deepmat.train.metrics import regression_metrics, save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
 
 NETWORKS = ("roost", "transformer", "elemnet")
@@ -324,9 +324,7 @@ def plot(results: dict, histories: dict, path: Path) -> None:
     )
     if curve:
         ax4.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:

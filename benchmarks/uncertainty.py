@@ -45,6 +45,7 @@ from deepmat.data.readers import read_structures
 from deepmat.train import Ensemble, save_model
 from deepmat.train.calibration import calibration_curve, calibration_metrics, fit_std_scale
 from deepmat.train.estimator import UncertaintyUnavailable
+from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
 from deepmat.workflows.crystal import make_structure_model, split_structures, train_structure_model
 
@@ -197,9 +198,7 @@ def plot(results: dict, curves: dict, path: Path) -> None:
         ax.plot([0, 1], [0, 1], "k:", lw=1)
         ax.set(xlabel="expected share in interval", ylabel="observed share", title=model)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
