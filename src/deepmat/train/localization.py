@@ -159,8 +159,8 @@ class LocalizationRegressor(Estimator):
         """MASE (%), MAE, RMSE, n and n_voxels of the predicted ε11 fields of ``X`` against
         the strain fields ``y``."""
         x, e = self._check(X, y)
-        scale = self._scale(macro_strain)
-        return localization_metrics(e, scale * self._predict_normalised(x), scale)
+        prediction = self._scale(macro_strain) * self._predict_normalised(x)
+        return self.score(e, prediction, macro_strain=macro_strain)
 
     def score(
         self, truth: np.ndarray, prediction: np.ndarray, *, macro_strain: float | None = None

@@ -86,18 +86,16 @@ def make_structure_model(
     overrides = dict(overrides or {})
     if ensemble > 1:
         seed = int(overrides.get("seed", 0))
-        return Ensemble(
-            [
-                make_structure_model(
-                    model,
-                    target,
-                    unit,
-                    preset,
-                    overrides | {"seed": seed + i},
-                    heteroscedastic=heteroscedastic,
-                )
-                for i in range(ensemble)
-            ]
+        return Ensemble.of(
+            lambda i: make_structure_model(
+                model,
+                target,
+                unit,
+                preset,
+                overrides | {"seed": seed + i},
+                heteroscedastic=heteroscedastic,
+            ),
+            ensemble,
         )
     names = {"name": model, "target": target, "unit": unit}
     heteroscedastic = heteroscedastic or overrides.get("loss") in HETEROSCEDASTIC_LOSSES
