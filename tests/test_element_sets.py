@@ -58,6 +58,18 @@ def test_networks_ignore_the_order_of_elements_and_the_padding(kind):
 
 
 @pytest.mark.parametrize("kind", SMALL)
+def test_formulas_of_a_batch_do_not_see_each_other(kind):
+    torch.manual_seed(0)
+    net = SMALL[kind].build().eval()
+    net.embed.set_table(torch.from_numpy(element_table(SMALL[kind].embedding)[0]))
+    formulas = ["LiFePO4", "NaCl", "Fe", "BaTiO3"]
+    rows = torch.from_numpy(ElementSequence().transform([Composition(f) for f in formulas]))
+    with torch.no_grad():
+        alone = torch.cat([net(rows[k : k + 1]) for k in range(len(formulas))])
+        np.testing.assert_allclose(net(rows), alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", SMALL)
 def test_trains_saves_and_loads_without_the_embedding_package(kind, small_table, tmp_path):
     order = np.random.default_rng(0).permutation(len(small_table))
     train, val = small_table.subset(order[:240]), small_table.subset(order[240:])

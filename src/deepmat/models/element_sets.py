@@ -18,7 +18,8 @@ invariant and see any number of elements up to N.
 - :class:`CompositionTransformer` (after CrabNet, Wang et al., npj Comput. Mater. 7, 77,
   2021): the projected embedding plus sinusoidal encodings of x and of log₂ x, a transformer
   encoder over the elements (padding masked), and a per-element output gated by a sigmoid,
-  averaged over the formula's elements.
+  averaged over the formula's elements. Columns of padding that no formula of a batch uses
+  are cut before the encoder.
 """
 
 from __future__ import annotations
@@ -137,9 +138,18 @@ def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return z, x[..., 1], z > 0
 
 
+def segment_softmax(score: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """Softmax of ``score`` within each group of equal ``index`` (``n`` groups)."""
+    top = score.new_full((n,), float("-inf"))
+    top = top.scatter_reduce(0, index, score.detach(), "amax", include_self=True)
+    e = torch.exp(score - top[index])
+    return e / e.new_zeros(n).index_add_(0, index, e)[index]
+
+
 class WeightedAttention(nn.Module):
-    """Fraction-weighted soft attention of queries over a set (one Roost head family):
-    a = x^p exp(g) / Σ x^p exp(g) over the set, output Σ a m, averaged over the heads."""
+    """Fraction-weighted soft attention over sets (one Roost head family): for the members j
+    of each set i, a_ij = x_j^p exp(g_ij) / Σ_k x_k^p exp(g_ik), output Σ_j a_ij m_ij,
+    averaged over the heads."""
 
     def __init__(self, in_features: int, hidden: int, out_features: int, heads: int):
         super().__init__()
@@ -149,20 +159,33 @@ class WeightedAttention(nn.Module):
         )
         self.power = nn.Parameter(torch.ones(heads))
 
-    def forward(self, pairs: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor):
-        """``pairs`` (..., M, F) attended over M with ``weights`` and ``mask`` (..., M)."""
+    def forward(
+        self, members: torch.Tensor, weights: torch.Tensor, index: torch.Tensor, n: int
+    ) -> torch.Tensor:
+        """(n, out_features): ``members`` (M, F) with ``weights`` (M,), in the sets ``index``."""
         log_weights = torch.log(weights.clamp_min(1e-12))
         out = 0
         for head, (gate, message) in enumerate(zip(self.gates, self.messages, strict=True)):
-            score = gate(pairs).squeeze(-1) + self.power[head] * log_weights
-            score = score.masked_fill(~mask, float("-inf"))
-            attention = torch.softmax(score, dim=-1).nan_to_num(0.0)
-            out = out + (attention.unsqueeze(-1) * message(pairs)).sum(-2)
+            score = gate(members).squeeze(-1) + self.power[head] * log_weights
+            attention = segment_softmax(score, index, n).unsqueeze(-1)
+            weighted = attention * message(members)
+            out = out + weighted.new_zeros(n, weighted.shape[1]).index_add_(0, index, weighted)
         return out / len(self.gates)
 
 
+def formula_graphs(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The dense graph of each formula's real elements (``mask``, (batch, N)): the formula of
+    every element, in ``mask``'s row-major order, and the ordered pairs (i, j) of elements
+    of the same formula, self pairs included."""
+    node = torch.full(mask.shape, -1, dtype=torch.long, device=mask.device)
+    node[mask] = torch.arange(int(mask.sum()), device=mask.device)
+    formula, i, j = (mask.unsqueeze(2) & mask.unsqueeze(1)).nonzero(as_tuple=True)
+    return mask.nonzero(as_tuple=True)[0], node[formula, i], node[formula, j]
+
+
 class Roost(nn.Module):
-    """Roost on [Z, x] rows (module docstring); returns (batch, out_features)."""
+    """Roost on [Z, x] rows (module docstring); returns (batch, out_features). Messages pass
+    only between a formula's real elements, never through padding."""
 
     def __init__(self, spec: RoostSpec):
         super().__init__()
@@ -177,16 +200,12 @@ class Roost(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z, fractions, mask = _split(x)
-        h = torch.cat([self.embed(z), fractions.unsqueeze(-1)], dim=-1)
-        n = h.shape[1]
-        pair_mask = mask.unsqueeze(1).expand(-1, n, -1)
-        pair_weights = fractions.unsqueeze(1).expand(-1, n, -1)
+        formula, i, j = formula_graphs(mask)
+        fractions = fractions[mask]
+        h = torch.cat([self.embed(z[mask]), fractions.unsqueeze(-1)], dim=-1)
         for layer in self.layers:
-            pairs = torch.cat(
-                [h.unsqueeze(2).expand(-1, -1, n, -1), h.unsqueeze(1).expand(-1, n, -1, -1)], -1
-            )
-            h = h + layer(pairs, pair_weights, pair_mask) * mask.unsqueeze(-1)
-        return self.head(self.readout(h, fractions, mask))
+            h = h + layer(torch.cat([h[i], h[j]], dim=-1), fractions[j], i, len(h))
+        return self.head(self.readout(h, fractions, formula, len(x)))
 
 
 def fraction_encoding(x: torch.Tensor, width: int, resolution: float = 5000.0) -> torch.Tensor:
@@ -213,6 +232,8 @@ class CompositionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z, fractions, mask = _split(x)
+        last = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
+        z, fractions, mask = z[:, :last], fractions[:, :last], mask[:, :last]
         half = self.spec.width // 2
         log_scale = (0.0025 * torch.log2(fractions.clamp_min(1e-12)) ** 2).clamp(max=1.0)
         encoding = torch.cat(
