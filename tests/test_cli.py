@@ -183,6 +183,24 @@ def test_train_elemnet_with_held_out_system(csv_path, tmp_path):
     assert (out / "checkpoints" / "last.ckpt").exists()
 
 
+def test_a_trained_elemnet_is_fine_tuned_into_one_that_gives_its_sigma(csv_path, tmp_path):
+    source = tmp_path / "elemnet"
+    options = ("--model", "elemnet", "--epochs", "2", "--batch-size", "32")
+    assert train(csv_path, source, *options).exit_code == 0
+    tuned = tmp_path / "tuned"
+    result = train(
+        csv_path, tuned, *options, "--init", str(source), "--heteroscedastic", "--lr", "1e-5"
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads((tuned / "card.json").read_text())
+    assert card["training"]["config"]["init"] == str(source)
+    assert card["architecture"]["out_features"] == 2
+    result = runner.invoke(app, ["predict", str(tuned), "Fe2O3", "--std"])
+    assert result.exit_code == 0 and "std" in result.output
+    result = train(csv_path, tmp_path / "x", "--model", "rf-fractions", "--init", str(source))
+    assert result.exit_code == 2 and "init do not apply" in result.output
+
+
 def test_datasets_lists_names():
     result = runner.invoke(app, ["datasets"])
     assert result.exit_code == 0

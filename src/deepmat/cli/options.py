@@ -82,6 +82,14 @@ LossOption = Annotated[
         "or laplace-nll (default: the preset's; gaussian-nll with --heteroscedastic)"
     ),
 ]
+InitOption = Annotated[
+    str | None,
+    typer.Option(
+        help="start from this saved or pretrained model's weights and target scaling "
+        "(fine-tuning, transfer learning): same architecture and representation; with "
+        "--heteroscedastic a plain network gains its σ output"
+    ),
+]
 SeedOption = Annotated[int, typer.Option(help="random seed of the split and the weights")]
 ResumeOption = Annotated[
     bool, typer.Option(help="continue from OUT/checkpoints/last.ckpt after an interruption")
@@ -110,6 +118,7 @@ SHARED_TRAINING_OPTIONS = {
     "devices": DevicesOption,
     "num_nodes": NodesOption,
     "strategy": StrategyOption,
+    "init": InitOption,
 }
 
 
@@ -145,6 +154,7 @@ TRAINING_OPTIONS = (
     "devices",
     "num_nodes",
     "strategy",
+    "init",
     "seed",
 )
 

@@ -55,6 +55,8 @@ class TrainConfig:
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
+    #: a saved or pretrained model whose weights (and target scaling) training starts from
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if self.devices != "auto" and not (_whole(self.devices) and self.devices >= 1):

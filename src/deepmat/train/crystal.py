@@ -167,7 +167,7 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
         train_graphs = self.graphs(train, progress=self.config.progress)
         val_graphs = self.graphs(val, progress=self.config.progress)
         graph_seconds = time.perf_counter() - start
-        self.scaler = TargetScaler.fit(train.targets)
+        self.scaler = self.starting_scaler(train.targets)
         self.fit_result = fit_loaders(
             self.net,
             batch_loader(

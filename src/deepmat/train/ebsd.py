@@ -211,6 +211,7 @@ class OrientationCNNRegressor(Estimator):
         x, q = x_all, q_all
         if val_xq is None:
             x, q, val_xq = self._hold_out(x_all, q_all)
+        self.warm_start()
         with tempfile.TemporaryDirectory(prefix="deepmat-ebsd-") as scratch:
             self.fit_result = fit_network(
                 self.net,

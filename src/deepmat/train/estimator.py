@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from deepmat.errors import ConfigError, DataError, DeepmatError
-from deepmat.train.config import TrainConfig
+from deepmat.train.config import TargetScaler, TrainConfig
 
 PRESETS = ("default", "paper", "benchmark")
 #: the fewest records a standard-deviation factor is fitted on
@@ -156,6 +156,33 @@ class Estimator:
             "after": calibration_metrics(truth, mean, scale * raw),
         }
         return self.recalibration
+
+    def warm_start(self) -> Estimator | None:
+        """Before training: when the training configuration's ``init`` names a saved or
+        pretrained model, copy its network's weights into this one's (fine-tuning, transfer
+        learning) and return it; None otherwise. The two must be of one family, read one
+        representation and share the architecture (this one may add a σ output)."""
+        init = getattr(getattr(self, "config", None), "init", None)
+        if not init:
+            return None
+        from deepmat import load
+        from deepmat.train.weights import transfer_weights
+
+        source = load(init)
+        label = f"{self.name}: starting from {init}"
+        if source.family != self.family:
+            raise ConfigError(f"{label}: it is a {source.family}, this a {self.family}")
+        ours, theirs = (getattr(m, "representation", None) for m in (self, source))
+        if ours is not None and ours.to_dict() != theirs.to_dict():
+            raise ConfigError(f"{label}: it reads {theirs.to_dict()}, this model {ours.to_dict()}")
+        transfer_weights(self.net, source.net, label)
+        return source
+
+    def starting_scaler(self, y: np.ndarray, log: bool = False) -> TargetScaler:
+        """The target standardisation a fit trains under: fitted on ``y``, or that of the
+        model the network starts from (:meth:`warm_start`), whose weights learned it."""
+        source = self.warm_start()
+        return copy.deepcopy(source.scaler) if source else TargetScaler.fit(y, log=log)
 
     def save_state(self, path: Path) -> None:
         """Write what the card does not hold (weights, fitted arrays) into ``path``."""

@@ -49,7 +49,7 @@ from deepmat.models.localization import (
 from deepmat.physics.elasticity import IsotropicPhase
 from deepmat.represent.neighbourhoods import neighbourhoods, sample_voxels
 from deepmat.represent.phase_maps import check_fields, check_phase_maps, volume_fractions
-from deepmat.train.config import FitResult, TargetScaler, TrainConfig
+from deepmat.train.config import FitResult, TrainConfig
 from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import mean_absolute_strain_error
 from deepmat.train.microstructure import (
@@ -391,7 +391,7 @@ class NetworkLocalizationRegressor(VoxelNetwork, LocalizationRegressor):
         if val is None:
             x, e, val = self._hold_out(x, e)
         y, y_val = e / self.macro_strain, val[1] / self.macro_strain
-        self.scaler = TargetScaler.fit(y)
+        self.scaler = self.starting_scaler(y)
         with self._training_dir(workdir) as where:
             self.fit_result = self._train(x, y, val[0], y_val, where, resume)
         self._record_training(

@@ -44,7 +44,7 @@ from deepmat.models.cnn3d import (
 from deepmat.physics.elasticity import IsotropicPhase, reuss_stiffness, voigt_stiffness
 from deepmat.represent.phase_maps import check_phase_maps, check_targets, volume_fractions
 from deepmat.represent.two_point import two_point_statistics
-from deepmat.train.config import TargetScaler, TrainConfig
+from deepmat.train.config import TrainConfig
 from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import mean_absolute_percentage_error, regression_metrics
 from deepmat.train.trainer import inputs_only
@@ -275,7 +275,7 @@ class VoxelCNNRegressor(VoxelNetwork, MicrostructureRegressor):
         val = self._check_val(val)
         if val is None:
             x, y, val = self._hold_out(x, y)
-        self.scaler = TargetScaler.fit(y, log=self.log_target)
+        self.scaler = self.starting_scaler(y, log=self.log_target)
         with self._training_dir(workdir) as where:
             self.fit_result = fit_network(
                 self.net,

@@ -222,7 +222,7 @@ class MLPRegressor(RecordRegressor):
         train, val = self.labelled(X, y, "training data"), self.labelled_val(val)
         start = time.perf_counter()
         self.prepare_network()
-        self.scaler = TargetScaler.fit(train.targets)
+        self.scaler = self.starting_scaler(train.targets)
         self.fit_result = fit_network(
             self.net,
             self.featurize(train),

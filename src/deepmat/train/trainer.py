@@ -441,6 +441,7 @@ def fit_loaders(
     torch.set_flush_denormal(True)  # subnormal floats slow CPU arithmetic a hundredfold
     L.seed_everything(config.seed, workers=True, verbose=False)
     _quiet()
+    net.train()  # Lightning keeps the mode it is given: a network that predicted is in eval
     task = RegressionTask(net, config, scaler, augment, loss)
     ckpt_dir = Path(workdir) / "checkpoints"
     best = ModelCheckpoint(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -48,3 +49,29 @@ def restore_network(model, path: Path, card: dict) -> None:
     load_weights(model.net, path)
     model.scaler = TargetScaler.from_dict(card["target"])
     model.restore_record(card)
+
+
+def transfer_weights(net: nn.Module, source: nn.Module, label: str) -> None:
+    """Copy ``source``'s parameters and buffers into ``net``, tensor by tensor (fine-tuning
+    starts from them). A tensor of ``net`` that is longer along its first axis only, an
+    output layer given a σ output, takes ``source``'s rows and keeps its own initialisation
+    for the new ones; any other difference is an error naming the tensor."""
+    own, theirs = net.state_dict(), source.state_dict()
+    unmatched = sorted(set(own) ^ set(theirs))
+    if unmatched:
+        raise ModelFormatError(
+            f"{label}: the networks differ in {', '.join(unmatched[:5])}; start from a model "
+            "of the same architecture"
+        )
+    with torch.no_grad():
+        for name, value in theirs.items():
+            target = own[name]
+            if target.shape == value.shape:
+                target.copy_(value)
+            elif target.shape[1:] == value.shape[1:] and target.shape[0] > value.shape[0]:
+                target[: value.shape[0]].copy_(value)
+            else:
+                raise ModelFormatError(
+                    f"{label}: {name} is {tuple(value.shape)} there and {tuple(target.shape)} "
+                    "here; start from a model of the same architecture"
+                )

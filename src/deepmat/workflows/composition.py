@@ -139,8 +139,8 @@ def make_regressor(
     if embedding and model not in ("roost", "transformer"):
         raise DataError(f"--embedding applies to roost and transformer, not {model}")
     if ensemble > 1:
-        members = [
-            make_regressor(
+        return Ensemble.of(
+            lambda i: make_regressor(
                 model,
                 preset,
                 target,
@@ -150,10 +150,9 @@ def make_regressor(
                 seed=seed + i,
                 embedding=embedding,
                 heteroscedastic=heteroscedastic,
-            )
-            for i in range(ensemble)
-        ]
-        return Ensemble(members)
+            ),
+            ensemble,
+        )
     names = {"name": model, "target": target, "unit": unit}
     config = (overrides or {}) | {"seed": seed}
     heteroscedastic = heteroscedastic or config.get("loss") in HETEROSCEDASTIC_LOSSES

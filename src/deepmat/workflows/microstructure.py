@@ -407,11 +407,11 @@ def evaluate_microstructure_file(model: Regressor, data: str | Path, plot: str |
     metrics and an uncertainty plot beside the parity plot."""
     labelled, _ = read_labelled(data, model.target)
     metrics = evaluate_labelled(model, labelled)
-    title = f"{model.name} on {data}"
-    save_plot(model, labelled, Path(plot), title)
     x, y = labelled
     options = {"macro_strain": float(y.mean())} if model.output_kind == "field" else {}
     mean, std = predict_with_spread(model, x, **options)
+    title = f"{model.name} on {data}"
+    save_plot(model, labelled, Path(plot), title, prediction=mean)
     if std is not None:
         truth = model.targets_of(x, y)
         metrics |= calibration_report(truth, mean, std)
@@ -428,15 +428,19 @@ def plot_name(model: Regressor, label: str) -> str:
     return f"{kind}_{label}.png"
 
 
-def save_plot(model: Regressor, labelled: Labelled, path: Path, title: str) -> Path:
+def save_plot(
+    model: Regressor, labelled: Labelled, path: Path, title: str, prediction=None
+) -> Path:
     """A parity plot of a homogenization model on ``labelled``; for a localization model,
-    its ε11 field beside the true one on the middle slice of the first structure."""
+    its ε11 field beside the true one on the middle slice of the first structure. Pass the
+    model's ``prediction`` for ``labelled`` where it is already made."""
     x, y = labelled
     if model.output_kind == "field":
         macro = float(y.mean())
-        field = model.predict(x[:1], macro_strain=macro)[0]
+        field = model.predict(x[:1], macro_strain=macro)[0] if prediction is None else prediction[0]
         return field_comparison_plot(x[0], y[0], {model.name: field}, path, macro, title=title)
-    return parity_plot(y, model.predict(x), path, title=title, unit=model.unit)
+    prediction = model.predict(x) if prediction is None else prediction
+    return parity_plot(y, prediction, path, title=title, unit=model.unit)
 
 
 def predict_microstructure_files(
