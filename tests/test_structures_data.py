@@ -195,6 +195,37 @@ def test_named_structure_datasets_load_from_the_cache(cif_folder, tmp_path, monk
     registry.verify_checksum.cache_clear()
 
 
+def test_a_named_subset_counts_the_records_it_leaves_out(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    root.mkdir()
+    kcl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(6.3), ["K", "Cl"], [[0, 0, 0], [0.5] * 3]
+    )
+    rows = [("nacl", rock_salt(), -2.1), ("kcl", kcl, -2.2), ("mgo", rock_salt(), -3.0)]
+    rows[2][1].replace_species({"Na": "Mg", "Cl": "O"})
+    frame = pd.DataFrame([(i, s.to(fmt="cif"), e) for i, s, e in rows], columns=["id", "cif", "e"])
+    frame.to_csv(root / "salts.csv", index=False)
+    monkeypatch.setenv(registry.ENV_VAR, str(root))
+    monkeypatch.setenv("DEEPMAT_CACHE_DIR", str(tmp_path / "parsed"))
+    registry.verify_checksum.cache_clear()
+    dataset = registry.Dataset(
+        name="no-potassium",
+        description="test",
+        files={"all": registry.DatasetFile("salts.csv", sha256(root / "salts.csv"))},
+        source="a test",
+        target_column="e",
+        kind="structure",
+        id_column="id",
+        without_elements=("K",),
+    )
+    monkeypatch.setitem(registry.DATASETS, dataset.name, dataset)
+    data = registry.load_structure_dataset("no-potassium")
+    assert data.ids == ["nacl", "mgo"] and data.targets.tolist() == [-2.1, -3.0]
+    assert data.report.dropped == {"not in no-potassium: contains K": 1}
+    assert data.report.rows_read == 3 and data.report.rows_kept == 2
+    registry.verify_checksum.cache_clear()
+
+
 def sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
