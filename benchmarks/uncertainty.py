@@ -24,7 +24,8 @@ observed coverage of the 68 % and 95 % intervals, beside the MAE.
 
 ``--train-size`` and ``--epochs`` shrink a run to what a machine allows (the results say
 so); ``--use composition.ensemble=runs/composition/ensemble`` scores a model trained
-elsewhere (on the same train split) instead of training it. Each model is saved, after
+elsewhere (on the same train split) instead of training it, and ``--methods`` keeps only
+the methods named. Each model is saved, after
 recalibration, as ``OUT/<model>_<method>/``. Rerunning resumes from the checkpoints.
 Results: ``benchmarks/results/uncertainty.{json,png}``.
 """
@@ -66,6 +67,13 @@ TARGETS = {"miscalibration_area": 0.05, "coverage_95": (0.93, 0.97)}
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "uncertainty")
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    p.add_argument(
+        "--methods",
+        nargs="*",
+        default=None,
+        choices=["ensemble", "mc_dropout", "heteroscedastic", "trees"],
+        help="(default: every method that applies to each model)",
+    )
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--epochs", type=int, default=None, help="(default: each preset's)")
     p.add_argument("--train-size", type=int, default=None, help="(default: the whole split)")
@@ -221,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
             "assessment": len(assessment),
         }
         metrics[model], curves[model] = {}, {}
-        for method in methods:
+        for method in [m for m in methods if args.methods is None or m in args.methods]:
             entry, curve = assess(model, method, train_part, calibration, assessment, args)
             metrics[model] |= entry
             curves[model] |= curve
@@ -234,7 +242,13 @@ def main(argv: list[str] | None = None) -> dict:
         "10 % test, seed 0); validation halved at random (seed 1): calibration half for early "
         "stopping and recalibration, assessment half for every score",
         "sizes": sizes,
-        "settings": {"members": args.members, "epochs": args.epochs, "train_size": args.train_size},
+        "settings": {
+            "members": args.members,
+            "epochs": args.epochs,
+            "train_size": args.train_size,
+            "methods": args.methods,
+            "use": args.use,
+        },
         "reference": {"crabnet_oqmd_test": CRABNET, "targets": TARGETS},
         "metrics": metrics,
         "wall_seconds": {"total": time.perf_counter() - t0},
@@ -246,6 +260,11 @@ def main(argv: list[str] | None = None) -> dict:
             if "model" in row
         },
     }
+    if args.use:
+        results["use_note"] = (
+            "models given by --use were trained elsewhere on the same train split; their "
+            "training chose its best epoch on the whole validation split, both halves"
+        )
     stem = "uncertainty_quick" if args.quick else "uncertainty"
     write_json(results, args.results, stem)
     plot(results, curves, args.results / f"{stem}.png")
