@@ -9,9 +9,14 @@
     HDF5 chunk, uncompressed: simulated patterns shrink only ~1.2× under gzip, which would
     cap writing near the speed of one simulating core.
   - ``rotations``: float64 (n, 4), unit quaternions scalar first (orix ``Rotation.data``).
-  - root attributes: ``format``, ``format_version``, ``deepmat_version``, ``detector`` and
-    ``noise`` (specs as JSON), ``master`` (source, title, phase, energy), ``symmetry`` (the
-    master's point group), ``seed``, ``complete`` and timings.
+  - root attributes: ``format``, ``format_version``, ``deepmat_version``, ``detector``,
+    ``noise`` and ``camera`` (specs as JSON; a set is degraded by a
+    :class:`~deepmat.data.ebsd_simulation.NoiseSpec` or by a
+    :class:`~deepmat.data.ebsd_simulation.CameraSpec`, whose ranges the attribute records,
+    the other None; files from before the camera model have no ``camera``), ``master``
+    (source, title, phase, energy), ``symmetry`` (the master's point group), ``seed``,
+    ``complete`` and timings. With the seed and the spec, every pattern's camera values
+    are reproducible (:func:`~deepmat.data.ebsd_simulation.camera_draws`).
 - :func:`save_pattern_dataset`: a set held in memory, in the same layout.
 - :func:`combine_pattern_sets`: several sets of one detector as one training set.
 
@@ -39,14 +44,15 @@ from rich.console import Console
 from deepmat import __version__
 from deepmat.data.ebsd_simulation import (
     SHIPPED_MASTER,
+    CameraSpec,
+    Degradation,
     DetectorSpec,
     NoiseSpec,
     check_finite,
     check_seed,
-    degrade,
     describe_master,
     loaded_master,
-    project,
+    render,
     rotation_batch,
 )
 from deepmat.data.microstructures import chunked
@@ -70,12 +76,13 @@ _ROWS_PER_CHUNK = 16
 
 @dataclass
 class PatternDataset:
-    """An EBSD pattern set as read from an HDF5 file (or assembled to index against)."""
+    """An EBSD pattern set as read from an HDF5 file (or assembled to index against);
+    ``noise`` is how its patterns were degraded: a NoiseSpec, a CameraSpec or None."""
 
     patterns: np.ndarray
     rotations: Rotation
     detector: DetectorSpec
-    noise: NoiseSpec | None = None
+    noise: Degradation = None
     attrs: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -107,7 +114,7 @@ class _Job:
     master: str | None
     energy: float | None
     detector: DetectorSpec
-    noise: NoiseSpec | None
+    noise: Degradation
     seed: int
 
 
@@ -115,7 +122,7 @@ def write_pattern_dataset(
     path: str | Path,
     rotations: Rotation,
     detector_spec: DetectorSpec | None = None,
-    noise: NoiseSpec | None = None,
+    noise: Degradation = None,
     *,
     master: str | Path | None = None,
     energy: float | None = None,
@@ -135,7 +142,9 @@ def write_pattern_dataset(
     master pattern file, loaded once in every worker process, or None for the shipped
     nickel one. Finished chunks are appended in order, so the file equals
     ``simulate_patterns(rotations, detector_spec, master, noise, seed)`` however the work is
-    split. The layout is in the module docstring.
+    split: ``noise`` a :class:`~deepmat.data.ebsd_simulation.CameraSpec` (each pattern draws
+    its camera from its own seed, geometry included) or a
+    :class:`~deepmat.data.ebsd_simulation.NoiseSpec`. The layout is in the module docstring.
     """
     rotations = rotation_batch(rotations)
     spec = detector_spec or DetectorSpec()
@@ -174,7 +183,7 @@ def save_pattern_dataset(path: str | Path, dataset: PatternDataset) -> Path:
         "format_version": FORMAT_VERSION,
         "deepmat_version": __version__,
         "detector": dataset.detector.to_dict(),
-        "noise": None if dataset.noise is None else dataset.noise.to_dict(),
+        **degradation_attrs(dataset.noise),
         "n_requested": len(dataset),
         "complete": True,
     }
@@ -192,7 +201,7 @@ def _describe(job: _Job, master: EBSDMasterPattern, n: int) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "deepmat_version": __version__,
         "detector": job.detector.to_dict(),
-        "noise": None if job.noise is None else job.noise.to_dict(),
+        **degradation_attrs(job.noise),
         "master": describe_master(master, job.master or SHIPPED_MASTER, job.energy),
         "symmetry": master.phase.point_group.name,
         "seed": job.seed,
@@ -201,12 +210,32 @@ def _describe(job: _Job, master: EBSDMasterPattern, n: int) -> dict[str, Any]:
     }
 
 
+def degradation_attrs(noise: Degradation) -> dict[str, dict | None]:
+    """The attributes ``noise`` and ``camera`` of a set degraded by ``noise`` (the kind not
+    used None); model cards record the same under ``training``."""
+    return {
+        "noise": noise.to_dict() if isinstance(noise, NoiseSpec) else None,
+        "camera": noise.to_dict() if isinstance(noise, CameraSpec) else None,
+    }
+
+
+def _degradation(attrs: Mapping[str, Any]) -> Degradation:
+    """The spec the attributes record, if any."""
+    if attrs.get("camera") is not None:
+        return CameraSpec.from_dict(attrs["camera"])
+    if attrs.get("noise") is not None:
+        return NoiseSpec.from_dict(attrs["noise"])
+    return None
+
+
 def _simulate_chunk(job: _Job, item: tuple[int, np.ndarray]) -> np.ndarray:
     """Patterns start, start + 1, ... of the set: one Dask task."""
     start, quaternions = item
     rotations = orix.quaternion.Rotation(quaternions)
-    clean = project(loaded_master(job.master), rotations, job.detector, job.energy, "synchronous")
-    return degrade(clean, job.noise, job.seed, start)
+    master = loaded_master(job.master)
+    return render(
+        master, rotations, job.detector, job.noise, job.seed, start, job.energy, "synchronous"
+    )
 
 
 def _create(
@@ -252,7 +281,7 @@ def read_pattern_dataset(path: str | Path) -> PatternDataset:
         quaternions = file["rotations"][()]
     try:
         detector = DetectorSpec.from_dict(attrs.get("detector"))
-        noise = None if attrs.get("noise") is None else NoiseSpec.from_dict(attrs["noise"])
+        noise = _degradation(attrs)
     except ConfigError as exc:
         raise DataError(f"{path}: {exc}") from None
     _check_arrays(path, patterns, quaternions, detector)
@@ -265,8 +294,9 @@ def combine_pattern_sets(sets: Sequence[PatternDataset], names: Sequence[str]) -
     """One training set from several pattern sets of one detector and phase (a dictionary and
     noisy patterns at random orientations, say), in the order given; ``names`` name them in
     errors. Patterns of mixed dtypes become float32; the result keeps the first set's
-    attributes and its noise only when every set shares it. A different pattern shape, point
-    group or projection centre (beyond 1e-6) is a DataError: a network learns one geometry.
+    attributes and its noise (or camera) only when every set shares it. A different pattern
+    shape, point group or projection centre (beyond 1e-6) is a DataError: a network learns
+    one geometry.
     """
     if not sets or len(sets) != len(names):
         raise DataError("give one or more pattern sets, each with a name")

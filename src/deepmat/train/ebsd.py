@@ -2,15 +2,20 @@
 indexing.
 
 :class:`OrientationCNNRegressor` trains an :class:`~deepmat.models.ebsd.OrientationCNN` by
-:func:`~deepmat.train.trainer.fit_network` on standardised patterns
-(:func:`~deepmat.represent.patterns.standardize_patterns`) against unit quaternions, with a
-symmetry-invariant loss: the distance of the cubic embedding
+:func:`~deepmat.train.trainer.fit_network` on patterns prepared by its
+:class:`~deepmat.represent.patterns.PreprocessSpec` (background removal, equalisation, then
+per-pattern standardisation; by default standardisation alone) against unit quaternions,
+with a symmetry-invariant loss: the distance of the cubic embedding
 (:class:`~deepmat.physics.cubic_embedding.CubicEmbeddingLoss`) for the default network, or
 the :class:`~deepmat.physics.orientations.DisorientationLoss` (mean disorientation in
 radians) for a quaternion network; that loss is also the validation score that picks the
 best epoch, and the card records the validation disorientation in degrees. It has the
 API of the other deepmat estimators: ``fit(patterns, rotations, val=None)``,
-``predict(patterns)``, ``evaluate(patterns, rotations)`` and ``card()``.
+``predict(patterns)``, ``evaluate(patterns, rotations)`` and ``card()``. The preprocessing
+is part of the model: the card stores it (``preprocess``) and ``predict`` and ``evaluate``
+apply it, with a scan's static background when given one (``static_background=``), exactly
+as to the training patterns; a card without it (saved before it existed) standardises only,
+as those models did.
 
 Patterns are (n, height, width) arrays, rows top to bottom as
 :func:`~deepmat.data.ebsd_simulation.simulate_patterns` makes them; rotations are orix
@@ -52,7 +57,7 @@ from deepmat.physics.orientations import (
     point_group_symmetry,
     to_rotation,
 )
-from deepmat.represent.patterns import standardize_patterns
+from deepmat.represent.patterns import PreprocessSpec, check_patterns
 from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 from deepmat.train.estimator import Estimator
 from deepmat.train.weights import load_weights, save_weights
@@ -129,6 +134,13 @@ def fingerprint(patterns: np.ndarray, rotations: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def saved_preprocess(card: dict) -> PreprocessSpec:
+    """The preprocessing a saved orientation model's card records; cards written before
+    models had one standardise only, which is what those models did."""
+    recorded = card.get("preprocess")
+    return PreprocessSpec() if recorded is None else PreprocessSpec.from_dict(recorded)
+
+
 class OrientationCNNRegressor(Estimator):
     """An orientation CNN on standardised patterns, trained with the disorientation loss.
 
@@ -138,8 +150,10 @@ class OrientationCNNRegressor(Estimator):
     (:class:`~deepmat.physics.cubic_embedding.CubicEmbeddingLoss`); one with the quaternion
     output by the disorientation loss, whose soft minimum over symmetry operators has
     ``temperature`` (radians, 0 for the exact minimum). The spec's ``pattern_shape`` is the
-    only pattern size the network takes. Without ``val`` in :meth:`fit`, a random
-    ``val_fraction`` of the training data is held out to pick the best epoch and stop early.
+    only pattern size the network takes. ``preprocess`` prepares every pattern the network
+    sees, in training and prediction alike (None: standardisation alone). Without ``val`` in
+    :meth:`fit`, a random ``val_fraction`` of the training data is held out to pick the best
+    epoch and stop early.
 
     Presets: ``default`` the small network, one-cycle 2e-3 for 20 epochs; ``paper`` Jha et
     al.'s quaternion output with the disorientation loss; ``benchmark`` the small network with
@@ -166,6 +180,7 @@ class OrientationCNNRegressor(Estimator):
         temperature: float = 0.0,
         val_fraction: float = 0.1,
         name: str = "orientation-cnn",
+        preprocess: PreprocessSpec | None = None,
     ):
         if isinstance(point_group, Symmetry):
             point_group = point_group.name
@@ -179,6 +194,9 @@ class OrientationCNNRegressor(Estimator):
         self.symmetry = point_group_symmetry(point_group)
         self.spec, self.point_group, self.temperature = spec, point_group, temperature
         self.val_fraction, self.name = val_fraction, name
+        if preprocess is not None and not isinstance(preprocess, PreprocessSpec):
+            raise ConfigError(f"preprocess must be a PreprocessSpec, got {preprocess!r}")
+        self.preprocess = preprocess or PreprocessSpec()
         self.config = config or TrainConfig(**self.presets["default"]["config"])
         torch.manual_seed(self.config.seed)
         self.net = OrientationCNN(spec)
@@ -231,21 +249,36 @@ class OrientationCNNRegressor(Estimator):
         self.training = self._training_record(patterns, q_all, len(x), len(val_xq[0]), start)
         return self
 
-    def predict(self, X: np.ndarray, return_std: bool = False) -> Orientation:
+    def predict(
+        self,
+        X: np.ndarray,
+        return_std: bool = False,
+        *,
+        static_background: np.ndarray | None = None,
+    ) -> Orientation:
         """Orientations of patterns ``X``: an orix Orientation of the model's point group,
         shape (n,), each reduced into the fundamental zone (the network may answer any
-        symmetrically equivalent quaternion; the reduction gives the canonical one)."""
+        symmetrically equivalent quaternion; the reduction gives the canonical one).
+
+        ``X`` is prepared by the model's ``preprocess``, with ``static_background`` (height,
+        width; a scan's mean pattern) if its static step is on."""
         if return_std:
             raise self.no_uncertainty(
                 "orientation networks give no standard deviation "
                 "(and ensembles average values, not orientations)"
             )
-        return self._predict(self._patterns(X))
+        return self._predict(self._patterns(X, static_background=static_background))
 
-    def evaluate(self, X: np.ndarray, y: Rotations = None) -> dict[str, float]:
-        """:func:`orientation_metrics` of the predictions for patterns ``X`` against the
-        reference orientations ``y``."""
-        x, q = self._check(X, y)
+    def evaluate(
+        self,
+        X: np.ndarray,
+        y: Rotations = None,
+        *,
+        static_background: np.ndarray | None = None,
+    ) -> dict[str, float]:
+        """:func:`orientation_metrics` of the predictions for patterns ``X`` (prepared as in
+        :meth:`predict`) against the reference orientations ``y``."""
+        x, q = self._check(X, y, static_background=static_background)
         return orientation_metrics(q, self._predict(x), self.point_group)
 
     def card(self) -> dict:
@@ -258,6 +291,7 @@ class OrientationCNNRegressor(Estimator):
             "pattern_shape": list(self.pattern_shape),
             "point_group": self.point_group,
             "representation": {"name": "standardized-pattern"},
+            "preprocess": self.preprocess.to_dict(),
             "architecture": self.spec.to_dict(),
             "loss": self._loss_record(),
             "val_fraction": self.val_fraction,
@@ -277,6 +311,7 @@ class OrientationCNNRegressor(Estimator):
             temperature=card["loss"].get("temperature", 0.0),
             val_fraction=card["val_fraction"],
             name=card["model"],
+            preprocess=saved_preprocess(card),
         )
         load_weights(model.net, path)
         model.restore_record(card)
@@ -302,24 +337,34 @@ class OrientationCNNRegressor(Estimator):
             return {"name": "cubic-embedding-distance"}
         return {"name": "disorientation", "temperature": self.temperature}
 
-    def _patterns(self, patterns: np.ndarray, name: str = "patterns") -> np.ndarray:
-        """Standardised (n, 1, h, w) float32 patterns, checked against the network's size."""
+    def _patterns(
+        self,
+        patterns: np.ndarray,
+        name: str = "patterns",
+        static_background: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Prepared (n, 1, h, w) float32 patterns (the model's ``preprocess``), checked
+        against the network's size first."""
         if isinstance(patterns, PatternDataset):
             raise DataError(f"{name}: pass a PatternDataset ds as ds.patterns, ds.rotations")
-        x = standardize_patterns(patterns, name)
-        if x.shape[2:] != self.pattern_shape:
+        array = check_patterns(patterns, name)
+        if array.shape[1:] != self.pattern_shape:
             height, width = self.pattern_shape
             raise DataError(
-                f"{name} are {x.shape[2]}×{x.shape[3]} pixels but {self.name} takes "
+                f"{name} are {array.shape[1]}×{array.shape[2]} pixels but {self.name} takes "
                 f"{height}×{width} (spec.pattern_shape); make the patterns on that detector "
                 "or train a network whose spec has this pattern_shape"
             )
-        return x
+        return self.preprocess.apply(array, static_background, name)[:, None]
 
     def _check(
-        self, patterns: np.ndarray, rotations: Rotations, prefix: str = ""
+        self,
+        patterns: np.ndarray,
+        rotations: Rotations,
+        prefix: str = "",
+        static_background: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        x = self._patterns(patterns, f"{prefix}patterns")
+        x = self._patterns(patterns, f"{prefix}patterns", static_background)
         return x, check_rotations(rotations, len(x), f"{prefix}rotations")
 
     def _check_val(self, val: Validation) -> Validation:

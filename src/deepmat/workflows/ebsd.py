@@ -4,12 +4,21 @@ pattern files by a saved CNN or by a dictionary of simulated patterns.
 Patterns to index come from a deepmat pattern set (``deepmat ebsd simulate``,
 :func:`~deepmat.data.ebsd.write_pattern_dataset`) or from any file kikuchipy loads as EBSD
 (kikuchipy h5ebsd, EDAX/Bruker/Oxford h5ebsd, NORDIF, EMsoft, ...); :func:`read_scan` turns
-either into a :class:`Scan`. Experimental patterns sit on a smooth backscatter background that
-the simulations lack: on kikuchipy's nickel scan (``kikuchipy.data.nickel_ebsd_small()``),
+either into a :class:`Scan`, which holds the patterns as stored and the file's static
+background, if any. Experimental patterns sit on a smooth backscatter background that
+clean simulations lack: on kikuchipy's nickel scan (``kikuchipy.data.nickel_ebsd_small()``),
 dictionary indexing of the raw patterns misses the stored orientations by about 27°, while
 after kikuchipy's static background removal (with the background stored in the file) and
-dynamic background removal every pattern is found to the dictionary's resolution. Patterns
-read by kikuchipy are therefore corrected so by default; simulated sets are indexed as made.
+dynamic background removal every pattern is found to the dictionary's resolution.
+
+Every pattern goes through one preprocessing, a
+:class:`~deepmat.represent.patterns.PreprocessSpec` (:func:`prepare_scan`): an orientation
+model whose card has one that removes backgrounds gets a scan's raw patterns and its static
+background and prepares them itself, exactly as its (camera-model) training patterns were;
+for dictionaries and for models that only standardise (those trained on clean simulations,
+and every model saved before the spec existed) the patterns of files kikuchipy reads are
+first corrected by :data:`~deepmat.represent.patterns.BACKGROUND_CORRECTION` (static, then
+dynamic background subtraction) unless told not to, and simulated sets are indexed as made.
 
 A model or dictionary applies only to patterns of its detector: the pattern shape must match
 (an error otherwise) and a projection centre more than :data:`PC_TOLERANCE` away is reported
@@ -35,13 +44,14 @@ from deepmat.data.ebsd import (
     PatternDataset,
     PatternReport,
     combine_pattern_sets,
+    degradation_attrs,
     read_pattern_dataset,
     size_text,
     write_pattern_dataset,
 )
 from deepmat.data.ebsd_simulation import (
+    Degradation,
     DetectorSpec,
-    NoiseSpec,
     master_pattern,
     sample_orientations,
 )
@@ -50,6 +60,7 @@ from deepmat.errors import ConfigError, DataError, ModelFormatError
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNNSpec
 from deepmat.physics.cubic_embedding import supports_cubic_embedding
 from deepmat.physics.orientations import disorientation_angle, point_group_symmetry
+from deepmat.represent.patterns import BACKGROUND_CORRECTION, PreprocessSpec
 from deepmat.train.config import TrainConfig
 from deepmat.train.dictionary import dictionary_index
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
@@ -71,7 +82,7 @@ def simulate_pattern_file(
     resolution: float | None = None,
     n: int | None = None,
     detector: DetectorSpec | None = None,
-    noise: NoiseSpec | None = None,
+    noise: Degradation = None,
     master: str | Path | None = None,
     seed: int = 0,
     workers: int | None = None,
@@ -82,7 +93,10 @@ def simulate_pattern_file(
     random orientations (drawn with ``seed``) and write them to ``out``.
 
     The fundamental zone is that of the master pattern's point group (the shipped nickel
-    one's is m-3m); ``noise`` None or all off writes clean float32 patterns.
+    one's is m-3m); ``noise`` (a :class:`~deepmat.data.ebsd_simulation.CameraSpec`, such as
+    ``CameraSpec.preset("realistic")``, or a
+    :class:`~deepmat.data.ebsd_simulation.NoiseSpec`) None or all off writes clean float32
+    patterns.
     """
     if (resolution is None) == (n is None):
         raise ConfigError(
@@ -113,12 +127,14 @@ def train_ebsd(
     overrides: dict | None = None,
     val_fraction: float = 0.1,
     resume: bool = True,
+    preprocess: PreprocessSpec | None = None,
 ) -> OrientationCNNRegressor:
     """Train the orientation CNN of ``preset`` (``overrides`` replace single training
     options of it) on the pattern file ``data``, or on several files of one
     detector together (a dictionary and noisy random patterns, say; see
-    :func:`~deepmat.data.ebsd.combine_pattern_sets`), as :func:`fit_orientation_cnn` does,
-    and save it to ``out`` with the files it learned from in its card."""
+    :func:`~deepmat.data.ebsd.combine_pattern_sets`), as :func:`fit_orientation_cnn` does
+    (``preprocess``: the model's preprocessing, None for standardisation alone), and save it
+    to ``out`` with the files it learned from in its card."""
     paths = [data] if isinstance(data, str | Path) else list(data)
     train = combine_pattern_sets([read_pattern_dataset(p) for p in paths], [str(p) for p in paths])
     validation = None if val is None else read_pattern_dataset(val)
@@ -136,6 +152,7 @@ def train_ebsd(
         config=arguments["config"],
         val_fraction=val_fraction,
         resume=resume,
+        preprocess=preprocess,
     )
     regressor.training["files"] = {
         "train": [str(p) for p in paths] if len(paths) > 1 else str(paths[0]),
@@ -154,21 +171,24 @@ def fit_orientation_cnn(
     config: TrainConfig | None = None,
     val_fraction: float = 0.1,
     resume: bool = True,
+    preprocess: PreprocessSpec | None = None,
 ) -> OrientationCNNRegressor:
-    """An orientation CNN of ``spec`` (at the pattern shape of ``train``) fitted on ``train``.
+    """An orientation CNN of ``spec`` (at the pattern shape of ``train``) fitted on ``train``,
+    its patterns prepared by ``preprocess`` (None: standardisation alone).
 
     Early stopping and the best epoch use ``val`` or, without it, a random ``val_fraction``
     of ``train``; checkpoints go to ``workdir``. The loss and metrics use the point group of
     the data's master pattern; a cubic-embedding spec becomes a quaternion one for a phase
     that is not cubic (the embedding describes only 432's rotations). The card records the
-    detector and noise of ``train``, so that indexing can check the geometry of the patterns
-    it is given.
+    detector and the noise or camera of ``train`` (``training.noise``, ``training.camera``),
+    so that indexing can check the geometry of the patterns it is given, and the
+    preprocessing (``preprocess``), which prediction applies.
     """
     point_group = _point_group(train)
     output = spec.output if supports_cubic_embedding(point_group) else "quaternion"
     spec = replace(spec, pattern_shape=train.detector.shape, output=output)
     regressor = OrientationCNNRegressor(
-        spec, config, point_group=point_group, val_fraction=val_fraction
+        spec, config, point_group=point_group, val_fraction=val_fraction, preprocess=preprocess
     )
     regressor.fit(
         train.patterns,
@@ -177,10 +197,7 @@ def fit_orientation_cnn(
         workdir=workdir,
         resume=resume,
     )
-    regressor.training |= {
-        "detector": train.detector.to_dict(),
-        "noise": None if train.noise is None else train.noise.to_dict(),
-    }
+    regressor.training |= {"detector": train.detector.to_dict(), **degradation_attrs(train.noise)}
     return regressor
 
 
@@ -190,11 +207,15 @@ def _point_group(dataset: PatternDataset) -> str:
 
 @dataclass
 class Scan:
-    """Patterns to index, (n, height, width), with where they came from.
+    """Patterns to index, (n, height, width) as stored, with where they came from.
 
     ``scan_shape`` is (rows, columns) for a map and (n,) for a set or a line; ``reference``
     holds the orientations the file records (a simulated set's truth, or a kikuchipy file's
-    crystal map), if any; ``corrections`` the background corrections applied on reading.
+    crystal map), if any; ``static_background`` the file's static background (height,
+    width), if any; ``experimental`` whether the patterns come from a camera (a file
+    kikuchipy reads) rather than a simulation; ``correct_background`` whether such patterns
+    are background-corrected for dictionaries and models that do not do it themselves (see
+    :func:`prepare_scan`); ``corrections`` what the last indexing did to the patterns.
     """
 
     patterns: np.ndarray
@@ -203,6 +224,9 @@ class Scan:
     detector: DetectorSpec
     reference: Rotation | None = None
     corrections: list[str] = field(default_factory=list)
+    static_background: np.ndarray | None = None
+    experimental: bool = False
+    correct_background: bool = True
 
     def __len__(self) -> int:
         return len(self.patterns)
@@ -211,9 +235,9 @@ class Scan:
 def read_scan(path: str | Path, correct_background: bool = True) -> Scan:
     """The patterns of a deepmat pattern set or of any file kikuchipy loads as EBSD.
 
-    A kikuchipy file has its static background (if it stores one) and then its dynamic
-    background removed unless ``correct_background`` is False (see the module docstring).
-    Anything else is a :class:`DataError` that says what the file is not.
+    A kikuchipy file's patterns are kept as stored, with its static background; they are
+    background-corrected when indexed (:func:`prepare_scan`) unless ``correct_background``
+    is False. Anything else is a :class:`DataError` that says what the file is not.
     """
     path = Path(path)
     if not path.is_file():
@@ -248,34 +272,65 @@ def _is_pattern_set(path: Path) -> bool:
 
 
 def scan_from_signal(signal: kp.signals.EBSD, source: str, correct_background: bool = True) -> Scan:
-    """A :class:`Scan` of a kikuchipy EBSD signal (corrected in place unless told not to).
+    """A :class:`Scan` of the patterns of a kikuchipy EBSD signal, as they are, with its
+    static background (``correct_background``: see :class:`Scan`).
 
     The detector is the signal's, with its average projection centre; the reference
     orientations are those of its crystal map (the best of each point) when it has one
     point per pattern.
     """
-    corrections = remove_background(signal) if correct_background else []
     shape = signal.data.shape[:-2] or (1,)
     patterns = np.asarray(signal.data).reshape(-1, *signal.data.shape[-2:])
+    static = signal.static_background
     return Scan(
         patterns,
         source,
         tuple(int(s) for s in shape),
         _detector_spec(signal.detector, source),
         _reference(signal.xmap, len(patterns)),
-        corrections,
+        static_background=None if static is None else np.asarray(static),
+        experimental=True,
+        correct_background=correct_background,
     )
 
 
 def remove_background(signal: kp.signals.EBSD) -> list[str]:
-    """Remove the static background (when the signal stores one) and then the dynamic one,
-    in place, as kikuchipy's indexing tutorials do; returns what was done."""
-    done = []
-    if signal.static_background is not None:
-        signal.remove_static_background(show_progressbar=False)
-        done.append("static background removed")
-    signal.remove_dynamic_background(show_progressbar=False)
-    return [*done, "dynamic background removed"]
+    """Correct the patterns of ``signal`` in place by
+    :data:`~deepmat.represent.patterns.BACKGROUND_CORRECTION` (its static background, when it
+    stores one, then the dynamic one; float32, each at zero mean and unit standard
+    deviation), as kikuchipy's indexing tutorials do; returns what was done."""
+    static = signal.static_background
+    static = None if static is None else np.asarray(static)
+    shape = signal.data.shape
+    flat = np.asarray(signal.data).reshape(-1, *shape[-2:])
+    signal.data = BACKGROUND_CORRECTION.apply(flat, static).reshape(shape)
+    return BACKGROUND_CORRECTION.steps(static is not None)
+
+
+def prepare_scan(
+    scan: Scan, preprocess: PreprocessSpec | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The patterns of ``scan`` to give a model whose preprocessing is ``preprocess`` (None
+    for a dictionary), with the static background to give with them; records what is done
+    in ``scan.corrections``.
+
+    A preprocessing that removes backgrounds gets the raw patterns and the static
+    background, so that every pattern is prepared as the model's training patterns were.
+    Otherwise the patterns of a camera (``scan.experimental``) are corrected here by
+    :data:`~deepmat.represent.patterns.BACKGROUND_CORRECTION` first, as simulations on
+    which such models and dictionaries are made have no background, unless
+    ``scan.correct_background`` is False; simulated sets are given as they are.
+    """
+    has_static = scan.static_background is not None
+    if preprocess is not None and preprocess.removes_background:
+        scan.corrections = preprocess.steps(has_static)
+        return scan.patterns, scan.static_background
+    if scan.experimental and scan.correct_background:
+        scan.corrections = BACKGROUND_CORRECTION.steps(has_static)
+        patterns = BACKGROUND_CORRECTION.apply(scan.patterns, scan.static_background)
+        return patterns, None
+    scan.corrections = [] if preprocess is None else preprocess.steps(False)
+    return scan.patterns, None
 
 
 def _detector_spec(detector: Any, source: str) -> DetectorSpec:
@@ -332,7 +387,10 @@ def index_file(
 ) -> tuple[Scan, Indexed]:
     """The patterns of the file ``path`` (see :func:`read_scan`) indexed by the orientation
     model ``model`` (a saved-model directory or a shipped model's name) or against the
-    pattern set ``dictionary``: exactly one of the two."""
+    pattern set ``dictionary``: exactly one of the two. ``correct_background`` False leaves
+    a camera's patterns uncorrected for a dictionary or a model that only standardises; a
+    model whose preprocessing removes backgrounds always applies it (see
+    :func:`prepare_scan`)."""
     if (model is None) == (dictionary is None):
         raise ConfigError(
             "give exactly one of --model (a saved orientation model) and --dictionary "
@@ -356,7 +414,8 @@ def index_with_model(model: OrientationCNNRegressor, scan: Scan) -> Indexed:
     _check_shape(scan, model.pattern_shape, f"the model {model.name}")
     notes = _geometry_notes(scan, model.training.get("detector"), f"the model {model.name}")
     start = time.perf_counter()
-    orientations = model.predict(scan.patterns)
+    patterns, static = prepare_scan(scan, model.preprocess)
+    orientations = model.predict(patterns, static_background=static)
     seconds = time.perf_counter() - start
     return Indexed(orientations, "cnn", model.point_group, seconds, notes=notes)
 
@@ -373,7 +432,8 @@ def index_with_dictionary(
     _check_shape(scan, dictionary.detector.shape, name)
     notes = _geometry_notes(scan, dictionary.detector.to_dict(), name)
     start = time.perf_counter()
-    result = dictionary_index(scan.patterns, dictionary, n_per_iteration=n_per_iteration)
+    patterns, _ = prepare_scan(scan)
+    result = dictionary_index(patterns, dictionary, n_per_iteration=n_per_iteration)
     seconds = time.perf_counter() - start
     point_group = _point_group(dictionary)
     orientations = Orientation(
@@ -438,7 +498,8 @@ def evaluate_pattern_file(model: OrientationCNNRegressor, path: str | Path) -> d
     _check_shape(scan, model.pattern_shape, f"the model {model.name}")
     if scan.reference is None:
         raise DataError(f"{path}: holds no reference orientations to evaluate against")
-    return model.evaluate(scan.patterns, scan.reference)
+    patterns, static = prepare_scan(scan, model.preprocess)
+    return model.evaluate(patterns, scan.reference, static_background=static)
 
 
 def predict_pattern_files(
