@@ -16,14 +16,11 @@ from orix.quaternion import Rotation
 
 import deepmat
 from deepmat.data.ebsd import read_pattern_dataset, write_pattern_dataset
+from deepmat.data.ebsd_camera import CAMERA_PRESETS, REALISTIC_CAMERA, CameraSpec, camera_draws
 from deepmat.data.ebsd_simulation import (
-    CAMERA_PRESETS,
-    REALISTIC_CAMERA,
-    CameraSpec,
     DetectorSpec,
     NoiseSpec,
     apply_noise,
-    camera_draws,
     sample_orientations,
     simulate_patterns,
 )

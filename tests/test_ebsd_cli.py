@@ -1,5 +1,6 @@
 """`deepmat ebsd simulate`, `train ebsd`, `ebsd index`, `evaluate` and `predict` end to end on
-tiny simulated pattern sets (20×20 detector, a 15° grid) and kikuchipy's 3×3 nickel scan.
+tiny simulated pattern sets (20×20 detector, a 15° grid, a few patterns of the realistic
+camera) and kikuchipy's 3×3 nickel scan.
 
 The network trains for one epoch, so the tests check the plumbing (files, columns, messages),
 not the accuracy; dictionary indexing of the grid against itself must be exact.
@@ -16,7 +17,10 @@ from typer.testing import CliRunner
 
 import deepmat
 from deepmat.cli import app
+from deepmat.data import REALISTIC_CAMERA, CameraSpec
 from deepmat.data.ebsd import read_pattern_dataset
+from deepmat.represent import PreprocessSpec
+from deepmat.represent.patterns import BACKGROUND_CORRECTION
 
 runner = CliRunner()
 SMALL = ["--shape", "20", "20", "--workers", "1"]
@@ -67,6 +71,79 @@ def test_simulate_writes_the_noise_and_detector_asked_for(tmp_path):
     assert dataset.patterns.shape == (5, 20, 20) and dataset.patterns.dtype == np.uint8
     assert dataset.detector.pc == (0.4, 0.3, 0.6)
     assert dataset.noise.counts == 50 and dataset.noise.background == 0.5
+
+
+@pytest.fixture(scope="module")
+def camera_files(tmp_path_factory):
+    """A few patterns of the realistic camera and a model that removes their background."""
+    root = tmp_path_factory.mktemp("camera")
+    paths = {"camera": root / "camera.h5", "model": root / "cnn"}
+    commands = [
+        ("ebsd", "simulate", paths["camera"], "--n", 10, "--camera", "realistic", *SMALL),
+        (
+            "train", "ebsd", "--data", paths["camera"], "--out", paths["model"], "--epochs", 1,
+            "--preprocess", "background-ahe",
+        ),
+    ]  # fmt: skip
+    for command in commands:
+        result = invoke(*command)
+        assert result.exit_code == 0, result.output
+    return paths
+
+
+def test_simulate_with_the_realistic_camera_records_it(camera_files):
+    dataset = read_pattern_dataset(camera_files["camera"])
+    assert dataset.patterns.shape == (10, 20, 20) and dataset.patterns.dtype == np.uint8
+    assert dataset.noise == REALISTIC_CAMERA
+    assert dataset.attrs["camera"] == REALISTIC_CAMERA.to_dict()
+    assert dataset.attrs["noise"] is None
+
+
+def test_simulate_with_a_camera_file_of_ranges(tmp_path):
+    ranges = {"background": [1.0, 3.0], "blur": 0.5, "counts": [100, 1000]}
+    spec, out = tmp_path / "camera.json", tmp_path / "camera.h5"
+    spec.write_text(json.dumps(ranges))
+    result = invoke("ebsd", "simulate", out, "--n", 3, "--camera", spec, *SMALL)
+    assert result.exit_code == 0, result.output
+    dataset = read_pattern_dataset(out)
+    assert dataset.noise == CameraSpec(background=(1.0, 3.0), blur=0.5, counts=(100, 1000))
+    assert dataset.patterns.shape == (3, 20, 20) and dataset.patterns.dtype == np.float32
+    for bad, expected in [
+        ({"exposure": 1.0}, "camera.json: unknown camera spec keys ['exposure']; known:"),
+        ({"background": [3.0, 1.0]}, "camera.json: background: the range 3.0, 1.0 runs backwards"),
+    ]:
+        spec.write_text(json.dumps(bad))
+        result = invoke("ebsd", "simulate", tmp_path / "bad.h5", "--n", 3, "--camera", spec, *SMALL)
+        assert result.exit_code == 2 and expected in message(result), result.output
+
+
+def test_train_stores_the_preprocessing_and_indexing_applies_it(camera_files):
+    card = json.loads((camera_files["model"] / "card.json").read_text())
+    expected = PreprocessSpec(static="subtract", dynamic="subtract", equalize=True)
+    assert expected == PreprocessSpec.preset("background-ahe")
+    assert card["preprocess"] == expected.to_dict()
+    assert card["training"]["camera"] == REALISTIC_CAMERA.to_dict()
+    assert deepmat.load(camera_files["model"]).preprocess == expected
+    # a model with its own background removal applies it whatever --correct-background says
+    result = invoke(
+        "ebsd", "index", camera_files["camera"], "--model", camera_files["model"],
+        "--no-correct-background",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = message(result)
+    assert "dynamic background removed" in text and "adaptive histogram equalisation" in text
+    assert "10 patterns indexed by cnn" in text
+
+
+def test_train_preprocess_background_is_the_background_correction(files, tmp_path):
+    out = tmp_path / "background"
+    result = invoke(
+        "train", "ebsd", "--data", files["test"], "--out", out, "--epochs", 1,
+        "--preprocess", "background",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["preprocess"] == BACKGROUND_CORRECTION.to_dict()
 
 
 def test_train_takes_several_files_of_one_detector(files, tmp_path):
@@ -160,6 +237,26 @@ def test_evaluate_and_predict_an_orientation_model(files, tmp_path):
         (["evaluate", "{model}", "{csv}"], "not an EBSD pattern file"),
         (["ebsd", "simulate", "{tmp}/x.h5"], "give exactly one of --resolution"),
         (["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--pc", "0.5", "0.5", "0"], "PCz"),
+        (
+            ["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--camera", "studio"],
+            "unknown camera 'studio': give one of off, realistic or a JSON file",
+        ),
+        (
+            ["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--camera", "{tmp}/none.json"],
+            "none.json: no such camera spec file",
+        ),
+        (
+            ["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--camera", "{csv}"],
+            "table.csv: not a JSON file of camera spec ranges",
+        ),
+        (
+            ["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--camera", "realistic", "--uint8"],
+            "leave out --noise-counts, --gaussian, --background and --uint8",
+        ),
+        (
+            ["train", "ebsd", "--data", "{grid}", "--out", "{tmp}/m", "--preprocess", "clahe"],
+            "unknown preprocessing 'clahe': give one of standardize, background, background-ahe",
+        ),
         (
             ["train", "ebsd", "--data", "{grid}", "--val", "{grid60}", "--out", "{tmp}/m"],
             "but the training patterns",

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deepmat.cli.options import console, fail, print_orientation_metrics, write_table
-from deepmat.errors import DeepmatError
+from deepmat.errors import ConfigError, DeepmatError
 
 generate_app = typer.Typer(
     help="Generate labelled data with physics solvers.", no_args_is_help=True
@@ -138,6 +138,15 @@ def ebsd_simulate_cmd(
     uint8: Annotated[
         bool, typer.Option("--uint8", help="8-bit patterns, each stretched onto 0-255")
     ] = False,
+    camera: Annotated[
+        str,
+        typer.Option(
+            help="camera model, each pattern drawing its own background, blur, noise, gain, "
+            "gamma, bad pixels and PC jitter from ranges: off, realistic (ranges that cover "
+            "kikuchipy's nickel scan) or a JSON file of CameraSpec ranges; it replaces "
+            "--noise-counts, --gaussian, --background and --uint8, and the file records it"
+        ),
+    ] = "off",
     seed: Annotated[int, typer.Option(help="seed of the random orientations and the noise")] = 0,
     workers: Annotated[int, typer.Option(help="parallel local workers")] = 2,
     master: Annotated[
@@ -147,12 +156,21 @@ def ebsd_simulate_cmd(
 ) -> None:
     """Simulate EBSD patterns from a dynamical master pattern (kikuchipy) and write HDF5:
     a dictionary on an orientation grid, or training and test sets at random orientations."""
+    from deepmat.data.ebsd_camera import camera_spec
     from deepmat.data.ebsd_simulation import DetectorSpec, NoiseSpec
     from deepmat.workflows.ebsd import simulate_pattern_file
 
     try:
         detector = DetectorSpec(shape=shape) if pc is None else DetectorSpec(shape=shape, pc=pc)
         noise = NoiseSpec(noise_counts, gaussian, background, "uint8" if uint8 else "float")
+        if camera != "off":
+            spec = camera_spec(camera)
+            if not noise.is_identity:
+                raise ConfigError(
+                    f"--camera {camera} makes the background, noise and output itself: "
+                    "leave out --noise-counts, --gaussian, --background and --uint8"
+                )
+            noise = spec
         report = simulate_pattern_file(
             out,
             resolution=resolution,
@@ -195,8 +213,10 @@ def ebsd_index_cmd(
     correct_background: Annotated[
         bool,
         typer.Option(
-            help="remove the static and dynamic background of files kikuchipy reads, as "
-            "simulated patterns have none"
+            help="remove the static and dynamic background of files kikuchipy reads before a "
+            "dictionary or a model that only standardises, as simulated patterns have none; "
+            "a model with its own background removal (train ebsd --preprocess background) "
+            "always applies it, whatever this option says"
         ),
     ] = True,
 ) -> None:

@@ -201,6 +201,15 @@ def train_ebsd_cmd(
     val_fraction: Annotated[float, typer.Option(help="share of DATA held out without --val")] = (
         0.1
     ),
+    preprocess: Annotated[
+        str,
+        typer.Option(
+            help="how every pattern is prepared, in training and whenever the model indexes: "
+            "standardize (zero mean, unit variance), background (kikuchipy's static and "
+            "dynamic background subtraction first: for --camera patterns) or background-ahe "
+            "(then adaptive histogram equalisation too); the card stores it"
+        ),
+    ] = "standardize",
     seed: SeedOption = 0,
     resume: ResumeOption = True,
     training: dict | None = None,
@@ -209,6 +218,7 @@ def train_ebsd_cmd(
     symmetry-invariant embedding, others a quaternion with the disorientation loss) on
     simulated patterns and save it to OUT."""
     options = dict(locals())
+    from deepmat.represent.patterns import PreprocessSpec
     from deepmat.workflows.ebsd import train_ebsd
 
     try:
@@ -221,6 +231,7 @@ def train_ebsd_cmd(
             overrides=overrides,
             val_fraction=val_fraction,
             resume=resume,
+            preprocess=PreprocessSpec.preset(preprocess),
         )
     except DeepmatError as exc:
         fail(exc)

@@ -6,6 +6,7 @@ from deepmat._lazy import lazy_exports
 
 _EXPORTS = {
     "CacheEntry": "deepmat.data.cache_admin",
+    "CameraSpec": "deepmat.data.ebsd_camera",
     "CompositionTable": "deepmat.data.composition",
     "DATASETS": "deepmat.data.registry",
     "DetectorSpec": "deepmat.data.ebsd_simulation",
@@ -15,12 +16,14 @@ _EXPORTS = {
     "NoiseSpec": "deepmat.data.ebsd_simulation",
     "PatternDataset": "deepmat.data.ebsd",
     "PatternReport": "deepmat.data.ebsd",
+    "REALISTIC_CAMERA": "deepmat.data.ebsd_camera",
     "Split": "deepmat.data.splits",
     "StructureTable": "deepmat.data.structures",
     "VoxelDataset": "deepmat.data.voxels",
     "VoxelDatasetWriter": "deepmat.data.voxels",
     "apply_noise": "deepmat.data.ebsd_simulation",
     "cache_info": "deepmat.data.cache_admin",
+    "camera_draws": "deepmat.data.ebsd_camera",
     "chemical_system_split": "deepmat.data.splits",
     "clear_cache": "deepmat.data.cache_admin",
     "combine_pattern_sets": "deepmat.data.ebsd",

@@ -2,8 +2,8 @@
 
 - :func:`write_pattern_dataset` / :func:`read_pattern_dataset`: HDF5 sets simulated chunk by
   chunk in parallel with Dask (:func:`deepmat.parallel.map_chunks`) from the physics of
-  :mod:`deepmat.data.ebsd_simulation` and appended in order, so 300k+ patterns never sit in
-  memory. Layout:
+  :mod:`deepmat.data.ebsd_simulation` (and the camera of :mod:`deepmat.data.ebsd_camera`)
+  and appended in order, so 300k+ patterns never sit in memory. Layout:
 
   - ``patterns``: (n, height, width), float32 or uint8 (the noise output), 16 patterns per
     HDF5 chunk, uncompressed: simulated patterns shrink only ~1.2× under gzip, which would
@@ -12,11 +12,11 @@
   - root attributes: ``format``, ``format_version``, ``deepmat_version``, ``detector``,
     ``noise`` and ``camera`` (specs as JSON; a set is degraded by a
     :class:`~deepmat.data.ebsd_simulation.NoiseSpec` or by a
-    :class:`~deepmat.data.ebsd_simulation.CameraSpec`, whose ranges the attribute records,
+    :class:`~deepmat.data.ebsd_camera.CameraSpec`, whose ranges the attribute records,
     the other None; files from before the camera model have no ``camera``), ``master``
     (source, title, phase, energy), ``symmetry`` (the master's point group), ``seed``,
     ``complete`` and timings. With the seed and the spec, every pattern's camera values
-    are reproducible (:func:`~deepmat.data.ebsd_simulation.camera_draws`).
+    are reproducible (:func:`~deepmat.data.ebsd_camera.camera_draws`).
 - :func:`save_pattern_dataset`: a set held in memory, in the same layout.
 - :func:`combine_pattern_sets`: several sets of one detector as one training set.
 
@@ -42,9 +42,9 @@ import orix.sampling
 from rich.console import Console
 
 from deepmat import __version__
+from deepmat.data.ebsd_camera import CameraSpec
 from deepmat.data.ebsd_simulation import (
     SHIPPED_MASTER,
-    CameraSpec,
     Degradation,
     DetectorSpec,
     NoiseSpec,
@@ -142,7 +142,7 @@ def write_pattern_dataset(
     master pattern file, loaded once in every worker process, or None for the shipped
     nickel one. Finished chunks are appended in order, so the file equals
     ``simulate_patterns(rotations, detector_spec, master, noise, seed)`` however the work is
-    split: ``noise`` a :class:`~deepmat.data.ebsd_simulation.CameraSpec` (each pattern draws
+    split: ``noise`` a :class:`~deepmat.data.ebsd_camera.CameraSpec` (each pattern draws
     its camera from its own seed, geometry included) or a
     :class:`~deepmat.data.ebsd_simulation.NoiseSpec`. The layout is in the module docstring.
     """

@@ -8,7 +8,8 @@ Voxel microstructures: :func:`check_phase_maps` validates a batch and
 :func:`two_point_statistics` computes its periodic 2-point autocorrelations;
 :func:`neighbourhoods` cuts the periodic block around each voxel (localization input).
 EBSD patterns: :func:`check_patterns` validates a batch and :func:`standardize_patterns`
-maps each pattern to zero mean and unit variance, (n, 1, height, width) float32.
+maps each pattern to zero mean and unit variance, (n, 1, height, width) float32;
+:class:`PreprocessSpec` removes backgrounds (and equalises) before that, as a model's card says.
 Names are imported on first use (Magpie attributes need matminer, the others do not).
 """
 
@@ -39,6 +40,7 @@ _EXPORTS = {
     "element_table": "deepmat.represent.element_sequence",
     "MagpieAttributes": "deepmat.represent.magpie",
     "PerovskiteSites": "deepmat.represent.perovskite_sites",
+    "PreprocessSpec": "deepmat.represent.patterns",
     "check_patterns": "deepmat.represent.patterns",
     "check_phase_maps": "deepmat.represent.phase_maps",
     "neighbourhoods": "deepmat.represent.neighbourhoods",

@@ -37,15 +37,16 @@ an unsigned integer camera's intensities start at 0, so that a division sees pos
 intensities as on kikuchipy's usual 8-bit patterns. The spec is stored in an orientation
 model's card and applied alike to its simulated training patterns and to every pattern it
 indexes; the default (every step off) is standardisation alone, what models whose cards
-predate the spec did. Simulated sets have no static background, so step 1 acts on real
-scans only; the camera model (:class:`deepmat.data.ebsd_simulation.CameraSpec`) gives
+predate the spec did. :data:`PREPROCESS_PRESETS` names the specs that ``deepmat train ebsd
+--preprocess`` offers. Simulated sets have no static background, so step 1 acts on real
+scans only; the camera model (:class:`deepmat.data.ebsd_camera.CameraSpec`) gives
 simulations the backgrounds that step 2 removes from both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -277,6 +278,16 @@ class PreprocessSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
+    def preset(cls, name: str) -> PreprocessSpec:
+        """A named spec of :data:`PREPROCESS_PRESETS` ("standardize", "background",
+        "background-ahe"), as ``deepmat train ebsd --preprocess`` takes it."""
+        if name not in PREPROCESS_PRESETS:
+            raise ConfigError(
+                f"unknown preprocessing {name!r}: give one of {', '.join(PREPROCESS_PRESETS)}"
+            )
+        return PREPROCESS_PRESETS[name]
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessSpec:
         """The spec written by :meth:`to_dict`; an unknown key is a ConfigError."""
         if not isinstance(data, Mapping):
@@ -329,3 +340,12 @@ STANDARDIZE = PreprocessSpec()
 #: static (when given) and dynamic background subtraction, as kikuchipy's tutorials do and
 #: as files kikuchipy reads were corrected before standardised models and dictionaries
 BACKGROUND_CORRECTION = PreprocessSpec(static="subtract", dynamic="subtract")
+
+#: named specs: ``standardize`` (:data:`STANDARDIZE`), ``background``
+#: (:data:`BACKGROUND_CORRECTION`) and ``background-ahe`` (that, then adaptive histogram
+#: equalisation with kikuchipy's defaults)
+PREPROCESS_PRESETS = {
+    "standardize": STANDARDIZE,
+    "background": BACKGROUND_CORRECTION,
+    "background-ahe": replace(BACKGROUND_CORRECTION, equalize=True),
+}

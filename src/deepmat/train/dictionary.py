@@ -29,7 +29,8 @@ import orix.crystal_map
 from orix.quaternion import Orientation, Rotation
 
 from deepmat.data.ebsd import PatternDataset
-from deepmat.data.ebsd_simulation import pattern_batch, positive_ints, rotation_batch
+from deepmat.data.ebsd_camera import positive_ints
+from deepmat.data.ebsd_simulation import pattern_batch, rotation_batch
 from deepmat.errors import ConfigError, DataError
 from deepmat.physics.orientations import point_group_symmetry
 from deepmat.train.ebsd import Rotations, check_rotations, fingerprint, orientation_metrics

@@ -93,7 +93,7 @@ def simulate_pattern_file(
     random orientations (drawn with ``seed``) and write them to ``out``.
 
     The fundamental zone is that of the master pattern's point group (the shipped nickel
-    one's is m-3m); ``noise`` (a :class:`~deepmat.data.ebsd_simulation.CameraSpec`, such as
+    one's is m-3m); ``noise`` (a :class:`~deepmat.data.ebsd_camera.CameraSpec`, such as
     ``CameraSpec.preset("realistic")``, or a
     :class:`~deepmat.data.ebsd_simulation.NoiseSpec`) None or all off writes clean float32
     patterns.
