@@ -36,8 +36,9 @@ def test_a_network_starts_from_the_saved_weights_and_gains_a_sigma_output(traine
     source, path, train, val = trained
     tuned = network(outputs=2, init=str(path), epochs=2, lr=1e-5)
     tuned.scaler = tuned.starting_scaler(train.targets)
-    mean, _ = tuned.predict(val, return_std=True)
+    mean, std = tuned.predict(val, return_std=True)
     np.testing.assert_allclose(mean, source.predict(val), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, source.scaler.std, rtol=1e-6)  # ln σ = 0 to begin with
     assert tuned.scaler.to_dict() == source.scaler.to_dict()
 
     tuned.fit(train, val=val, workdir=tmp_path / "tuned")

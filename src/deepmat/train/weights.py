@@ -54,8 +54,10 @@ def restore_network(model, path: Path, card: dict) -> None:
 def transfer_weights(net: nn.Module, source: nn.Module, label: str) -> None:
     """Copy ``source``'s parameters and buffers into ``net``, tensor by tensor (fine-tuning
     starts from them). A tensor of ``net`` that is longer along its first axis only, an
-    output layer given a σ output, takes ``source``'s rows and keeps its own initialisation
-    for the new ones; any other difference is an error naming the tensor."""
+    output layer given a σ output, takes ``source``'s rows and zeros for the new ones, so
+    that the network starts from the same predictions with one constant ln σ = 0 (σ the
+    targets' standard deviation) and the loss first weighs every record alike; any other
+    difference is an error naming the tensor."""
     own, theirs = net.state_dict(), source.state_dict()
     unmatched = sorted(set(own) ^ set(theirs))
     if unmatched:
@@ -69,7 +71,7 @@ def transfer_weights(net: nn.Module, source: nn.Module, label: str) -> None:
             if target.shape == value.shape:
                 target.copy_(value)
             elif target.shape[1:] == value.shape[1:] and target.shape[0] > value.shape[0]:
-                target[: value.shape[0]].copy_(value)
+                target.zero_()[: value.shape[0]].copy_(value)
             else:
                 raise ModelFormatError(
                     f"{label}: {name} is {tuple(value.shape)} there and {tuple(target.shape)} "
