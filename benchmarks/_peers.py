@@ -1,9 +1,10 @@
 """Peers installed from PyPI into the benchmarks' own virtual environments.
 
-A peer (aviary's Roost, CrabNet) is never a dependency of deepmat: each gets a virtual
-environment under ``benchmarks/.peers/<name>`` (ignored by git) with the CPU build of
-torch deepmat pins, and runs there as a subprocess. What fails to install is a result
-too: :func:`install_finding` returns pip's error for the record.
+A peer (aviary's Roost, CrabNet, PyEBSDIndex) is never a dependency of deepmat: each gets a
+virtual environment under ``benchmarks/.peers/<name>`` (ignored by git), with the CPU build
+of torch deepmat pins for those that need torch, and runs there as a subprocess. What
+fails to install is a result too: :func:`install_finding` returns pip's error for the
+record.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ class PeerUnavailable(RuntimeError):
     """A peer whose environment could not be made; the message is pip's error."""
 
 
-def peer_python(name: str, requirements: list[str], install: bool = True) -> Path:
-    """The Python of the peer environment ``name`` with ``requirements`` installed (made on
-    first use unless ``install`` is False, when a missing one raises PeerUnavailable)."""
+def peer_python(
+    name: str, requirements: list[str], install: bool = True, torch: bool = True
+) -> Path:
+    """The Python of the peer environment ``name`` with ``requirements`` (and :data:`TORCH`
+    unless ``torch`` is False) installed, made on first use unless ``install`` is False, when
+    a missing one raises PeerUnavailable."""
     root = PEERS / name
     python = root / "bin" / "python"
     stamp = root / "requirements.txt"
-    wanted = "\n".join([TORCH, *requirements])
+    requirements = [TORCH, *requirements] if torch else list(requirements)
+    wanted = "\n".join(requirements)
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
     if not install:
@@ -40,7 +45,7 @@ def peer_python(name: str, requirements: list[str], install: bool = True) -> Pat
         )
     venv.EnvBuilder(with_pip=True, clear=True).create(root)
     done = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", TORCH, *requirements],
+        [str(python), "-m", "pip", "install", "-q", *requirements],
         capture_output=True,
         text=True,
     )

@@ -6,17 +6,29 @@ detector of kikuchipy's nickel scan: a dictionary of patterns on an equispaced g
 m-3m fundamental zone (--resolution); the CNN's training set, which is that dictionary, as
 Jha et al. trained on theirs, plus --extra patterns at uniformly random orientations from the
 same simulator, pattern i at noise level i mod the number of levels (the dictionary alone
-gives the network only noise-free patterns on a grid); a validation set at random
-orientations, its noise levels cycling alike, that picks the CNN's best epoch; and a test set
-of --test-n uniformly random orientations, off the grid, simulated once per noise level
-(--noise-levels: none, or Poisson shot noise of C electrons at the brightest pixel), each
-level with the same test orientations. Training, validation and test orientations are drawn
-with their own seeds. The CNN (--output: by default the cubic embedding of
-:mod:`deepmat.physics.cubic_embedding`; "quaternion" trains Jha et al.'s disorientation loss)
-and dictionary indexing (NCC) index every test set; then both index the 9 experimental
-patterns of ``kikuchipy.data.nickel_ebsd_small()``, after static and dynamic background
-removal (without it, dictionary indexing misses by ~27°), and are compared with the
-orientations stored in its crystal map.
+gives the network only noise-free patterns on a grid), and --camera-extra more through the
+realistic camera model (:data:`~deepmat.data.ebsd_camera.REALISTIC_CAMERA`: backgrounds,
+blur, gain, noise, PC jitter, 8 bits, as kikuchipy's real nickel scan); a validation set at
+random orientations, its noise levels and the camera cycling alike, that picks the CNN's best
+epoch; and a test set of --test-n uniformly random orientations, off the grid, simulated once
+per noise level (--noise-levels: none, or Poisson shot noise of C electrons at the brightest
+pixel) and once through the camera, each with the same test orientations. Training,
+validation and test orientations are drawn with their own seeds. The CNN (--output: by
+default the cubic embedding of :mod:`deepmat.physics.cubic_embedding`; "quaternion" trains
+Jha et al.'s disorientation loss) prepares its patterns by --preprocess (by default
+:data:`~deepmat.represent.patterns.BACKGROUND_CORRECTION`, static then dynamic background
+removal) in training and indexing alike. The CNN and dictionary indexing (NCC) index every
+test set, and kikuchipy's refinement against the master pattern polishes the first
+--refine-n orientations of each (``cnn_refined``, ``dictionary_refined``); then all four
+index the 9 raw experimental patterns of ``kikuchipy.data.nickel_ebsd_small()`` (binned
+with their static background by block means to the detector's shape if it is smaller),
+each method preparing them by its own preprocessing (the dictionary by static and dynamic
+background removal: without it, it misses by ~27°), and are compared with the orientations
+stored in its crystal map. PyEBSDIndex's Hough/Radon indexing (``pyebsdindex`` from PyPI,
+in its own environment under ``benchmarks/.peers``, run by ``peers/pyebsdindex_hough.py``)
+indexes the same test sets and real patterns, as dictionary indexing is given them; with
+--quick it runs only if that environment exists, and what fails to install or run is its
+result.
 
     python benchmarks/ebsd.py --out runs/ebsd                  # full
     python benchmarks/ebsd.py --out /tmp/q --quick              # seconds
@@ -30,14 +42,20 @@ noisy test sets together, the per-level ones under ``noise_levels``.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import kikuchipy as kp
 import numpy as np
 from orix.quaternion import Orientation, Rotation
 
+from _peers import PeerUnavailable, install_finding, peer_python
 from _shared import command, machine, parser, write_json
 from deepmat.data.ebsd import (
     PatternDataset,
@@ -46,6 +64,7 @@ from deepmat.data.ebsd import (
     save_pattern_dataset,
     write_pattern_dataset,
 )
+from deepmat.data.ebsd_camera import REALISTIC_CAMERA, CameraSpec
 from deepmat.data.ebsd_simulation import (
     SHIPPED_MASTER,
     DetectorSpec,
@@ -56,6 +75,7 @@ from deepmat.data.ebsd_simulation import (
 from deepmat.errors import DataError
 from deepmat.models.cnn3d import count_parameters
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OUTPUTS, OrientationCNNSpec
+from deepmat.represent.patterns import PREPROCESS_PRESETS
 from deepmat.train import save_model
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
 from deepmat.workflows.ebsd import (
@@ -67,13 +87,22 @@ from deepmat.workflows.ebsd import (
     index_with_dictionary,
     index_with_model,
     indexing_metrics,
+    prepare_scan,
     read_scan,
-    remove_background,
     scan_from_signal,
 )
+from deepmat.workflows.ebsd_refinement import (
+    MAX_EVALUATIONS,
+    METHODS,
+    TRUST_REGION_DEG,
+    refine_indexed,
+)
 
-SEEDS = {"extra": 1, "val": 2, "test": 3}
+SEEDS = {"extra": 1, "val": 2, "test": 3, "camera_extra": 4}
 REAL = "kikuchipy.data.nickel_ebsd_small()"
+CAMERA = "camera"  # the label of the test set simulated through REALISTIC_CAMERA
+REFINED = ("cnn", "dictionary")  # the methods whose orientations are refined
+PYEBSDINDEX = "pyebsdindex==0.3.10.1"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,6 +124,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "dictionary indexing needs to match the CNN, and at what speed",
     )
     p.add_argument("--extra", type=int, default=250_000, help="extra training patterns, random")
+    p.add_argument(
+        "--camera-extra",
+        type=int,
+        default=100_000,
+        help="extra training patterns at random orientations through the realistic camera",
+    )
+    p.add_argument(
+        "--preprocess",
+        default="background",
+        choices=list(PREPROCESS_PRESETS),
+        help="the CNN's preprocessing (background: static, then dynamic background removal)",
+    )
+    p.add_argument(
+        "--refine-n",
+        type=int,
+        default=100,
+        help="test patterns per set whose CNN and dictionary orientations are refined",
+    )
     p.add_argument("--val-n", type=int, default=1000, help="validation patterns")
     p.add_argument("--test-n", type=int, default=1000, help="test orientations per noise level")
     p.add_argument("--epochs", type=int, default=None, help="(the benchmark preset's)")
@@ -115,6 +162,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def test_degradations(noise_levels: list[str]) -> dict[str, NoiseSpec | CameraSpec | None]:
+    """The test sets' degradations by label: the --noise-levels, then the realistic camera."""
+    return dict(noise_level(text) for text in noise_levels) | {CAMERA: REALISTIC_CAMERA}
+
+
 def noise_level(text: str) -> tuple[str, NoiseSpec | None]:
     """A --noise-levels entry as (label, spec): "none" → ("none", None), "100" →
     ("counts_100", Poisson noise of 100 electrons at the brightest pixel)."""
@@ -127,7 +179,7 @@ def noise_level(text: str) -> tuple[str, NoiseSpec | None]:
 def simulate_cycling(
     rotations: Rotation,
     detector: DetectorSpec,
-    levels: list[NoiseSpec | None],
+    levels: list[NoiseSpec | CameraSpec | None],
     seed: int,
     attrs: dict | None = None,
 ) -> PatternDataset:
@@ -141,7 +193,8 @@ def simulate_cycling(
 
 
 def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) -> dict:
-    """The dictionary and test files, the training and validation sets in memory."""
+    """The dictionary and test files, the training and validation sets in memory; ``levels``
+    are the test sets' degradations (:func:`test_degradations`)."""
     data_dir = args.out / "data"
     grid = sample_orientations(resolution_deg=args.resolution)
     files = {"dictionary": data_dir / "dictionary.h5"}
@@ -162,12 +215,19 @@ def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) ->
             workers=args.workers,
             progress=progress,
         )
-    train = dictionary
+    sets, names = [dictionary], ["dictionary"]
     if args.extra:
         rotations = sample_orientations(n=args.extra, seed=SEEDS["extra"])
-        noise = list(levels.values())
-        extra = simulate_cycling(rotations, detector, noise, SEEDS["extra"], dictionary.attrs)
-        train = combine_pattern_sets([dictionary, extra], ["dictionary", "extra"])
+        noise = [spec for label, spec in levels.items() if label != CAMERA]
+        sets.append(simulate_cycling(rotations, detector, noise, SEEDS["extra"], dictionary.attrs))
+        names.append("extra")
+    if args.camera_extra:
+        rotations = sample_orientations(n=args.camera_extra, seed=SEEDS["camera_extra"])
+        camera = [REALISTIC_CAMERA]
+        seed = SEEDS["camera_extra"]
+        sets.append(simulate_cycling(rotations, detector, camera, seed, dictionary.attrs))
+        names.append("camera_extra")
+    train = combine_pattern_sets(sets, names)
     files["val"] = data_dir / "val.h5"
     val = validation_set(args, detector, levels, dictionary.attrs)
     save_pattern_dataset(files["val"], val)
@@ -177,7 +237,8 @@ def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) ->
 def validation_set(
     args: argparse.Namespace, detector: DetectorSpec, levels: dict, attrs: dict
 ) -> PatternDataset:
-    """The --val-n validation patterns at random orientations, noise levels cycling."""
+    """The --val-n validation patterns at random orientations, the test sets' noise levels
+    and camera cycling."""
     rotations = sample_orientations(n=args.val_n, seed=SEEDS["val"])
     attrs = attrs | {"seed": SEEDS["val"], "noise_levels": list(levels)}
     return simulate_cycling(rotations, detector, list(levels.values()), SEEDS["val"], attrs)
@@ -196,7 +257,10 @@ def train_cnn(args: argparse.Namespace, train: PatternDataset, val: PatternDatas
     spec = OrientationCNNSpec(
         channels=tuple(args.channels), fc_widths=tuple(args.fc_widths), output=args.output
     )
-    cnn = fit_orientation_cnn(train, args.out / "cnn", val=val, spec=spec, config=config)
+    preprocess = PREPROCESS_PRESETS[args.preprocess]
+    cnn = fit_orientation_cnn(
+        train, args.out / "cnn", val=val, spec=spec, config=config, preprocess=preprocess
+    )
     save_model(cnn, args.out / "cnn")
     return cnn
 
@@ -217,13 +281,23 @@ def finer_dictionaries(
     return found
 
 
+def test_scan(files: dict, label: str) -> Scan:
+    """The test set ``label`` to index. The camera set's patterns sit on a camera's
+    background, so it is indexed as a camera's scan: methods that do not remove backgrounds
+    themselves (dictionaries, refinement, PyEBSDIndex) get them background-corrected
+    (dynamic; a simulation has no static background) as they would a real scan's."""
+    scan = read_scan(files[f"test_{label}"])
+    scan.experimental = label == CAMERA
+    return scan
+
+
 def index_tests(
     cnn: OrientationCNNRegressor, dictionaries: dict[str, PatternDataset], files: dict, levels: dict
 ) -> dict:
     """The CNN and every dictionary on every test set: {method: {level: (Indexed, Scan)}}."""
     runs: dict = {"cnn": {}} | {name: {} for name in dictionaries}
     for label in levels:
-        scan = read_scan(files[f"test_{label}"])
+        scan = test_scan(files, label)
         runs["cnn"][label] = index_with_model(cnn, scan), scan
         for name, dictionary in dictionaries.items():
             runs[name][label] = index_with_dictionary(dictionary, scan), scan
@@ -239,37 +313,150 @@ def pooled(runs: dict[str, tuple[Indexed, Scan]], labels: list[str]) -> dict:
     return metrics | {"patterns_per_second": len(found) / seconds}
 
 
+def refine_tests(runs: dict, n: int) -> dict:
+    """The first ``n`` orientations of every test set found by each of :data:`REFINED`,
+    refined against the master pattern: {"cnn_refined": {level: (Indexed, Scan)}, ...}, each
+    timed by its share of the indexing plus its refinement."""
+    refined: dict = {}
+    for name in REFINED:
+        refined[f"{name}_refined"] = {}
+        for label, (indexed, scan) in runs[name].items():
+            part, scan_part = first(indexed, scan, n)
+            refined[f"{name}_refined"][label] = refine_indexed(part, scan_part), scan_part
+    return refined
+
+
+def first(indexed: Indexed, scan: Scan, n: int) -> tuple[Indexed, Scan]:
+    """The first ``n`` patterns of ``scan`` (a line) and their orientations in ``indexed``,
+    with its share of the indexing time."""
+    n = min(n, len(scan))
+    part = replace(
+        indexed,
+        orientations=indexed.orientations[:n],
+        seconds=indexed.seconds * n / len(scan),
+        scores=None if indexed.scores is None else indexed.scores[:n],
+    )
+    reference = None if scan.reference is None else scan.reference[:n]
+    return part, replace(scan, patterns=scan.patterns[:n], scan_shape=(n,), reference=reference)
+
+
+def real_patterns(detector: DetectorSpec) -> tuple[Scan, Orientation]:
+    """kikuchipy's 3×3 nickel scan as stored, with its static background, both binned by
+    block means to the detector's shape when that is a whole fraction of its 60×60, and its
+    crystal map's orientations. Plain block means keep the static background a background of
+    the binned patterns (kikuchipy's downsampling rescales each pattern on its own)."""
+    signal = kp.data.nickel_ebsd_small()
+    scan = scan_from_signal(signal, REAL)
+    factor = scan.detector.shape[0] // detector.shape[0]
+    if factor > 1 and tuple(np.multiply(detector.shape, factor)) == scan.detector.shape:
+        scan = binned(scan, factor)
+    return scan, signal.xmap.orientations
+
+
+def binned(scan: Scan, factor: int) -> Scan:
+    """``scan`` with its patterns and static background binned ``factor``×``factor``."""
+    static = scan.static_background
+    geometry = replace(
+        scan.detector,
+        shape=tuple(s // factor for s in scan.detector.shape),
+        binning=scan.detector.binning * factor,
+    )
+    return replace(
+        scan,
+        patterns=block_means(scan.patterns, factor),
+        static_background=None if static is None else block_means(static[None], factor)[0],
+        detector=geometry,
+    )
+
+
+def block_means(images: np.ndarray, factor: int) -> np.ndarray:
+    """The means of ``factor``×``factor`` pixel blocks of ``images`` (n, height, width)."""
+    n, height, width = images.shape
+    blocks = images.reshape(n, height // factor, factor, width // factor, factor)
+    return blocks.mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
+
+
 def real_scan(
     cnn: OrientationCNNRegressor, dictionary: PatternDataset, detector: DetectorSpec
 ) -> tuple[Scan, Orientation, dict]:
-    """kikuchipy's 3×3 nickel scan, background removed and binned to the detector's shape
-    when that is a whole fraction of its 60×60, its crystal map's orientations, and what
-    each method finds (or why it does not apply)."""
-    signal = kp.data.nickel_ebsd_small()
-    corrections = remove_background(signal)
-    factor = signal.detector.shape[0] // detector.shape[0]
-    if factor > 1 and tuple(np.multiply(detector.shape, factor)) == signal.detector.shape:
-        signal.downsample(factor, show_progressbar=False)
-        corrections.append(f"binned {factor}×{factor} to {detector.shape[0]}×{detector.shape[1]}")
-    scan = scan_from_signal(signal, REAL, correct_background=False)
-    scan.corrections = corrections
+    """kikuchipy's nickel scan (:func:`real_patterns`), its crystal map's orientations, and
+    what each method, and its refinement, finds (or why it does not apply)."""
+    scan, reference = real_patterns(detector)
     found = {}
     for name, index in (
         ("cnn", lambda: index_with_model(cnn, scan)),
         ("dictionary", lambda: index_with_dictionary(dictionary, scan)),
     ):
-        try:
-            indexed = index()
-        except DataError as exc:
-            found[name] = {"applicable": False, "reason": str(exc)}
-            continue
-        found[name] = {
-            "applicable": not indexed.notes,
-            "notes": indexed.notes,
-            **indexing_metrics(indexed, scan),
-            "indexed": indexed,
-        }
-    return scan, signal.xmap.orientations, found
+        found[name] = real_result(index, scan)
+        if "indexed" in found[name]:
+            refine = partial(refine_indexed, found[name]["indexed"], scan)
+            found[f"{name}_refined"] = real_result(refine, scan)
+    return scan, reference, found
+
+
+def real_result(index: Callable[[], Indexed], scan: Scan) -> dict:
+    """What ``index()`` finds on the real scan: its metrics, notes, the preprocessing it
+    gave the patterns and the Indexed itself, or why it does not apply."""
+    try:
+        indexed = index()
+    except DataError as exc:
+        return {"applicable": False, "reason": str(exc)}
+    return {
+        "applicable": not indexed.notes,
+        "notes": indexed.notes,
+        "preprocessing": list(scan.corrections),
+        **indexing_metrics(indexed, scan),
+        "indexed": indexed,
+    }
+
+
+def pyebsdindex_results(
+    args: argparse.Namespace, files: dict, levels: dict, noisy: list[str], real: Scan
+) -> dict:
+    """PyEBSDIndex's Hough indexing of every test set and of the real scan, by
+    ``peers/pyebsdindex_hough.py`` in the peer's environment: metrics as the other methods'
+    (pooled over ``noisy``, per set under ``noise_levels``, ``real_nickel``), with the
+    fraction of patterns it indexed (the others count at the identity, as kikuchipy reads
+    them), or the error that stopped it."""
+    try:
+        python = peer_python("pyebsdindex", [PYEBSDINDEX], install=not args.quick, torch=False)
+    except PeerUnavailable as error:
+        return {"error": str(error), "install": install_finding(PYEBSDINDEX)}
+    root = args.out / "pyebsdindex"
+    root.mkdir(parents=True, exist_ok=True)
+    scans = {label: test_scan(files, label) for label in levels} | {"real": real}
+    np.savez(root / "patterns.npz", **{name: prepare_scan(scan)[0] for name, scan in scans.items()})
+    (root / "pcs.json").write_text(json.dumps({n: list(s.detector.pc) for n, s in scans.items()}))
+    script = Path(__file__).parent / "peers" / "pyebsdindex_hough.py"
+    cmd = [str(python), str(script), "--patterns", str(root / "patterns.npz")]
+    cmd += ["--pcs", str(root / "pcs.json"), "--out", str(root / "result.json")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        return {"error": done.stderr.strip()[-2000:], "command": " ".join(cmd)}
+    found = json.loads((root / "result.json").read_text())
+    sets = found.pop("sets")
+    return {
+        "requirement": PYEBSDINDEX,
+        **found,
+        **peer_metrics(sets, scans, noisy),
+        "test_sets": noisy,
+        "noise_levels": {label: peer_metrics(sets, scans, [label]) for label in levels},
+        "real_nickel": peer_metrics(sets, scans, ["real"]),
+    }
+
+
+def peer_metrics(sets: dict, scans: dict[str, Scan], names: list[str]) -> dict:
+    """Metrics of the peer's orientations of the sets ``names`` together (those it did not
+    index at the identity), the fraction it indexed and its speed."""
+    true = np.concatenate([scans[name].reference.data for name in names])
+    found = np.concatenate([np.reshape(sets[name]["quaternions"], (-1, 4)) for name in names])
+    indexed = np.concatenate([sets[name]["indexed"] for name in names])
+    found[~indexed] = (1.0, 0.0, 0.0, 0.0)
+    seconds = sum(sets[name]["seconds"] for name in names)
+    return orientation_metrics(true, found, "m-3m") | {
+        "indexed_fraction": float(indexed.mean()),
+        "patterns_per_second": len(true) / seconds,
+    }
 
 
 def plot(
@@ -281,22 +468,25 @@ def plot(
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig = plt.figure(figsize=(15, 4.2), dpi=120)
-    grid = fig.add_gridspec(1, 5, width_ratios=(3.2, 1, 1, 1, 1.3))
+    fig = plt.figure(figsize=(19, 4.2), dpi=120)
+    grid = fig.add_gridspec(1, 7, width_ratios=(3.2, 1, 1, 1, 1, 1, 1.3))
     ax = fig.add_subplot(grid[0])
     ticks = [label.removeprefix("counts_") for label in levels]
-    colours = iter(["tab:blue", "tab:orange", "tab:grey", "tab:green", "tab:purple"])
+    colours = iter(
+        ["tab:blue", "tab:orange", "tab:grey", "tab:green", "tab:purple", "tab:red", "tab:brown"]
+    )
     for name, method in results["metrics"].items():
+        if "noise_levels" not in method:
+            continue
         per_level = method["noise_levels"]
-        colour, style = next(colours), "o" if name == "cnn" else "s"
-        label = name if name == "cnn" else f"dictionary {method['dictionary_resolution_deg']:g}°"
-        label += f", {method['patterns_per_second']:,.0f}/s"
+        colour, style = next(colours), "o" if name.startswith("cnn") else "s"
+        label = f"{_plot_label(name, method)}, {method['patterns_per_second']:,.0f}/s"
         for key, line in (("mean_disorientation_deg", "-"), ("median_disorientation_deg", ":")):
             values = [per_level[level][key] for level in levels]
             ax.plot(ticks, values, style + line, color=colour, label=f"{label} {key.split('_')[0]}")
     ax.set(
         yscale="log",
-        xlabel="test noise (Poisson counts at the brightest pixel)",
+        xlabel="test noise (Poisson counts at the brightest pixel; camera: realistic model)",
         ylabel="disorientation (°)",
         title="Random test orientations (speed over the noisy sets)",
     )
@@ -305,19 +495,28 @@ def plot(
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=8)
     panels = [("reference (crystal map)", reference)]
-    for name in ("dictionary", "cnn"):
-        if "indexed" in real[name]:
+    for name in ("dictionary", "dictionary_refined", "cnn", "cnn_refined"):
+        if "indexed" in real.get(name, {}):
             mean = real[name]["mean_disorientation_deg"]
             panels.append((f"{name}: {mean:.2f}°", real[name]["indexed"].orientations))
     for k, (title, orientations) in enumerate(panels):
         axis = fig.add_subplot(grid[1 + k])
         draw_ipf_map(axis, orientations, scan.scan_shape)
         axis.set_title(title, fontsize=9)
-    draw_ipf_key(fig, grid[4], reference)
-    fig.suptitle("Nickel EBSD: CNN vs dictionary indexing; right: kikuchipy's 3×3 nickel scan")
+    draw_ipf_key(fig, grid[6], reference)
+    fig.suptitle(
+        "Nickel EBSD: CNN vs dictionary indexing, each refined, vs PyEBSDIndex; right: "
+        "kikuchipy's 3×3 nickel scan"
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _plot_label(name: str, method: dict) -> str:
+    if name.startswith("dictionary") and "dictionary_resolution_deg" in method:
+        return f"dictionary {method['dictionary_resolution_deg']:g}°"
+    return name.replace("_", " ")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -326,10 +525,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.resolution, args.shape, args.epochs = 15.0, [20, 20], 2
         args.test_n, args.val_n, args.extra = 12, 16, 16
         args.noise_levels, args.channels, args.fc_widths = ["none", "100"], [8, 16], [32]
-        args.finer = [12.0]
+        args.finer, args.camera_extra, args.refine_n = [12.0], 16, 2
     t0 = time.perf_counter()
     detector = DetectorSpec(shape=tuple(args.shape))
-    levels = dict(noise_level(text) for text in args.noise_levels)
+    levels = test_degradations(args.noise_levels)
     data = make_data(args, detector, levels)
     simulate_seconds = time.perf_counter() - t0
 
@@ -341,25 +540,38 @@ def main(argv: list[str] | None = None) -> dict:
     dictionaries |= finer_dictionaries(args, detector, data["files"])
     simulate_seconds += time.perf_counter() - start
     runs = index_tests(cnn, dictionaries, data["files"], levels)
-    noisy = [label for label, noise in levels.items() if noise is not None] or list(levels)
+    if args.refine_n:
+        runs |= refine_tests(runs, args.refine_n)
+    counted = [label for label in levels if label != CAMERA]
+    noisy = [label for label in counted if levels[label] is not None] or counted
     scan, reference, real = real_scan(cnn, data["dictionary"], detector)
 
     metrics = {}
     resolutions = {"dictionary": args.resolution} | {f"dictionary_{r:g}deg": r for r in args.finer}
     for name, by_level in runs.items():
-        dictionary = dictionaries.get(name, data["dictionary"])
         metrics[name] = pooled(by_level, noisy) | {
             "test_sets": noisy,
-            "dictionary_size": len(dictionary),
-            "dictionary_resolution_deg": resolutions.get(name, args.resolution),
             "noise_levels": {
                 label: pooled(by_level, [label]) | {"noise": _noise_dict(levels[label])}
                 for label in levels
             },
         }
-        if name in real:
-            metrics[name]["real_nickel"] = {k: v for k, v in real[name].items() if k != "indexed"}
+        if name.endswith("_refined"):
+            base = name.removesuffix("_refined")
+            metrics[name] |= {"refined_from": base, "patterns_per_test_set": args.refine_n}
+        else:
+            dictionary = dictionaries.get(name, data["dictionary"])
+            metrics[name] |= {
+                "dictionary_size": len(dictionary),
+                "dictionary_resolution_deg": resolutions.get(name, args.resolution),
+            }
+    for name, found in real.items():
+        kept = {k: v for k, v in found.items() if k != "indexed"}
+        metrics.setdefault(name, {})["real_nickel"] = kept
     metrics["cnn"]["val"] = cnn.metrics["val"]
+    start = time.perf_counter()
+    metrics["pyebsdindex"] = pyebsdindex_results(args, data["files"], levels, noisy, scan)
+    peer_seconds = time.perf_counter() - start
     results = {
         "benchmark": "ebsd",
         "quick": args.quick,
@@ -371,19 +583,27 @@ def main(argv: list[str] | None = None) -> dict:
             "noise_levels": {label: _noise_dict(noise) for label, noise in levels.items()},
             "noisy_test_sets": noisy,
             "files": {name: str(path) for name, path in data["files"].items()},
-            "real": {"source": REAL, "corrections": scan.corrections, "pc": scan.detector.pc},
+            "real": {
+                "source": REAL,
+                "shape": list(scan.detector.shape),
+                "binning": scan.detector.binning,
+                "pc": scan.detector.pc,
+            },
         },
         "split": {
             "how": "train = the dictionary grid over the fundamental zone plus --extra "
-            "patterns at random orientations; val and test = uniformly random orientations "
-            "drawn with their own seeds, the test orientations the same at every noise level",
+            "patterns at random orientations and --camera-extra through the realistic camera; "
+            "val and test = uniformly random orientations drawn with their own seeds, the test "
+            "orientations the same at every noise level and for the camera",
             "seeds": SEEDS,
         },
         "sizes": {
             "dictionary": len(data["dictionary"]),
             "train": len(data["train"]),
             "extra": args.extra,
+            "camera_extra": args.camera_extra,
             "val": len(data["val"]),
+            "refined_per_test_set": min(args.refine_n, args.test_n),
             "test_per_noise_level": args.test_n,
             "dictionaries": {name: len(d) for name, d in dictionaries.items()},
             "real": len(scan),
@@ -392,6 +612,13 @@ def main(argv: list[str] | None = None) -> dict:
             "cnn": cnn.spec.to_dict() | {"parameters": count_parameters(cnn.net)},
             "train": {k: vars(args)[k] for k in ("epochs", "batch_size", "lr", "precision")},
             "dictionary_indexing": {"metric": "ncc", "keep_n": 1},
+            "camera": REALISTIC_CAMERA.to_dict(),
+            "preprocess": {"name": args.preprocess, **cnn.preprocess.to_dict()},
+            "refinement": {
+                "methods": METHODS,
+                "trust_region_deg": TRUST_REGION_DEG,
+                "max_evaluations": MAX_EVALUATIONS,
+            },
         },
         "metrics": metrics,
         "wall_seconds": {
@@ -401,6 +628,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"index_{name}": sum(indexed.seconds for indexed, _ in by_level.values())
                 for name, by_level in runs.items()
             },
+            "pyebsdindex_with_setup": peer_seconds,
             "total": time.perf_counter() - t0,
         },
         "machine": machine(),
@@ -412,7 +640,7 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def _noise_dict(noise: NoiseSpec | None) -> dict | None:
+def _noise_dict(noise: NoiseSpec | CameraSpec | None) -> dict | None:
     return None if noise is None else noise.to_dict()
 
 

@@ -206,6 +206,17 @@ def test_a_kikuchipy_scan_is_background_corrected_and_mapped(files, tmp_path):
     assert png.is_file()
 
 
+def test_refine_after_the_model_or_the_dictionary(files):
+    for found in ("--model", "--dictionary"):
+        reference = files["model"] if found == "--model" else files["grid60"]
+        scan = files["test"] if found == "--model" else files["nickel"]
+        result = invoke("ebsd", "index", scan, found, reference, "--refine", "--trust-region", 3)
+        assert result.exit_code == 0, result.output
+        method = "cnn_refined" if found == "--model" else "dictionary_refined"
+        assert f"indexed by {method}" in message(result)
+        assert "score" in pd.read_csv(io.StringIO(result.stdout)).columns
+
+
 def test_evaluate_and_predict_an_orientation_model(files, tmp_path):
     result = invoke("evaluate", files["model"], files["test"], "--json")
     assert result.exit_code == 0, result.output
@@ -235,6 +246,14 @@ def test_evaluate_and_predict_an_orientation_model(files, tmp_path):
         (["ebsd", "index", "{test}", "--dictionary", "{grid60}"], "are 20×20 pixels but the"),
         (["ebsd", "index", "{test}", "--dictionary", "{nickel}"], "not an EBSD pattern data set"),
         (["evaluate", "{model}", "{csv}"], "not an EBSD pattern file"),
+        (
+            ["ebsd", "index", "{test}", "--model", "{model}", "--master", "{grid}"],
+            "--master is the master pattern to refine against: add --refine",
+        ),
+        (
+            ["ebsd", "index", "{test}", "--model", "{model}", "--refine", "--master", "{grid}"],
+            "grid.h5: kikuchipy cannot read it",
+        ),
         (["ebsd", "simulate", "{tmp}/x.h5"], "give exactly one of --resolution"),
         (["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--pc", "0.5", "0.5", "0"], "PCz"),
         (

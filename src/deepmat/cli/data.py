@@ -219,16 +219,41 @@ def ebsd_index_cmd(
             "always applies it, whatever this option says"
         ),
     ] = True,
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine",
+            help="then refine every orientation against the master pattern (kikuchipy, "
+            "a local search within --trust-region of the indexed one)",
+        ),
+    ] = False,
+    master: Annotated[
+        Path | None,
+        typer.Option(
+            help="master pattern file to refine against (default: kikuchipy's nickel, 20 kV); "
+            "it must be of the scan's phase"
+        ),
+    ] = None,
+    trust_region: Annotated[
+        float, typer.Option(help="refinement search half-width per Euler angle (°)")
+    ] = 5.0,
 ) -> None:
-    """Index EBSD patterns with a saved orientation CNN or by dictionary indexing: a CSV of
-    Euler angles (Bunge, degrees) and quaternions, and disorientation statistics where the
-    file records reference orientations."""
+    """Index EBSD patterns with a saved orientation CNN or by dictionary indexing, and
+    optionally refine the orientations against the master pattern: a CSV of Euler angles
+    (Bunge, degrees) and quaternions, and disorientation statistics where the file records
+    reference orientations."""
     from deepmat.workflows import ebsd
 
     try:
+        if master is not None and not refine:
+            raise ConfigError("--master is the master pattern to refine against: add --refine")
         scan, indexed = ebsd.index_file(
             patterns, model=model, dictionary=dictionary, correct_background=correct_background
         )
+        if refine:
+            from deepmat.workflows.ebsd_refinement import refine_indexed
+
+            indexed = refine_indexed(indexed, scan, master, trust_region_deg=trust_region)
         table = ebsd.orientation_table(indexed, scan)
         metrics = ebsd.indexing_metrics(indexed, scan)
         if ipf:

@@ -90,7 +90,7 @@ def dictionary_index(
     if n_per_iteration is not None:
         positive_ints([n_per_iteration], 1, "n_per_iteration")
     signal = kp.signals.EBSD(reference, xmap=orix.crystal_map.CrystalMap(rotations=rotations))
-    quiet = contextlib.nullcontext() if verbose else _silenced()
+    quiet = contextlib.nullcontext() if verbose else silenced()
     with quiet:
         xmap = kp.signals.EBSD(query).dictionary_indexing(
             signal, metric=metric, keep_n=keep, n_per_iteration=n_per_iteration
@@ -132,7 +132,7 @@ def _dictionary_arrays(
 
 
 @contextlib.contextmanager
-def _silenced() -> Iterator[None]:
+def silenced() -> Iterator[None]:
     """Swallow what kikuchipy prints (its report, Dask's and tqdm's progress bars)."""
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):

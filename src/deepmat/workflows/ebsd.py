@@ -215,7 +215,9 @@ class Scan:
     width), if any; ``experimental`` whether the patterns come from a camera (a file
     kikuchipy reads) rather than a simulation; ``correct_background`` whether such patterns
     are background-corrected for dictionaries and models that do not do it themselves (see
-    :func:`prepare_scan`); ``corrections`` what the last indexing did to the patterns.
+    :func:`prepare_scan`); ``corrections`` what the last indexing did to the patterns;
+    ``phase`` the name of the phase the file records (its master pattern's, or its crystal
+    map's when that has one phase), if any.
     """
 
     patterns: np.ndarray
@@ -227,6 +229,7 @@ class Scan:
     static_background: np.ndarray | None = None
     experimental: bool = False
     correct_background: bool = True
+    phase: str | None = None
 
     def __len__(self) -> int:
         return len(self.patterns)
@@ -245,7 +248,12 @@ def read_scan(path: str | Path, correct_background: bool = True) -> Scan:
     if _is_pattern_set(path):
         dataset = read_pattern_dataset(path)
         return Scan(
-            dataset.patterns, str(path), (len(dataset),), dataset.detector, dataset.rotations
+            dataset.patterns,
+            str(path),
+            (len(dataset),),
+            dataset.detector,
+            dataset.rotations,
+            phase=(dataset.attrs.get("master") or {}).get("phase"),
         )
     try:
         signal = kp.load(path)
@@ -291,6 +299,7 @@ def scan_from_signal(signal: kp.signals.EBSD, source: str, correct_background: b
         static_background=None if static is None else np.asarray(static),
         experimental=True,
         correct_background=correct_background,
+        phase=_phase_name(signal.xmap),
     )
 
 
@@ -347,6 +356,14 @@ def _detector_spec(detector: Any, source: str) -> DetectorSpec:
         raise DataError(f"{source}: unusable detector geometry: {exc}") from None
 
 
+def _phase_name(xmap: Any) -> str | None:
+    """The name of a crystal map's one phase (None without a map, a name, or with several)."""
+    if xmap is None:
+        return None
+    names = [phase.name for _, phase in xmap.phases_in_data] if xmap.size else []
+    return names[0] if len(names) == 1 and names[0] else None
+
+
 def _reference(xmap: Any, n: int) -> Rotation | None:
     if xmap is None:
         return None
@@ -360,9 +377,11 @@ def _reference(xmap: Any, n: int) -> Rotation | None:
 class Indexed:
     """Orientations found for a scan, (n,), in the fundamental zone of ``point_group``.
 
-    ``method`` is "cnn" or "dictionary"; ``scores`` (n,) are the dictionary's NCC scores of
-    the best matches (None for a CNN); ``seconds`` the wall time of the indexing; ``notes``
-    warnings about the detector geometry.
+    ``method`` is "cnn" or "dictionary", with "_refined" after refinement against the
+    master pattern (:mod:`deepmat.workflows.ebsd_refinement`); ``scores`` (n,) are the NCC
+    scores of the dictionary's best matches or of the refined orientations (None for a
+    CNN); ``seconds`` the wall time of the indexing (and refinement); ``notes`` warnings
+    about the detector geometry.
     """
 
     orientations: Orientation
