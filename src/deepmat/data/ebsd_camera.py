@@ -60,8 +60,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +68,7 @@ import numpy as np
 from scipy import ndimage
 
 from deepmat.errors import ConfigError, DataError
+from deepmat.specs import JsonSpec
 
 NOISE_OUTPUTS = ("float", "uint8")
 
@@ -80,7 +80,7 @@ Range = tuple[float, float]
 
 
 @dataclass(frozen=True)
-class CameraSpec:
+class CameraSpec(JsonSpec):
     """A camera model whose fields are ranges (low, high) that each pattern draws from; the
     model, its units and its order are in the module docstring. A single number is the range
     of that one value. The defaults are all off: such a spec changes nothing.
@@ -98,6 +98,8 @@ class CameraSpec:
     ``binning``: projected that many times finer in each direction and averaged down (a
     property of the camera, not drawn); ``output``: ``"float"`` or ``"uint8"``.
     """
+
+    what = "camera spec"
 
     background: Range = (0.0, 0.0)
     background_x: Range = (0.0, 0.0)
@@ -171,15 +173,6 @@ class CameraSpec:
     def dtype(self) -> np.dtype:
         """The dtype of degraded patterns."""
         return np.dtype(np.uint8 if self.output == "uint8" else np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict that :meth:`from_dict` reads back."""
-        return _spec_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CameraSpec:
-        """The spec written by :meth:`to_dict`."""
-        return _spec_from_dict(cls, data, "camera spec")
 
     @classmethod
     def preset(cls, name: str) -> CameraSpec:
@@ -275,20 +268,6 @@ def _log_uniform(bounds: Range, u: float) -> float:
 
 # Spec records and checks, shared with the specs of deepmat.data.ebsd_simulation (which
 # imports this module, never the other way round).
-
-
-def _spec_dict(spec: Any) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}
-
-
-def _spec_from_dict(cls: type, data: Mapping[str, Any], what: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"a {what} must be a mapping, got {type(data).__name__}")
-    known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown {what} keys {unknown}; known: {', '.join(sorted(known))}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def positive_ints(values: Any, count: int, name: str) -> tuple[int, ...]:

@@ -26,7 +26,6 @@ The camera model for domain randomisation (CameraSpec) is :mod:`deepmat.data.ebs
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -44,14 +43,13 @@ from deepmat.data.ebsd_camera import (
     CameraDraw,
     CameraSpec,
     _finite_floats,
-    _spec_dict,
-    _spec_from_dict,
     camera_draws,
     expose,
     positive_ints,
 )
 from deepmat.errors import ConfigError, DataError
 from deepmat.physics.orientations import point_group_symmetry
+from deepmat.specs import JsonSpec
 
 if TYPE_CHECKING:
     from kikuchipy.detectors import EBSDDetector
@@ -159,7 +157,7 @@ def _master_energy(master: EBSDMasterPattern, energy: float | None) -> float | N
 
 
 @dataclass(frozen=True)
-class DetectorSpec:
+class DetectorSpec(JsonSpec):
     """An EBSD detector and its geometry; :meth:`detector` makes the kikuchipy detector.
 
     ``shape``: pattern (height, width) in pixels. ``pc``: projection centre (PCx, PCy, PCz)
@@ -168,6 +166,8 @@ class DetectorSpec:
     ``binning`` and ``px_size`` (µm, unbinned) describe the camera; the projection itself
     depends only on the shape, PC and tilts.
     """
+
+    what = "detector spec"
 
     shape: tuple[int, int] = (60, 60)
     pc: tuple[float, float, float] = DEFAULT_PC
@@ -202,18 +202,9 @@ class DetectorSpec:
             px_size=self.px_size,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict that :meth:`from_dict` reads back."""
-        return _spec_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DetectorSpec:
-        """The spec written by :meth:`to_dict` (lists where tuples were)."""
-        return _spec_from_dict(cls, data, "detector spec")
-
 
 @dataclass(frozen=True)
-class NoiseSpec:
+class NoiseSpec(JsonSpec):
     """How clean simulations are degraded: a fixed camera (the model is
     :mod:`deepmat.data.ebsd_camera`'s, steps 2, 5, 7 and 10).
 
@@ -222,6 +213,8 @@ class NoiseSpec:
     ``background``: amplitude of the smooth background hump, same unit. ``output``:
     ``"float"`` (float32) or ``"uint8"`` (each pattern stretched onto 0–255).
     """
+
+    what = "noise spec"
 
     counts: float | None = None
     gaussian_sigma: float = 0.0
@@ -257,16 +250,7 @@ class NoiseSpec:
     @property
     def dtype(self) -> np.dtype:
         """The dtype of degraded patterns."""
-        return np.dtype(np.uint8 if self.output == "uint8" else np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict that :meth:`from_dict` reads back."""
-        return _spec_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> NoiseSpec:
-        """The spec written by :meth:`to_dict`."""
-        return _spec_from_dict(cls, data, "noise spec")
+        return self.to_camera().dtype
 
     def to_camera(self) -> CameraSpec:
         """The :class:`CameraSpec` that degrades patterns exactly as this spec does: every

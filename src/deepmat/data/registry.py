@@ -105,6 +105,21 @@ def _matbench(task: str, sha256: str, unit: str, description: str) -> Dataset:
     )
 
 
+# Castelli's perovskites as cdvae distributes them: the whole set and its named subsets
+PEROVSKITES = {
+    "files": {
+        "all": DatasetFile(
+            "structures/perovskites/perov_5.csv.gz",
+            "47e694c90522bf8dbb6eec33c563f675919755eafd3129b90f17558160632eef",
+        )
+    },
+    "source": "txie-93/cdvae (MIT)",
+    "unit": "eV/atom",
+    "target_column": "heat_ref",
+    "kind": "structure",
+    "id_column": "material_id",
+}
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
@@ -228,33 +243,13 @@ DATASETS: dict[str, Dataset] = {
             name="perovskites",
             description="cubic ABX3 perovskites of Castelli et al. with CIFs (5,680); "
             "heat_ref is the formation energy",
-            files={
-                "all": DatasetFile(
-                    "structures/perovskites/perov_5.csv.gz",
-                    "47e694c90522bf8dbb6eec33c563f675919755eafd3129b90f17558160632eef",
-                )
-            },
-            source="txie-93/cdvae (MIT)",
-            unit="eV/atom",
-            target_column="heat_ref",
-            kind="structure",
-            id_column="material_id",
+            **PEROVSKITES,
         ),
         Dataset(
             name="perovskites-abo3",
             description="the pure oxides ABO3 of the perovskites set (809; mixed anions with "
             "N, S or F left out)",
-            files={
-                "all": DatasetFile(
-                    "structures/perovskites/perov_5.csv.gz",
-                    "47e694c90522bf8dbb6eec33c563f675919755eafd3129b90f17558160632eef",
-                )
-            },
-            source="txie-93/cdvae (MIT)",
-            unit="eV/atom",
-            target_column="heat_ref",
-            kind="structure",
-            id_column="material_id",
+            **PEROVSKITES,
             without_elements=("N", "S", "F"),
         ),
         Dataset(

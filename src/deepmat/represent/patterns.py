@@ -45,13 +45,13 @@ simulations the backgrounds that step 2 removes from both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from deepmat.errors import ConfigError, DataError
+from deepmat.specs import JsonSpec
 
 _CHUNK = 4096  # patterns processed at a time: bounds the float64 temporaries
 _CONSTANT = 1e-10  # a spread below this fraction of the largest |pixel| is a constant pattern
@@ -112,7 +112,7 @@ def _standardized(patterns: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class PreprocessSpec:
+class PreprocessSpec(JsonSpec):
     """How patterns are prepared for an orientation network; the steps are in the module
     docstring. The default, every step off, is standardisation alone.
 
@@ -122,6 +122,8 @@ class PreprocessSpec:
     (rows, columns of the contextual regions; None: kikuchipy's quarter of the pattern),
     ``equalize_clip`` (0-1) and ``equalize_bins``.
     """
+
+    what = "preprocess spec"
 
     static: str = "off"
     dynamic: str = "off"
@@ -272,33 +274,6 @@ class PreprocessSpec:
                 f'{name}[{index}] has negative intensities: dynamic="divide" needs '
                 'non-negative ones (use "subtract", or remove a static background first)'
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict that :meth:`from_dict` reads back."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def preset(cls, name: str) -> PreprocessSpec:
-        """A named spec of :data:`PREPROCESS_PRESETS` ("standardize", "background",
-        "background-ahe"), as ``deepmat train ebsd --preprocess`` takes it."""
-        if name not in PREPROCESS_PRESETS:
-            raise ConfigError(
-                f"unknown preprocessing {name!r}: give one of {', '.join(PREPROCESS_PRESETS)}"
-            )
-        return PREPROCESS_PRESETS[name]
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PreprocessSpec:
-        """The spec written by :meth:`to_dict`; an unknown key is a ConfigError."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"a preprocess spec must be a mapping, got {type(data).__name__}")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown preprocess spec keys {unknown}; known: {', '.join(sorted(known))}"
-            )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def _choice(value: Any, choices: tuple[str, ...], name: str) -> None:
