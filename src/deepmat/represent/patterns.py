@@ -275,6 +275,16 @@ class PreprocessSpec(JsonSpec):
                 'non-negative ones (use "subtract", or remove a static background first)'
             )
 
+    @classmethod
+    def preset(cls, name: str) -> PreprocessSpec:
+        """A named spec of :data:`PREPROCESS_PRESETS` ("standardize", "background",
+        "background-ahe"), as ``deepmat train ebsd --preprocess`` takes it."""
+        if name not in PREPROCESS_PRESETS:
+            raise ConfigError(
+                f"unknown preprocessing {name!r}: give one of {', '.join(PREPROCESS_PRESETS)}"
+            )
+        return PREPROCESS_PRESETS[name]
+
 
 def _choice(value: Any, choices: tuple[str, ...], name: str) -> None:
     if value not in choices:
