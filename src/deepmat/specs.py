@@ -2,7 +2,8 @@
 
 A spec is a frozen dataclass that subclasses :class:`JsonSpec` and names itself in
 ``what``: ``to_dict`` writes its fields with tuples as lists, and ``from_dict`` reads them
-back, refusing anything but a mapping and any key the spec does not have, by name.
+back, refusing anything but a mapping, any key the spec does not have and any of its
+``required`` keys that is missing, by name, with its ``spec_error``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ class JsonSpec:
     """Base of frozen dataclass specs: :meth:`to_dict` and :meth:`from_dict`."""
 
     what: ClassVar[str] = "spec"
+    required: ClassVar[tuple[str, ...]] = ()
+    spec_error: ClassVar[type[Exception]] = ConfigError
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict that :meth:`from_dict` reads back."""
@@ -25,13 +28,16 @@ class JsonSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """The spec written by :meth:`to_dict`; an unknown key is a ConfigError."""
+        """The spec written by :meth:`to_dict`; a bad mapping is a ``spec_error``."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"a {cls.what} must be a mapping, got {type(data).__name__}")
+            raise cls.spec_error(f"a {cls.what} must be a mapping, got {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(
+            raise cls.spec_error(
                 f"unknown {cls.what} keys {unknown}; known: {', '.join(sorted(known))}"
             )
+        missing = [key for key in cls.required if key not in data]
+        if missing:
+            raise cls.spec_error(f"{cls.what} lacks {', '.join(missing)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -23,8 +23,8 @@ voxels.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ import numpy as np
 
 from deepmat.errors import DataError
 from deepmat.parallel import map_chunks
+from deepmat.specs import JsonSpec
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -172,7 +173,7 @@ def random_inclusions(
 
 
 @dataclass(frozen=True)
-class MicrostructureSpec:
+class MicrostructureSpec(JsonSpec):
     """One family of random two-phase microstructures, stored with the data it generated.
 
     ``kind``: "grf", "sphere", "ellipsoid" or "fibre". ``shape``: the grid, 2-D or 3-D.
@@ -182,6 +183,10 @@ class MicrostructureSpec:
     "ellipsoid" the semi-axes. ``length``, ``direction`` and ``overlap`` are passed to
     :func:`random_inclusions` (fibre length; fixed orientation; whether inclusions may overlap).
     """
+
+    what = "microstructure spec"
+    required = ("kind", "shape")
+    spec_error = DataError
 
     kind: str
     shape: tuple[int, ...]
@@ -237,33 +242,6 @@ class MicrostructureSpec:
             direction=self.direction,
             overlap=self.overlap,
         ).structure
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict that :meth:`from_dict` reads back."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, tuple):
-                out[key] = list(value)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MicrostructureSpec:
-        """The spec written by :meth:`to_dict` (lists where tuples were)."""
-        if not isinstance(data, Mapping):
-            raise DataError(f"a microstructure spec must be a mapping, got {type(data).__name__}")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise DataError(
-                f"unknown microstructure spec keys {unknown}; known: {', '.join(sorted(known))}"
-            )
-        missing = [key for key in ("kind", "shape") if key not in data]
-        if missing:
-            raise DataError(f"microstructure spec lacks {', '.join(missing)}")
-        values = {
-            key: tuple(value) if isinstance(value, list) else value for key, value in data.items()
-        }
-        return cls(**values)
 
 
 def generate(
