@@ -319,9 +319,16 @@ def remove_background(signal: kp.signals.EBSD) -> list[str]:
 def prepare_scan(
     scan: Scan, preprocess: PreprocessSpec | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`scan_input`, recording the steps it takes in ``scan.corrections``."""
+    patterns, static, scan.corrections = scan_input(scan, preprocess)
+    return patterns, static
+
+
+def scan_input(
+    scan: Scan, preprocess: PreprocessSpec | None = None
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """The patterns of ``scan`` to give a model whose preprocessing is ``preprocess`` (None
-    for a dictionary), with the static background to give with them; records what is done
-    in ``scan.corrections``.
+    for a dictionary), the static background to give with them, and what is done to them.
 
     A preprocessing that removes backgrounds gets the raw patterns and the static
     background, so that every pattern is prepared as the model's training patterns were.
@@ -332,14 +339,11 @@ def prepare_scan(
     """
     has_static = scan.static_background is not None
     if preprocess is not None and preprocess.removes_background:
-        scan.corrections = preprocess.steps(has_static)
-        return scan.patterns, scan.static_background
+        return scan.patterns, scan.static_background, preprocess.steps(has_static)
     if scan.experimental and scan.correct_background:
-        scan.corrections = BACKGROUND_CORRECTION.steps(has_static)
         patterns = BACKGROUND_CORRECTION.apply(scan.patterns, scan.static_background)
-        return patterns, None
-    scan.corrections = [] if preprocess is None else preprocess.steps(False)
-    return scan.patterns, None
+        return patterns, None, BACKGROUND_CORRECTION.steps(has_static)
+    return scan.patterns, None, [] if preprocess is None else preprocess.steps(False)
 
 
 def _detector_spec(detector: Any, source: str) -> DetectorSpec:

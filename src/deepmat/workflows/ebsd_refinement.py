@@ -18,7 +18,7 @@ brought 8 of 9 to within 0.6° of the scan's own; Powell in turn stalls near Φ 
 The simulations must be of the patterns' phase and detector: a master pattern of another
 point group or phase name than the indexer's and the scan's, or patterns of another shape
 than the detector's, is an error rather than a silently wrong answer. Patterns are compared
-as :func:`~deepmat.workflows.ebsd.prepare_scan` gives them to a dictionary (a camera's
+as :func:`~deepmat.workflows.ebsd.scan_input` gives them to a dictionary (a camera's
 patterns background-corrected, simulations as they are), since the master pattern has no
 background.
 """
@@ -42,7 +42,7 @@ from deepmat.errors import ConfigError, DataError
 from deepmat.physics.orientations import point_group_symmetry
 from deepmat.represent.patterns import check_patterns
 from deepmat.train.dictionary import silenced
-from deepmat.workflows.ebsd import Indexed, Scan, prepare_scan
+from deepmat.workflows.ebsd import Indexed, Scan, scan_input
 
 if TYPE_CHECKING:
     from kikuchipy.signals import EBSDMasterPattern
@@ -189,7 +189,7 @@ def refine_indexed(
             f"{scan.source}: {len(scan)} patterns but {indexed.orientations.size} orientations"
         )
     start = time.perf_counter()
-    patterns, _ = prepare_scan(scan)
+    patterns = scan_input(scan)[0]  # as a dictionary sees them; the indexer's record stays
     try:
         orientations, scores = refine_orientations(
             patterns,
