@@ -26,6 +26,7 @@ NEEDS = {
     "crystal": ("mp-eform", "perovskites"),
     "cold_start": (),
     "pretrained": ("oqmd-dhf", "perovskites"),
+    "stability": ("oqmd-dhf",),
 }
 
 

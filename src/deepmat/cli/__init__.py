@@ -1,4 +1,4 @@
-"""The ``deepmat`` command: train, predict, evaluate, recalibrate, explain, list models and
+"""The ``deepmat`` command: train, predict, evaluate, recalibrate, explain, screen, list models and
 datasets, generate data, index EBSD patterns, manage the cache, run the demo.
 
 One module per group of commands: :mod:`~deepmat.cli.train`, :mod:`~deepmat.cli.use` and
@@ -20,6 +20,7 @@ for command in (
     use.evaluate,
     use.recalibrate,
     use.explain,
+    use.screen,
     use.models,
     use.demo,
     data.datasets,

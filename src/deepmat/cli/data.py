@@ -11,7 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deepmat.cli.options import console, fail, print_orientation_metrics, write_table
+from deepmat.cli.options import (
+    SchedulerOption,
+    console,
+    dask_target,
+    fail,
+    print_orientation_metrics,
+    write_table,
+)
 from deepmat.errors import ConfigError, DeepmatError
 
 generate_app = typer.Typer(
@@ -62,24 +69,15 @@ def generate_microstructures_cmd(
     seed: int = 0,
     workers: Annotated[int, typer.Option(help="parallel local workers")] = 2,
     chunk_size: Annotated[int, typer.Option(help="samples per Dask task")] = 4,
-    scheduler: Annotated[
-        str,
-        typer.Option(help="threads, processes, or a Dask scheduler address (tcp://HOST:PORT)"),
-    ] = "threads",
+    scheduler: SchedulerOption = "threads",
 ) -> None:
     """Generate random two-phase microstructures, label them by FFT elasticity, write HDF5."""
     from deepmat.data.microstructures import MicrostructureSpec
-    from deepmat.parallel import LOCAL_SCHEDULERS
     from deepmat.workflows.generate import generate_dataset
 
     fraction = _numbers(volume_fraction, ":", "--volume-fraction")
     sizes = _numbers(feature_size, ",", "--feature-size")
-    local = scheduler in LOCAL_SCHEDULERS
-    if not local and ":" not in scheduler:
-        raise typer.BadParameter(
-            f"{scheduler!r} is neither {', '.join(LOCAL_SCHEDULERS)} nor an address HOST:PORT",
-            param_hint="--scheduler",
-        )
+    target = dask_target(scheduler)
     try:
         spec = MicrostructureSpec(
             kind=kind,
@@ -96,14 +94,13 @@ def generate_microstructures_cmd(
             contrast=contrast,
             label=label,
             seed=seed,
-            client=None if local else scheduler,
-            scheduler=scheduler if local else "threads",
             workers=workers,
             tol=tol,
             load_cases=load_cases,
             chunk_size=chunk_size,
             progress=sys.stderr.isatty(),
             console=console,
+            **target,
         )
     except DeepmatError as exc:
         fail(exc)

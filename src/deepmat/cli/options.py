@@ -219,3 +219,23 @@ def print_orientation_metrics(name: str, metrics: dict) -> None:
         mean, median = m["mean_disorientation_deg"], m["median_disorientation_deg"]
         table.add_row(side, f"{mean:.3g}", f"{median:.3g}", *within, str(m["n"]))
     console.print(table)
+
+
+SchedulerOption = Annotated[
+    str, typer.Option(help="threads, processes, or a Dask scheduler address (tcp://HOST:PORT)")
+]
+
+
+def dask_target(scheduler: str) -> dict:
+    """``client`` and ``scheduler`` arguments of :func:`deepmat.parallel.map_chunks` for the
+    value of ``--scheduler``: a local scheduler's name, or a cluster's address."""
+    from deepmat.parallel import LOCAL_SCHEDULERS
+
+    if scheduler in LOCAL_SCHEDULERS:
+        return {"client": None, "scheduler": scheduler}
+    if ":" not in scheduler:
+        raise typer.BadParameter(
+            f"{scheduler!r} is neither {', '.join(LOCAL_SCHEDULERS)} nor an address HOST:PORT",
+            param_hint="--scheduler",
+        )
+    return {"client": scheduler, "scheduler": "threads"}

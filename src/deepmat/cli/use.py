@@ -21,9 +21,11 @@ from deepmat.cli.options import (
     DropOption,
     FormulaOption,
     IdColumnOption,
+    SchedulerOption,
     StructureTableOption,
     TargetOption,
     console,
+    dask_target,
     fail,
     print_metrics,
     write_table,
@@ -394,6 +396,61 @@ def explain(
         fail(exc)
     for what, path in paths.items():
         console.print(f"{what}: {path}")
+
+
+def screen(
+    system: Annotated[str, typer.Argument(help="chemical system, e.g. Na-Fe-Mn-O")],
+    model_dir: Annotated[
+        str, typer.Option("--model", help="a composition model of formation energy")
+    ] = "elemnet-oqmd",
+    max_atoms: Annotated[int, typer.Option(help="most atoms per formula unit")] = 12,
+    out: Annotated[Path | None, typer.Option(help="CSV of the ranked candidates")] = None,
+    known: Annotated[
+        str | None,
+        typer.Option(help="known compounds with formation energies: a dataset name or CSV"),
+    ] = None,
+    charge_balanced: Annotated[
+        bool, typer.Option(help="only compositions some common oxidation states balance")
+    ] = False,
+    std: Annotated[bool, typer.Option(help="also the model's standard deviations")] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="PNG of the predicted hull (binary or ternary)")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="parallel local workers")] = None,
+    scheduler: SchedulerOption = "threads",
+) -> None:
+    """Enumerate every composition of a chemical system up to MAX_ATOMS atoms per formula
+    unit, predict its formation energy, place it on the convex hull of the known compounds
+    and the other candidates, and rank by decomposition energy (stable when ΔHd ≤ 0)."""
+    import deepmat
+    from deepmat.workflows.composition import DataSpec
+    from deepmat.workflows.screening import hull_plot
+    from deepmat.workflows.screening import screen as run_screen
+
+    target = dask_target(scheduler)
+    try:
+        model = deepmat.load(model_dir)
+        table = DataSpec(known).load() if known else None
+        result = run_screen(
+            model,
+            system,
+            max_atoms,
+            known=table,
+            only_charge_balanced=charge_balanced,
+            std=std,
+            workers=workers,
+            **target,
+        )
+        if plot:
+            hull_plot(result, system, plot, table)
+    except DeepmatError as exc:
+        fail(exc)
+    console.print(
+        f"{system}: {result.enumerated} compositions enumerated, {result.kept} screened, "
+        f"{len(result.stable)} on or below the hull"
+        + (f" of {result.known} known compounds and the candidates" if known else "")
+    )
+    write_table(result.candidates, out, "candidates")
 
 
 def models() -> None:

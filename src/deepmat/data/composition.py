@@ -94,6 +94,18 @@ class CompositionTable:
             report=self.report,
         )
 
+    def concat(self, other: CompositionTable) -> CompositionTable:
+        """This table's records followed by ``other``'s (both with targets or both without)."""
+        if (self.targets is None) != (other.targets is None):
+            raise DataError("cannot join a table with targets to one without")
+        return CompositionTable(
+            formulas=self.formulas + other.formulas,
+            compositions=self.compositions + other.compositions,
+            targets=None if self.targets is None else np.concatenate([self.targets, other.targets]),
+            labels=self.labels + other.labels,
+            report=self.report,
+        )
+
     def restrict_elements(
         self, allowed: Sequence[str], on_error: ErrorPolicy = "raise", why: str = ""
     ) -> CompositionTable:

@@ -170,3 +170,21 @@ def chemical_system_split(
         test=np.flatnonzero(in_test),
         params={"systems": list(systems), "val": val, "seed": seed},
     )
+
+
+def system_holdout(
+    compositions: Sequence[Composition], systems: Sequence[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Retraining without whole chemical systems, as in the ElemNet paper and Bartel et al.
+
+    Returns a mask of the compounds a model may train on — those that do not contain all the
+    elements of any system (so Ti-O-X ternaries go with the Ti-O binaries, while Ti and O
+    in other company stay) — and, per system, the indices of the compounds made of exactly its
+    elements, whose stability the retrained model is asked about. Lower-order subsystems stay
+    in training: their compounds form the known hull.
+    """
+    held = {system: parse_system(system) for system in systems}
+    elements = [frozenset(el.symbol for el in c.elements) for c in compositions]
+    train = np.array([not any(e >= h for h in held.values()) for e in elements], dtype=bool)
+    exact = {system: np.flatnonzero([e == h for e in elements]) for system, h in held.items()}
+    return train, exact

@@ -67,3 +67,14 @@ class ElementFractions:
                     )
                 out[i, column] = amount / total
         return out
+
+    def transform_fractions(self, elements: Sequence[str], fractions: np.ndarray) -> np.ndarray:
+        """The vectors of rows of atomic fractions over ``elements`` (e.g. enumerated
+        compositions), without building a composition per row."""
+        columns = [self._column.get(el) for el in elements]
+        missing = [el for el, column in zip(elements, columns, strict=True) if column is None]
+        if missing:
+            raise DataError(f"element(s) {', '.join(missing)} not among this representation's")
+        out = np.zeros((len(fractions), len(self.elements)), dtype=np.float32)
+        out[:, columns] = fractions
+        return out

@@ -94,13 +94,14 @@ class MagpieAttributes:
         top = np.isclose(w, w.max(1, keepdims=True)) & present
         mode = np.where(top[:, :, None], values, np.inf).min(1)
         stats = np.stack([low, high, high - low, mean, avg_dev, mode], axis=2)
+        stats = stats.reshape(len(compositions), stats.shape[1] * stats.shape[2])
         norms = [present.sum(1)] + [(w**p).sum(1) ** (1 / p) for p in P_NORMS[1:]]
         column = {name: i for i, name in enumerate(names)}
         total_valence = mean[:, column["NValence"]]
         with np.errstate(invalid="ignore", divide="ignore"):
             orbital = [mean[:, column[f"N{o}Valence"]] / total_valence for o in ORBITALS]
         features = np.concatenate(
-            [np.stack(norms, 1), stats.reshape(len(compositions), -1), np.stack(orbital, 1)],
+            [np.stack(norms, 1), stats, np.stack(orbital, 1)],
             axis=1,
         )
         return features.astype(np.float32)
