@@ -17,7 +17,9 @@ def random_compounds(elements, n, seed):
     for _ in range(n):
         k = rng.integers(2, len(elements) + 1)
         chosen = rng.choice(elements, k, replace=False)
-        compositions.append(Composition(dict(zip(chosen, rng.integers(1, 6, k).tolist()))))
+        compositions.append(
+            Composition(dict(zip(chosen, rng.integers(1, 6, k).tolist(), strict=True)))
+        )
     return compositions, rng.uniform(-2.0, 0.3, n)
 
 
@@ -83,7 +85,7 @@ def test_scores_and_the_everything_stable_classifier():
 
 
 def test_bad_energies_name_the_record():
-    with pytest.raises(DataError, match="Fe2O3.*record 1"):
+    with pytest.raises(DataError, match=r"Fe2O3.*record 1"):
         FormationHull([Composition("Li2O"), Composition("Fe2O3")], np.array([-2.0, np.nan]))
 
 

@@ -66,8 +66,10 @@ def test_screen_command_writes_candidates_and_a_hull_plot(tmp_path):
     out, plot = tmp_path / "candidates.csv", tmp_path / "hull.png"
     result = CliRunner().invoke(
         app,
-        ["screen", "Li-Fe-O", "--max-atoms", "6", "--charge-balanced"]
-        + ["--out", str(out), "--plot", str(plot), "--scheduler", "synchronous"],
+        [
+            *("screen", "Li-Fe-O", "--max-atoms", "6", "--charge-balanced"),
+            *("--out", str(out), "--plot", str(plot), "--scheduler", "synchronous"),
+        ],
     )
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out)
