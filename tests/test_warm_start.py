@@ -62,3 +62,23 @@ def test_a_model_it_cannot_start_from_is_refused_by_name(trained, tmp_path):
     )
     with pytest.raises(ConfigError, match="it reads"):
         other.warm_start()
+
+
+def test_freezing_keeps_the_leading_layers_and_trains_the_rest(trained, tmp_path):
+    from deepmat.train.weights import layers
+
+    source, path, train, val = trained
+    tuned = network(init=str(path), freeze=2, epochs=3).fit(
+        train, val=val, workdir=tmp_path / "frozen"
+    )
+    before, after = layers(source.net), layers(tuned.net)
+    for kept in range(2):
+        for a, b in zip(before[kept].parameters(), after[kept].parameters(), strict=True):
+            np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+    last = zip(before[-1].parameters(), after[-1].parameters(), strict=True)
+    assert any(not np.allclose(a.detach().numpy(), b.detach().numpy()) for a, b in last)
+    assert tuned.card()["training"]["config"]["freeze"] == 2
+    with pytest.raises(ModelFormatError, match="cannot freeze 3 layers of a network of 3"):
+        network(init=str(path), freeze=3).fit(train, val=val, workdir=tmp_path / "all")
+    with pytest.raises(ConfigError, match="give init"):
+        TrainConfig(freeze=1)

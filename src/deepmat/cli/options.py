@@ -98,6 +98,13 @@ HeteroscedasticOption = Annotated[
     bool,
     typer.Option(help="a network predicts its own standard deviation too (Gaussian NLL loss)"),
 ]
+FreezeOption = Annotated[
+    int | None,
+    typer.Option(
+        help="with --init: keep this many leading layers of that model fixed and fine-tune the "
+        "rest (transfer learning of the last layers)"
+    ),
+]
 EnsembleOption = Annotated[
     int, typer.Option(help="train this many models from seeds SEED, SEED+1, ... as one")
 ]
@@ -119,6 +126,7 @@ SHARED_TRAINING_OPTIONS = {
     "num_nodes": NodesOption,
     "strategy": StrategyOption,
     "init": InitOption,
+    "freeze": FreezeOption,
 }
 
 
@@ -155,6 +163,7 @@ TRAINING_OPTIONS = (
     "num_nodes",
     "strategy",
     "init",
+    "freeze",
     "seed",
 )
 

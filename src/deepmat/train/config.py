@@ -57,8 +57,16 @@ class TrainConfig:
     strategy: str = "auto"
     #: a saved or pretrained model whose weights (and target scaling) training starts from
     init: str | None = None
+    #: how many of the network's leading layers keep the weights of ``init`` (not trained)
+    freeze: int = 0
 
     def __post_init__(self) -> None:
+        if not (_whole(self.freeze) and self.freeze >= 0):
+            raise ConfigError(f"freeze {self.freeze!r} is not a whole number >= 0")
+        if self.freeze and not self.init:
+            raise ConfigError(
+                f"freeze {self.freeze} keeps layers of a model training starts from: give init"
+            )
         if self.devices != "auto" and not (_whole(self.devices) and self.devices >= 1):
             raise ConfigError(f"devices {self.devices!r} is not a whole number >= 1 or 'auto'")
         if not (_whole(self.num_nodes) and self.num_nodes >= 1):

@@ -161,12 +161,13 @@ class Estimator:
         """Before training: when the training configuration's ``init`` names a saved or
         pretrained model, copy its network's weights into this one's (fine-tuning, transfer
         learning) and return it; None otherwise. The two must be of one family, read one
-        representation and share the architecture (this one may add a σ output)."""
+        representation and share the architecture (this one may add a σ output). The
+        configuration's ``freeze`` first layers then keep those weights."""
         init = getattr(getattr(self, "config", None), "init", None)
         if not init:
             return None
         from deepmat import load
-        from deepmat.train.weights import transfer_weights
+        from deepmat.train.weights import freeze_leading, transfer_weights
 
         source = load(init)
         label = f"{self.name}: starting from {init}"
@@ -176,6 +177,8 @@ class Estimator:
         if ours is not None and ours.to_dict() != theirs.to_dict():
             raise ConfigError(f"{label}: it reads {theirs.to_dict()}, this model {ours.to_dict()}")
         transfer_weights(self.net, source.net, label)
+        if self.config.freeze:
+            freeze_leading(self.net, self.config.freeze, label)
         return source
 
     def starting_scaler(self, y: np.ndarray, log: bool = False) -> TargetScaler:

@@ -77,3 +77,21 @@ def transfer_weights(net: nn.Module, source: nn.Module, label: str) -> None:
                     f"{label}: {name} is {tuple(value.shape)} there and {tuple(target.shape)} "
                     "here; start from a model of the same architecture"
                 )
+
+
+def layers(net: nn.Module) -> list[nn.Module]:
+    """The network's layers in order: the modules that hold parameters of their own."""
+    return [m for m in net.modules() if any(True for _ in m.parameters(recurse=False))]
+
+
+def freeze_leading(net: nn.Module, count: int, label: str) -> None:
+    """Keep the first ``count`` layers (see :func:`layers`) as they are: their parameters get
+    no gradient, so fine-tuning trains only the layers after them."""
+    stack = layers(net)
+    if count >= len(stack):
+        raise ModelFormatError(
+            f"{label}: cannot freeze {count} layers of a network of {len(stack)}; leave at "
+            "least the last one to train"
+        )
+    for layer in stack[:count]:
+        layer.requires_grad_(False)
