@@ -27,6 +27,7 @@ NEEDS = {
     "cold_start": (),
     "pretrained": ("oqmd-dhf", "perovskites"),
     "stability": ("oqmd-dhf",),
+    "transfer": ("ssub-dhf", "oqmd-dhf", "mp-non-metals", "expt-non-metals"),
 }
 
 

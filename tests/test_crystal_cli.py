@@ -89,7 +89,9 @@ def test_evaluate_structures_as_json(linear_model, structure_csv, tmp_path):
 
 def test_explain_writes_site_contributions_and_a_picture(linear_model, cif_folder, tmp_path):
     out = tmp_path / "explained"
-    result = runner.invoke(app, ["explain", str(linear_model), str(cif_folder), "--out", str(out)])
+    result = runner.invoke(
+        app, ["explain", "sites", str(linear_model), str(cif_folder), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     sites = pd.read_csv(out / "sites.csv")
     assert len(sites) == 10 and set(sites["role"]) == {"A", "B", "X"}
@@ -104,7 +106,9 @@ def test_explain_refuses_a_model_without_site_contributions(structure_csv, cif_f
         app, [*command, "--model", "perovskite-mlp", "--epochs", "2", "--out", str(out)]
     )
     assert trained.exit_code == 0, trained.output
-    result = runner.invoke(app, ["explain", str(out), str(cif_folder), "--out", str(tmp_path)])
+    result = runner.invoke(
+        app, ["explain", "sites", str(out), str(cif_folder), "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2 and "linear pooling" in result.output
 
 

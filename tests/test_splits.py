@@ -189,3 +189,15 @@ def test_split_save_without_names_writes_indices(tmp_path):
     split.names = ["a", "b", "c", "d"]
     saved = json.loads(split.save(tmp_path / "split.json").read_text())
     assert sorted(saved["train"] + saved["val"]) == ["a", "b", "c", "d"]
+
+
+def test_grouped_folds_cover_every_row_once_and_keep_groups_together():
+    from deepmat.data.splits import grouped_folds
+
+    keys = ["Fe2O3", "NaCl", "Fe2O3", "SiO2", "MgO", "NaCl", "TiO2", "ZnO"]
+    folds = grouped_folds(keys, folds=3, seed=1)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(keys)))
+    for fold in folds:
+        inside = {keys[i] for i in fold}
+        outside = {keys[i] for f in folds if f is not fold for i in f}
+        assert not inside & outside

@@ -19,13 +19,13 @@ for command in (
     use.predict,
     use.evaluate,
     use.recalibrate,
-    use.explain,
     use.screen,
     use.models,
     use.demo,
     data.datasets,
 ):
     app.command()(command)
+app.add_typer(use.explain_app, name="explain")
 app.add_typer(data.generate_app, name="generate")
 app.add_typer(data.ebsd_app, name="ebsd")
 app.add_typer(data.cache_app, name="cache")

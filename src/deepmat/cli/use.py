@@ -371,7 +371,13 @@ def _evaluate_file(model, home: Path, data: Path, plot: Path | None, stem: str) 
     return evaluate_microstructure_file(model, data, plot) | {"part": "file"}
 
 
-def explain(
+explain_app = typer.Typer(
+    help="What a model learned: site contributions, layer activations.", no_args_is_help=True
+)
+
+
+@explain_app.command("sites")
+def explain_sites(
     model_dir: ModelArgument,
     inputs: Annotated[
         list[Path], typer.Argument(help="CIF files or folders, or CSVs with a CIF column")
@@ -394,6 +400,42 @@ def explain(
         paths = explain_structures(model, read_structure_inputs(inputs, cif_column), out)
     except DeepmatError as exc:
         fail(exc)
+    for what, path in paths.items():
+        console.print(f"{what}: {path}")
+
+
+@explain_app.command("activations")
+def explain_activations_cmd(
+    model_dir: Annotated[str, typer.Argument(help="a composition network (e.g. elemnet-oqmd)")],
+    out: Annotated[Path, typer.Option(help="directory for probes.json and the pictures")],
+    layer: Annotated[
+        list[int] | None, typer.Option(help="layer to project (1-based; repeatable)")
+    ] = None,
+    projection: Annotated[str, typer.Option(help="pca, tsne or umap")] = "pca",
+) -> None:
+    """Linear-probe accuracy of every layer for an element's group and period and a binary
+    compound's charge balance, and projections of the chosen layers' activations (the
+    ElemNet paper's analysis, as numbers)."""
+    import deepmat
+    from deepmat.workflows.activations import explain_activations
+
+    try:
+        model = deepmat.load(model_dir)
+        paths = explain_activations(model, out, layer or (), projection)
+    except DeepmatError as exc:
+        fail(exc)
+    report = json.loads(paths["probes"].read_text())
+    table = Table(title=f"{model_dir}: linear-probe balanced accuracy by layer (chance)")
+    table.add_column("layer")
+    for prop in report["probes"]:
+        table.add_column(prop)
+    for k in range(report["layers"]):
+        cells = [
+            f"{per[k]['balanced_accuracy']:.2f} ({per[k]['chance']:.2f})"
+            for per in report["probes"].values()
+        ]
+        table.add_row(str(k + 1), *cells)
+    console.print(table)
     for what, path in paths.items():
         console.print(f"{what}: {path}")
 

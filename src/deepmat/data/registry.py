@@ -265,6 +265,34 @@ DATASETS: dict[str, Dataset] = {
             unit="eV/atom",
             target_column="dhf_expt_ev_per_atom",
         ),
+        Dataset(
+            name="mp-non-metals",
+            description="DFT (PBE) band gaps of non-metals from Materials Project",
+            files={
+                "all": DatasetFile(
+                    "composition/bandgap/mp-non-metals.csv",
+                    "96e84365f7ebd984d5c39501b8be6b988bec694329b5d33415e51b611adddb5a",
+                )
+            },
+            source="CompRhys/roost (MIT)",
+            unit="eV",
+            target_column="band_gap",
+            formula_column="composition",
+        ),
+        Dataset(
+            name="expt-non-metals",
+            description="experimental band gaps of non-metals",
+            files={
+                "all": DatasetFile(
+                    "composition/bandgap/expt-non-metals.csv",
+                    "be1dc585fa4745d9743f2b7243d3e5749826db2822d8645694c63533e0ba9186",
+                )
+            },
+            source="CompRhys/roost (MIT)",
+            unit="eV",
+            target_column="Eg",
+            formula_column="composition",
+        ),
     ]
 }
 

@@ -188,3 +188,19 @@ def system_holdout(
     train = np.array([not any(e >= h for h in held.values()) for e in elements], dtype=bool)
     exact = {system: np.flatnonzero([e == h for e in elements]) for system, h in held.items()}
     return train, exact
+
+
+def grouped_folds(keys: Sequence[str], folds: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """The row indices of each of ``folds`` cross-validation folds, rows sharing a key (a
+    reduced composition) always in one fold; groups are dealt to the folds in a seeded
+    random order."""
+    if folds < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, got {folds}")
+    unique, inverse = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
+    if len(unique) < folds:
+        raise DataError(f"{len(unique)} distinct compositions cannot fill {folds} folds")
+    fold_of_group = np.empty(len(unique), dtype=int)
+    fold_of_group[np.random.default_rng(seed).permutation(len(unique))] = (
+        np.arange(len(unique)) % folds
+    )
+    return [np.flatnonzero(fold_of_group[inverse] == f) for f in range(folds)]

@@ -1,0 +1,1 @@
+"""What trained models learned: layer activations, their projections and linear probes."""
