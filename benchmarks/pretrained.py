@@ -4,6 +4,7 @@ compared with the card's (relative tolerance 1e-3, the bound for half-precision 
 
     python benchmarks/pretrained.py --out runs/pretrained          # every shipped model
     python benchmarks/pretrained.py --out /tmp/q --quick           # the first model only
+    python benchmarks/pretrained.py --out runs/pretrained --only cgcnn-mp-eform   # the rest kept
 
 Models validated on generated data (EBSD patterns, microstructures) name the file inside the
 --out folder of the benchmark run that made it: pass that folder with ``--runs NAME=DIR``;
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _shared import command, machine, parser, write_json
+from _shared import command, machine, merge_earlier, parser, write_json
 from deepmat.pretrained import pretrained_models
 
 TOLERANCE = 1e-3
@@ -94,32 +95,45 @@ def main(argv: list[str] | None = None) -> dict:
         metavar="NAME=DIR",
         help="the benchmark --out folder holding a model's generated validation data",
     )
+    p.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="check these models only; the others keep their earlier results",
+    )
     args = p.parse_args(argv)
     runs = {name: Path(folder) for name, folder in (item.split("=", 1) for item in args.runs)}
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     shipped = pretrained_models()[:1] if args.quick else pretrained_models()
+    if args.only is not None:
+        shipped = [entry for entry in shipped if entry.name in args.only]
     if not shipped:
         raise SystemExit("no pretrained models are shipped: nothing to check")
     metrics = {entry.name: reproduce(entry, args.out, runs) for entry in shipped}
-    checked = [m for m in metrics.values() if m["reproduces"] is not None]
     results = {
         "benchmark": "pretrained",
         "quick": args.quick,
         "command": command(),
+        "commands": dict.fromkeys(metrics, command()),
         "data": {e.name: e.card["pretrained"]["data"] for e in shipped},
         "split": {e.name: e.card["pretrained"]["split"] for e in shipped},
         "sizes": {name: {"n": m["n"]} for name, m in metrics.items() if "n" in m},
         "tolerance": TOLERANCE,
-        "checked": len(checked),
-        "not_checked": [name for name, m in metrics.items() if m["reproduces"] is None],
-        "all_checked_reproduce": all(m["reproduces"] for m in checked),
         "metrics": metrics,
         "models": {e.name: str(e.path) for e in shipped},
         "wall_seconds": {"total": time.perf_counter() - start},
         "machine": machine(),
     }
     stem = "pretrained_quick" if args.quick else "pretrained"
+    if args.only is not None:
+        per_model = ("metrics", "data", "split", "sizes", "models")
+        results = merge_earlier(results, args.results / f"{stem}.json", per_model)
+    checked = [m for m in results["metrics"].values() if m["reproduces"] is not None]
+    results["checked"] = len(checked)
+    results["not_checked"] = [n for n, m in results["metrics"].items() if m["reproduces"] is None]
+    results["all_checked_reproduce"] = all(m["reproduces"] for m in checked)
     write_json(results, args.results, stem)
     plot(results, args.results / f"{stem}.png")
     return results

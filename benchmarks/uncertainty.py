@@ -25,7 +25,8 @@ observed coverage of the 68 % and 95 % intervals, beside the MAE.
 ``--train-size`` and ``--epochs`` shrink a run to what a machine allows (the results say
 so); ``--use composition.ensemble=runs/composition/ensemble`` scores a model trained
 elsewhere (on the same train split) instead of training it, and ``--methods`` keeps only
-the methods named. Each model is saved, after
+the methods named; a run of some ``--models`` keeps the other models' earlier results (the
+picture shows the models of the latest run). Each model is saved, after
 recalibration, as ``OUT/<model>_<method>/``. Rerunning resumes from the checkpoints.
 Results: ``benchmarks/results/uncertainty.{json,png}``.
 """
@@ -40,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 import deepmat
-from _shared import command, machine, parser, subsample, write_json
+from _shared import command, machine, merge_earlier, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.readers import read_structures
 from deepmat.train import Ensemble, save_model
@@ -266,6 +267,10 @@ def main(argv: list[str] | None = None) -> dict:
             "training chose its best epoch on the whole validation split, both halves"
         )
     stem = "uncertainty_quick" if args.quick else "uncertainty"
+    results["commands"] = dict.fromkeys(metrics, command())
+    if set(args.models) != set(MODELS):  # the models not rerun keep their earlier results
+        per_model = ("metrics", "data", "sizes", "models")
+        results = merge_earlier(results, args.results / f"{stem}.json", per_model)
     write_json(results, args.results, stem)
     plot(results, curves, args.results / f"{stem}.png")
     return results
