@@ -113,6 +113,17 @@ def trained(model: str, setting: str, train, val, args: argparse.Namespace):
     return train_composition(estimator, train, val, where), str(where)
 
 
+def train_all(setting: str, train, val, args, paths: dict, timings: dict) -> dict:
+    """Every model of ``args.models`` for ``setting``; where each is saved and how long it
+    took go into ``paths`` and ``timings``."""
+    models = {}
+    for model in args.models:
+        t0 = time.perf_counter()
+        models[model], paths[f"{model}_{setting}"] = trained(model, setting, train, val, args)
+        timings[f"{model}_{setting}"] = time.perf_counter() - t0
+    return models
+
+
 def scored(true_dhd, predicted_dhd, true_dhf, predicted_dhf) -> dict:
     return {"dhf_mae": float(np.mean(np.abs(predicted_dhf - true_dhf)))} | stability_scores(
         true_dhd, predicted_dhd
@@ -264,13 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     systems = [s for group in SYSTEMS.values() for s in group]
     sizes = {"train": len(train_part), "val": len(val_part)}
     if "random" in args.settings:
-        models = {}
-        for model in args.models:
-            t0 = time.perf_counter()
-            models[model], paths[f"{model}_random"] = trained(
-                model, "random", train_part, val_part, args
-            )
-            timings[f"{model}_random"] = time.perf_counter() - t0
+        models = train_all("random", train_part, val_part, args, paths, timings)
         metrics["random"], parity = random_setting(train_part, val_part, models, timings)
     held_split = {}
     if "held_out" in args.settings:
@@ -284,13 +289,7 @@ def main(argv: list[str] | None = None) -> None:
             "removed_from_train": int(len(train_part) - len(train_held)),
             "removed_from_val": int(len(val_part) - len(val_held)),
         }
-        models = {}
-        for model in args.models:
-            t0 = time.perf_counter()
-            models[model], paths[f"{model}_held_out"] = trained(
-                model, "held_out", train_held, val_held, args
-            )
-            timings[f"{model}_held_out"] = time.perf_counter() - t0
+        models = train_all("held_out", train_held, val_held, args, paths, timings)
         held_metrics, hulls = held_out_settings(everything, models, timings)
         metrics |= held_metrics
         exact = held_out_parts(everything)[0]
