@@ -136,7 +136,7 @@ def cgcnn_mp_eform(source: Path) -> dict:
     command = (
         "deepmat train crystal --data mp-eform --model cgcnn --preset benchmark "
         "--test-fraction 0.1 --heteroscedastic --out runs/cgcnn-mp-eform && deepmat "
-        "recalibrate runs/cgcnn-mp-eform mp-eform"
+        "recalibrate runs/cgcnn-mp-eform mp-eform --criterion miscalibration"
     )
     return structure_model(source, "mp-eform", command)
 
