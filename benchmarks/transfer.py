@@ -140,7 +140,7 @@ def run_task(name: str, args: argparse.Namespace, source: str) -> tuple[dict, di
                 settings(FINETUNE, args, init=source, freeze=k),
                 *names,
             )
-            for k in (FREEZE_CHOICES[-2:] if args.quick else FREEZE_CHOICES)
+            for k in (FREEZE_CHOICES[-1:] if args.quick else FREEZE_CHOICES)
         }
         best = min(last, key=lambda k: last[k].evaluate(val)["mae"])
         chosen.append(best)

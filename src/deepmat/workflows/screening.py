@@ -161,15 +161,28 @@ def candidate_dhd(
     known_energy: np.ndarray,
 ) -> np.ndarray:
     """ΔHd of each candidate against the known compounds and all the other candidates; a
-    candidate on the hull is measured against the hull without its own composition."""
+    candidate on the hull is measured against the hull without its own composition.
+
+    Leaving out a hull vertex raises the hull only over the facets around it, by at most its
+    own depth -ΔHd at its composition; so only the points within that depth of the full hull
+    can form the new one, and it is rebuilt from them alone (doubling the depth until the
+    result lies within it)."""
     space = tuple(elements)
     all_rows = np.vstack([fractions, known_rows])
     all_energy = np.concatenate([energy, known_energy])
-    dhd = energy - lower_hull(space, all_rows, all_energy).energies(fractions)
+    full = lower_hull(space, all_rows, all_energy)
+    above = all_energy - full.energies(all_rows)
+    dhd = above[: len(fractions)].copy()
     for i in np.flatnonzero(dhd <= ON_HULL):
         others = np.any(np.abs(all_rows - fractions[i]) > 1e-8, axis=1)
-        hull = lower_hull(space, all_rows[others], all_energy[others])
-        dhd[i] = energy[i] - hull.energies(fractions[i : i + 1])[0]
+        depth = 0.05
+        while True:
+            near = others & (above <= depth)
+            hull = lower_hull(space, all_rows[near], all_energy[near])
+            dhd[i] = energy[i] - hull.energies(fractions[i : i + 1])[0]
+            if -dhd[i] <= depth or near.sum() == others.sum():
+                break
+            depth *= 2
     return dhd
 
 
