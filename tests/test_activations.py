@@ -65,12 +65,14 @@ def test_explain_activations_command(network, tmp_path):
     model.save(path)
     out = tmp_path / "explained"
     result = CliRunner().invoke(
-        app, ["explain", "activations", str(path), "--out", str(out), "--layer", "2"]
+        app,
+        ["explain", "activations", str(path), "--out", str(out), "--layer", "2", "--layer", "4"],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "probes.json").read_text())
     assert report["layers"] == 4 and set(report["probes"]) == {"group", "period", "charge_balanced"}
-    assert (out / "layer2_pca.png").exists() and (out / "probes.png").exists()
+    assert (out / "layer2_pca.png").exists() and (out / "layer4_pca.png").exists()
+    assert (out / "probes.png").exists()
     refused = CliRunner().invoke(
         app, ["explain", "activations", str(path), "--out", str(out), "--layer", "9"]
     )

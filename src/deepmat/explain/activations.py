@@ -147,6 +147,8 @@ def project(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndar
     from sklearn.preprocessing import StandardScaler
 
     x = StandardScaler().fit_transform(features)
+    if x.shape[1] < 2:  # a one-unit layer (the output): drawn along one axis
+        return np.column_stack([x, np.zeros((len(x), 2 - x.shape[1]))])
     if method == "pca":
         from sklearn.decomposition import PCA
 
