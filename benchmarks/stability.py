@@ -168,9 +168,10 @@ def held_out_parts(everything) -> tuple[dict, tuple]:
     return exact, ([everything.compositions[i] for i in known], everything.targets[known])
 
 
-def held_out_settings(everything, models: dict, timings: dict) -> tuple[dict, dict]:
+def held_out_settings(
+    everything, exact: dict, known_part: tuple, models: dict, timings: dict
+) -> tuple[dict, dict]:
     """ΔHd of each held-out system's compounds against its known subsystems and each other."""
-    exact, known_part = held_out_parts(everything)
     metrics: dict = {}
     hulls = {}
     start = time.perf_counter()
@@ -274,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     parity, hulls = {}, {}
     systems = [s for group in SYSTEMS.values() for s in group]
     sizes = {"train": len(train_part), "val": len(val_part)}
+    exact, known_part = held_out_parts(everything)
     if "random" in args.settings:
         models = train_all("random", train_part, val_part, args, paths, timings)
         metrics["random"], parity = random_setting(train_part, val_part, models, timings)
@@ -290,14 +292,13 @@ def main(argv: list[str] | None = None) -> None:
             "removed_from_val": int(len(val_part) - len(val_held)),
         }
         models = train_all("held_out", train_held, val_held, args, paths, timings)
-        held_metrics, hulls = held_out_settings(everything, models, timings)
+        held_metrics, hulls = held_out_settings(everything, exact, known_part, models, timings)
         metrics |= held_metrics
-        exact = held_out_parts(everything)[0]
         held_split["scored"] = {s: [everything.formulas[i] for i in exact[s]] for s in systems}
     by_model = _by_model(metrics)
     by_model["screening"] = screening_speed(12 if args.quick else 40)
     args.results.mkdir(parents=True, exist_ok=True)
-    plot(parity, hulls, held_out_parts(everything)[1], args.results / "stability.png")
+    plot(parity, hulls, known_part, args.results / "stability.png")
     timings["total"] = time.perf_counter() - start
     results = {
         "benchmark": "stability",

@@ -97,6 +97,34 @@ def lower_hull(space: Space, fractions: np.ndarray, energies: np.ndarray) -> Low
     )
 
 
+def vertex_aware_dhd(
+    space: Space, rows: np.ndarray, energies: np.ndarray, chosen: Sequence[int]
+) -> np.ndarray:
+    """Bartel's ΔHd of the ``chosen`` compounds among all the compounds of one space (rows of
+    atomic fractions over ``space`` and their energies): the energy above the hull of all of
+    them, or, for a hull vertex, the depth below the hull without its composition.
+
+    Leaving out a vertex raises the hull only over the facets around it, by at most its own
+    depth -ΔHd at its composition; so only the points within that depth of the full hull can
+    form the new one, and it is rebuilt from them alone (doubling the depth until the result
+    lies within it)."""
+    chosen = np.asarray(chosen, dtype=int)
+    above = energies - lower_hull(space, rows, energies).energies(rows)
+    dhd = above[chosen].copy()
+    for k in np.flatnonzero(dhd <= ON_HULL):
+        i = chosen[k]
+        others = np.any(np.abs(rows - rows[i]) > SAME_COMPOSITION, axis=1)
+        depth = 0.05
+        while True:
+            near = others & (above <= depth)
+            hull = lower_hull(space, rows[near], energies[near])
+            dhd[k] = energies[i] - hull.energies(rows[i : i + 1])[0]
+            if -dhd[k] <= depth or near.sum() == others.sum():
+                break
+            depth *= 2
+    return dhd
+
+
 class FormationHull:
     """The lower convex hull of formation energy (eV/atom) of a set of known compounds.
 
@@ -141,8 +169,8 @@ class FormationHull:
         """Atomic fractions of known compounds as rows over the columns of ``space``."""
         return _fraction_rows(space, [self._fractions[i] for i in indices])
 
-    def _hull(self, space: Space, excluded: tuple[int, ...] = ()) -> LowerHull:
-        members = [i for i in self.members(space) if i not in excluded]
+    def _hull(self, space: Space) -> LowerHull:
+        members = self.members(space)
         return lower_hull(space, self.fraction_matrix(space, members), self.energies[members])
 
     def hull_energies(self, compositions: Iterable[Composition]) -> np.ndarray:
@@ -161,21 +189,12 @@ class FormationHull:
         out = np.empty(len(indices))
         groups = _group_by_space([self.compositions[i] for i in indices])
         for space, positions in groups.items():
-            chosen = indices[positions]
-            rows = self.fraction_matrix(space, chosen)
-            above = self.energies[chosen] - self.hull(space).energies(rows)
-            for k in np.flatnonzero(above <= ON_HULL):
-                competitors = self._same_composition(space, rows[k])
-                excluded = self._hull(space, competitors).energies(rows[k : k + 1])[0]
-                above[k] = self.energies[chosen[k]] - excluded
-            out[positions] = above
+            members = np.asarray(self.members(space))
+            where = {index: k for k, index in enumerate(members)}
+            chosen = [where[i] for i in indices[positions]]
+            rows = self.fraction_matrix(space, members)
+            out[positions] = vertex_aware_dhd(space, rows, self.energies[members], chosen)
         return out
-
-    def _same_composition(self, space: Space, row: np.ndarray) -> tuple[int, ...]:
-        candidates = self._by_space[space]
-        rows = self.fraction_matrix(space, candidates)
-        same = np.all(np.abs(rows - row) <= SAME_COMPOSITION, axis=1)
-        return tuple(np.asarray(candidates)[same].tolist())
 
     def phase_diagram(self, space: Space):
         """The known compounds of ``space`` as a pymatgen ``PhaseDiagram`` (elements at 0)."""

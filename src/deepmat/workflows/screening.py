@@ -25,7 +25,7 @@ from deepmat.data.composition import CompositionTable, composition_table
 from deepmat.data.splits import parse_system
 from deepmat.errors import DataError
 from deepmat.parallel import map_chunks
-from deepmat.physics.hulls import ON_HULL, FormationHull, lower_hull
+from deepmat.physics.hulls import FormationHull, vertex_aware_dhd
 
 MAX_ELEMENTS = 6
 
@@ -160,30 +160,14 @@ def candidate_dhd(
     known_rows: np.ndarray,
     known_energy: np.ndarray,
 ) -> np.ndarray:
-    """ΔHd of each candidate against the known compounds and all the other candidates; a
-    candidate on the hull is measured against the hull without its own composition.
-
-    Leaving out a hull vertex raises the hull only over the facets around it, by at most its
-    own depth -ΔHd at its composition; so only the points within that depth of the full hull
-    can form the new one, and it is rebuilt from them alone (doubling the depth until the
-    result lies within it)."""
-    space = tuple(elements)
-    all_rows = np.vstack([fractions, known_rows])
-    all_energy = np.concatenate([energy, known_energy])
-    full = lower_hull(space, all_rows, all_energy)
-    above = all_energy - full.energies(all_rows)
-    dhd = above[: len(fractions)].copy()
-    for i in np.flatnonzero(dhd <= ON_HULL):
-        others = np.any(np.abs(all_rows - fractions[i]) > 1e-8, axis=1)
-        depth = 0.05
-        while True:
-            near = others & (above <= depth)
-            hull = lower_hull(space, all_rows[near], all_energy[near])
-            dhd[i] = energy[i] - hull.energies(fractions[i : i + 1])[0]
-            if -dhd[i] <= depth or near.sum() == others.sum():
-                break
-            depth *= 2
-    return dhd
+    """ΔHd of each candidate against the known compounds and all the other candidates (see
+    :func:`~deepmat.physics.hulls.vertex_aware_dhd`)."""
+    return vertex_aware_dhd(
+        tuple(elements),
+        np.vstack([fractions, known_rows]),
+        np.concatenate([energy, known_energy]),
+        np.arange(len(fractions)),
+    )
 
 
 def _known_in_space(known: CompositionTable | None, elements: Sequence[str]):
