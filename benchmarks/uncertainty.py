@@ -11,13 +11,15 @@ For each model (``composition``: Roost on ``oqmd-dhf``; ``elemnet``: ElemNet on
 
 each before and after recalibration (``<method>_recalibrated``: one factor on σ fitted by
 maximum likelihood; ``<method>_recalibrated_area``: the factor with the smallest
-miscalibration area, for errors with heavier tails than a Gaussian's), both fitted on the
-calibration half. A method that does not apply records the model's own error (Roost and
-CGCNN have no dropout). The validation split is cut in two halves at random: the first
-stops training early and fits the recalibration, the second scores every method, so no
-score comes from data a model or its calibration saw. Metrics (uncertainty-toolbox
-definitions): miscalibration area, RMS calibration error, sharpness, Gaussian NLL and the
-observed coverage of the 68 % and 95 % intervals, beside the MAE.
+miscalibration area, for errors with heavier tails than a Gaussian's;
+``<method>_recalibrated_coverage``: the split-conformal factor that makes the 95 %
+interval hold 95 %), all fitted on the calibration half. A method that does not apply
+records the model's own error (Roost and CGCNN have no dropout). The validation split is
+cut in two halves at random: the first stops training early and fits the recalibration,
+the second scores every method, so no score comes from data a model or its calibration
+saw. Metrics (uncertainty-toolbox definitions): miscalibration area, RMS calibration
+error, sharpness, Gaussian NLL and the observed coverage of the 68 % and 95 % intervals,
+beside the MAE.
 
     python benchmarks/uncertainty.py --out runs/uncertainty                  # full
     python benchmarks/uncertainty.py --out /tmp/u --quick                    # seconds
@@ -51,6 +53,12 @@ from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
 from deepmat.workflows.crystal import make_structure_model, split_structures, train_structure_model
 
+#: criterion of fit_std_scale and the suffix of its entries
+RECALIBRATIONS = (
+    ("miscalibration", "_recalibrated_area"),
+    ("nll", "_recalibrated"),
+    ("coverage", "_recalibrated_coverage"),
+)
 # model: (dataset, deepmat model name, methods)
 MODELS = {
     "composition": ("oqmd-dhf", "roost", ("ensemble", "mc_dropout", "heteroscedastic")),
@@ -173,7 +181,7 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
     entry[method] |= {"n": len(truth), "model": str(args.out / f"{model}_{method}")}
     curves = {method: calibration_curve(truth, mean, std)[1]}
     held = estimator.targets_of(calibration), *estimator.predict(calibration, return_std=True)
-    for criterion, label in (("miscalibration", "_recalibrated_area"), ("nll", "_recalibrated")):
+    for criterion, label in RECALIBRATIONS:
         scale = fit_std_scale(*held, criterion)[0]
         entry[method + label] = {
             "mae": entry[method]["mae"],

@@ -59,6 +59,8 @@ def test_benchmark_quick(script, tmp_path):
         aviary = side["aviary_roost"]  # trained wherever its environment is installed
         assert "val_mae" in aviary or "is not installed" in aviary["error"], aviary
         assert side["crabnet"]["install"]["requirement"] == "crabnet==2.0.8"
+        fit = payload["metrics"]["learning_curve_fit"]["elemnet"]  # curve point + whole run
+        assert len(fit["points"]) == 2 and fit["n_train_for_target"] > 0
     for model, path in payload["models"].items():
         loaded = deepmat.load(path)
         card = json.loads((Path(path) / "card.json").read_text())

@@ -74,3 +74,15 @@ def test_either_criterion_recovers_the_scale_of_gaussian_errors_and_the_area_win
     assert areas["miscalibration"] < areas["nll"] - 0.01
     with pytest.raises(DataError, match="criterion 'median' is not one of"):
         fit_std_scale(truth, mean, std, "median")
+
+
+def test_the_coverage_criterion_makes_95_percent_intervals_hold_on_new_heavy_tailed_errors():
+    rng = np.random.default_rng(2)
+    n = 4000
+    mean, std = np.zeros(n), rng.uniform(0.5, 2.0, size=n)
+    held = mean + std * rng.laplace(scale=1 / np.sqrt(2), size=n)
+    new = mean + std * rng.laplace(scale=1 / np.sqrt(2), size=n)
+    scale, method = fit_std_scale(held, mean, std, "coverage")
+    assert "conformal" in method
+    assert scale > 1.0  # the tails of a Laplace need a wider 95 % interval than a Gaussian's
+    assert 0.93 <= calibration_metrics(new, mean, scale * std)["coverage_95"] <= 0.97

@@ -226,8 +226,9 @@ def recalibrate(
     criterion: Annotated[
         str,
         typer.Option(
-            help="nll (maximum likelihood) or miscalibration (the smallest miscalibration "
-            "area, for errors with heavier tails than a Gaussian's)"
+            help="nll (maximum likelihood), miscalibration (the smallest miscalibration "
+            "area, for errors with heavier tails than a Gaussian's) or coverage (95 % "
+            "intervals that hold 95 %: split conformal)"
         ),
     ] = "nll",
 ) -> None:

@@ -131,7 +131,8 @@ class Estimator:
         them on held-out ``X`` (validation data, never training or test data). ``criterion``
         "nll": maximum likelihood of Gaussian errors, s² = mean(((y − μ)/σ)²);
         "miscalibration": the s with the smallest miscalibration area (for errors with
-        heavier tails than a Gaussian's, which no one factor makes right at every level).
+        heavier tails than a Gaussian's, which no one factor makes right at every level);
+        "coverage": the 95 % interval holds 95 % of them (split conformal).
         Later predictions with ``return_std`` are scaled by it and the card records it.
         Needs :data:`MIN_CALIBRATION_RECORDS` held-out values (records, or voxels of
         fields); returns :attr:`recalibration`."""
