@@ -86,3 +86,11 @@ def test_the_coverage_criterion_makes_95_percent_intervals_hold_on_new_heavy_tai
     assert "conformal" in method
     assert scale > 1.0  # the tails of a Laplace need a wider 95 % interval than a Gaussian's
     assert 0.93 <= calibration_metrics(new, mean, scale * std)["coverage_95"] <= 0.97
+
+
+def test_a_coverage_outside_zero_to_one_is_refused():
+    truth, mean, std = gaussian_predictions(1.0, n=200)
+    with pytest.raises(DataError, match="must lie in"):
+        fit_std_scale(truth, mean, std, "coverage", coverage=1.2)
+    low = fit_std_scale(truth, mean, std, "coverage", coverage=0.9)[0]
+    assert low < fit_std_scale(truth, mean, std, "coverage")[0]

@@ -298,6 +298,12 @@ def test_an_ensemble_recalibrates_on_its_val_part_and_evaluate_scores_its_calibr
     assert (out / "uncertainty_data_val.png").stat().st_size > 0
     assert 0 <= metrics["coverage_95"] <= 1 and metrics["miscalibration_area"] >= 0
 
+    result = runner.invoke(app, [*command, "--criterion", "coverage", "--coverage", "0.9"])
+    assert result.exit_code == 0, result.output
+    recalibration = json.loads((out / "card.json").read_text())["recalibration"]
+    assert recalibration["criterion"] == "coverage" and recalibration["coverage"] == 0.9
+    assert recalibration["after"]["coverage_95"] >= 0.9  # on the records it was fitted to
+
 
 def test_recalibration_refuses_data_that_is_not_validation_data(rf_model, csv_path, tmp_path):
     fresh = tmp_path / "new.csv"

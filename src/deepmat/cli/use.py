@@ -231,6 +231,10 @@ def recalibrate(
             "intervals that hold 95 %: split conformal)"
         ),
     ] = "nll",
+    coverage: Annotated[
+        float,
+        typer.Option(help="with --criterion coverage: the share the 95 % interval must hold"),
+    ] = 0.95,
 ) -> None:
     """Fit the factor on a model's standard deviations that calibrates them on validation
     data, keep it in the model's card, and print the calibration before and after. Test
@@ -250,7 +254,7 @@ def recalibrate(
         if model.input_kind == "microstructure":
             from deepmat.workflows.microstructure import read_labelled
 
-            record = model.recalibrate(*read_labelled(data, model.target)[0], criterion)
+            record = model.recalibrate(*read_labelled(data, model.target)[0], criterion, coverage)
         else:
             table, names, label = _labelled_table(model, data, options)
             part = "val" if read_split(model_dir) is not None else None
@@ -262,7 +266,9 @@ def recalibrate(
                     f"part ({scope.training_records} training records): give the model's own "
                     "data or its validation file"
                 )
-            record = model.recalibrate(table.subset(scope.rows), criterion=criterion)
+            record = model.recalibrate(
+                table.subset(scope.rows), criterion=criterion, coverage=coverage
+            )
         model.save(model_dir)
     except DeepmatError as exc:
         fail(exc)

@@ -96,23 +96,28 @@ def calibration_metrics(truth, mean, std, bins: int = 100) -> dict[str, float]:
 CRITERIA = ("nll", "miscalibration", "coverage")
 
 
-def fit_std_scale(truth, mean, std, criterion: str = "nll") -> tuple[float, str]:
+def fit_std_scale(
+    truth, mean, std, criterion: str = "nll", coverage: float = 0.95
+) -> tuple[float, str]:
     """The factor s on ``std`` that calibrates it on held-out data, and how it was found:
     "nll" maximises the Gaussian likelihood (s² = mean(((y − μ)/σ)²)); "miscalibration"
     minimises the miscalibration area over s from 1/30 to 30 (a log-spaced search, refined
-    around the best); "coverage" makes the 95 % interval hold at least 95 % of the held-out
-    truths, s = q/1.96 with q the ⌈0.95 (n + 1)⌉-th smallest |y − μ|/σ (split conformal
-    prediction with normalised scores: on exchangeable new data the interval covers at least
-    95 %, whatever the shape of the errors)."""
+    around the best); "coverage" makes the 95 % interval hold at least ``coverage`` of the
+    held-out truths, s = q/1.96 with q the ⌈coverage (n + 1)⌉-th smallest |y − μ|/σ (split
+    conformal prediction with normalised scores: on exchangeable new data the interval covers
+    at least that share, whatever the shape of the errors)."""
     truth, mean, std = _checked(truth, mean, std)
     z = (truth - mean) / std
     if criterion == "nll":
         return float(np.sqrt(np.mean(z**2))), "maximum likelihood: s² = mean(((y − μ)/σ)²)"
     if criterion == "coverage":
-        rank = min(len(z), math.ceil(0.95 * (len(z) + 1)))
+        if not 0 < coverage < 1:
+            raise DataError(f"the coverage of the 95 % interval must lie in (0, 1), not {coverage}")
+        rank = min(len(z), math.ceil(coverage * (len(z) + 1)))
         quantile = np.sort(np.abs(z))[rank - 1]
         return float(quantile / stats.norm.ppf(0.975)), (
-            "split conformal: the 95 % interval covers the ⌈0.95 (n + 1)⌉-th smallest |z|"
+            f"split conformal: the 95 % interval covers the ⌈{coverage:g} (n + 1)⌉-th "
+            "smallest |y − μ|/σ"
         )
     if criterion != "miscalibration":
         raise DataError(f"recalibration criterion {criterion!r} is not one of {CRITERIA}")

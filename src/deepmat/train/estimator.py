@@ -126,13 +126,13 @@ class Estimator:
         """The factor :meth:`recalibrate` fitted on the standard deviations (1 before)."""
         return float(self.recalibration.get("std_scale", 1.0))
 
-    def recalibrate(self, X, y=None, criterion: str = "nll") -> dict:
+    def recalibrate(self, X, y=None, criterion: str = "nll", coverage: float = 0.95) -> dict:
         """Fit and keep the factor s on this model's standard deviations that calibrates
         them on held-out ``X`` (validation data, never training or test data). ``criterion``
         "nll": maximum likelihood of Gaussian errors, s² = mean(((y − μ)/σ)²);
         "miscalibration": the s with the smallest miscalibration area (for errors with
         heavier tails than a Gaussian's, which no one factor makes right at every level);
-        "coverage": the 95 % interval holds 95 % of them (split conformal).
+        "coverage": the 95 % interval holds ``coverage`` of them (split conformal).
         Later predictions with ``return_std`` are scaled by it and the card records it.
         Needs :data:`MIN_CALIBRATION_RECORDS` held-out values (records, or voxels of
         fields); returns :attr:`recalibration`."""
@@ -147,10 +147,11 @@ class Estimator:
         mean, std = self.predict(X, return_std=True)
         raw = np.asarray(std, dtype=np.float64) / self.std_scale
         before = calibration_metrics(truth, mean, raw)
-        scale, method = fit_std_scale(truth, mean, raw, criterion)
+        scale, method = fit_std_scale(truth, mean, raw, criterion, coverage)
         self.recalibration = {
             "std_scale": scale,
             "criterion": criterion,
+            **({"coverage": coverage} if criterion == "coverage" else {}),
             "method": method,
             "n": int(truth.size),
             "before": before,
