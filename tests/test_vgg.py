@@ -10,7 +10,14 @@ import torch
 from torch.nn import functional as F
 
 from deepmat.errors import DataNotFoundError, ModelFormatError
-from deepmat.models.vgg import BLOCKS, MEMBER, VGG19Features, install_vgg19, vgg19_weights
+from deepmat.models.vgg import (
+    BLOCKS,
+    IMAGENET_MEAN_BGR,
+    MEMBER,
+    VGG19Features,
+    install_vgg19,
+    vgg19_weights,
+)
 
 
 def fake_wheel(path, width: int = 2, params=None, member: str = MEMBER):
@@ -21,7 +28,7 @@ def fake_wheel(path, width: int = 2, params=None, member: str = MEMBER):
         for _ in range(sum(BLOCKS)):
             params += [rng.normal(size=(width, channels, 3, 3)), rng.normal(size=width)]
             channels = width
-    payload = {"param values": params, "mean value": np.array([103.9, 116.8, 123.7])}
+    payload = {"param values": params, "mean value": np.array(IMAGENET_MEAN_BGR)}
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(member, pickle.dumps(payload))
     return path

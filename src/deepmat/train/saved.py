@@ -7,7 +7,8 @@
                          training data fingerprint and config, metrics, versions
     weights.safetensors  network weights (families "network", "voxel-network",
                          "localization-network", "orientation-network",
-                         "crystal-graph-network" and "site-network")
+                         "crystal-graph-network", "site-network" and
+                         "segmentation-network")
     forest.joblib        the scikit-learn forest (family "forest"; a pickle: load
                          only forests you trust, as with any scikit-learn model)
     pipeline.joblib      PCA and polynomial regression on 2-point statistics (family
@@ -24,11 +25,12 @@ Localization models (families "localization-network", whose ``architecture.kind`
 "slice-cnn" or "strain-fcn", and "mks") have ``"input": "microstructure"`` and
 ``"output": "strain field"``, with the macroscopic strain they were trained under.
 Orientation models (family "orientation-network") have ``"input": "ebsd-pattern"``,
-``"output": "orientation"``, the pattern shape, the point group and the loss.
-Structure models (families "crystal-graph-network", a CGCNN with its graph settings, and
-"site-network", a network on per-site descriptors such as perovskite sites) have
-``"input": "structure"``.
-:func:`load_model` reads any such directory back into the estimator that wrote it.
+``"output": "orientation"``, the pattern shape, the point group and the loss. Segmentation
+models (family "segmentation-network") have ``"input": "micrograph"``, ``"output":
+"labels"`` and the class map. Structure models (families "crystal-graph-network", a CGCNN
+with its graph settings, and "site-network", a network on per-site descriptors such as
+perovskite sites) have ``"input": "structure"``. :func:`load_model` reads any such
+directory back into the estimator that wrote it.
 
 Families are found through a registry (:data:`FAMILIES`, extended by
 :func:`register_family`) that names each family's estimator class by import path, so loading
@@ -70,6 +72,7 @@ FAMILIES: dict[str, str] = {
     "localization-network": "deepmat.train.localization:NetworkLocalizationRegressor",
     "orientation-network": "deepmat.train.ebsd:OrientationCNNRegressor",
     "dictionary-indexer": "deepmat.train.dictionary:DictionaryIndexer",
+    "segmentation-network": "deepmat.train.segmentation:SegmentationModel",
     "ensemble": "deepmat.train.ensemble:Ensemble",
 }
 _PACKAGES = ("deepmat", "torch", "numpy", "scikit-learn", "pymatgen")

@@ -1,0 +1,348 @@
+"""The segmentation estimator: micrographs in, a class per pixel out.
+
+:class:`SegmentationModel` trains a :class:`~deepmat.models.segmentation.VGGUNet` or a
+:class:`~deepmat.models.segmentation.HypercolumnNet` on labelled
+:class:`~deepmat.data.micrographs.Micrograph` s. Training cuts every image into tiles of
+``spec.tile`` pixels (half-overlapping; smaller images padded by reflection, their padding
+unlabelled) and augments each batch with the eight symmetries of the square (applied to the
+image and its labels alike) and a random brightness, contrast, gamma and noise of the image.
+PixelNet trains on ``spec.pixels`` pixels drawn per tile, as its authors did. The best epoch
+is the one with the lowest loss on the validation tiles. Prediction runs the network on
+overlapping tiles of any image size and blends them (:mod:`deepmat.train.tiling`);
+evaluation scores the whole validation images (:mod:`deepmat.train.segmentation_metrics`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepmat.data.micrographs import ClassMap, Micrograph
+from deepmat.errors import ConfigError, DataError
+from deepmat.models.segmentation import HypercolumnNet, VGGUNet, vgg19_encoder
+from deepmat.models.vgg import VGG19_WIDTHS
+from deepmat.train.config import FitResult, TargetScaler, TrainConfig
+from deepmat.train.estimator import Estimator
+from deepmat.train.segmentation_losses import IGNORE, SegmentationLoss, inverse_frequency_weights
+from deepmat.train.segmentation_metrics import segmentation_metrics
+from deepmat.train.tiling import predict_tiled, window_starts
+from deepmat.train.weights import load_weights, save_weights
+
+KINDS = ("unet", "pixelnet")
+SEGMENTATION_CONFIG = {"batch_size": 4, "lr": 1e-3, "schedule": "onecycle", "loss": "l1"}
+
+
+@dataclass(frozen=True)
+class SegmentationSpec:
+    """The network: ``kind`` (``unet`` or ``pixelnet``), an ImageNet (``pretrained``) or
+    random VGG-19 encoder, the U-Net's decoder widths or PixelNet's hidden width and pixels
+    drawn per training tile, the tile size, the image channels (1 grey, 3 RGB) and the
+    encoder blocks' channels (VGG-19's; read from the weights when pretrained)."""
+
+    kind: str = "unet"
+    pretrained: bool = True
+    decoder: tuple[int, int, int, int] = (256, 128, 64, 32)
+    hidden: int = 1024
+    pixels: int = 2048
+    tile: int = 256
+    channels: int = 1
+    widths: tuple[int, ...] = VGG19_WIDTHS
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"segmentation network {self.kind!r} is not one of {KINDS}")
+        if self.tile < 32 or self.tile % 16:
+            raise ConfigError(f"tiles are a multiple of 16 pixels, at least 32; got {self.tile}")
+
+    def build(self, n_classes: int) -> nn.Module:
+        encoder = vgg19_encoder(self.pretrained, self.widths)
+        if self.kind == "unet":
+            return VGGUNet(n_classes, encoder, self.decoder)
+        return HypercolumnNet(n_classes, encoder, self.hidden)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SegmentationSpec:
+        return cls(**(data | {k: tuple(data[k]) for k in ("decoder", "widths")}))
+
+
+class SampledPixels(nn.Module):
+    """PixelNet in training: logits at ``pixels`` random positions of each tile, with those
+    positions, so that :class:`SampledLoss` scores the same pixels' labels."""
+
+    def __init__(self, net: HypercolumnNet, pixels: int):
+        super().__init__()
+        self.net, self.pixels = net, pixels
+
+    def forward(self, x: torch.Tensor):
+        generator = None if self.training else torch.Generator().manual_seed(0)
+        b, _, h, w = x.shape
+        flat = torch.randint(0, h * w, (b, self.pixels), generator=generator)
+        points = torch.stack([flat // w, flat % w], dim=-1).to(x.device)
+        return self.net(x, pixels=points), points
+
+
+class SampledLoss(nn.Module):
+    """A segmentation loss on PixelNet's sampled logits (B, P, K) and their positions."""
+
+    def __init__(self, loss: SegmentationLoss):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, prediction, labels: torch.Tensor) -> torch.Tensor:
+        logits, points = prediction
+        picked = labels[torch.arange(len(labels))[:, None], points[..., 0], points[..., 1]]
+        return self.loss(logits.transpose(1, 2), picked)
+
+
+def dihedral_and_photometric(x: torch.Tensor, y: torch.Tensor):
+    """Each tile and its labels under one of the square's eight symmetries, then the
+    tile's intensities under a random contrast (×0.8–1.2), brightness (±0.1), gamma
+    (0.8–1.25) and Gaussian noise (σ up to 0.03), clipped to [0, 1]."""
+    xs, ys = [], []
+    for image, labels in zip(x, y, strict=True):
+        k, flip = int(torch.randint(4, ())), bool(torch.randint(2, ()))
+        image, labels = torch.rot90(image, k, (-2, -1)), torch.rot90(labels, k, (-2, -1))
+        if flip:
+            image, labels = image.flip(-1), labels.flip(-1)
+        xs.append(image)
+        ys.append(labels)
+    x, y = torch.stack(xs), torch.stack(ys)
+    shape = (len(x), 1, 1, 1)
+    contrast, brightness = 0.8 + 0.4 * torch.rand(shape), 0.2 * torch.rand(shape) - 0.1
+    gamma = torch.exp(torch.empty(shape).uniform_(np.log(0.8), np.log(1.25)))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * contrast + mean + brightness).clamp(0, 1) ** gamma
+    x = x + 0.03 * torch.rand(shape) * torch.randn_like(x)
+    return x.clamp(0, 1), y
+
+
+class SegmentationModel(Estimator):
+    """A U-Net or PixelNet on VGG-19 that labels each pixel of a micrograph.
+
+    ``class_map`` names the classes (and how masks encode them; kept in the card), ``loss``
+    is ``focal`` (α from the training pixels' inverse class frequencies), ``dice_ce`` or
+    ``ce``. Presets: ``default`` the ImageNet U-Net with the focal loss, one-cycle Adam 1e-3,
+    batch 4, 40 epochs; ``paper`` PixelNet with the focal loss as DeCost et al.;
+    ``benchmark`` the U-Net with Dice + cross-entropy. No standard deviations.
+    """
+
+    family = "segmentation-network"
+    input_kind: ClassVar[str] = "micrograph"
+    output_kind: ClassVar[str] = "labels"
+    presets: ClassVar[dict] = {
+        "default": {"config": SEGMENTATION_CONFIG | {"epochs": 40, "patience": 40}},
+        "paper": {
+            "spec": SegmentationSpec(kind="pixelnet"),
+            "config": SEGMENTATION_CONFIG | {"epochs": 40, "patience": 40},
+        },
+        "benchmark": {
+            "loss": "dice_ce",
+            "config": SEGMENTATION_CONFIG | {"epochs": 40, "patience": 40},
+        },
+    }
+
+    def __init__(
+        self,
+        class_map: ClassMap,
+        spec: SegmentationSpec | None = None,
+        config: TrainConfig | None = None,
+        loss: str = "focal",
+        name: str = "segmentation",
+        class_weights: list[float] | None = None,
+    ):
+        self.class_map, self.spec = class_map, spec or SegmentationSpec()
+        self.loss_name, self.name, self.class_weights = loss, name, class_weights
+        SegmentationLoss(loss)  # refuses an unknown loss now, not after loading the data
+        self.config = config or TrainConfig(**self.presets["default"]["config"])
+        torch.manual_seed(self.config.seed)
+        self.net = self.spec.build(len(class_map.names))
+        self.spec = dataclasses.replace(self.spec, widths=tuple(self.net.encoder.widths))
+        self.fit_result = FitResult()
+        self.training: dict = {}
+        self.metrics: dict = {}
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_map.names)
+
+    def fit(
+        self,
+        X: list[Micrograph],
+        y=None,
+        *,
+        val: list[Micrograph] | None = None,
+        workdir: str | Path | None = None,
+        resume: bool = True,
+    ) -> SegmentationModel:
+        """Train on labelled micrographs ``X``, picking the best epoch on ``val`` (the
+        labelled validation micrographs, required: a few images cannot spare a random
+        part); checkpoints go to ``workdir``."""
+        from deepmat.train.trainer import fit_network
+
+        start = time.perf_counter()
+        self._check_labelled(X, "training")
+        if not val:
+            raise DataError("segmentation training needs labelled validation micrographs")
+        self._check_labelled(val, "validation")
+        x, labels = self.tiles(X)
+        x_val, labels_val = self.tiles(val, stride=self.spec.tile)
+        if self.loss_name == "focal" and self.class_weights is None:
+            weights = inverse_frequency_weights([m.labels for m in X], self.n_classes)
+            self.class_weights = weights.tolist()
+        loss = SegmentationLoss(self.loss_name, self.class_weights)
+        net, task_loss = self.net, loss
+        if self.spec.kind == "pixelnet":
+            net, task_loss = SampledPixels(self.net, self.spec.pixels), SampledLoss(loss)
+        self.warm_start()
+        with tempfile.TemporaryDirectory(prefix="deepmat-seg-") as scratch:
+            self.fit_result = fit_network(
+                net,
+                x,
+                labels,
+                x_val,
+                labels_val,
+                self.config,
+                workdir if workdir is not None else scratch,
+                TargetScaler(),
+                resume,
+                augment=dihedral_and_photometric,
+                val_batch_size=self.config.batch_size,
+                loss=task_loss,
+            )
+        self.metrics["val"] = self.evaluate(val)
+        self.training = self.fit_result.record(self.config) | {
+            "seconds": round(time.perf_counter() - start, 2),
+            "n_train_images": len(X),
+            "n_val_images": len(val),
+            "n_train_tiles": len(x),
+            "class_weights": self.class_weights,
+        }
+        return self
+
+    def predict(self, X, return_std: bool = False) -> list[np.ndarray]:
+        """A label image (uint8, the image's height × width) for each micrograph (or
+        image array in [0, 1]) of ``X``."""
+        if return_std:
+            raise self.no_uncertainty("segmentation networks give class labels")
+        return [scores.argmax(0).numpy().astype(np.uint8) for scores in self.predict_scores(X)]
+
+    def predict_scores(self, X) -> list[torch.Tensor]:
+        """Class probabilities (K, H, W) for each image of ``X``."""
+        net = self.net.eval()
+        return [
+            torch.softmax(
+                predict_tiled(net, self._channels_first(m), self.spec.tile, self.spec.tile // 4),
+                dim=0,
+            )
+            for m in self._images(X)
+        ]
+
+    def evaluate(self, X: list[Micrograph], y=None) -> dict:
+        """:func:`~deepmat.train.segmentation_metrics.segmentation_metrics` on the labelled
+        micrographs ``X``, whole images."""
+        self._check_labelled(X, "evaluation")
+        predictions = self.predict(X)
+        return segmentation_metrics([m.labels for m in X], predictions, self.class_map.names)
+
+    def tiles(self, micrographs: list[Micrograph], stride: int | None = None):
+        """(N, C, tile, tile) float32 images and (N, tile, tile) uint8 labels cut from the
+        micrographs with ``stride`` (half a tile by default)."""
+        tile = self.spec.tile
+        stride = stride or tile // 2
+        images, labels = [], []
+        for m in micrographs:
+            x = self._channels_first(m)
+            lab = m.labels
+            pad_h, pad_w = max(tile - x.shape[1], 0), max(tile - x.shape[2], 0)
+            if pad_h or pad_w:
+                x = np.pad(x, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
+                lab = np.pad(lab, ((0, pad_h), (0, pad_w)), constant_values=IGNORE)
+            for top in window_starts(x.shape[1], tile, tile - stride):
+                for left in window_starts(x.shape[2], tile, tile - stride):
+                    images.append(x[:, top : top + tile, left : left + tile])
+                    labels.append(lab[top : top + tile, left : left + tile])
+        return np.stack(images).astype(np.float32), np.stack(labels).astype(np.uint8)
+
+    def card(self) -> dict:
+        return {
+            "family": self.family,
+            "model": self.name,
+            "input": self.input_kind,
+            "output": "labels",
+            "classes": self.class_map.to_dict(),
+            "architecture": self.spec.to_dict(),
+            "loss": {"name": self.loss_name, "class_weights": self.class_weights},
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+    def save_state(self, path: Path) -> None:
+        save_weights(self.net, path)
+
+    @classmethod
+    def from_saved(cls, path: Path, card: dict) -> SegmentationModel:
+        spec = dataclasses.replace(
+            SegmentationSpec.from_dict(card["architecture"]), pretrained=False
+        )  # the saved weights replace the encoder's: no need to install ImageNet's
+        model = cls(
+            ClassMap.from_dict(card["classes"]),
+            spec,
+            cls.saved_config(card),
+            loss=card["loss"]["name"],
+            name=card["model"],
+            class_weights=card["loss"]["class_weights"],
+        )
+        model.spec = SegmentationSpec.from_dict(card["architecture"])
+        load_weights(model.net, path)
+        model.restore_record(card)
+        return model
+
+    def _channels_first(self, m: Micrograph | np.ndarray) -> np.ndarray:
+        image = m.image if isinstance(m, Micrograph) else np.asarray(m, dtype=np.float32)
+        if image.ndim == 2:
+            image = image[None]
+        elif image.ndim == 3 and image.shape[-1] == 3:
+            image = np.moveaxis(image, -1, 0)
+        else:
+            raise DataError(
+                f"{getattr(m, 'source', 'an image')}: expected (H, W) grey or (H, W, 3) RGB, "
+                f"got {image.shape}"
+            )
+        if image.shape[0] != self.spec.channels:
+            image = image.mean(0, keepdims=True) if self.spec.channels == 1 else image.repeat(3, 0)
+        return image
+
+    def _images(self, X) -> list:
+        if isinstance(X, (Micrograph, np.ndarray)):
+            X = [X]
+        if not len(X):
+            raise DataError("no images to segment")
+        return list(X)
+
+    def _check_labelled(self, micrographs: list[Micrograph], what: str) -> None:
+        if not micrographs:
+            raise DataError(f"no {what} micrographs")
+        for m in micrographs:
+            if m.labels is None:
+                raise DataError(f"{m.source or m.name}: {what} needs its mask")
+            if m.labels.shape != m.shape:
+                raise DataError(
+                    f"{m.source or m.name}: image {m.shape} but labels {m.labels.shape}"
+                )
+            known = m.labels[m.labels != IGNORE]
+            if known.size and known.max() >= self.n_classes:
+                raise DataError(
+                    f"{m.source or m.name}: label {int(known.max())} for "
+                    f"{self.n_classes} classes ({self.class_map.describe()})"
+                )
