@@ -69,7 +69,7 @@ def test_bad_training_data_is_refused_with_the_image_named():
     with pytest.raises(DataError, match="needs labelled validation micrographs"):
         estimator.fit(micrographs(1, 0))
     unlabelled = Micrograph("u", np.zeros((32, 32), np.float32), source="u.png")
-    with pytest.raises(DataError, match="u.png: training needs its mask"):
+    with pytest.raises(DataError, match=r"u\.png: training needs its mask"):
         estimator.fit([unlabelled], val=micrographs(1, 0))
     wrong = micrographs(1, 0)[0]
     wrong.labels = wrong.labels * 3
