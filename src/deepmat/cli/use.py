@@ -107,7 +107,20 @@ def _predict_orientations(model, inputs: list[str], output: Path | None, std: bo
     write_table(predict_pattern_files(model, inputs, return_std=std), output, "orientations")
 
 
+def _predict_micrographs(model, inputs: list[str], output: Path | None, std: bool, **_):
+    """Label images of micrographs: ``predict`` is ``segment`` with label PNGs in OUTPUT."""
+    from deepmat.workflows.segmentation import segment_images
+
+    if std:
+        raise model.no_uncertainty("segmentation networks give class labels")
+    if output is None:
+        raise DataError("a segmentation model writes label images: give -o FOLDER")
+    written = segment_images(model, [Path(i) for i in inputs], output)
+    console.print(f"{len(written)} label images written to {output}")
+
+
 PREDICTORS = {
+    "micrograph": _predict_micrographs,
     "composition": _predict_compositions,
     "structure": _predict_structures,
     "microstructure": _predict_microstructures,
@@ -326,7 +339,12 @@ def evaluate(
         model = deepmat.load(model_dir)
         home = Path(model_dir) if Path(model_dir).is_dir() else Path.cwd()
         stem = Path(data).name.split(".")[0].replace(":", "_")
-        if model.input_kind in ("microstructure", "ebsd-pattern"):
+        if model.input_kind == "micrograph":
+            from deepmat.workflows.segmentation import evaluate_segmentation
+
+            metrics = evaluate_segmentation(model, data, part or "val", plot, home, stem)
+            notes, summary = [], None
+        elif model.input_kind in ("microstructure", "ebsd-pattern"):
             if part:
                 raise DataError(
                     f"--part needs a composition or structure model; {model_dir} is a "
@@ -548,3 +566,54 @@ def demo(
         )
     except DeepmatError as exc:
         fail(exc)
+
+
+def segment(
+    model_dir: ModelArgument,
+    inputs: Annotated[list[Path], typer.Argument(help="images or folders of images")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for label PNGs")],
+    overlay: Annotated[bool, typer.Option(help="also write overlays/<stem>.png")] = False,
+    crop_bottom: Annotated[
+        int, typer.Option(help="rows of information band to cut from each image's bottom")
+    ] = 0,
+) -> None:
+    """Label every pixel of micrographs of any size with a segmentation model; writes one
+    PNG of class indices per image (what `deepmat measure` reads)."""
+    import deepmat
+    from deepmat.workflows.segmentation import segment_images
+
+    try:
+        model = deepmat.load(model_dir)
+        if model.input_kind != "micrograph":
+            raise DataError(f"{model_dir} is a {model.family} model, not a segmentation one")
+        written = segment_images(model, inputs, output, crop_bottom, overlay)
+    except DeepmatError as exc:
+        fail(exc)
+    console.print(f"{len(written)} label images written to {output}")
+
+
+def measure(
+    inputs: Annotated[list[Path], typer.Argument(help="label PNGs (or folders) of classes")],
+    class_index: Annotated[int, typer.Option("--class", help="the class to measure")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="particle table CSV")],
+    pixel_size: Annotated[
+        float | None, typer.Option(help="µm per pixel (default: lengths in pixels)")
+    ] = None,
+) -> None:
+    """Quantitative metallography: every particle of a class (area, equivalent diameter,
+    axes, aspect ratio, orientation) to a CSV, a summary per image, and a size histogram."""
+    from deepmat.workflows.segmentation import measure_labels, size_histogram
+
+    try:
+        table, per_image = measure_labels(inputs, class_index, pixel_size)
+    except DeepmatError as exc:
+        fail(exc)
+    write_table(table, output, "particles")
+    for stem, row in per_image.items():
+        console.print(
+            f"{stem}: {row['count']} particles ({row['count_inside']} inside), area fraction "
+            f"{row['area_fraction']:.4f}, mean diameter {row['mean_equivalent_diameter'] or 0:.3g} "
+            f"{row['unit']}"
+        )
+    figure = size_histogram(table, output.with_suffix(".png"), "µm" if pixel_size else "px")
+    console.print(f"histogram: {figure}")
