@@ -293,6 +293,16 @@ def datasets() -> None:
             "yes" if cached else "no",
             d.description,
         )
+    from deepmat.data.micrographs import MICROGRAPH_SETS, micrograph_set_dir
+
+    for name, spec in MICROGRAPH_SETS.items():
+        table.add_row(
+            name,
+            ",".join(spec.splits),
+            f"{len(spec.class_map.names)} classes per pixel",
+            "yes" if micrograph_set_dir(name) else "no",
+            spec.description,
+        )
     Console().print(table)
 
 

@@ -302,6 +302,12 @@ MICROGRAPH_SETS = {
 }
 
 
+def micrograph_set_dir(name: str) -> Path | None:
+    """The folder of the named set in the first data folder that has it, or None."""
+    roots = [d / "micrographs" / MICROGRAPH_SETS[name].folder for d in dataset_dirs()]
+    return next((r for r in roots if r.is_dir()), None)
+
+
 def load_micrographs(name: str, split: str) -> list[Micrograph]:
     """The labelled micrographs of the named set's ``split``."""
     if name not in MICROGRAPH_SETS:
@@ -310,9 +316,9 @@ def load_micrographs(name: str, split: str) -> list[Micrograph]:
     if split not in spec.splits:
         raise DataError(f"{name} has the splits {', '.join(spec.splits)}, not {split!r}")
     folders = spec.splits[split]
-    roots = [d / "micrographs" / spec.folder for d in dataset_dirs()]
-    root = next((r for r in roots if r.is_dir()), None)
+    root = micrograph_set_dir(name)
     if root is None:
+        roots = [d / "micrographs" / spec.folder for d in dataset_dirs()]
         raise DataNotFoundError(
             f"micrograph set {name} needs a folder {' or '.join(map(str, roots))} "
             "(set DEEPMAT_DATA_DIR to the folder that holds micrographs/)"
