@@ -75,3 +75,17 @@ def test_bad_segmentation_inputs_name_the_problem(folders, tmp_path):
         app, ["measure", str(tmp_path / "rgb.png"), "--class", "1", "-o", "t.csv"]
     )
     assert result.exit_code == 2 and "one class index per pixel" in result.output
+
+
+def test_measure_reports_the_denuded_zone_around_a_reference_class(tmp_path):
+    labels = np.zeros((30, 30), np.uint8)
+    labels[:, :4] = 2  # network along the left edge
+    labels[10:13, 12:15] = 1  # a particle 8 px from the network's boundary
+    Image.fromarray(labels).save(tmp_path / "a.png")
+    out = tmp_path / "p.csv"
+    command = ["measure", str(tmp_path / "a.png"), "--class", "1", "--reference", "2"]
+    result = runner.invoke(app, [*command, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "denuded zone around class 2: median" in result.output
+    header, *rows = (tmp_path / "p_denuded.csv").read_text().splitlines()
+    assert header == "image,width" and len(rows) == 30

@@ -599,15 +599,35 @@ def measure(
     pixel_size: Annotated[
         float | None, typer.Option(help="µm per pixel (default: lengths in pixels)")
     ] = None,
+    reference: Annotated[
+        int | None,
+        typer.Option(
+            help="also measure the zone free of CLASS particles around this class (DeCost's "
+            "denuded zone around network carbide): OUTPUT's stem + _denuded.csv"
+        ),
+    ] = None,
 ) -> None:
     """Quantitative metallography: every particle of a class (area, equivalent diameter,
     axes, aspect ratio, orientation) to a CSV, a summary per image, and a size histogram."""
-    from deepmat.workflows.segmentation import measure_labels, size_histogram
+    import numpy as np
+
+    from deepmat.workflows.segmentation import denuded_zones, measure_labels, size_histogram
 
     try:
         table, per_image = measure_labels(inputs, class_index, pixel_size)
+        zones = None
+        if reference is not None:
+            zones = denuded_zones(inputs, reference, class_index, pixel_size)
     except DeepmatError as exc:
         fail(exc)
+    if zones is not None:
+        widths = np.asarray(zones["width"])
+        write_table(zones, output.with_name(f"{output.stem}_denuded.csv"), "boundary pixels")
+        console.print(
+            f"denuded zone around class {reference}: median {np.median(widths):.3g}, mean "
+            f"{widths.mean():.3g}, 90th percentile {np.quantile(widths, 0.9):.3g} "
+            f"{'µm' if pixel_size else 'px'}"
+        )
     write_table(table, output, "particles")
     for stem, row in per_image.items():
         console.print(

@@ -26,7 +26,12 @@ from deepmat.data.micrographs import (
     read_pairs,
 )
 from deepmat.errors import DataError
-from deepmat.physics.metallography import PARTICLE_COLUMNS, particles, summary
+from deepmat.physics.metallography import (
+    PARTICLE_COLUMNS,
+    denuded_zone_widths,
+    particles,
+    summary,
+)
 from deepmat.train.saved import save_model
 from deepmat.train.segmentation import SegmentationModel, SegmentationSpec
 
@@ -213,3 +218,19 @@ def evaluate_segmentation(
     (labels,) = model.predict([first])
     write_overlay(first, labels, plot or home / f"overlay_{stem}.png", truth=first.labels)
     return metrics | {"part": part if data in MICROGRAPH_SETS else "file"}
+
+
+def denuded_zones(
+    inputs: list[Path], reference: int, particle_class: int, pixel_size: float | None = None
+) -> dict:
+    """The denuded-zone width at every boundary pixel of class ``reference`` in the label
+    images (columns image, width); images without either class are skipped."""
+    table: dict[str, list] = {"image": [], "width": []}
+    for stem, labels in read_label_images(inputs):
+        if (labels == reference).any() and (labels == particle_class).any():
+            widths = denuded_zone_widths(labels, reference, particle_class, pixel_size)
+            table["image"] += [stem] * len(widths)
+            table["width"] += widths.tolist()
+    if not table["width"]:
+        raise DataError(f"no image holds both class {reference} and class {particle_class}")
+    return table
