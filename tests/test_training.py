@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from types import SimpleNamespace
@@ -220,6 +221,17 @@ def test_resume(train_val, tmp_path):
     )
     assert fresh.fit_result.resumed_from is None
     assert [row["epoch"] for row in fresh.fit_result.history] == [1]
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
+def test_rerunning_a_finished_one_cycle_run_trains_nothing_and_keeps_its_best(train_val, tmp_path):
+    train, val = train_val
+    config = dataclasses.replace(fast_config(2), schedule="onecycle")
+    first = NetworkRegressor(SMALL, config=config).fit(train, val=val, workdir=tmp_path)
+    again = NetworkRegressor(SMALL, config=config).fit(train, val=val, workdir=tmp_path)
+    assert [row["epoch"] for row in again.fit_result.history] == [1, 2]
+    assert again.fit_result.epochs_trained == 0 and again.fit_result.epochs_run == 2
+    np.testing.assert_allclose(again.predict(val), first.predict(val), rtol=1e-6)
 
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")

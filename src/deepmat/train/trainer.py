@@ -456,7 +456,8 @@ def fit_loaders(
         dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
     )
     report = EpochReport()
-    callbacks = [best, latest, report, EarlyStopping(monitor="val_mae", patience=config.patience)]
+    stopper = EarlyStopping(monitor="val_mae", patience=config.patience)
+    callbacks = [best, latest, report, stopper]
     if config.dropout_until < 1.0:
         callbacks.append(DropoutCutoff(config.dropout_until))
     if config.progress:
@@ -480,6 +481,11 @@ def fit_loaders(
     last = ckpt_dir / "last.ckpt"
     resume_from = str(last) if resume and last.exists() else None
     last_stamp = _stamp(last)
+    if resume_from and _finished(last, config, report, stopper):
+        # every epoch (or early stopping) is behind it: fitting again would step a one-cycle
+        # schedule past its end; the result is read from the checkpoints
+        result = _spawned_result(last, last_stamp, report, best)
+        return _best_weights(task, net, result.pop("best_path"), resume_from, result)
     trainer.fit(task, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume_from)
     if trainer.interrupted:
         raise TrainingInterrupted(
@@ -498,13 +504,26 @@ def fit_loaders(
             "epochs_run": trainer.current_epoch,
             "epochs_trained": report.epochs_here,
         }
-    # with several machines the best checkpoint is on rank 0's disk; the other ranks keep
-    # the last weights, identical in every process
+    return _best_weights(task, net, best_path, resume_from, result)
+
+
+def _best_weights(task, net: nn.Module, best_path, resume_from, result: dict) -> FitResult:
+    """Load the best checkpoint's weights into ``net`` (in evaluation mode) and wrap up.
+    With several machines the best checkpoint is on rank 0's disk; the other ranks keep the
+    last weights, identical in every process."""
     if best_path and Path(best_path).is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)
         task.load_state_dict(state["state_dict"])
     net.cpu().eval()
     return FitResult(resumed_from=resume_from, **result)
+
+
+def _finished(last: Path, config: TrainConfig, report: EpochReport, stopper) -> bool:
+    """Whether the run that wrote ``last`` trained all its epochs or stopped early."""
+    callbacks = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+    history = callbacks.get(report.state_key, {}).get("history", [])
+    waited = callbacks.get(stopper.state_key, {}).get("wait_count", 0)
+    return len(history) >= config.epochs or waited >= config.patience
 
 
 def _stamp(path: Path) -> int | None:
