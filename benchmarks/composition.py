@@ -228,7 +228,7 @@ def learning_curve(args, train, val) -> list[dict]:
                     "n_train": size,
                     "epochs": epochs,
                     "val_mae": model.evaluate(val)["mae"],
-                    "train_seconds": model.training["seconds"],
+                    "train_seconds": sum(r["epoch_seconds"] for r in model.fit_result.history),
                 }
             )
     return points
