@@ -35,7 +35,7 @@ def test_train_segment_measure_and_evaluate_from_folders(folders):
     root, train, val, classes = folders
     out = root / "seg"
     command = ["train", "segmentation", "--data", train, "--val", val, "--classes", str(classes)]
-    command += ["--encoder", "scratch", "--tile", "32", "--epochs", "6", "--lr", "1e-2"]
+    command += ["--encoder", "scratch", "--tile", "32", "--epochs", "2", "--lr", "1e-2"]
     result = runner.invoke(app, [*command, "--batch-size", "4", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "mIoU" in result.output and list(out.glob("overlay_*.png"))
