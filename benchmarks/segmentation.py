@@ -72,9 +72,8 @@ def corner(micrograph, size: int):
     )
 
 
-def size_ks(model, val) -> float | None:
-    """The mean KS p-value of particle diameters, predicted against annotated, per class."""
-    predicted = model.predict(val)
+def size_ks(model, val, predicted) -> float | None:
+    """The mean KS p-value of particle diameters, ``predicted`` against annotated, per class."""
     pvalues = []
     for k in range(1, model.n_classes):
         truth = np.concatenate([particles(m.labels, k)["equivalent_diameter"] for m in val])
@@ -109,15 +108,16 @@ def run_one(args, dataset: str, name: str, train, val) -> dict:
     estimator.fit(train, val=val, workdir=where / "work")
     save_model(estimator, where)
     start = time.perf_counter()
-    scores = estimator.evaluate(val)
+    predicted = estimator.predict(val)
     seconds = time.perf_counter() - start
+    scores = estimator.score_labels(val, predicted)
     return {
         key: scores[key] for key in ("miou", "pooled_iou", "pixel_accuracy", "per_class_iou")
     } | {
         "train_seconds": estimator.training["seconds"],
         "images_per_second": len(val) / seconds,
         "epochs_run": estimator.training["epochs_run"],
-        "ks_pvalue_mean": size_ks(estimator, val),
+        "ks_pvalue_mean": size_ks(estimator, val, predicted),
         "model": str(where),
         "history": estimator.fit_result.history,
     }

@@ -251,8 +251,11 @@ class SegmentationModel(Estimator):
     def evaluate(self, X: list[Micrograph], y=None) -> dict:
         """:func:`~deepmat.train.segmentation_metrics.segmentation_metrics` on the labelled
         micrographs ``X``, whole images."""
+        return self.score_labels(X, self.predict(X))
+
+    def score_labels(self, X: list[Micrograph], predictions: list[np.ndarray]) -> dict:
+        """The metrics of :meth:`evaluate` for label images already predicted for ``X``."""
         self._check_labelled(X, "evaluation")
-        predictions = self.predict(X)
         return segmentation_metrics([m.labels for m in X], predictions, self.class_map.names)
 
     def tiles(self, micrographs: list[Micrograph], stride: int | None = None):

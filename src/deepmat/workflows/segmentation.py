@@ -95,6 +95,11 @@ def train_segmentation(
     return estimator
 
 
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Image files given, and the images of folders given, in order."""
+    return [f for path in inputs for f in (image_files(path) if path.is_dir() else [path])]
+
+
 def segment_images(
     model: SegmentationModel,
     inputs: list[Path],
@@ -104,7 +109,7 @@ def segment_images(
 ) -> list[Path]:
     """Label every image of ``inputs`` (files or folders); writes ``out/<stem>.png``
     (class indices) and, with ``overlay``, ``out/overlays/<stem>.png``."""
-    files = [f for path in inputs for f in (image_files(path) if path.is_dir() else [path])]
+    files = expand_inputs(inputs)
     if not files:
         raise DataError("no images to segment")
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +148,7 @@ def write_overlay(
 
 def read_label_images(inputs: list[Path]) -> list[tuple[str, np.ndarray]]:
     """(stem, class indices) of label PNGs (files or folders), as ``segment`` writes them."""
-    files = [f for path in inputs for f in (image_files(path) if path.is_dir() else [path])]
+    files = expand_inputs(inputs)
     out = []
     for path in files:
         with Image.open(path) as opened:
@@ -213,10 +218,10 @@ def evaluate_segmentation(
         if not masks:
             raise DataError(f"{data}: give a named set or IMAGES:MASKS folders")
         micrographs = read_pairs(images, masks, model.class_map, crop_to_mask=True)
-    metrics = model.evaluate(micrographs)
+    predictions = model.predict(micrographs)
+    metrics = model.score_labels(micrographs, predictions)
     first = micrographs[0]
-    (labels,) = model.predict([first])
-    write_overlay(first, labels, plot or home / f"overlay_{stem}.png", truth=first.labels)
+    write_overlay(first, predictions[0], plot or home / f"overlay_{stem}.png", truth=first.labels)
     return metrics | {"part": part if data in MICROGRAPH_SETS else "file"}
 
 
