@@ -41,21 +41,25 @@ PALETTE = np.array(
 )
 
 
-def read_labelled(data: str, split: str, classes: Path | None = None) -> tuple:
+def read_labelled(
+    data: str, split: str, classes: Path | None = None, class_map: ClassMap | None = None
+) -> tuple:
     """(micrographs, class map) of a named set's ``split``, or of ``IMAGES:MASKS`` folders
-    with the class map file ``classes``."""
+    read with ``class_map`` or the class map file ``classes``."""
     if data in MICROGRAPH_SETS:
         return load_micrographs(data, split), MICROGRAPH_SETS[data].class_map
     images, _, masks = data.partition(":")
-    if not masks or classes is None:
+    if not masks or (classes is None and class_map is None):
+        with_map = "" if class_map else " with --classes CLASS_MAP.json"
         raise DataError(
-            f"{data}: give a named set ({', '.join(MICROGRAPH_SETS)}) or IMAGES:MASKS folders "
-            "with --classes CLASS_MAP.json"
+            f"{data}: give a named set ({', '.join(MICROGRAPH_SETS)}) or IMAGES:MASKS "
+            f"folders{with_map}"
         )
-    try:
-        class_map = ClassMap.from_dict(json.loads(Path(classes).read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{classes}: not a class map ({exc})") from None
+    if class_map is None:
+        try:
+            class_map = ClassMap.from_dict(json.loads(Path(classes).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{classes}: not a class map ({exc})") from None
     return read_pairs(images, masks, class_map, crop_to_mask=True), class_map
 
 
@@ -206,18 +210,11 @@ def evaluate_segmentation(
     plot: Path | None,
     home: Path,
     stem: str,
-    classes: Path | None = None,
 ) -> dict:
     """Segmentation metrics of ``model`` on ``data`` (a named set's ``part``, or
     ``IMAGES:MASKS`` folders read with the model's class map), and an overlay of the first
     image beside its annotation."""
-    if data in MICROGRAPH_SETS:
-        micrographs = load_micrographs(data, part)
-    else:
-        images, _, masks = data.partition(":")
-        if not masks:
-            raise DataError(f"{data}: give a named set or IMAGES:MASKS folders")
-        micrographs = read_pairs(images, masks, model.class_map, crop_to_mask=True)
+    micrographs, _ = read_labelled(data, part, class_map=model.class_map)
     predictions = model.predict(micrographs)
     metrics = model.score_labels(micrographs, predictions)
     first = micrographs[0]
