@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from deepmat.errors import ModelFormatError
 from deepmat.models.vgg import (
     BLOCKS,
     IMAGENET_MEAN_BGR,
@@ -25,23 +26,26 @@ STAGES = tuple(f"relu{block}_{convs}" for block, convs in enumerate(BLOCKS, star
 
 
 def vgg19_encoder(
-    pretrained: bool, widths: tuple[int, ...] = VGG19_WIDTHS, periodic: bool = False
+    pretrained: bool,
+    widths: tuple[int, ...] = VGG19_WIDTHS,
+    periodic: bool = False,
+    blocks: int = len(BLOCKS),
 ) -> VGG19Features:
-    """The trunk with ImageNet weights (installed on first use), or with blocks of
-    ``widths`` channels initialised at random (Kaiming normal, zero biases, ImageNet's mean
-    kept for the input; nothing to install): the from-scratch baseline, and the skeleton a
-    saved model's weights are loaded into."""
+    """The first ``blocks`` blocks of the trunk with ImageNet weights (installed on first
+    use), or with blocks of ``widths`` channels initialised at random (Kaiming normal, zero
+    biases, ImageNet's mean kept for the input; nothing to install): the from-scratch
+    baseline, and the skeleton a saved model's weights are loaded into."""
     if pretrained:
-        return VGG19Features(vgg19_weights(), pooling="max", periodic=periodic)
+        return VGG19Features(vgg19_weights(), pooling="max", periodic=periodic, blocks=blocks)
     weights = {"mean_bgr": torch.tensor(IMAGENET_MEAN_BGR)}
     channels, k = 3, 0
-    for width, convs in zip(widths, BLOCKS, strict=True):
+    for width, convs in zip(widths[:blocks], BLOCKS[:blocks], strict=True):
         for _ in range(convs):
             kernel = torch.empty(width, channels, 3, 3)
             weights[f"conv{k}.weight"] = nn.init.kaiming_normal_(kernel, nonlinearity="relu")
             weights[f"conv{k}.bias"] = torch.zeros(width)
             channels, k = width, k + 1
-    return VGG19Features(weights, pooling="max", periodic=periodic)
+    return VGG19Features(weights, pooling="max", periodic=periodic, blocks=blocks)
 
 
 def _conv_block(n_in: int, n_out: int) -> nn.Sequential:
@@ -56,26 +60,33 @@ def _conv_block(n_in: int, n_out: int) -> nn.Sequential:
 
 
 class VGGUNet(nn.Module):
-    """U-Net (Ronneberger et al. 2015) with VGG-19's five blocks as its encoder.
+    """U-Net (Ronneberger et al. 2015) with VGG-19's first D blocks as its encoder (D the
+    encoder's blocks, 2–5).
 
     With e_b the last activation of encoder block b (resolution H/2^(b−1)), the decoder runs
-    d₅ = e₅ and d_b = ConvBlock([Up(d_{b+1}), e_b]) for b = 4 … 1 (Up: bilinear ×2, [·,·]:
-    channel concatenation, ConvBlock: two 3×3 convolutions with batch norm and ReLU), and the
-    logits are a 1×1 convolution of d₁. Images are padded (reflection) to a multiple of 16
-    and the logits cropped back.
+    d_D = e_D and d_b = ConvBlock([Up(d_{b+1}), e_b]) for b = D−1 … 1 (Up: bilinear ×2,
+    [·,·]: channel concatenation, ConvBlock: two 3×3 convolutions with batch norm and ReLU,
+    of the last D−1 widths of ``decoder``), and the logits are a 1×1 convolution of d₁.
+    Images are padded (reflection) to a multiple of 2^(D−1) and the logits cropped back.
     """
 
     def __init__(
         self,
         n_classes: int,
         encoder: VGG19Features,
-        decoder: tuple[int, int, int, int] = (256, 128, 64, 32),
+        decoder: tuple[int, ...] = (256, 128, 64, 32),
     ):
         super().__init__()
         self.encoder = encoder
         widths = encoder.widths
-        blocks, below = [], widths[4]
-        for skip, width in zip(reversed(widths[:4]), decoder, strict=True):
+        if not 2 <= len(widths) <= len(decoder) + 1:
+            raise ModelFormatError(
+                f"a U-Net on {len(widths)} encoder blocks needs {len(widths) - 1} decoder "
+                f"widths (2 to 5 blocks); got {decoder}"
+            )
+        self.stages = STAGES[: len(widths)]
+        blocks, below = [], widths[-1]
+        for skip, width in zip(reversed(widths[:-1]), decoder[1 - len(widths) :], strict=True):
             blocks.append(_conv_block(below + skip, width))
             below = width
         self.decoder = nn.ModuleList(blocks)
@@ -83,12 +94,13 @@ class VGGUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        pad_h, pad_w = -height % 16, -width % 16
+        multiple = 2 ** (len(self.stages) - 1)
+        pad_h, pad_w = -height % multiple, -width % multiple
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        features = self.encoder(x, STAGES)
-        h = features[STAGES[4]]
-        for block, stage in zip(self.decoder, reversed(STAGES[:4]), strict=True):
+        features = self.encoder(x, self.stages)
+        h = features[self.stages[-1]]
+        for block, stage in zip(self.decoder, reversed(self.stages[:-1]), strict=True):
             skip = features[stage]
             h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             h = block(torch.cat([h, skip], dim=1))
@@ -99,7 +111,7 @@ class HypercolumnNet(nn.Module):
     """PixelNet (Bansal et al. 2017), as DeCost et al. segmented steel micrographs.
 
     A pixel's *hypercolumn* is the concatenation of the encoder's activations at its
-    position in every stage of ``STAGES`` (bilinearly interpolated from the coarser maps);
+    position at the end of every encoder block (bilinearly interpolated from the coarser maps);
     an MLP (1,024 → 1,024 units, ReLU, dropout) maps it to class logits. Training samples a
     subset of pixels per image (``pixels``), which is what makes it affordable; inference
     runs on every pixel in chunks of rows.
@@ -110,6 +122,7 @@ class HypercolumnNet(nn.Module):
     ):
         super().__init__()
         self.encoder = encoder
+        self.stages = STAGES[: len(encoder.widths)]
         self.mlp = nn.Sequential(
             nn.Linear(sum(encoder.widths), hidden),
             nn.ReLU(inplace=True),
@@ -129,7 +142,8 @@ class HypercolumnNet(nn.Module):
             dim=-1,
         ).unsqueeze(1)
         sampled = [
-            F.grid_sample(features[s], grid, mode="bilinear", align_corners=False) for s in STAGES
+            F.grid_sample(features[s], grid, mode="bilinear", align_corners=False)
+            for s in self.stages
         ]
         return torch.cat(sampled, dim=1).squeeze(2).transpose(1, 2)
 
@@ -138,7 +152,7 @@ class HypercolumnNet(nn.Module):
     ) -> torch.Tensor:
         """Logits (B, P, K) at ``pixels`` (B, P, 2), or (B, K, H, W) at every pixel."""
         size = x.shape[-2:]
-        features = self.encoder(x, STAGES)
+        features = self.encoder(x, self.stages)
         if pixels is not None:
             return self.mlp(self.hypercolumns(features, pixels.to(x.dtype), size))
         height, width = size

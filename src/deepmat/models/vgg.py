@@ -127,10 +127,11 @@ def vgg19_weights(install: bool = True) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def layer_names() -> list[str]:
-    """Every activation :class:`VGG19Features` can return, in network order."""
+def layer_names(blocks: int = len(BLOCKS)) -> list[str]:
+    """Every activation of the first ``blocks`` blocks of :class:`VGG19Features`, in
+    network order."""
     names = []
-    for block, convs in enumerate(BLOCKS, start=1):
+    for block, convs in enumerate(BLOCKS[:blocks], start=1):
         names += [f"relu{block}_{c}" for c in range(1, convs + 1)] + [f"pool{block}"]
     return names
 
@@ -142,7 +143,8 @@ class VGG19Features(nn.Module):
     x₀ = 255·x_BGR − m (m the ImageNet mean), then in each block b of ``BLOCKS`` the layers
     x ← ReLU(W ⋆ x + β) with 3×3 kernels W (cross-correlation, zero or periodic padding of
     one pixel) and after the block a 2×2 pooling, so that ``pool{b}`` has a resolution of
-    H/2^b. Only the blocks up to the deepest layer asked for are run.
+    H/2^b. Only the blocks up to the deepest layer asked for are run, and only the first
+    ``blocks`` blocks are kept (a shallower, smaller encoder).
     """
 
     def __init__(
@@ -150,15 +152,18 @@ class VGG19Features(nn.Module):
         weights: dict[str, torch.Tensor] | None = None,
         pooling: str = "avg",
         periodic: bool = False,
+        blocks: int = len(BLOCKS),
     ):
         super().__init__()
+        if blocks not in range(1, len(BLOCKS) + 1):
+            raise ModelFormatError(f"VGG-19 has 1 to {len(BLOCKS)} blocks, not {blocks!r}")
         weights = weights if weights is not None else vgg19_weights()
         if pooling not in ("avg", "max"):
             raise ModelFormatError(f"VGG-19 pooling is 'avg' or 'max', not {pooling!r}")
         self.pooling, self.periodic = pooling, periodic
         self.register_buffer("mean_bgr", weights["mean_bgr"].reshape(1, 3, 1, 1).clone())
         self.convs = nn.ModuleList()
-        for k in range(sum(BLOCKS)):
+        for k in range(sum(BLOCKS[:blocks])):
             kernel = weights[f"conv{k}.weight"]
             conv = nn.Conv2d(kernel.shape[1], kernel.shape[0], 3, padding=0)
             conv.weight.data.copy_(kernel)
@@ -169,7 +174,7 @@ class VGG19Features(nn.Module):
     def widths(self) -> list[int]:
         """Output channels of each block."""
         ends = np.cumsum(BLOCKS) - 1
-        return [self.convs[int(k)].out_channels for k in ends]
+        return [self.convs[int(k)].out_channels for k in ends if k < len(self.convs)]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], (B, 1 or 3, H, W) with RGB channels, as the network's input."""
@@ -182,7 +187,7 @@ class VGG19Features(nn.Module):
 
     def forward(self, x: torch.Tensor, layers: Sequence[str] = ("pool5",)) -> dict:
         """The activations named in ``layers`` (see :func:`layer_names`) for images ``x``."""
-        known = layer_names()
+        known = layer_names(len(self.widths))
         unknown = [name for name in layers if name not in known]
         if unknown:
             raise ModelFormatError(f"VGG-19 has no layer {unknown[0]!r}; it has {known}")
