@@ -28,6 +28,8 @@ def test_shipped_model_reproduces_its_examples(entry):
 
         angles = disorientation_angle(predicted, examples["predictions"], model.point_group)
         assert np.degrees(angles).max() < 0.01
+    elif model.output_kind == "labels":  # a pixel's class may flip where two classes tie
+        assert np.mean(predicted != examples["predictions"]) < 1e-3
     else:
         np.testing.assert_allclose(predicted, examples["predictions"], rtol=1e-4, atol=1e-6)
     card = model.card() | {"pretrained": entry.card["pretrained"]}

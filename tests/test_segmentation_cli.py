@@ -36,8 +36,11 @@ def test_train_segment_measure_and_evaluate_from_folders(folders):
     out = root / "seg"
     command = ["train", "segmentation", "--data", train, "--val", val, "--classes", str(classes)]
     command += ["--encoder", "scratch", "--tile", "32", "--epochs", "2", "--lr", "1e-2"]
+    command += ["--depth", "2", "--scale", "0.8"]
     result = runner.invoke(app, [*command, "--batch-size", "4", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    architecture = json.loads((out / "card.json").read_text())["architecture"]
+    assert (architecture["depth"], architecture["scale"], architecture["tile"]) == (2, 0.8, 32)
     assert "mIoU" in result.output and list(out.glob("overlay_*.png"))
     card = json.loads((out / "card.json").read_text())
     assert card["family"] == "segmentation-network" and card["classes"]["names"][1] == "particle"

@@ -64,6 +64,32 @@ def test_pixelnet_trains_on_sampled_pixels_and_labels_whole_images(tmp_path):
     assert labels.shape == (20, 33) and set(np.unique(labels)) <= {0, 1}
 
 
+def test_a_model_on_resized_images_labels_every_pixel_of_the_originals(tmp_path):
+    train, val = micrographs(6, 0, size=(80, 112)), micrographs(2, 1, size=(80, 112))
+    half = dataclasses.replace(SMALL, scale=0.5)
+    images, labels = model(half).tiles(train[:1], stride=32)
+    assert images.shape == (4, 1, 32, 32) and labels.shape == (4, 32, 32)  # 40 × 56 px
+    fitted = model(half, epochs=30).fit(train, val=val)
+    (predicted,) = fitted.predict(val[:1])
+    assert predicted.shape == (80, 112)
+    assert fitted.metrics["val"]["per_class_iou"]["particle"] > 0.6
+
+
+def test_augmentation_moves_labels_with_their_pixels_and_keeps_intensities_in_range():
+    torch = pytest.importorskip("torch")
+    from deepmat.train.segmentation_augment import MicrographAugment
+
+    tiles = micrographs(8, 3, size=(32, 32))
+    x = torch.from_numpy(np.stack([m.image[None] for m in tiles]))
+    y = torch.from_numpy(np.stack([m.labels for m in tiles]))
+    x_aug, y_aug = MicrographAugment()(x, y)
+    assert x_aug.shape == x.shape and y_aug.shape == y.shape and y_aug.dtype == y.dtype
+    assert float(x_aug.min()) >= 0.0 and float(x_aug.max()) <= 1.0
+    for image, labels in zip(x_aug[:, 0].numpy(), y_aug.numpy(), strict=True):
+        assert image[labels == 1].mean() > image[labels == 0].mean() + 0.1  # still on the discs
+    assert np.array_equal(np.bincount(y_aug.numpy().ravel()), np.bincount(y.numpy().ravel()))
+
+
 def test_bad_training_data_is_refused_with_the_image_named():
     estimator = model(epochs=1)
     with pytest.raises(DataError, match="needs labelled validation micrographs"):

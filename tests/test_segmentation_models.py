@@ -57,3 +57,21 @@ def test_the_networks_learn_a_pixel_rule(weights):
         optimiser.step()
         losses.append(float(loss))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_shallower_encoders_keep_only_their_blocks_and_still_label_every_pixel(weights):
+    from deepmat.errors import ModelFormatError
+    from deepmat.models.vgg import BLOCKS
+
+    torch.manual_seed(0)
+    for depth in (2, 3, 4, 5):
+        encoder = vgg19_encoder(True, blocks=depth)
+        assert len(encoder.convs) == sum(BLOCKS[:depth]) and encoder.widths == [4] * depth
+        unet = VGGUNet(2, encoder, decoder=(8, 8, 8, 8)).eval()
+        assert unet(torch.rand(1, 1, 37, 45)).shape == (1, 2, 37, 45)
+        pixelnet = HypercolumnNet(2, vgg19_encoder(False, (4,) * 5, blocks=depth), hidden=8)
+        assert pixelnet.eval()(torch.rand(1, 1, 20, 24)).shape == (1, 2, 20, 24)
+    with pytest.raises(ModelFormatError, match="no layer 'relu4_1'"):
+        vgg19_encoder(True, blocks=3)(torch.rand(1, 1, 32, 32), ["relu4_1"])
+    with pytest.raises(ModelFormatError, match="1 to 5 blocks"):
+        vgg19_encoder(True, blocks=6)

@@ -344,6 +344,13 @@ def train_segmentation_cmd(
         Path | None, typer.Option(help="class map JSON for folders: names, values, rest")
     ] = None,
     tile: Annotated[int | None, typer.Option(help="training and inference tile (px)")] = None,
+    depth: Annotated[
+        int | None, typer.Option(help="VGG-19 blocks in the encoder, 2–5 (default 3)")
+    ] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option(help="resize images by this factor before the network (≤ 1; large images)"),
+    ] = None,
     seed: SeedOption = 0,
     resume: ResumeOption = True,
     training: dict | None = None,
@@ -367,7 +374,7 @@ def train_segmentation_cmd(
             loss=overrides.get("loss"),
             val=val,
             classes=classes,
-            tile=tile,
+            network={k: v for k, v in {"tile": tile, "depth": depth, "scale": scale}.items() if v},
             resume=resume,
         )
     except DeepmatError as exc:

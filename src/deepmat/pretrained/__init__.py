@@ -26,6 +26,7 @@ HEADLINE_METRICS = {
     "mase": "MASE %",
     "mape": "MAPE %",
     "mean_disorientation_deg": "mean °",
+    "miou": "mIoU",
     "mae": "MAE",
 }
 
@@ -44,6 +45,8 @@ class PretrainedModel:
 
     @property
     def predicts(self) -> str:
+        if "classes" in self.card:  # a segmentation model
+            return f"labels ({', '.join(self.card['classes']['names'])})"
         if "target" not in self.card:  # an orientation model
             return f"{self.card.get('output', '?')} ({self.card.get('point_group', '?')})"
         target = self.card["target"]
@@ -79,11 +82,14 @@ class PretrainedModel:
 def predict_examples(model, inputs: list | np.ndarray) -> np.ndarray:
     """``model``'s predictions for example inputs as an array: values, fields, or unit
     quaternions (n, 4) for an orientation model. Inputs are formulas, CIF texts for a
-    structure model, or an array of microstructures or patterns."""
+    structure model, or an array of microstructures, patterns or micrographs (label images
+    for a segmentation model)."""
     if model.input_kind == "structure":
         from pymatgen.core import Structure
 
         inputs = [Structure.from_str(text, fmt="cif") for text in inputs]
+    elif model.input_kind == "micrograph":
+        inputs = list(inputs)
     predicted = model.predict(inputs)
     if model.output_kind == "orientation":
         return np.asarray(predicted.data, dtype=np.float64)

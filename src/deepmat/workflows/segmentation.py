@@ -74,18 +74,18 @@ def train_segmentation(
     loss: str | None = None,
     val: str | None = None,
     classes: Path | None = None,
-    tile: int | None = None,
+    network: dict | None = None,
     resume: bool = True,
 ) -> SegmentationModel:
     """Train on ``data`` (validated on its ``val`` split, or on the ``val`` folders), save
-    the model to ``out`` with an overlay of its first validation image."""
+    the model to ``out`` with an overlay of its first validation image. ``network`` holds
+    :class:`SegmentationSpec` fields (tile, depth, scale, ...) that replace the preset's."""
     train, class_map = read_labelled(data, "train", classes)
     validation, _ = read_labelled(val or data, "val", classes)
     arguments = SegmentationModel.preset_arguments(preset, overrides, loss=loss)
     spec = arguments.get("spec") or SegmentationSpec()
     channels = 3 if any(m.image.ndim == 3 for m in train) else 1
-    spec = replace(spec, kind=model, pretrained=pretrained, channels=channels)
-    spec = replace(spec, tile=tile) if tile else spec
+    spec = replace(spec, kind=model, pretrained=pretrained, channels=channels, **(network or {}))
     estimator = SegmentationModel(
         class_map, **(arguments | {"spec": spec}), name=f"{model}-{data.split(':')[0]}"
     )
