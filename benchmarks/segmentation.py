@@ -19,7 +19,8 @@ vgg19``); where they cannot be installed, the pretrained models record the error
 
 Every model trains for about ``--steps`` batches of 4 tiles (150: about 6 minutes on two
 cores in bfloat16), so a set of one image runs many epochs and a set of 27 a few; the U-Nets
-and PixelNet use VGG-19's first three blocks (the shipped models' size); EBC-2 and MetalDAM
+and PixelNet use VGG-19's first three blocks (the shipped models' size), ``unet_vgg19_d5``
+all five; EBC-2 and MetalDAM
 are resized to half their pixels (``SCALES``).
 
 Every model is saved as ``OUT/<dataset>/<model>/`` (``deepmat evaluate
@@ -49,6 +50,8 @@ MODELS = {
     "unet_scratch": SegmentationSpec(kind="unet", pretrained=False),
     "unet_vgg19": SegmentationSpec(kind="unet", pretrained=True),
     "pixelnet_vgg19": SegmentationSpec(kind="pixelnet", pretrained=True),
+    # all five blocks: a wider field of view, 24 M parameters (too large to ship three)
+    "unet_vgg19_d5": SegmentationSpec(kind="unet", pretrained=True, depth=5),
 }
 #: large micrographs are resized before the network (a coarser pixel, a wider view, a
 #: quarter of the compute); scores are taken at their own pixels
@@ -156,7 +159,8 @@ def plot(results: dict, path) -> None:
     sets = list(metrics)
     for i, name in enumerate(names):
         values = [metrics[s].get(name, {}).get("miou", np.nan) for s in sets]
-        ax.bar(np.arange(len(sets)) + 0.25 * (i - 1), values, 0.25, label=name)
+        width = 0.8 / len(names)
+        ax.bar(np.arange(len(sets)) + width * (i - (len(names) - 1) / 2), values, width, label=name)
     for j, s in enumerate(sets):
         if s in ANCHORS and ANCHORS[s][0] == "miou":
             ax.plot([j - 0.4, j + 0.4], [ANCHORS[s][1]] * 2, "k--", lw=1)
