@@ -1,15 +1,16 @@
 """The ``deepmat`` command: train, predict, evaluate, recalibrate, explain, screen, segment,
-measure, list models and datasets, generate data, index EBSD patterns, manage the cache and
-installed weights, run the demo.
+measure, reconstruct microstructures, list models and datasets, generate data, index EBSD
+patterns, manage the cache and installed weights, run the demo.
 
-One module per group of commands: :mod:`~deepmat.cli.train`, :mod:`~deepmat.cli.use` and
-:mod:`~deepmat.cli.data`, with the options and printing they share in
-:mod:`~deepmat.cli.options`. Each command is a thin shell over a workflow.
+One module per group of commands: :mod:`~deepmat.cli.train`, :mod:`~deepmat.cli.use`,
+:mod:`~deepmat.cli.reconstruct` and :mod:`~deepmat.cli.data`, with the options and printing
+they share in :mod:`~deepmat.cli.options`. Each command is a thin shell over a workflow.
 """
 
 import typer
 
 from deepmat.cli import data, use
+from deepmat.cli.reconstruct import reconstruct
 from deepmat.cli.train import train_app
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ for command in (
     use.screen,
     use.segment,
     use.measure,
+    reconstruct,
     use.models,
     use.demo,
     data.datasets,

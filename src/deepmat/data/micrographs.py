@@ -158,6 +158,44 @@ def read_image(path: str | Path, crop_bottom: int = 0) -> Micrograph:
     )
 
 
+#: the most distinct values an image may hold to be read as a phase map without thresholding
+MAX_PHASES = 8
+
+
+def read_phase_map(path: str | Path, phases: int | None = None) -> np.ndarray:
+    """The k-phase label image (int64, phases 0 … k − 1 in order of intensity or colour) in
+    the image file (or ``.npy`` array) at ``path``.
+
+    An image of at most :data:`MAX_PHASES` distinct values or colours is read as is; with
+    ``phases`` = k a grey micrograph is thresholded into k phases (multi-level Otsu).
+    """
+    path = Path(path)
+    if path.suffix == ".npy":
+        array = np.load(path)
+    else:
+        image = read_image(path).image
+        array = (image * 255).round().astype(np.int64)
+        if array.ndim == 3:  # colours: one code per RGB triple
+            array = (array[..., 0] * 256 + array[..., 1]) * 256 + array[..., 2]
+    values, labels = np.unique(array, return_inverse=True)
+    labels = labels.reshape(array.shape)
+    if phases is not None and len(values) > phases:
+        from skimage.filters import threshold_multiotsu
+
+        if array.ndim != 2 or phases < 2:
+            raise DataError(f"{path}: only a grey 2-D image is thresholded into ≥ 2 phases")
+        labels = np.digitize(array, threshold_multiotsu(array, classes=phases))
+        values = np.unique(labels)
+    if len(values) > MAX_PHASES or (phases is not None and len(values) != phases):
+        shown = ", ".join(str(v) for v in values[:6]) + (" …" if len(values) > 6 else "")
+        raise DataError(
+            f"{path}: {len(values)} distinct values ({shown}), not a "
+            f"{phases or f'≤ {MAX_PHASES}'}-phase image"
+            + ("" if phases else "; give the number of phases to threshold it")
+        )
+    return labels.astype(np.int64)
+
+
 def _cropped(array: np.ndarray, rows: int, path: Path) -> np.ndarray:
     if rows < 0 or rows >= array.shape[0]:
         raise DataError(f"{path}: cannot crop {rows} rows from an image of {array.shape[0]}")
