@@ -31,6 +31,7 @@ some datasets or models keeps the other entries. Results:
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from functools import partial
@@ -191,11 +192,16 @@ def main(argv=None) -> dict:
         if key in ANCHORS:
             metric, value, source = ANCHORS[key]
             metrics[key]["anchor"] = {"metric": metric, "value": value, "source": source}
+    stem = "segmentation_quick" if args.quick else "segmentation"
+    earlier = args.results / f"{stem}.json"
+    if earlier.exists():  # models of a set not rerun keep their entries
+        for key, rows in json.loads(earlier.read_text())["metrics"].items():
+            metrics[key] = rows | metrics.get(key, {})
     results = {
         "benchmark": "segmentation",
         "quick": args.quick,
         "command": command(),
-        "commands": dict.fromkeys(metrics, command()),
+        "commands": {f"{key}/{name}": command() for key in sizes for name in args.models},
         "data": {d: f"micrographs/{MICROGRAPH_SETS[d].folder}" for d in args.datasets},
         "split": "each set's train/val folders as distributed (MetalDAM: 27/7, "
         "deepmat.data.micrographs.METALDAM_VAL); test images held back",
@@ -204,8 +210,12 @@ def main(argv=None) -> dict:
         "wall_seconds": {"total": time.perf_counter() - t0},
         "machine": machine(),
     }
-    stem = "segmentation_quick" if args.quick else "segmentation"
-    results = merge_earlier(results, args.results / f"{stem}.json", ("metrics", "sizes"))
+    results = merge_earlier(results, earlier, ("metrics", "sizes", "data"))
+    results["commands"] = {  # one per model of each set, the run that produced its numbers
+        run: line
+        for run, line in results["commands"].items()
+        if run.partition("/")[2] in results["metrics"].get(run.partition("/")[0], {})
+    }
     results["models"] = {
         f"{d}/{m}": row["model"]
         for d, rows in results["metrics"].items()
