@@ -56,7 +56,7 @@ def package_model(
     source, target = Path(source), Path(destination) / name
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoints", "*.png"))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoints", "work", "*.png"))
     reference = validate(load_model(source))
     precision, packaged = "float32", reference
     weights = sorted(target.rglob(WEIGHTS))  # an ensemble's are in members/i/
