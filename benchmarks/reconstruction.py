@@ -44,7 +44,7 @@ from deepmat.train.metrics import save_figure
 from deepmat.workflows.reconstruction import ReconstructionSettings, compare, reconstruct
 
 METHODS = ("descriptors", "gram", "annealing")
-MCRPY = ["mcrpy==0.2.0", "tensorflow-cpu"]
+MCRPY = ["mcrpy==0.2.0", "tensorflow-cpu", "numpy<2"]  # mcrpy 0.2.0 calls np.product
 PHASES = (IsotropicPhase(1.0, 0.3), IsotropicPhase(10.0, 0.3))
 
 

@@ -71,6 +71,7 @@ def test_explain_activations_command(network, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((out / "probes.json").read_text())
     assert report["layers"] == 4 and set(report["probes"]) == {"group", "period", "charge_balanced"}
+    assert [p["layer"] for p in report["probes"]["group"]] == [1, 2, 3, 4]
     assert (out / "layer2_pca.png").exists() and (out / "layer4_pca.png").exists()
     assert (out / "probes.png").exists()
     refused = CliRunner().invoke(

@@ -7,8 +7,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from deepmat.errors import DataError
 from deepmat.explain.activations import (
     activations,
@@ -23,24 +21,32 @@ PROBES = (("elements", "group"), ("elements", "period"), ("binaries", "charge_ba
 
 
 def explain_activations(
-    model, out: str | Path, shown: Sequence[int] = (), projection: str = "pca"
+    model,
+    out: str | Path,
+    shown: Sequence[int] = (),
+    projection: str = "pca",
+    binaries: int = 3000,
+    probed: Sequence[int] = (),
 ) -> dict[str, Path]:
-    """Probe accuracy of every layer for each of :data:`PROBES` (``probes.json`` and
-    ``probes.png``), and for the ``shown`` layers (1-based; default the first and the last
-    hidden layer) a projection of the elements coloured by group and of the binary compounds
-    coloured by charge balance."""
+    """Probe accuracy of the ``probed`` layers (1-based; default every layer) for each of
+    :data:`PROBES` (``probes.json`` and ``probes.png``), and for the ``shown`` layers
+    (default the first and the last hidden layer) a projection of the elements coloured by
+    group and of the binary compounds (``binaries`` of them) coloured by charge balance."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     supported = model.representation.supported_elements
-    sets = {"elements": element_set(supported), "binaries": binary_set(supported)}
+    sets = {"elements": element_set(supported), "binaries": binary_set(supported, limit=binaries)}
     acts = {name: activations(model, table) for name, (table, _) in sets.items()}
     depth = len(acts["elements"])
     shown = list(shown) or [1, depth - 1]
-    bad = [k for k in shown if not 1 <= k <= depth]
+    probed = list(probed) or list(range(1, depth + 1))
+    bad = [k for k in [*shown, *probed] if not 1 <= k <= depth]
     if bad:
         raise DataError(f"layer {bad[0]} does not exist: the network has layers 1 to {depth}")
     probes = {
-        f"{prop}": [probe_accuracy(acts[name][k], sets[name][1][prop]) for k in range(depth)]
+        f"{prop}": [
+            {"layer": k} | probe_accuracy(acts[name][k - 1], sets[name][1][prop]) for k in probed
+        ]
         for name, prop in PROBES
     }
     report = {
@@ -66,7 +72,7 @@ def _probe_plot(probes: dict, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for prop, per_layer in probes.items():
-        layer = np.arange(1, len(per_layer) + 1)
+        layer = [p["layer"] for p in per_layer]
         line = ax.plot(layer, [p["balanced_accuracy"] for p in per_layer], marker="o", label=prop)[
             0
         ]
