@@ -72,6 +72,7 @@ def main(argv=None) -> dict:
         "split": "5-fold stratified cross-validation of each probe (seed 0)",
         "sizes": {"binaries": binaries},
         "metrics": metrics,
+        "models": {name.replace("-", "_"): name for name in MODELS},  # the shipped models
         "wall_seconds": {"total": time.perf_counter() - t0},
         "machine": machine(),
     }

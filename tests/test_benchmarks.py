@@ -29,6 +29,8 @@ NEEDS = {
     "stability": ("oqmd-dhf",),
     "transfer": ("ssub-dhf", "oqmd-dhf", "mp-non-metals", "expt-non-metals"),
     "segmentation": (),
+    "reconstruction": (),
+    "activations": (),
 }
 #: folders (not registered files) a benchmark reads
 NEEDS_FOLDERS = {"segmentation": ("micrographs/nasa/Super1",)}
