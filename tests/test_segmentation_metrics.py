@@ -23,7 +23,7 @@ def test_pixels_pool_over_images_and_absent_classes_do_not_count():
     big, small = np.zeros((10, 10), int), np.ones((1, 2), int)
     scores = segmentation_metrics([big, small], [big, np.zeros((1, 2), int)], ["x", "y"])
     assert scores["per_class_iou"]["x"] == pytest.approx(100 / 102)
-    assert scores["n_pixels"] == 102 and scores["n_images"] == 2
+    assert scores["n_pixels"] == 102 and scores["n"] == 2
 
 
 def test_pooled_iou_is_the_one_hot_iou_summed_over_channels_and_pixels():

@@ -276,7 +276,7 @@ def segmentation(dataset: str):
                 "split": "the set's train and val images as distributed (MetalDAM: 27/7, "
                 "deepmat.data.micrographs.METALDAM_VAL); its test images are held back",
                 "command": f"{SEGMENTATION_COMMAND} --datasets {dataset} --models unet_vgg19",
-                "validation": {"data": f"{dataset} val", "metric": "miou"},
+                "validation": {"data": dataset, "part": "val", "metric": "miou"},
             },
         }
 

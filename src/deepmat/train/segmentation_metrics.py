@@ -67,7 +67,7 @@ def segmentation_metrics(
         "per_class_iou": dict(zip(class_names, iou, strict=True)),
         "pixel_accuracy": accuracy,
         "pooled_iou": accuracy / (2 - accuracy),
-        "n_images": len(truths),
+        "n": len(truths),  # images, the records every evaluation counts
         "n_pixels": int(matrix.sum()),
         "confusion": matrix.tolist(),
     }
