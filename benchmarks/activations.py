@@ -24,6 +24,7 @@ import numpy as np
 
 import deepmat
 from _shared import command, machine, parser, write_json
+from deepmat.pretrained import pretrained_path
 from deepmat.workflows.activations import explain_activations
 
 MODELS = ("elemnet-oqmd",)
@@ -72,7 +73,7 @@ def main(argv=None) -> dict:
         "split": "5-fold stratified cross-validation of each probe (seed 0)",
         "sizes": {"binaries": binaries},
         "metrics": metrics,
-        "models": {name.replace("-", "_"): name for name in MODELS},  # the shipped models
+        "models": {name.replace("-", "_"): str(pretrained_path(name)) for name in MODELS},
         "wall_seconds": {"total": time.perf_counter() - t0},
         "machine": machine(),
     }
