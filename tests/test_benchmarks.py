@@ -31,6 +31,7 @@ NEEDS = {
     "segmentation": (),
     "reconstruction": (),
     "activations": (),
+    "design": (),
 }
 #: folders (not registered files) a benchmark reads
 NEEDS_FOLDERS = {"segmentation": ("micrographs/nasa/Super1",)}
@@ -76,6 +77,8 @@ def test_benchmark_quick(script, tmp_path):
             inputs = np.zeros((2, *card["pattern_shape"]), dtype=np.float32)
         elif card["input"] == "micrograph":
             inputs = [np.zeros((40, 50), np.float32), np.ones((70, 30), np.float32)]
+        elif card["input"] == "latent":
+            inputs = np.zeros((2, card["architecture"]["latent_dim"]), dtype=np.float32)
         elif card["input"] == "structure":
             inputs = [perovskite("Sr", "Ti"), perovskite("Ba", "Zr", a=4.19)]
         else:

@@ -143,3 +143,18 @@ def progress_bar(console: Console | None = None, enabled: bool = True) -> Progre
         console=console or Console(stderr=True),
         disable=not enabled,
     )
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op torch threads, then restore the count. Small
+    problems (a 2-D solve, a GP on a hundred points) run fastest on one thread, and far
+    slower on threads that compete with another process for the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,15 +1,17 @@
 """The ``deepmat`` command: train, predict, evaluate, recalibrate, explain, screen, segment,
-measure, reconstruct microstructures, list models and datasets, generate data, index EBSD
+measure, reconstruct and design microstructures, list models and datasets, generate data, index EBSD
 patterns, manage the cache and installed weights, run the demo.
 
 One module per group of commands: :mod:`~deepmat.cli.train`, :mod:`~deepmat.cli.use`,
-:mod:`~deepmat.cli.reconstruct` and :mod:`~deepmat.cli.data`, with the options and printing
-they share in :mod:`~deepmat.cli.options`. Each command is a thin shell over a workflow.
+:mod:`~deepmat.cli.reconstruct`, :mod:`~deepmat.cli.design` and :mod:`~deepmat.cli.data`,
+with the options and printing they share in :mod:`~deepmat.cli.options`. Each command is a
+thin shell over a workflow.
 """
 
 import typer
 
 from deepmat.cli import data, use
+from deepmat.cli.design import design
 from deepmat.cli.reconstruct import reconstruct
 from deepmat.cli.train import train_app
 
@@ -25,6 +27,7 @@ for command in (
     use.segment,
     use.measure,
     reconstruct,
+    design,
     use.models,
     use.demo,
     data.datasets,

@@ -6,6 +6,7 @@ of :mod:`deepmat.cli.options`, which replace single fields of the preset.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -384,3 +385,46 @@ def train_segmentation_cmd(
         f"validation: mIoU {scores['miou']:.3f}, pixel accuracy {scores['pixel_accuracy']:.3f}, "
         f"pooled one-hot IoU {scores['pooled_iou']:.3f}; saved to {out}"
     )
+
+
+@train_app.command("gan")
+@with_training_options
+def train_gan_cmd(
+    out: OutOption,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="HDF5 of 2-D microstructures (`deepmat generate`); default: random "
+            "anisotropic Gaussian random fields"
+        ),
+    ] = None,
+    n: Annotated[int, typer.Option(help="structures drawn without --data")] = 4096,
+    size: Annotated[int | None, typer.Option(help="image side, a power of two")] = None,
+    latent_dim: Annotated[int | None, typer.Option(help="latent variables")] = None,
+    adversarial_loss: Annotated[str | None, typer.Option(help="wgan-gp or hinge")] = None,
+    preset: PresetOption = "default",
+    seed: SeedOption = 0,
+    resume: ResumeOption = True,
+    training: dict | None = None,
+) -> None:
+    """Train a generative model of two-phase microstructures (a GAN with a small latent
+    space, searched by `deepmat design`) and save it to OUT."""
+    options = dict(locals())
+    from deepmat.workflows.design import train_gan
+
+    spec = {"size": size, "latent_dim": latent_dim, "loss": adversarial_loss}
+    try:
+        gan = train_gan(
+            out,
+            data,
+            n,
+            preset,
+            spec={k: v for k, v in spec.items() if v is not None},
+            overrides=training_overrides(options | training),
+            seed=seed,
+            resume=resume,
+        )
+    except DeepmatError as exc:
+        fail(exc)
+    console.print(json.dumps(gan.metrics, indent=1))
+    console.print(f"saved to {out}")

@@ -73,6 +73,7 @@ FAMILIES: dict[str, str] = {
     "orientation-network": "deepmat.train.ebsd:OrientationCNNRegressor",
     "dictionary-indexer": "deepmat.train.dictionary:DictionaryIndexer",
     "segmentation-network": "deepmat.train.segmentation:SegmentationModel",
+    "microstructure-gan": "deepmat.train.generative:MicrostructureGAN",
     "ensemble": "deepmat.train.ensemble:Ensemble",
 }
 _PACKAGES = ("deepmat", "torch", "numpy", "scikit-learn", "pymatgen")

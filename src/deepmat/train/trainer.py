@@ -175,7 +175,7 @@ class RegressionTask(L.LightningModule):
         return loss
 
     def setup(self, stage: str) -> None:
-        _quiet()  # in every process, spawned ones included
+        quiet_lightning()  # in every process, spawned ones included
 
     def on_validation_epoch_start(self) -> None:
         self._val_total = torch.zeros(2, device=self.device)  # sum of errors x sizes, size
@@ -246,7 +246,7 @@ class EpochReport(Callback):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.console = Console(stderr=True)
-        _quiet()  # unpickled first thing in a spawned process
+        quiet_lightning()  # unpickled first thing in a spawned process
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.started = time.perf_counter()
@@ -378,9 +378,12 @@ class ShardedBatches(Sampler[list[int]]):
         )
 
 
-def _quiet() -> None:
+def quiet_lightning() -> None:
+    """Silence Lightning's info logs and its warnings that do not apply here."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers).*")
+    warnings.filterwarnings(
+        "ignore", message=".*(LeafSpec|does not have many workers|exists and is not empty).*"
+    )
 
 
 def fit_network(
@@ -440,7 +443,7 @@ def fit_loaders(
     scaled, so that the reported MAE is in target units."""
     torch.set_flush_denormal(True)  # subnormal floats slow CPU arithmetic a hundredfold
     L.seed_everything(config.seed, workers=True, verbose=False)
-    _quiet()
+    quiet_lightning()
     net.train()  # Lightning keeps the mode it is given: a network that predicted is in eval
     task = RegressionTask(net, config, scaler, augment, loss)
     ckpt_dir = Path(workdir) / "checkpoints"

