@@ -6,7 +6,8 @@
    ``hinge``) is trained on the training part and the one whose generated structures are
    closest to the validation structures (mean S₂ MSE) is kept. Its distances to a held-out
    third set are reported beside those of the validation set itself (the floor set by
-   sampling alone).
+   sampling alone). Both sets are saved as ``OUT/val.h5`` and ``OUT/held_out.h5``, so
+   ``deepmat evaluate OUT/gan_wgan-gp OUT/held_out.h5 --json`` scores a generator again.
 2. Each objective (``--objectives``: stiffness components of the structure extruded along
    x3; phases E = 1 and 10, ν = 0.3; φ = ``--volume-fraction`` exactly) is maximised by
    three strategies at ``--budget`` FFT solver calls each, over ``--seeds`` seeds:
@@ -27,6 +28,7 @@ import time
 import numpy as np
 
 from _shared import command, machine, parser, write_json
+from deepmat.data.voxels import write_voxel_dataset
 from deepmat.train.generative import LOSSES, MicrostructureGAN, distribution_distance
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.design import (
@@ -63,6 +65,9 @@ def train_generators(args, family: GRFFamily) -> tuple[dict, MicrostructureGAN, 
             (max(64, args.train_size // 8), 2),
         )
     )
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, structures in (("val", val), ("held_out", held_out)):
+        write_voxel_dataset(args.out / f"{name}.h5", structures, attrs={"family": str(family)})
     rows, models = {}, {}
     for loss in args.losses:
         config = {"epochs": args.epochs, "progress": not args.quick}
@@ -147,6 +152,7 @@ def main(argv=None) -> dict:
         "data": {
             "family": family.__dict__,
             "seeds": {"train": 0, "val": 1, "held_out": 2},
+            "files": "OUT/val.h5 and OUT/held_out.h5 (deepmat evaluate OUT/gan_<loss> FILE)",
             "phases": "E = 1 and 10, nu = 0.3 (phase 1 the stiff one)",
         },
         "split": "train / val (picks the epoch and the loss) / held-out, separately drawn",

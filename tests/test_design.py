@@ -153,3 +153,18 @@ def test_the_estimator_presets_build_a_gan():
     gan = MicrostructureGAN.from_preset("default", config={"epochs": 1})
     assert isinstance(gan.config, TrainConfig) and gan.config.epochs == 1
     assert gan.spec.latent_dim == 16
+
+
+def test_evaluate_scores_a_generator_against_a_file_of_structures(gan, tmp_path):
+    import json
+
+    from deepmat.data.voxels import write_voxel_dataset
+
+    write_voxel_dataset(tmp_path / "real.h5", FAMILY.generate(8, seed=3))
+    args = ["evaluate", str(gan.source), str(tmp_path / "real.h5")]
+    result = CliRunner().invoke(app, [*args, "--json", "--plot", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output.strip().splitlines()[-1])
+    assert metrics["n"] == 8 and metrics["s2_mse"] >= 0 and (tmp_path / "s.png").exists()
+    table = CliRunner().invoke(app, [*args, "--plot", str(tmp_path / "s.png")])
+    assert table.exit_code == 0 and "s2_mse" in table.output

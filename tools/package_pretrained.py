@@ -283,6 +283,33 @@ def segmentation(dataset: str):
     return entry
 
 
+def gan_grf32(source: Path) -> dict:
+    """The design benchmark's chosen GAN (``OUT/gan_<loss>``): 32² anisotropic Gaussian
+    random fields; validated (mean S₂ MSE) on the run's validation structures, tested on its
+    held-out ones."""
+    from deepmat.workflows.design import read_structures
+
+    run = source.parent
+    command = "python benchmarks/design.py --out runs/design"
+
+    def score(model, name: str) -> dict:
+        return model.evaluate(read_structures(run / f"{name}.h5"))
+
+    how = "drawn by deepmat.workflows.design.GRFFamily (phi 0.25-0.55, sigma 1-4 px per axis)"
+    return {
+        "validate": lambda model: score(model, "val")["s2_mse"],
+        "test": lambda model: score(model, "held_out"),
+        "examples": np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32),
+        "pretrained": {
+            "data": generated_files(run, ["val.h5", "held_out.h5"], command, how),
+            "split": "train (seed 0, in memory), val.h5 (seed 1: picks the epoch and the "
+            "loss), held_out.h5 (seed 2)",
+            "command": command,
+            "validation": {"data": "val.h5", "generated": True, "metric": "s2_mse"},
+        },
+    }
+
+
 MODELS = {
     "elemnet-oqmd": elemnet_oqmd,
     "composition-oqmd": composition_oqmd,
@@ -295,6 +322,7 @@ MODELS = {
     "segment-nasa-super": segmentation("nasa-super1"),
     "segment-nasa-ebc": segmentation("nasa-ebc2"),
     "segment-metaldam": segmentation("metaldam"),
+    "gan-grf32": gan_grf32,
 }
 
 

@@ -208,6 +208,9 @@ def print_metrics(name: str, metrics: dict) -> None:
     if any("mean_disorientation_deg" in m for m in metrics.values()):
         print_orientation_metrics(name, metrics)
         return
+    if not all("mae" in m for m in metrics.values()):  # segmentation, generators
+        print_named_metrics(name, metrics)
+        return
     optional = [key for key in _OPTIONAL_METRICS if any(key in m for m in metrics.values())]
     table = Table(title=name)
     for column in ("set", "MAE", "RMSE", *(_OPTIONAL_METRICS[k][0] for k in optional), "n"):
@@ -216,6 +219,21 @@ def print_metrics(name: str, metrics: dict) -> None:
         values = [format(m.get(k, float("nan")), _OPTIONAL_METRICS[k][1]) for k in optional]
         table.add_row(side, f"{m['mae']:.4g}", f"{m['rmse']:.4g}", *values, str(m["n"]))
     console.print(table)
+
+
+def print_named_metrics(name: str, metrics: dict) -> None:
+    """One row per set, one column per numeric metric any set has."""
+    keys = list(dict.fromkeys(k for m in metrics.values() for k, v in m.items() if _number(v)))
+    table = Table(title=name)
+    for column in ("set", *keys):
+        table.add_column(column)
+    for side, m in metrics.items():
+        table.add_row(side, *(format(m[k], ".4g") if k in m else "-" for k in keys))
+    console.print(table)
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def print_orientation_metrics(name: str, metrics: dict) -> None:

@@ -344,6 +344,12 @@ def evaluate(
 
             metrics = evaluate_segmentation(model, data, part or "val", plot, home, stem)
             notes, summary = [], None
+        elif model.input_kind == "latent":  # a generator: scored against real structures
+            from deepmat.workflows.design import evaluate_generator_file
+
+            plot = plot or home / f"samples_{stem}.png"
+            metrics = evaluate_generator_file(model, Path(data), plot) | {"part": "file"}
+            notes, summary = [], None
         elif model.input_kind in ("microstructure", "ebsd-pattern"):
             if part:
                 raise DataError(

@@ -28,6 +28,7 @@ HEADLINE_METRICS = {
     "mean_disorientation_deg": "mean °",
     "miou": "mIoU",
     "mae": "MAE",
+    "s2_mse": "S2 MSE",
 }
 
 
@@ -45,6 +46,9 @@ class PretrainedModel:
 
     @property
     def predicts(self) -> str:
+        if self.card.get("output") == "microstructure":  # a generator
+            size = self.card["architecture"]["size"]
+            return f"{size}² structures from {self.card['architecture']['latent_dim']} latents"
         if "classes" in self.card:  # a segmentation model
             return f"labels ({', '.join(self.card['classes']['names'])})"
         if "target" not in self.card:  # an orientation model

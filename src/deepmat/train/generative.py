@@ -175,7 +175,7 @@ class MicrostructureGAN(Estimator):
 
     family: ClassVar[str] = "microstructure-gan"
     input_kind: ClassVar[str] = "latent"
-    output_kind: ClassVar[str] = "field"
+    output_kind: ClassVar[str] = "labels"
     presets: ClassVar[dict] = {
         "default": {"spec": {}, "config": {"epochs": 30, "batch_size": 64, "lr": 2e-4}},
         "paper": {"spec": {}, "config": {"epochs": 100, "batch_size": 64, "lr": 1e-4}},

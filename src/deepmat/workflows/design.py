@@ -265,6 +265,44 @@ def summarise(runs: dict[str, list[DesignRun]]) -> dict[str, dict]:
     return summary
 
 
+def read_structures(path: Path) -> np.ndarray:
+    """The 2-D two-phase structures (n, s, s) of a ``deepmat generate`` HDF5 file (a
+    trailing axis of one voxel is dropped)."""
+    from deepmat.data.voxels import read_voxel_dataset
+
+    structures = read_voxel_dataset(path, with_strain=False).microstructures
+    if structures.ndim == 4 and structures.shape[-1] == 1:
+        structures = structures[..., 0]
+    if structures.ndim != 3:
+        raise DataError(
+            f"{path}: a generator learns 2-D structures; these have shape {structures.shape[1:]}"
+        )
+    return structures
+
+
+def evaluate_generator_file(gan, data: Path, plot: Path) -> dict:
+    """The generator's distances to the structures of ``data`` (an HDF5 file), and a picture
+    of four of them above four generated ones at ``plot``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deepmat.train.metrics import save_figure
+
+    real = read_structures(data)
+    metrics = gan.evaluate(real)
+    made = gan.sample(4, seed=0)
+    fig, axes = plt.subplots(2, 4, figsize=(8, 4.3), dpi=110)
+    for ax, image, title in zip(
+        axes.ravel(), [*real[:4], *made], ["data"] * 4 + ["generated"] * 4, strict=False
+    ):
+        ax.imshow(image, cmap="gray_r", interpolation="nearest")
+        ax.set(title=title, xticks=[], yticks=[])
+    save_figure(fig, plot)
+    return metrics
+
+
 def training_structures(
     data: Path | None, family: GRFFamily, n: int, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -275,15 +313,7 @@ def training_structures(
         n_val = max(64, round(n * val_fraction))
         source = {"family": asdict(family), "n_train": n, "n_val": n_val, "seed": seed}
         return family.generate(n, seed), family.generate(n_val, seed + 1), source
-    from deepmat.data.voxels import read_voxel_dataset
-
-    structures = read_voxel_dataset(data, with_strain=False).microstructures
-    if structures.ndim == 4 and structures.shape[-1] == 1:
-        structures = structures[..., 0]
-    if structures.ndim != 3:
-        raise DataError(
-            f"{data}: a generator learns 2-D structures; these have shape {structures.shape[1:]}"
-        )
+    structures = read_structures(data)
     order = np.random.default_rng(seed).permutation(len(structures))
     n_val = max(1, round(len(structures) * val_fraction))
     source = {"data": str(data), "n_train": len(structures) - n_val, "n_val": n_val}
