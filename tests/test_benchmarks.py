@@ -32,6 +32,7 @@ NEEDS = {
     "reconstruction": (),
     "activations": (),
     "design": (),
+    "architecture_search": ("oqmd-dhf",),
 }
 #: folders (not registered files) a benchmark reads
 NEEDS_FOLDERS = {"segmentation": ("micrographs/nasa/Super1",)}

@@ -4,6 +4,7 @@ refused clearly."""
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -14,7 +15,9 @@ from deepmat.errors import ConfigError, DataError
 from deepmat.models.vgg import install_vgg19
 from deepmat.workflows.annealing import restore_volume_fractions
 from deepmat.workflows.reconstruction import (
+    DescriptorLoss,
     ReconstructionSettings,
+    _lbfgs_b,
     compare,
     reconstruct,
     save_labels,
@@ -84,6 +87,31 @@ def test_the_gram_method_decodes_k_phases_with_the_originals_fractions(tmp_path,
     result = reconstruct(three, settings(method="gram", iterations=3), progress=False)
     counts = np.bincount(result.labels.ravel(), minlength=3) / result.labels.size
     np.testing.assert_allclose(counts, np.bincount(three.ravel()) / three.size, atol=2e-3)
+
+
+def test_the_optimiser_keeps_to_its_box_and_its_budget():
+    calls = []
+
+    def loss_of(x):  # the unconstrained minimum (2) lies outside the box [0, 1]
+        calls.append(1)
+        return ((x - 2) ** 2).sum()
+
+    seen = []
+    start = torch.zeros(5, dtype=torch.float64)
+    found = _lbfgs_b(start, loss_of, 7, (0.0, 1.0), lambda *step: seen.append(step))
+    assert len(calls) <= 7 and len(seen) >= 1
+    torch.testing.assert_close(found, torch.ones(5, dtype=torch.float64))
+
+
+def test_a_periodic_original_is_its_own_exact_match():
+    """The target is characterised periodically, as the reconstruction is: a periodic
+    structure (a Gaussian random field) matches it exactly, which the non-periodic
+    estimates would not allow at its volume fractions."""
+    field = gaussian_random_field((40, 40), 0.35, 3.0, seed=2).astype(np.int64)
+    weights = {"two_point": 1.0, "lineal_path": 1.0, "volume_fraction": 1.0}
+    x = torch.nn.functional.one_hot(torch.from_numpy(field)).movedim(-1, 0).double()
+    assert float(DescriptorLoss(field, 2, 6, 6, weights)(x)) < 1e-20
+    assert float(DescriptorLoss(field, 2, 6, 6, weights, periodic=False)(x)) > 1e-6
 
 
 def test_restoring_volume_fractions_moves_boundaries():

@@ -23,3 +23,7 @@ class ModelFormatError(DeepmatError, ValueError):
 
 class ConfigError(DeepmatError, ValueError):
     """A setting outside its allowed values (unknown schedule, precision, ...)."""
+
+
+class StorageError(DeepmatError, ConnectionError):
+    """A study storage (database URL or journal file) that cannot be opened or reached."""

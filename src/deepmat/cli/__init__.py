@@ -13,12 +13,14 @@ import typer
 from deepmat.cli import data, use
 from deepmat.cli.design import design
 from deepmat.cli.reconstruct import reconstruct
+from deepmat.cli.search import search_app
 from deepmat.cli.train import train_app
 
 app = typer.Typer(
     help="Deep materials informatics.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 app.add_typer(train_app, name="train")
+app.add_typer(search_app, name="search")
 for command in (
     use.predict,
     use.evaluate,

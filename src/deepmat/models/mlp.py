@@ -8,7 +8,11 @@ An :class:`MLPSpec` is a list of blocks ``(width, depth, dropout)``; the network
     \\hat y = W_{out} h_L + b_{out},
 
 with dropout (rate ``p``) applied after the last layer of every block that has
-``dropout > 0``. Weights start from He (Kaiming) normal initialisation,
+``dropout > 0``. A block with ``residual`` adds each layer's input to its output where
+the two have the same width, :math:`h_l = h_{l-1} + \\mathrm{ReLU}(W_l h_{l-1} + b_l)`
+(the weights keep their names, so a card without ``residual`` loads as before).
+
+Weights start from He (Kaiming) normal initialisation,
 :math:`W \\sim \\mathcal N(0, 2/n_{in})`, biases from zero: it keeps the variance of
 the activations constant through ReLU layers, which a 17-layer network needs to
 start learning at once (PyTorch's default shrinks the signal at every layer).
@@ -32,11 +36,13 @@ from deepmat.models.layers import he_init
 
 @dataclass(frozen=True)
 class Block:
-    """``depth`` fully connected layers of ``width`` units, then dropout at ``dropout``."""
+    """``depth`` fully connected layers of ``width`` units, then dropout at ``dropout``;
+    with ``residual``, skip connections around the layers whose input has ``width`` units."""
 
     width: int
     depth: int = 1
     dropout: float = 0.0
+    residual: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,12 @@ class MLPSpec:
     out_features: int = 1
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The spec as a card stores it (``residual`` only where a block has it)."""
+        spec = asdict(self)
+        for block in spec["blocks"]:
+            if not block["residual"]:
+                del block["residual"]
+        return spec
 
     @classmethod
     def from_dict(cls, spec: dict) -> MLPSpec:
@@ -82,9 +93,13 @@ class MLP(nn.Module):
         super().__init__()
         self.spec = spec
         layers: list[nn.Module] = []
+        #: positions in ``layers`` of the Linear layers whose input is added to their ReLU's output
+        self.skips: frozenset[int] = frozenset()
         width = spec.in_features
         for block in spec.blocks:
             for _ in range(block.depth):
+                if block.residual and width == block.width:
+                    self.skips |= {len(layers)}
                 layers += [nn.Linear(width, block.width), nn.ReLU()]
                 width = block.width
             if block.dropout > 0:
@@ -94,4 +109,13 @@ class MLP(nn.Module):
         he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        if not self.skips:
+            return self.layers(x)
+        skipped = None
+        for position, layer in enumerate(self.layers):
+            if position in self.skips:
+                skipped = x
+            x = layer(x)
+            if skipped is not None and isinstance(layer, nn.ReLU):
+                x, skipped = x + skipped, None
+        return x

@@ -9,7 +9,9 @@ does (:class:`~deepmat.train.regressors.MLPRegressor`).
 
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 
@@ -18,12 +20,28 @@ from deepmat.models.element_sets import RoostSpec, TransformerSpec
 from deepmat.represent.element_sequence import ElementSequence, element_table
 from deepmat.train.config import TrainConfig
 from deepmat.train.regressors import CompositionRecords, MLPRegressor
+from deepmat.train.search_space import Choice, FloatRange, IntRange, SearchSpace
 
 SPECS = {"roost": RoostSpec, "transformer": TransformerSpec}
 ELEMENT_SET_CONFIG = {"batch_size": 128, "lr": 1e-3, "schedule": "onecycle"}
 #: training options that differ by architecture, in every preset: at Roost's peak rate of
 #: 1e-3 the transformer collapses to predicting the mean within an epoch; 3e-4 trains it
 KIND_CONFIG = {"transformer": {"lr": 3e-4}}
+#: what a search varies in Roost and the transformer: the width of the element
+#: representations (a multiple of every head count, as the transformer needs), the
+#: attention layers and heads, and the output network, ``output_layers`` layers halving from
+#: ``output_width``; the learning rate stays at or under the transformer's stable 1e-3
+ELEMENT_SET_SEARCH_SPACE = SearchSpace(
+    {
+        "width": Choice((64, 128, 256)),
+        "layers": IntRange(1, 4),
+        "heads": Choice((1, 2, 4)),
+        "output_width": Choice((64, 128, 256, 512)),
+        "output_layers": IntRange(1, 4),
+        "lr": FloatRange(1e-4, 1e-3, log=True),
+        "batch_size": Choice((64, 128, 256)),
+    }
+)
 
 
 class ElementSetRegressor(CompositionRecords, MLPRegressor):
@@ -37,6 +55,7 @@ class ElementSetRegressor(CompositionRecords, MLPRegressor):
     """
 
     family = "element-set-network"
+    search_space: ClassVar[SearchSpace] = ELEMENT_SET_SEARCH_SPACE
     presets: ClassVar[dict] = {
         "default": {"config": ELEMENT_SET_CONFIG | {"epochs": 100, "patience": 30}},
         "paper": {
@@ -82,6 +101,13 @@ class ElementSetRegressor(CompositionRecords, MLPRegressor):
         if not self.training:
             table, _ = element_table(self.spec.embedding)
             self.net.embed.set_table(torch.from_numpy(table))
+
+    def searched_spec(self, architecture: Mapping[str, Any]) -> RoostSpec | TransformerSpec:
+        """This model's spec (kind, embedding, outputs) with the searched sizes."""
+        a = dict(architecture)
+        width, layers = a.pop("output_width"), a.pop("output_layers")
+        output = tuple(max(width // 2**i, 16) for i in range(layers))
+        return dataclasses.replace(self.spec, output=output, **a)
 
     @staticmethod
     def spec_from_dict(architecture: dict) -> RoostSpec | TransformerSpec:

@@ -19,7 +19,10 @@ Each family is a subclass that sets ``family`` (its key in the saved-model regis
 read inputs), ``output_kind`` (a value, a field or an orientation per record) and
 ``presets``: named constructor arguments shared by the command line and the benchmark
 scripts, so that ``--preset benchmark`` trains exactly what produced a committed result.
-``config`` in a preset holds :class:`~deepmat.train.config.TrainConfig` fields.
+``config`` in a preset holds :class:`~deepmat.train.config.TrainConfig` fields. A network
+family that can be searched (``deepmat search``) also declares ``search_space``, a
+:class:`~deepmat.train.search_space.SearchSpace`, and :meth:`Estimator.searched`, which
+builds the estimator at one point of it.
 
 Uncertainty is never silently wrong: an estimator that cannot give a standard deviation
 raises :class:`UncertaintyUnavailable` saying why, instead of returning zeros. One that can
@@ -39,6 +42,7 @@ import numpy as np
 
 from deepmat.errors import ConfigError, DataError, DeepmatError
 from deepmat.train.config import TargetScaler, TrainConfig
+from deepmat.train.search_space import SearchSpace
 
 PRESETS = ("default", "paper", "benchmark")
 #: the fewest records a standard-deviation factor is fitted on
@@ -58,6 +62,8 @@ class Estimator:
     #: "orientation"
     output_kind: ClassVar[str] = "value"
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: what an architecture search may vary (None: the family cannot be searched)
+    search_space: ClassVar[SearchSpace | None] = None
 
     name: str
     training: dict
@@ -94,6 +100,18 @@ class Estimator:
         """A new estimator with the arguments of ``preset`` (``default``, ``paper`` or
         ``benchmark``), ``overrides`` and single ``config`` fields replacing the preset's."""
         return cls(**cls.preset_arguments(preset, config, **overrides))
+
+    @classmethod
+    def declared_search_space(cls) -> SearchSpace:
+        """:attr:`search_space`, or a ConfigError for a family that declares none."""
+        if cls.search_space is None:
+            raise ConfigError(f"{cls.__name__} declares no search space: it cannot be searched")
+        return cls.search_space
+
+    def searched(self, values: Mapping[str, Any]) -> Self:
+        """A new, untrained estimator like this one (representation, target, training
+        configuration) at one point ``values`` of its search space."""
+        raise ConfigError(f"{type(self).__name__} declares no search space: it cannot be searched")
 
     def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None) -> Self:
         raise NotImplementedError

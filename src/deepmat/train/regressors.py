@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -28,13 +28,14 @@ from pymatgen.core import Composition
 
 from deepmat.data.composition import CompositionTable, composition_table
 from deepmat.errors import DataError, ModelFormatError
-from deepmat.models.mlp import ELEMNET_BLOCKS, MLPSpec
+from deepmat.models.mlp import ELEMNET_BLOCKS, Block, MLPSpec
 from deepmat.represent import representation_from_dict
 from deepmat.represent.cache import cached_transform
 from deepmat.represent.fractions import ElementFractions
 from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import regression_metrics
+from deepmat.train.search_space import Choice, FloatRange, IntRange, SearchSpace, split_values
 from deepmat.train.weights import restore_network, save_weights
 
 CompositionInputs = CompositionTable | Sequence[str | Composition]
@@ -212,6 +213,21 @@ class MLPRegressor(RecordRegressor):
         """The network's spec from a card's ``architecture``."""
         return MLPSpec.from_dict(architecture)
 
+    def searched(self, values: Mapping[str, Any]) -> Self:
+        """A new estimator like this one at ``values`` of its search space: the architecture
+        values give the spec (:meth:`searched_spec`), the training values (``lr``,
+        ``batch_size``, ...) replace fields of the training configuration."""
+        self.declared_search_space()
+        architecture, training = split_values(values)
+        config = dataclasses.replace(self.config, **training)
+        spec = self.searched_spec(architecture)
+        return type(self)(spec, self.representation, config, self.name, self.target, self.unit)
+
+    def searched_spec(self, architecture: Mapping[str, Any]):
+        """The network spec at the architecture values of a point of the search space,
+        with this model's inputs and outputs."""
+        raise NotImplementedError
+
     def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None, resume: bool = True):
         """Train on ``X`` (a table with targets, or records and ``y``) with early stopping on
         ``val`` (a table, or a pair (records, targets)); checkpoints in ``workdir``."""
@@ -301,6 +317,23 @@ class MLPRegressor(RecordRegressor):
 
 ELEMNET_CONFIG = {"batch_size": 256, "patience": 30}
 
+#: what a search varies in a composition MLP. Block i has ``width · taper^i`` units (at
+#: least 16) in ``depth`` layers, dropout after every block but the last; ElemNet is close
+#: to blocks 6, width 1024, taper 0.5, depth 3, dropout 0.2, no residual connections
+MLP_SEARCH_SPACE = SearchSpace(
+    {
+        "blocks": IntRange(2, 7),
+        "width": IntRange(64, 1024, log=True),
+        "taper": FloatRange(0.4, 1.0),
+        "depth": IntRange(1, 4),
+        "dropout": FloatRange(0.0, 0.4),
+        "residual": Choice((False, True)),
+        "lr": FloatRange(1e-4, 3e-3, log=True),
+        "batch_size": Choice((64, 128, 256, 512)),
+    }
+)
+MIN_SEARCHED_WIDTH = 16
+
 
 class NetworkRegressor(CompositionRecords, MLPRegressor):
     """A fully connected network on a composition representation (ElemNet by default).
@@ -313,6 +346,7 @@ class NetworkRegressor(CompositionRecords, MLPRegressor):
     """
 
     family = "network"
+    search_space: ClassVar[SearchSpace] = MLP_SEARCH_SPACE
     presets: ClassVar[dict] = {
         "default": {
             "config": ELEMNET_CONFIG
@@ -345,6 +379,18 @@ class NetworkRegressor(CompositionRecords, MLPRegressor):
         unit: str = "",
     ):
         super().__init__(spec, representation or ElementFractions(), config, name, target, unit)
+
+    def searched_spec(self, architecture: Mapping[str, Any]) -> MLPSpec:
+        """Tapering blocks of :data:`MLP_SEARCH_SPACE` (its docstring gives the rule)."""
+        a = architecture
+        widths = [
+            max(MIN_SEARCHED_WIDTH, round(a["width"] * a["taper"] ** i)) for i in range(a["blocks"])
+        ]
+        blocks = tuple(
+            Block(w, a["depth"], a["dropout"] if i < len(widths) - 1 else 0.0, a["residual"])
+            for i, w in enumerate(widths)
+        )
+        return MLPSpec(self.spec.in_features, blocks, self.spec.out_features)
 
 
 class ForestRegressor(CompositionRecords, RecordRegressor):

@@ -46,7 +46,9 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import lightning as L
@@ -72,6 +74,21 @@ from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 
 class TrainingInterrupted(DeepmatError):
     """Training stopped by the user; the last completed epoch is checkpointed."""
+
+
+_EXTRA_CALLBACKS: ContextVar[tuple[Callback, ...]] = ContextVar("extra_callbacks", default=())
+
+
+@contextmanager
+def training_callbacks(*callbacks: Callback) -> Iterator[None]:
+    """Run ``callbacks`` (Lightning callbacks) in every fit inside this block besides the
+    trainer's own, whichever estimator calls it: how an architecture search watches each
+    epoch's validation MAE and stops a poor trial early without a hook in every ``fit``."""
+    token = _EXTRA_CALLBACKS.set(_EXTRA_CALLBACKS.get() + callbacks)
+    try:
+        yield
+    finally:
+        _EXTRA_CALLBACKS.reset(token)
 
 
 Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -460,7 +477,7 @@ def fit_loaders(
     )
     report = EpochReport()
     stopper = EarlyStopping(monitor="val_mae", patience=config.patience)
-    callbacks = [best, latest, report, stopper]
+    callbacks = [best, latest, report, stopper, *_EXTRA_CALLBACKS.get()]
     if config.dropout_until < 1.0:
         callbacks.append(DropoutCutoff(config.dropout_until))
     if config.progress:
