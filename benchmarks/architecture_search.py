@@ -28,8 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from _shared import command, machine, parser, write_json
+from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import DataSpec
-from deepmat.workflows.search import SearchJob, load_data, measure, run_search
+from deepmat.workflows.search import (
+    SearchJob,
+    load_data,
+    measure,
+    run_search,
+    scatter_trials,
+)
 from deepmat.workflows.search_study import SamplerSpec
 
 PREDICT_RECORDS = 25_000
@@ -95,30 +102,20 @@ def plot(summary: dict, metrics: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [t for t in summary["trials"] if t["state"] == "complete"]
-    front = {t["number"] for t in summary["pareto"]}
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
-    for on_front, style in ((False, {"c": "0.6", "s": 14}), (True, {"c": "C3", "s": 28})):
-        shown = [t for t in done if (t["number"] in front) == on_front]
-        ax.scatter(
-            [t["latency_seconds"] * 1e6 for t in shown],
-            [t["val_mae"] for t in shown],
-            label="Pareto front" if on_front else "trials",
-            **style,
-        )
+    scatter_trials(ax, summary, "latency_seconds")
     for name, marker in (("best", "*"), ("elemnet", "D")):
         m = metrics[name]
         ax.scatter(m["latency_seconds"] * 1e6, m["val_mae"], marker=marker, s=90, label=name)
+    done = sum(t["state"] == "complete" for t in summary["trials"])
     ax.set(
         xscale="log",
         xlabel="predict µs per composition",
         ylabel="validation MAE (eV/atom)",
-        title=f"Architecture search: {len(done)} complete trials",
+        title=f"Architecture search: {done} complete trials",
     )
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -41,14 +41,7 @@ def design(
 
     from deepmat import load
     from deepmat.physics.elasticity import IsotropicPhase
-    from deepmat.workflows.design import (
-        DesignProblem,
-        GRFFamily,
-        bayesian,
-        random_latent,
-        random_parameters,
-        write_run,
-    )
+    from deepmat.workflows.design import DesignProblem, GRFFamily, run_strategy, write_run
 
     try:
         problem = DesignProblem(
@@ -57,28 +50,21 @@ def design(
             tuple(IsotropicPhase(e, poisson) for e in moduli),
         )
         generator = load(gan)
-        if strategy == "bayesian":
-            with Progress(console=console, transient=True) as bar:
-                task = bar.add_task("Bayesian optimisation", total=budget)
-                run = bayesian(
-                    problem,
-                    generator,
-                    budget,
-                    seed,
-                    batch,
-                    initial,
-                    progress=lambda r: bar.update(task, completed=len(r.values)),
-                )
-        elif strategy == "random_latent":
-            run = random_latent(problem, generator, budget, seed)
-        elif strategy == "random_parameters":
-            family = generator.training.get("data", {}).get("source", {}).get("family")
-            if family is None:
-                raise DataError(f"{gan} was not trained on a parametric family to draw from")
-            run = random_parameters(problem, GRFFamily(**family), budget, seed)
-        else:
-            raise DataError(
-                f"unknown strategy {strategy!r}: bayesian, random_latent or random_parameters"
+        family = generator.training.get("data", {}).get("source", {}).get("family")
+        if strategy == "random_parameters" and family is None:
+            raise DataError(f"{gan} was not trained on a parametric family to draw from")
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(strategy.replace("_", " "), total=budget)
+            run = run_strategy(
+                strategy,
+                problem,
+                generator,
+                GRFFamily(**family) if family else None,
+                budget,
+                seed,
+                batch,
+                initial,
+                progress=lambda r: bar.update(task, completed=len(r.values)),
             )
         summary = write_run(run, problem, out)
     except DeepmatError as exc:

@@ -107,10 +107,9 @@ class DesignProblem:
         if structure.ndim != 2:
             raise DataError(f"a design is a 2-D structure, got shape {structure.shape}")
         index = OBJECTIVES[self.objective]
-        load = np.eye(6)[index]
-        with torch_threads(1):
-            field_ = solve(structure[:, :, None], self.phases, load, tol=self.tol)
-        return float(field_.mean_stress[index] / load[index])
+        with torch_threads(1):  # a unit strain e_i: the mean stress σ_i is C_ii
+            field_ = solve(structure[:, :, None], self.phases, np.eye(6)[index], tol=self.tol)
+        return float(field_.mean_stress[index])
 
     def bounds(self) -> dict[str, float]:
         """The objective's Voigt bound and the Hashin–Shtrikman upper bound of an isotropic
@@ -135,6 +134,12 @@ class DesignRun:
     structures: list[np.ndarray] = field(default_factory=list)
     inputs: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter, repr=False)
+
+    def finish(self) -> DesignRun:
+        """Record the seconds since the run started; returns the run."""
+        self.seconds = time.perf_counter() - self.started
+        return self
 
     def add(self, problem: DesignProblem, structures: np.ndarray, inputs: np.ndarray) -> None:
         for structure, x in zip(structures, inputs, strict=True):
@@ -157,22 +162,18 @@ def random_parameters(
     problem: DesignProblem, family: GRFFamily, budget: int, seed: int = 0
 ) -> DesignRun:
     """``budget`` structures of the family at random parameters and the problem's fraction."""
-    start, rng = time.perf_counter(), np.random.default_rng(seed)
-    run = DesignRun("random_parameters")
+    run, rng = DesignRun("random_parameters"), np.random.default_rng(seed)
     parameters = family.parameters(budget, rng, problem.volume_fraction)
     run.add(problem, family.render(parameters, rng), parameters)
-    run.seconds = time.perf_counter() - start
-    return run
+    return run.finish()
 
 
 def random_latent(problem: DesignProblem, gan, budget: int, seed: int = 0) -> DesignRun:
     """``budget`` structures decoded from latent vectors drawn from the prior."""
-    start = time.perf_counter()
     run = DesignRun("random_latent")
     z = gan.latents(budget, seed)
     run.add(problem, gan.decode(z, problem.volume_fraction), z)
-    run.seconds = time.perf_counter() - start
-    return run
+    return run.finish()
 
 
 def bayesian(
@@ -196,7 +197,6 @@ def bayesian(
 
     if not 1 <= initial <= budget or batch < 1:
         raise ConfigError(f"need 1 ≤ initial ({initial}) ≤ budget ({budget}) and batch ≥ 1")
-    start = time.perf_counter()
     torch.manual_seed(seed)
     run = DesignRun("bayesian")
     d = gan.latent_dim
@@ -220,8 +220,28 @@ def bayesian(
         run.add(problem, gan.decode(z.astype(np.float32), problem.volume_fraction), z)
         if progress:
             progress(run)
-    run.seconds = time.perf_counter() - start
-    return run
+    return run.finish()
+
+
+def run_strategy(
+    strategy: str,
+    problem: DesignProblem,
+    gan,
+    family: GRFFamily | None,
+    budget: int,
+    seed: int = 0,
+    batch: int = 5,
+    initial: int = 10,
+    progress: Callable[[DesignRun], None] | None = None,
+) -> DesignRun:
+    """One of :data:`STRATEGIES` at ``budget`` calls (``progress``: Bayesian batches)."""
+    if strategy == "bayesian":
+        return bayesian(problem, gan, budget, seed, batch, initial, progress)
+    if strategy == "random_latent":
+        return random_latent(problem, gan, budget, seed)
+    if strategy == "random_parameters":
+        return random_parameters(problem, family, budget, seed)
+    raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
 
 
 def compare_strategies(
@@ -235,15 +255,12 @@ def compare_strategies(
     strategies: tuple[str, ...] = STRATEGIES,
 ) -> dict[str, list[DesignRun]]:
     """Every strategy over every seed, at ``budget`` calls each."""
-    runners = {
-        "bayesian": lambda s: bayesian(problem, gan, budget, s, batch, initial),
-        "random_latent": lambda s: random_latent(problem, gan, budget, s),
-        "random_parameters": lambda s: random_parameters(problem, family, budget, s),
+    return {
+        name: [
+            run_strategy(name, problem, gan, family, budget, seed, batch, initial) for seed in seeds
+        ]
+        for name in strategies
     }
-    unknown = set(strategies) - set(runners)
-    if unknown:
-        raise ConfigError(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}")
-    return {name: [runners[name](seed) for seed in seeds] for name in strategies}
 
 
 def summarise(runs: dict[str, list[DesignRun]]) -> dict[str, dict]:

@@ -374,25 +374,32 @@ def plot_pareto(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [t for t in summary["trials"] if t["state"] == "complete"]
-    front = {t["number"] for t in summary["pareto"]}
+    from deepmat.train.metrics import save_figure
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     for ax, key, label in (
         (axes[0], "latency_seconds", "predict µs per record"),
         (axes[1], "params", "weights"),
     ):
-        scale = 1e6 if key == "latency_seconds" else 1
-        for on_front, style in ((False, {"c": "0.6", "s": 14}), (True, {"c": "C3", "s": 30})):
-            shown = [t for t in done if (t["number"] in front) == on_front]
-            ax.scatter(
-                [t[key] * scale for t in shown],
-                [t["val_mae"] for t in shown],
-                label="Pareto front" if on_front else "trials",
-                **style,
-            )
+        scatter_trials(ax, summary, key)
         ax.set(xscale="log", xlabel=label, ylabel="validation MAE")
     axes[0].legend()
-    fig.suptitle(f"{summary['study']}: {len(done)} complete trials of {summary['model']}")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    done = sum(t["state"] == "complete" for t in summary["trials"])
+    fig.suptitle(f"{summary['study']}: {done} complete trials of {summary['model']}")
+    save_figure(fig, path)
+
+
+def scatter_trials(ax, summary: dict, key: str) -> None:
+    """Validation MAE of every complete trial against ``key`` (``latency_seconds``, shown in
+    µs, or ``params``) on ``ax``, the Pareto front in colour."""
+    scale = 1e6 if key == "latency_seconds" else 1
+    front = {t["number"] for t in summary["pareto"]}
+    done = [t for t in summary["trials"] if t["state"] == "complete"]
+    for on_front, style in ((False, {"c": "0.6", "s": 14}), (True, {"c": "C3", "s": 30})):
+        shown = [t for t in done if (t["number"] in front) == on_front]
+        ax.scatter(
+            [t[key] * scale for t in shown],
+            [t["val_mae"] for t in shown],
+            label="Pareto front" if on_front else "trials",
+            **style,
+        )
