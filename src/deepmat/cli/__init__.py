@@ -1,6 +1,6 @@
 """The ``deepmat`` command: train, predict, evaluate, recalibrate, explain, screen, segment,
-measure, reconstruct and design microstructures, list models and datasets, generate data, index EBSD
-patterns, manage the cache and installed weights, run the demo.
+measure, reconstruct and design microstructures, learn actively, list models and datasets,
+generate data, index EBSD patterns, manage the cache and installed weights, run the demo.
 
 One module per group of commands: :mod:`~deepmat.cli.train`, :mod:`~deepmat.cli.use`,
 :mod:`~deepmat.cli.reconstruct`, :mod:`~deepmat.cli.design` and :mod:`~deepmat.cli.data`,
@@ -12,8 +12,10 @@ import typer
 
 from deepmat.cli import data, use
 from deepmat.cli.design import design
+from deepmat.cli.learn import learn
 from deepmat.cli.reconstruct import reconstruct
 from deepmat.cli.search import search_app
+from deepmat.cli.structure_prediction import predict_structure
 from deepmat.cli.train import train_app
 
 app = typer.Typer(
@@ -23,6 +25,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(search_app, name="search")
 for command in (
     use.predict,
+    predict_structure,
     use.evaluate,
     use.recalibrate,
     use.screen,
@@ -30,6 +33,7 @@ for command in (
     use.measure,
     reconstruct,
     design,
+    learn,
     use.models,
     use.demo,
     data.datasets,

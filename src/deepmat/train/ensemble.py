@@ -201,6 +201,10 @@ class Ensemble(Estimator):
     def targets_of(self, X, y=None) -> np.ndarray:
         return self.members[0].targets_of(X, y)
 
+    def embed(self, X) -> np.ndarray:
+        """The first member's feature space (members share their inputs)."""
+        return self.members[0].embed(X)
+
     def evaluate(self, X, y=None, **options) -> dict:
         """The members' metrics (:meth:`~deepmat.train.estimator.Estimator.score`) of the
         ensemble's mean, with each member's MAE."""

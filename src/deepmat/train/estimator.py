@@ -122,6 +122,18 @@ class Estimator:
     def evaluate(self, X, y=None) -> dict:
         raise NotImplementedError
 
+    def refit(self, X, y=None, *, val=None, workdir: str | Path | None = None) -> Self:
+        """Train again on ``X``, which holds the records of the last fit and more (the next
+        round of an active-learning loop). A family that can start from what it learned
+        overrides this (a warm start); by default it is a fit from scratch."""
+        return self.fit(X, y, val=val, workdir=workdir)
+
+    def embed(self, X) -> np.ndarray:
+        """(n, d) coordinates of the inputs ``X`` in the space the model reads them in (its
+        features, or a latent space), where near records are alike: active learning spreads
+        a batch over it. A family without such a space raises ConfigError."""
+        raise ConfigError(f"{self.name} ({self.family}) gives no feature space for its inputs")
+
     def card(self) -> dict:
         """The model card: family, hyper-parameters, target, training record, metrics."""
         raise NotImplementedError

@@ -410,6 +410,14 @@ class TwoPointPCARegressor(MicrostructureRegressor):
             raise ConfigError(f"{self.name} is not fitted: call fit first")
         return self.pipeline.predict(self.features(x)).astype(np.float64)
 
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        """The standardised PCA scores of the microstructures' 2-point statistics: the
+        latent space the regression reads."""
+        if self.pipeline is None:
+            raise ConfigError(f"{self.name} is not fitted: call fit first")
+        pipeline = getattr(self.pipeline, "regressor_", self.pipeline)
+        return pipeline[:2].transform(self.features(check_phase_maps(X)))
+
     def card(self) -> dict:
         card = super().card()
         card["representation"] = {"name": "two-point", "r_max": self.window}

@@ -91,6 +91,10 @@ class RecordRegressor(Estimator):
     def predict_features(self, x: np.ndarray, return_std: bool = False):
         raise NotImplementedError
 
+    def embed(self, X) -> np.ndarray:
+        """The representation's features of ``X`` (the space the model reads records in)."""
+        return self.featurize(self.table(X))
+
     def evaluate(self, X, y=None) -> dict:
         """MAE, RMSE, R² and n of the predictions for ``X`` (a table with targets, or records
         and ``y``)."""
@@ -396,7 +400,11 @@ class NetworkRegressor(CompositionRecords, MLPRegressor):
 class ForestRegressor(CompositionRecords, RecordRegressor):
     """scikit-learn random forest on a composition representation; standard deviations are
     the spread of the trees. Presets: ``default`` and ``benchmark`` 100 trees, ``paper``
-    (as in Ward et al.'s Magpie baseline) 500."""
+    (as in Ward et al.'s Magpie baseline) 500.
+
+    :meth:`refit` warm-starts: ``refit_trees`` new trees (a quarter of the forest when None)
+    fitted to the larger training set replace as many of the oldest, so each round of an
+    active-learning loop grows a share of the forest instead of all of it."""
 
     family = "forest"
     presets: ClassVar[dict] = {
@@ -413,6 +421,7 @@ class ForestRegressor(CompositionRecords, RecordRegressor):
         min_samples_leaf: int = 1,
         seed: int = 0,
         n_jobs: int = -1,
+        refit_trees: int | None = None,
         name: str = "rf-magpie",
         target: str = "target",
         unit: str = "",
@@ -427,6 +436,7 @@ class ForestRegressor(CompositionRecords, RecordRegressor):
             "max_features": max_features,
             "min_samples_leaf": min_samples_leaf,
             "seed": seed,
+            "refit_trees": refit_trees,
         }
         self.forest = RandomForestRegressor(
             n_estimators=n_estimators,
@@ -453,6 +463,25 @@ class ForestRegressor(CompositionRecords, RecordRegressor):
         self._record_training(
             train, val, time.perf_counter() - start, {"hyperparameters": self.hyperparameters}
         )
+        return self
+
+    def refit(self, X, y=None, *, val=None, workdir: str | Path | None = None) -> ForestRegressor:
+        """Warm start (class docstring): the newest trees learn ``X``, the oldest go; a forest
+        not fitted yet is fitted whole. ``workdir`` is unused."""
+        if not hasattr(self.forest, "estimators_"):
+            return self.fit(X, y, val=val)
+        train, val = self.labelled(X, y, "training data"), self.labelled_val(val)
+        start = time.perf_counter()
+        size = len(self.forest.estimators_)
+        grow = min(size, self.hyperparameters["refit_trees"] or max(1, size // 4))
+        refits = self.training.get("refits", 0) + 1
+        seed = int(np.random.default_rng([self.hyperparameters["seed"], refits]).integers(2**31))
+        self.forest.set_params(warm_start=True, n_estimators=size + grow, random_state=seed)
+        self.forest.fit(self.featurize(train), train.targets)
+        self.forest.estimators_ = self.forest.estimators_[grow:]
+        self.forest.set_params(warm_start=False, n_estimators=size)
+        extra = {"hyperparameters": self.hyperparameters, "refits": refits, "trees_refitted": grow}
+        self._record_training(train, val, time.perf_counter() - start, extra)
         return self
 
     def predict_features(self, x: np.ndarray, return_std: bool = False):
