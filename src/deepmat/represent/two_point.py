@@ -20,6 +20,8 @@ models of the materials knowledge systems (MKS) literature.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from deepmat.errors import DataError
@@ -28,20 +30,27 @@ from deepmat.represent.phase_maps import check_phase_maps
 CHUNK = 128
 
 
-def two_point_statistics(microstructures: np.ndarray, r_max: int | None = None) -> np.ndarray:
+def two_point_statistics(
+    microstructures: np.ndarray, r_max: int | Sequence[int] | None = None
+) -> np.ndarray:
     """S2(r) of phase 1 for each microstructure of a (n, n1, n2, n3) batch of 0/1 voxels.
 
     Returns float64 of shape (n, n1, n2, n3) with r = 0 at the centre (n1//2, n2//2,
-    n3//2), or (n, 2·r_max+1, 2·r_max+1, 2·r_max+1) with ``r_max``, which must not exceed
-    (min(n1, n2, n3) − 1) // 2 (beyond that the window would repeat vectors).
+    n3//2), or (n, 2·r1+1, 2·r2+1, 2·r3+1) with ``r_max`` (one radius for every axis, or
+    one per axis: r3 = 0 for a 2-D structure extruded along x3), each radius at most
+    (n_i − 1) // 2 (beyond that the window would repeat vectors).
     """
     array = check_phase_maps(microstructures)
     grid = array.shape[1:]
     if r_max is not None:
-        largest = (min(grid) - 1) // 2
-        if not 0 <= r_max <= largest:
-            raise DataError(f"r_max must be between 0 and {largest} for grid {grid}, got {r_max}")
-        window = tuple(slice(n // 2 - r_max, n // 2 + r_max + 1) for n in grid)
+        radii = (r_max,) * 3 if np.ndim(r_max) == 0 else tuple(r_max)
+        for n, r in zip(grid, radii, strict=True):
+            if not 0 <= r <= (n - 1) // 2:
+                raise DataError(
+                    f"r_max must be between 0 and {(n - 1) // 2} along an axis of {n} voxels "
+                    f"(grid {grid}), got {r}"
+                )
+        window = tuple(slice(n // 2 - r, n // 2 + r + 1) for n, r in zip(grid, radii, strict=True))
     else:
         window = (slice(None),) * 3
     axes = (1, 2, 3)

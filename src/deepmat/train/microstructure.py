@@ -327,10 +327,11 @@ class VoxelCNNRegressor(VoxelNetwork, MicrostructureRegressor):
 class TwoPointPCARegressor(MicrostructureRegressor):
     """2-point statistics → PCA → polynomial ridge regression.
 
-    The statistics are cropped to |r_i| ≤ ``r_max`` (reduced to what the training grid
-    allows), standardised PCA scores of ``n_components`` are expanded into all monomials
-    up to ``degree`` and fitted by ridge regression with penalty ``alpha``; with
-    ``log_target`` the regression is fitted to ln C11 and its predictions exponentiated.
+    The statistics are cropped to |r_i| ≤ ``r_max`` (along each axis reduced to what the
+    training grid allows: none along x3 for 2-D structures extruded as (n1, n2, 1)),
+    standardised PCA scores of ``n_components`` are expanded into all monomials up to
+    ``degree`` and fitted by ridge regression with penalty ``alpha``; with ``log_target``
+    the regression is fitted to ln C11 and its predictions exponentiated.
     """
 
     family = "two-point-pca"
@@ -365,7 +366,7 @@ class TwoPointPCARegressor(MicrostructureRegressor):
             "alpha": alpha,
             "log_target": log_target,
         }
-        self.window = r_max
+        self.window: int | tuple[int, ...] = r_max
         self.pipeline: Pipeline | TransformedTargetRegressor | None = None
 
     def features(self, x: np.ndarray) -> np.ndarray:
@@ -385,7 +386,8 @@ class TwoPointPCARegressor(MicrostructureRegressor):
         x, y = self._check(X, y)
         val = self._check_val(val)
         h = self.hyperparameters
-        self.window = min(h["r_max"], (min(x.shape[1:]) - 1) // 2)
+        radii = tuple(min(h["r_max"], (n - 1) // 2) for n in x.shape[1:])
+        self.window = radii[0] if len(set(radii)) == 1 else radii
         features = self.features(x)
         components = min(h["n_components"], *features.shape)
         self.pipeline = make_pipeline(
