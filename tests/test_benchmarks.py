@@ -33,6 +33,7 @@ NEEDS = {
     "activations": (),
     "design": (),
     "architecture_search": ("oqmd-dhf",),
+    "structure_prediction": ("mp-eform",),
 }
 #: folders (not registered files) a benchmark reads
 NEEDS_FOLDERS = {"segmentation": ("micrographs/nasa/Super1",)}

@@ -28,6 +28,7 @@ _EXPORTS = {
     "NetworkRegressor": "deepmat.train.regressors",
     "OrientationCNNRegressor": "deepmat.train.ebsd",
     "RuleOfMixtures": "deepmat.train.microstructure",
+    "SiteElementClassifier": "deepmat.train.site_elements",
     "SiteNetworkRegressor": "deepmat.train.crystal",
     "SliceCNNRegressor": "deepmat.train.localization",
     "TargetScaler": "deepmat.train.config",

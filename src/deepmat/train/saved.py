@@ -29,7 +29,9 @@ Orientation models (family "orientation-network") have ``"input": "ebsd-pattern"
 models (family "segmentation-network") have ``"input": "micrograph"``, ``"output":
 "labels"`` and the class map. Structure models (families "crystal-graph-network", a CGCNN
 with its graph settings, and "site-network", a network on per-site descriptors such as
-perovskite sites) have ``"input": "structure"``. :func:`load_model` reads any such
+perovskite sites) have ``"input": "structure"``, as have site element models (family
+"site-element-network", ``"output": "site element distribution"``, with their element
+classes). :func:`load_model` reads any such
 directory back into the estimator that wrote it.
 
 Families are found through a registry (:data:`FAMILIES`, extended by
@@ -65,6 +67,7 @@ FAMILIES: dict[str, str] = {
     "element-set-network": "deepmat.train.element_sets:ElementSetRegressor",
     "crystal-graph-network": "deepmat.train.crystal:CrystalGraphRegressor",
     "site-network": "deepmat.train.crystal:SiteNetworkRegressor",
+    "site-element-network": "deepmat.train.site_elements:SiteElementClassifier",
     "voxel-network": "deepmat.train.microstructure:VoxelCNNRegressor",
     "two-point-pca": "deepmat.train.microstructure:TwoPointPCARegressor",
     "mixture-rule": "deepmat.train.microstructure:RuleOfMixtures",

@@ -1,0 +1,73 @@
+"""``deepmat predict-structure``: candidate crystal structures of a composition, ranked by a
+site element model, written as CIFs (a thin shell over
+:mod:`deepmat.workflows.structure_prediction`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deepmat.cli.options import console, fail, write_table
+from deepmat.errors import DeepmatError
+
+
+def predict_structure(
+    composition: Annotated[str, typer.Argument(help="formula of the compound, e.g. LiMnGe")],
+    model_dir: Annotated[
+        str, typer.Option("--model", help="a trained site element model (saved directory)")
+    ],
+    templates: Annotated[
+        Path,
+        typer.Option(
+            help="template library folder (written by benchmarks/structure_prediction.py as "
+            "OUT/templates) or a folder of CIF files of known crystals"
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="folder for the ranked CIFs and candidates.csv")],
+    top_k: Annotated[int, typer.Option(help="candidates to write")] = 10,
+    energy_model: Annotated[
+        str | None,
+        typer.Option(
+            help="re-rank the first --rerank-top by this formation-energy model, "
+            "e.g. cgcnn-mp-eform"
+        ),
+    ] = None,
+    rerank_top: Annotated[int, typer.Option(help="candidates the energy model re-ranks")] = 20,
+    allow_unseen: Annotated[
+        bool,
+        typer.Option(
+            help="give elements the site model never saw a uniform likelihood "
+            "(with a warning) instead of stopping"
+        ),
+    ] = False,
+) -> None:
+    """Predict the crystal structure of COMPOSITION: every template of its anonymous formula
+    with every symmetry-distinct assignment of its elements, volume rescaled by atomic radii,
+    ranked by the site model's log-likelihood; the top K written to OUT as CIFs."""
+    import deepmat
+    from deepmat.workflows.structure_prediction import (
+        TemplateScorer,
+        parse_composition,
+    )
+    from deepmat.workflows.structure_prediction import (
+        predict_structure as run,
+    )
+    from deepmat.workflows.templates import load_templates
+
+    try:
+        query = parse_composition(composition)
+        model = deepmat.load(model_dir)
+        if model.output_kind != "site-distribution":
+            raise DeepmatError(f"{model_dir}: a {model.family}, not a site element model")
+        scorer = TemplateScorer(model, load_templates(templates), allow_unseen)
+        unseen = [e.symbol for e in query.elements if e.Z not in model.classes]
+        if unseen:
+            console.print(f"[yellow]warning:[/] {', '.join(unseen)} unseen in training: uniform")
+        energies = deepmat.load(energy_model) if energy_model else None
+        best = run(scorer, query, out, top_k, energy_model=energies, rerank_top=rerank_top)
+    except DeepmatError as exc:
+        fail(exc)
+    write_table(best, None, "candidates")
+    console.print(f"{len(best)} candidate structures of {query.reduced_formula} written to {out}")
