@@ -33,6 +33,7 @@ NEEDS = {
     "activations": (),
     "design": (),
     "architecture_search": ("oqmd-dhf",),
+    "active_learning": ("oqmd-dhf",),
     "structure_prediction": ("mp-eform",),
 }
 #: folders (not registered files) a benchmark reads

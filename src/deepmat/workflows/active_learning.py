@@ -229,18 +229,31 @@ def _write_json(path: Path, payload) -> None:
     os.replace(scratch, path)
 
 
-def _start_or_resume(out: Path, settings: LearningSettings, pool: Pool) -> list[dict]:
+def _identity(model: Estimator) -> dict:
+    """What a resumed run must share with the recorded one: the model's card without its
+    training record (family, hyper-parameters, representation, target)."""
+    try:
+        card = model.card()
+    except NotImplementedError:
+        card = {"family": model.family, "model": model.name}
+    return {k: v for k, v in card.items() if k not in ("training", "metrics")}
+
+
+def _start_or_resume(
+    out: Path, settings: LearningSettings, pool: Pool, model: Estimator
+) -> list[dict]:
     """The finished rounds recorded in ``out`` (none for a new run); a folder holding a run
-    with other settings or another pool is refused."""
+    with other settings, another pool or another model is refused."""
     header = {"settings": asdict(settings), "pool": {"size": len(pool), "kind": pool.kind}}
     header["pool"]["fingerprint"] = pool.fingerprint()
+    header["model"] = _identity(model)
     out.mkdir(parents=True, exist_ok=True)
     previous = out / SETTINGS_FILE
     if previous.exists():
         recorded = json.loads(previous.read_text())
         if recorded != json.loads(json.dumps(header, default=float)):
             raise ConfigError(
-                f"{out} holds another run (settings or pool differ: {previous}); "
+                f"{out} holds another run (settings, pool or model differ: {previous}); "
                 "give another folder, or delete it to start again"
             )
         rounds = out / ROUNDS_FILE
@@ -336,7 +349,7 @@ def learn(
             f"{settings.initial} initial + {settings.rounds} rounds × {settings.batch} labels "
             f"= {settings.labels} is more than the pool's {len(pool)} records"
         )
-    run = LearningRun(settings, _start_or_resume(out, settings, pool))
+    run = LearningRun(settings, _start_or_resume(out, settings, pool, probe))
     for r in range(len(run.rounds), settings.rounds + 1):
         start = time.perf_counter()
         rng = np.random.default_rng([settings.seed, r])
