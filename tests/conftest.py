@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,10 @@ from deepmat.data.composition import CompositionTable, composition_table
 from deepmat.data.registry import data_dir
 
 # The networks in these tests are tiny: one thread is much faster than several threads
-# contending with whatever else runs on the machine.
+# contending with whatever else runs on the machine (the other test worker, the benchmarks'
+# subprocesses, which read OMP_NUM_THREADS).
 torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 METALS = (
     "Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni",
@@ -79,3 +82,19 @@ def small_table() -> CompositionTable:
     table = composition_table(formulas, source="small")
     targets = synthetic_target(table)
     return composition_table(formulas, targets, source="small", duplicates="error")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist's ``--dist loadgroup`` (``make test``), each test file runs on one
+    worker, so its module-scoped fixtures are built once; the quick benchmark runs, the
+    slowest tests of the suite, spread over the workers one by one. Everything that runs
+    kikuchipy's and orix's Numba code shares one worker: two processes compiling into
+    their caches at once have left caches that crash every later import."""
+    for item in items:
+        if item.path.name == "test_benchmarks.py":
+            group = "ebsd" if "[ebsd]" in item.name else None
+        else:
+            numba = item.path.stem.startswith("test_ebsd") or item.path.stem == "test_orientations"
+            group = "ebsd" if numba else item.path.stem
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))

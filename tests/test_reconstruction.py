@@ -55,6 +55,9 @@ def test_descriptor_reconstruction_matches_statistics_and_resumes(original, tmp_
     assert np.array_equal(again.labels, first.labels) and again.history == first.history
     other = reconstruct(original, settings(levels=1, seed=1), checkpoint, progress=False)
     assert not np.array_equal(other.labels, first.labels)  # another job: not resumed
+    flipped = reconstruct(original[::-1], settings(levels=1, seed=1), checkpoint, progress=False)
+    assert flipped.history != other.history  # another original: not resumed
+    assert not np.array_equal(flipped.labels, other.labels)
 
 
 def test_a_volume_from_an_image_matches_it_on_slices(original):

@@ -214,7 +214,7 @@ class SegmentationModel(Estimator):
                 workdir if workdir is not None else scratch,
                 TargetScaler(),
                 resume,
-                augment=MicrographAugment(),
+                augment=MicrographAugment(self.config.seed),
                 val_batch_size=self.config.batch_size,
                 loss=task_loss,
             )

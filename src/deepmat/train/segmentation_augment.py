@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 
-def micrograph_transform() -> A.Compose:
-    """The albumentations pipeline applied to every training tile."""
+def micrograph_transform(seed: int | None = None) -> A.Compose:
+    """The albumentations pipeline applied to every training tile, its draws seeded."""
     return A.Compose(
         [
             A.D4(p=1.0),
@@ -24,16 +24,18 @@ def micrograph_transform() -> A.Compose:
             A.CLAHE(clip_limit=(1.0, 3.0), p=0.2),
             A.GaussianBlur(sigma_limit=(0.3, 1.0), p=0.2),
             A.GaussNoise(std_range=(0.0, 0.03), p=0.5),
-        ]
+        ],
+        seed=seed,
     )
 
 
 class MicrographAugment:
     """A batch of tiles (B, C, H, W) in [0, 1] and labels (B, H, W) through
-    :func:`micrograph_transform`, one draw per tile (picklable, as the trainer needs)."""
+    :func:`micrograph_transform`, one draw per tile (picklable, as the trainer needs);
+    a ``seed`` makes a training run repeatable."""
 
-    def __init__(self) -> None:
-        self.transform = micrograph_transform()
+    def __init__(self, seed: int | None = None) -> None:
+        self.transform = micrograph_transform(seed)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = [], []

@@ -110,10 +110,13 @@ class ReconstructionSettings:
                 f"{self.levels} levels (or iterations/levels below 1)"
             )
 
-    def key(self) -> str:
-        """A digest of the settings, so that a checkpoint resumes only the same job."""
-        text = json.dumps(self.__dict__, sort_keys=True, default=list)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+    def key(self, original: np.ndarray) -> str:
+        """A digest of the settings and the original, so that a checkpoint resumes only
+        the same job."""
+        digest = hashlib.sha256(json.dumps(self.__dict__, sort_keys=True, default=list).encode())
+        digest.update(np.ascontiguousarray(original, dtype=np.int64).tobytes())
+        digest.update(str(original.shape).encode())
+        return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -135,7 +138,7 @@ def reconstruct(
     """Reconstruct the k-phase label image ``original`` (phases 0 … k − 1) as
     ``settings`` say; ``checkpoint`` (a file) is written as the job goes and resumed
     from when it holds the same job."""
-    original = np.asarray(original)
+    original = np.ascontiguousarray(original)
     if original.ndim != 2:
         raise DataError(f"the original is a 2-D label image, got shape {original.shape}")
     if min(original.shape) <= 2 * settings.r_max:
@@ -147,16 +150,16 @@ def reconstruct(
         raise DataError("the original holds a single phase: nothing to reconstruct")
     start = time.perf_counter()
     job = {"descriptors": _by_descriptors, "gram": _by_gram, "annealing": _by_annealing}
-    store = _Checkpoint(checkpoint, settings)
+    store = _Checkpoint(checkpoint, settings.key(original))
     labels, history = job[settings.method](original, settings, store, progress)
     return Reconstruction(labels, settings, time.perf_counter() - start, history)
 
 
 class _Checkpoint:
-    """The state of a running job in a file (torch.save), tagged with the settings' key."""
+    """The state of a running job in a file (torch.save), tagged with the job's key."""
 
-    def __init__(self, path: str | Path | None, settings: ReconstructionSettings):
-        self.path, self.key = (Path(path) if path else None), settings.key()
+    def __init__(self, path: str | Path | None, key: str):
+        self.path, self.key = (Path(path) if path else None), key
 
     def load(self) -> dict | None:
         if self.path is None or not self.path.exists():
