@@ -96,6 +96,9 @@ def test_site_model_predicts_distributions_and_round_trips(site_model, crystals)
     np.testing.assert_allclose(loaded.predict(crystals[:1])[0], probs[0], rtol=1e-5)
     assert loaded.confusion(crystals).sum() == sum(len(s) for s in crystals)
     assert site_model.element_embeddings().shape[0] == len(site_model.classes)
+    sites = site_model.site_table(crystals[:2])
+    assert sorted(sites["element"]) == ["Cl", "Cl", "K", "Na"]
+    assert (sites["p_top1"] >= sites["p_element"]).all()
 
 
 def test_templates_group_structure_types_and_dedupe_symmetric_assignments(site_model, crystals):
@@ -166,6 +169,8 @@ def test_cli_writes_ranked_cifs(site_model, crystals, tmp_path):
     result = CliRunner().invoke(app, [*args, "--templates", str(folder), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert len(list(out.glob("rank*_KBr_*.cif"))) == 2
+    sites = CliRunner().invoke(app, ["predict", str(site_model.source), str(folder / "c0.cif")])
+    assert sites.exit_code == 0 and "p_top1" in sites.output
     bad = CliRunner().invoke(
         app, [args[0], "Cl", *args[2:], "--templates", str(folder), "--out", str(out)]
     )

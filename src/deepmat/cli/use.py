@@ -58,6 +58,11 @@ def _predict_structures(model, inputs: list[str], output: Path | None, std: bool
     from deepmat.data.readers import read_structure_inputs
 
     table = read_structure_inputs(inputs, options["cif_column"])
+    if model.output_kind == "site-distribution":  # element likelihoods, a row per site
+        if std:
+            raise model.no_uncertainty("it predicts a distribution over elements per site")
+        write_table(model.site_table(table), output, "site predictions")
+        return
     result = model.predict(table, return_std=std)
     write_table(
         _with_std({"id": table.ids}, model.target, result, std),

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
 from pymatgen.core import Element, Structure
 from torch import nn
@@ -191,6 +192,29 @@ class SiteElementClassifier(Estimator):
         graphs = self.graphs(X)
         probs = np.exp(self.site_log_probs(graphs))
         return np.split(probs, graphs.atom_ptr[1:-1])
+
+    def site_table(self, X: StructureInputs | Structure, top: int = 3) -> pd.DataFrame:
+        """One row per site: record id, site index, its element, p(its element) and the
+        ``top`` likeliest elements with their probabilities."""
+        table = as_structure_table(X)
+        graphs = self.graphs(table)
+        probs = np.exp(self.site_log_probs(graphs))
+        best = np.argsort(-probs, axis=1)[:, :top]
+        column = {z: i for i, z in enumerate(self.classes)}
+        own = [column.get(int(z), -1) for z in graphs.atomic_numbers]
+        symbols = self.symbols
+        frame = pd.DataFrame(
+            {
+                "id": np.repeat(table.ids, graphs.n_atoms),
+                "site": np.concatenate([np.arange(n) for n in graphs.n_atoms]),
+                "element": [Element.from_Z(int(z)).symbol for z in graphs.atomic_numbers],
+                "p_element": [probs[i, c] if c >= 0 else 0.0 for i, c in enumerate(own)],
+            }
+        )
+        for k in range(best.shape[1]):
+            frame[f"top{k + 1}"] = [symbols[i] for i in best[:, k]]
+            frame[f"p_top{k + 1}"] = probs[np.arange(len(probs)), best[:, k]]
+        return frame
 
     def evaluate_graphs(self, graphs: CrystalGraphs) -> dict:
         """:func:`topk_metrics` on the sites of ``graphs`` whose element is a class, with
