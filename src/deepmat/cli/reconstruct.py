@@ -24,7 +24,10 @@ def reconstruct(
         int | None, typer.Option(help="threshold a grey micrograph into this many phases")
     ] = None,
     iterations: Annotated[
-        int, typer.Option(help="L-BFGS steps per level, or annealing sweeps")
+        int,
+        typer.Option(
+            help="steps per level of 20 L-BFGS-B loss evaluations each, or annealing sweeps"
+        ),
     ] = 50,
     levels: Annotated[int, typer.Option(help="multigrid levels (descriptors)")] = 2,
     r_max: Annotated[int, typer.Option(help="longest 2-point vector (px)")] = 16,
