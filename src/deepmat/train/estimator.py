@@ -125,7 +125,7 @@ class Estimator:
     def refit(self, X, y=None, *, val=None, workdir: str | Path | None = None) -> Self:
         """Train again on ``X``, which holds the records of the last fit and more (the next
         round of an active-learning loop). A family that can start from what it learned
-        overrides this (a warm start); by default it is a fit from scratch."""
+        overrides this (a warm start); by default it calls ``fit`` again."""
         return self.fit(X, y, val=val, workdir=workdir)
 
     def embed(self, X) -> np.ndarray:
