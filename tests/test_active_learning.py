@@ -3,6 +3,7 @@ tiny synthetic pools."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,8 +15,10 @@ from typer.testing import CliRunner
 import deepmat
 from deepmat.cli import app
 from deepmat.errors import ConfigError, DataError
+from deepmat.models.mlp import Block, MLPSpec
 from deepmat.represent import ElementFractions
-from deepmat.train import ForestRegressor
+from deepmat.train import ForestRegressor, NetworkRegressor, TrainConfig
+from deepmat.train.config import TargetScaler
 from deepmat.train.estimator import Estimator
 from deepmat.train.metrics import regression_metrics
 from deepmat.workflows.acquisition import acquisition_scores, select
@@ -190,6 +193,20 @@ def test_a_forest_refit_grows_new_trees_in_place_of_the_oldest(small_table):
     after = [id(tree) for tree in model.forest.estimators_]
     assert len(after) == 8 and after[:6] == before[2:] and not set(after[6:]) & set(before)
     assert model.training["refits"] == 1 and model.metrics["val"]["n"] == 100
+
+
+def test_a_network_refit_trains_on_from_its_weights_and_target_scaling(small_table, tmp_path):
+    spec = MLPSpec(len(ElementFractions().feature_names), (Block(32, 2),))
+    config = TrainConfig(epochs=6, batch_size=32, lr=3e-3, progress=False)
+    model = NetworkRegressor(spec, config=config)
+    first, more, val = (small_table.subset(r) for r in (range(100), range(200), range(200, 300)))
+    model.fit(first, val=val, workdir=tmp_path / "0")
+    scaler, before = model.scaler.to_dict(), model.predict(val)
+    assert TargetScaler.fit(more.targets).to_dict() != scaler  # a fresh fit would rescale
+    model.config = dataclasses.replace(config, lr=1e-9, epochs=1)
+    model.refit(more, val=val, workdir=tmp_path / "1")
+    assert model.scaler.to_dict() == scaler and model.training["data"]["n_train"] == 200
+    np.testing.assert_allclose(model.predict(val), before, atol=1e-3)
 
 
 def test_bad_requests_get_clear_errors(small_table, tmp_path):

@@ -235,14 +235,24 @@ class MLPRegressor(RecordRegressor):
     def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None, resume: bool = True):
         """Train on ``X`` (a table with targets, or records and ``y``) with early stopping on
         ``val`` (a table, or a pair (records, targets)); checkpoints in ``workdir``."""
+        return self._train_network(X, y, val, workdir, resume, warm=False)
+
+    def refit(self, X, y=None, *, val=None, workdir: str | Path | None = None) -> Self:
+        """Warm start: a trained network trains on from its weights, under the target
+        scaling they learned, on ``X`` (give a new ``workdir``: a finished run found there
+        would be resumed as done); a network not trained yet is fitted."""
+        return self._train_network(X, y, val, workdir, True, warm=bool(self.training))
+
+    def _train_network(self, X, y, val, workdir, resume: bool, warm: bool) -> Self:
         from deepmat.train.trainer import fit_network
 
         if val is None or workdir is None:
             raise DataError(f"{self.name}: fit needs val= (early stopping) and workdir=")
         train, val = self.labelled(X, y, "training data"), self.labelled_val(val)
         start = time.perf_counter()
-        self.prepare_network()
-        self.scaler = self.starting_scaler(train.targets)
+        if not warm:
+            self.prepare_network()
+            self.scaler = self.starting_scaler(train.targets)
         self.fit_result = fit_network(
             self.net,
             self.featurize(train),
