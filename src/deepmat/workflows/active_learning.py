@@ -423,7 +423,9 @@ def plot_run(run: LearningRun, path: str | Path) -> Path:
 
     from deepmat.train.metrics import save_figure
 
-    panels = [("best", f"best label ({run.settings.goal})")]
+    goal = run.settings.goal
+    best = f"best label ({goal})" if goal in ("min", "max") else f"closest distance to {goal}"
+    panels = [("best", best)]
     if any("mae" in r["metrics"] for r in run.rounds):
         panels.insert(0, ("mae", "validation MAE"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), dpi=120)
