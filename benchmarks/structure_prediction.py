@@ -2,17 +2,21 @@
 element likelihoods, template substitution and ranking, against pymatgen's substitution
 predictor and a frequency baseline on the same held-out compounds.
 
+Two site models: ``site_elements`` (preset ``benchmark``: the site's element hidden, its
+neighbours' elements visible; behind ``deepmat`` and ``deepmat_energy_rerank``) and
+``site_elements_geometry`` (preset ``paper``: neighbours hidden too, geometry and topology
+only, as Ryan et al.; behind ``deepmat_geometry_only``).
+
 On ``mp-eform`` split by reduced formula (no composition, hence no crystal, on two sides;
-80/10/10, seed 0): the site model (:class:`deepmat.train.SiteElementClassifier`, preset
-``benchmark``) trains on the training crystals' sites with early stopping on the validation
-sites and is scored on the test sites (top-1/5/10, error rate, a confusion map in order of
-atomic number, a t-SNE of its element embeddings). Templates are the structure types of the
-training crystals (binaries and ternaries up to ``--max-sites`` sites). Held-out compounds:
-binaries and ternaries of the test part (one per formula, its lowest-energy polymorph), drawn
-with seed 0 among those the shipped ``cgcnn-mp-eform`` never trained on (it re-ranks by
-formation energy); the deepmat ranking (sum or mean of site log-likelihoods, weight of the
-template-frequency prior) is chosen on as many validation compounds. Also the Mn–Ge and
-Li–Mn–Ge case study.
+80/10/10, seed 0) each site model trains on the training crystals' sites with early stopping
+on the validation sites and is scored on the test sites (top-1/5/10, error rate; for the main
+model a confusion map in order of atomic number and a t-SNE of its element embeddings).
+Templates are the structure types of the training crystals (binaries and ternaries up to
+``--max-sites`` sites). Held-out compounds: binaries and ternaries of the test part (one per
+formula, its lowest-energy polymorph), drawn with seed 0 among those the shipped
+``cgcnn-mp-eform`` never trained on (it re-ranks by formation energy); each deepmat ranking
+(sum or mean of site log-likelihoods, weight of the template-frequency prior) is chosen on as
+many validation compounds. Also the Mn–Ge and Li–Mn–Ge case study.
 
     python benchmarks/structure_prediction.py --out runs/structure_prediction   # full
     python benchmarks/structure_prediction.py --out /tmp/sp --quick             # seconds
@@ -35,6 +39,7 @@ from deepmat import load
 from deepmat.data import dataset_path
 from deepmat.data.readers import read_structures
 from deepmat.data.splits import grouped_split
+from deepmat.errors import DataError
 from deepmat.parallel import torch_threads
 from deepmat.train import SiteElementClassifier
 from deepmat.workflows.structure_prediction import (
@@ -48,7 +53,12 @@ from deepmat.workflows.structure_prediction import (
     rank_compounds,
     topk_summary,
 )
-from deepmat.workflows.templates import build_templates, load_templates, save_templates
+from deepmat.workflows.templates import (
+    build_templates,
+    load_templates,
+    save_templates,
+    template_candidates,
+)
 
 PAPER = {"site_error_rate": 0.31, "top1": 0.27, "top10": 0.59}
 ENERGY_MODEL = "cgcnn-mp-eform"
@@ -76,16 +86,39 @@ def split_by_formula(table):
     return split
 
 
-def train_site_model(args, train, val, test, split) -> SiteElementClassifier:
-    out = args.out / "site_elements"
+def train_site_model(args, name, preset, train, val, test, split) -> SiteElementClassifier:
+    """The site model of ``preset`` trained into ``OUT/name`` (resumed there), scored on the
+    test sites."""
+    out = args.out / name
     config = {"epochs": args.epochs} if args.epochs else {}
-    model = SiteElementClassifier.from_preset("benchmark", config=config)
+    model = SiteElementClassifier.from_preset(preset, config=config, name=name)
     with torch_threads(1):
         model.fit(train, val=val, workdir=out)
         model.metrics["test"] = model.evaluate(test)
     model.save(out)
     split.save(out / "split.json")
+    print(f"{name} test sites: {model.metrics['test']}", flush=True)
     return model
+
+
+def site_scores(model) -> dict:
+    keys = ("top1", "top5", "top10", "error_rate", "n_sites", "cross_entropy")
+    return {k: model.metrics["test"][k] for k in keys}
+
+
+def rank_with(model, templates, val_compounds, compounds, wall, label):
+    """Candidates of the validation and test compounds under ``model``'s scorer, and the
+    ranking chosen on the validation ones."""
+    scorer = TemplateScorer(model, templates, allow_unseen=True)
+    start = time.perf_counter()
+    val_labelled = label_compounds(scorer, val_compounds, progress=True)
+    ranking, grid = choose_ranking(val_labelled, val_compounds, GRID)
+    wall[f"validation_{label}"] = time.perf_counter() - start
+    print(f"{label}: chose {ranking} on {len(val_compounds)} validation compounds", flush=True)
+    start = time.perf_counter()
+    labelled = label_compounds(scorer, compounds, progress=True)
+    wall[f"candidates_and_matching_{label}"] = time.perf_counter() - start
+    return scorer, ranking, grid, labelled
 
 
 def templates_of(args, train):
@@ -93,12 +126,15 @@ def templates_of(args, train):
     folder = args.out / "templates"
     meta = {"max_species": 3, "max_sites": args.max_sites, "n_train": len(train)}
     index = folder / "templates.json"
-    if index.exists() and json.loads(index.read_text())["meta"] == meta:
-        return load_templates(folder), meta
+    if index.exists():
+        stored = json.loads(index.read_text())["meta"]
+        if {k: stored.get(k) for k in meta} == meta:
+            templates = load_templates(folder)[0]
+            return templates, meta | {"left_out": template_candidates(train, 3, args.max_sites)[1]}
     templates, dropped = build_templates(train, 3, args.max_sites, progress=True)
-    meta_out = meta | {"left_out": dropped}
+    meta |= {"left_out": dropped}
     save_templates(templates, folder, meta)
-    return templates, meta_out
+    return templates, meta
 
 
 def energy_safe(table, ids: set[str]):
@@ -155,7 +191,7 @@ def case_study(scorer, ranking, energy_model, full, train_ids: set[str], top: in
                     energy_model=energy_model,
                     rerank_top=top,
                 )
-            except Exception:
+            except DataError:  # no template of that anonymous formula
                 continue
             row = best.iloc[0]
             new.append(
@@ -184,9 +220,11 @@ def main(argv=None) -> dict:
     split = split_by_formula(full)
     train, val, test = (full.subset(i) for i in (split.train, split.val, split.test))
     start = time.perf_counter()
-    model = train_site_model(args, train, val, test, split)
+    model = train_site_model(args, "site_elements", "benchmark", train, val, test, split)
     wall["site_model"] = time.perf_counter() - start
-    print(f"site model test: {model.metrics['test']}", flush=True)
+    start = time.perf_counter()
+    geometry = train_site_model(args, "site_elements_geometry", "paper", train, val, test, split)
+    wall["site_model_geometry_only"] = time.perf_counter() - start
 
     start = time.perf_counter()
     templates, template_meta = templates_of(args, train)
@@ -195,28 +233,19 @@ def main(argv=None) -> dict:
 
     energy_model = load(ENERGY_MODEL)
     energy_train = set(json.loads((energy_model.source / "split.json").read_text())["train"])
-    scorer = TemplateScorer(model, templates, allow_unseen=True)
-    start = time.perf_counter()
     val_compounds = held_out_compounds(
         energy_safe(val, energy_train), args.n_val, 0, args.max_sites
     )
-    val_labelled = label_compounds(scorer, val_compounds, progress=True)
-    ranking, grid_scores = choose_ranking(val_labelled, val_compounds, GRID)
-    wall["validation"] = time.perf_counter() - start
-    print(f"chose {ranking} on {len(val_compounds)} validation compounds", flush=True)
-
-    start = time.perf_counter()
     compounds = held_out_compounds(
         energy_safe(test, energy_train), args.n_held_out, 0, args.max_sites
     )
-    labelled = label_compounds(scorer, compounds, progress=True)
-    wall["candidates_and_matching"] = time.perf_counter() - start
-    metrics = {
-        "site_model": {
-            k: model.metrics["test"][k]
-            for k in ("top1", "top5", "top10", "error_rate", "n_sites", "cross_entropy")
-        }
-    }
+    scorer, ranking, grid_scores, labelled = rank_with(
+        model, templates, val_compounds, compounds, wall, "deepmat"
+    )
+    _, geometry_ranking, geometry_grid, geometry_labelled = rank_with(
+        geometry, templates, val_compounds, compounds, wall, "deepmat_geometry_only"
+    )
+    metrics = {"site_model": site_scores(model), "site_model_geometry_only": site_scores(geometry)}
     per_compound = {}
     for method in METHODS:
         start = time.perf_counter()
@@ -226,6 +255,9 @@ def main(argv=None) -> dict:
         wall[f"rank_{method}"] = time.perf_counter() - start
         metrics[method] = topk_summary(ranks)
         per_compound[method] = ranks["rank"].tolist()
+    ranks = rank_compounds(geometry_labelled, compounds, "deepmat", geometry_ranking)
+    metrics["deepmat_geometry_only"] = topk_summary(ranks)
+    per_compound["deepmat_geometry_only"] = ranks["rank"].tolist()
     start = time.perf_counter()
     cases = case_study(scorer, ranking, energy_model, full, set(train.ids))
     wall["case_study"] = time.perf_counter() - start
@@ -284,6 +316,13 @@ def main(argv=None) -> dict:
         "ranking": {
             "chosen": {"normalise": ranking.normalise, "prior": ranking.prior},
             "validation_grid": grid_scores,
+            "geometry_only": {
+                "chosen": {
+                    "normalise": geometry_ranking.normalise,
+                    "prior": geometry_ranking.prior,
+                },
+                "validation_grid": geometry_grid,
+            },
         },
         "paper": PAPER,
         "note": (
@@ -295,11 +334,15 @@ def main(argv=None) -> dict:
         "metrics": metrics,
         "case_study": cases,
         "site_model_training": {
-            k: model.training.get(k) for k in ("seconds", "epochs_run", "best_val_mae", "data")
+            name: {k: m.training.get(k) for k in ("seconds", "epochs_run", "best_val_mae", "data")}
+            for name, m in (("site_elements", model), ("site_elements_geometry", geometry))
         },
         "wall_seconds": wall | {"total": time.perf_counter() - t0},
         "machine": machine(),
-        "models": {"site_elements": str(args.out / "site_elements")},
+        "models": {
+            "site_elements": str(args.out / "site_elements"),
+            "site_elements_geometry": str(args.out / "site_elements_geometry"),
+        },
     }
     write_json(results, results_dir, stem)
     plot(results, confusion, embeddings, model.symbols, results_dir / f"{stem}.png")

@@ -57,7 +57,7 @@ def crystals() -> list[Structure]:
 @pytest.fixture(scope="module")
 def site_model(crystals, tmp_path_factory) -> SiteElementClassifier:
     config = TrainConfig(epochs=3, batch_size=8, lr=1e-2, progress=False)
-    model = SiteElementClassifier(config=config)
+    model = SiteElementClassifier(SiteSettings(mask_neighbors=True), config=config)
     work = tmp_path_factory.mktemp("site")
     model.fit(crystals, val=crystals[:2], workdir=work)
     model.save(work / "model")
@@ -67,7 +67,7 @@ def site_model(crystals, tmp_path_factory) -> SiteElementClassifier:
 def test_masked_environments_ignore_elements_and_cell_scale(monkeypatch):
     # one-hot atomic numbers stand in for the CGCNN atom features (quick to build)
     monkeypatch.setattr(site_environments, "atom_feature_table", lambda: np.eye(101))
-    settings = SiteSettings()
+    settings = SiteSettings(mask_neighbors=True)
     base = site_features(build_graphs([rock_salt("Na", "Cl", 5.64)], settings.graph), settings)
     other = site_features(build_graphs([rock_salt("K", "Br", 6.6)], settings.graph), settings)
     np.testing.assert_allclose(base, other, atol=1e-5)  # same type, other size and elements
@@ -77,6 +77,17 @@ def test_masked_environments_ignore_elements_and_cell_scale(monkeypatch):
     assert a.shape[1] == unmasked.n_features and not np.allclose(a, b)
     # each site of rock salt has six neighbours of the other species
     assert base[0, 2 * 12 + len((0.05, 0.1, 0.2, 0.3, 0.5)) :][:6].sum() == 0
+
+
+def test_visible_neighbours_score_each_assignment(monkeypatch, crystals, tmp_path):
+    monkeypatch.setattr(site_environments, "atom_feature_table", lambda: np.eye(101))
+    config = TrainConfig(epochs=1, batch_size=8, progress=False)
+    model = SiteElementClassifier(SiteSettings(), config=config).fit(
+        crystals, val=crystals[:2], workdir=tmp_path
+    )
+    templates, _ = build_templates(table_of(crystals))
+    candidates = TemplateScorer(model, templates).candidates(Composition("KF"))
+    assert len(candidates) == 2 and np.isfinite(candidates["log_likelihood_sum"]).all()
 
 
 def test_topk_metrics_counts_ranks():
@@ -124,7 +135,7 @@ def test_templates_group_structure_types_and_dedupe_symmetric_assignments(site_m
 def test_rescaled_candidates_and_written_cifs(site_model, crystals, tmp_path):
     templates, _ = build_templates(table_of(crystals))
     save_templates(templates, tmp_path / "lib", {"test": True})
-    scorer = TemplateScorer(site_model, load_templates(tmp_path / "lib"))
+    scorer = TemplateScorer(site_model, load_templates(tmp_path / "lib")[0])
     best = predict_structure(scorer, "KBr", tmp_path / "out", top_k=2)
     assert list(best["rank"]) == [1, 2] and (tmp_path / "out" / "candidates.csv").exists()
     written = Structure.from_file(tmp_path / "out" / best["cif"][0])

@@ -61,7 +61,11 @@ def predict_structure(
         model = deepmat.load(model_dir)
         if model.output_kind != "site-distribution":
             raise DeepmatError(f"{model_dir}: a {model.family}, not a site element model")
-        scorer = TemplateScorer(model, load_templates(templates), allow_unseen)
+        library, left_out = load_templates(templates)
+        if left_out:
+            reasons = ", ".join(f"{n} with {why}" for why, n in left_out.items())
+            console.print(f"{len(library)} templates; crystals left out: {reasons}")
+        scorer = TemplateScorer(model, library, allow_unseen)
         unseen = [e.symbol for e in query.elements if e.Z not in model.classes]
         if unseen:
             console.print(f"[yellow]warning:[/] {', '.join(unseen)} unseen in training: uniform")

@@ -17,14 +17,16 @@ the cutoff) and never carry the site's own element. For site i with neighbour di
   (the same element, whichever it is), the share of the cell's sites held by the site's
   species and by each neighbour's, and the number of species (one-hot, 1 to 4 or more).
   These are known for a template before any element is assigned to it;
-* with ``mask_neighbors=False`` also the neighbours' elements: the CGCNN atom features
-  (:mod:`deepmat.represent.atom_features`) of the nearest neighbour and their
+* unless ``mask_neighbors`` (the default shows them), the neighbours' elements: the CGCNN
+  atom features (:mod:`deepmat.represent.atom_features`) of the nearest neighbour and their
   :math:`1/d^2`-weighted mean over the K neighbours.
 
-With masked neighbours (Ryan's setting, the default) a site's input does not depend on which
+With masked neighbours (Ryan's geometry-only setting) a site's input does not depend on which
 elements are assigned to a template, only on which sites share one, so a template's site
-likelihoods are computed once for all its candidates. Missing neighbours (fewer than K
-within the cutoff) are padded with the cutoff distance.
+likelihoods are computed once for all its candidates; with visible neighbours they are
+computed per candidate, and a candidate's summed log-likelihood is a pseudo-likelihood (each
+site conditioned on its neighbours' elements). Missing neighbours (fewer than K within the
+cutoff) are padded with the cutoff distance.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class SiteSettings:
 
     cutoff: float = 6.0
     max_neighbors: int = 12
-    mask_neighbors: bool = True
+    mask_neighbors: bool = False
 
     @property
     def graph(self) -> GraphSettings:
@@ -125,5 +127,8 @@ def site_features(
         element = np.where(present, numbers[safe], 0)
         weight = np.where(present, 1 / distances**2, 0.0)
         weight /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)
-        parts += [table[element[:, 0]], np.einsum("ak,akf->af", weight, table[element])]
+        mean = np.zeros((len(numbers), table.shape[1]), dtype=np.float64)
+        for k in range(element.shape[1]):  # a (sites, K, features) array would not fit
+            mean += weight[:, k, None] * table[element[:, k]]
+        parts += [table[element[:, 0]], mean]
     return np.concatenate(parts, axis=1).astype(np.float32)

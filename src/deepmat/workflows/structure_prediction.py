@@ -35,7 +35,7 @@ from pymatgen.core import Composition, Element, Structure
 
 from deepmat.data.structures import StructureTable
 from deepmat.errors import DataError
-from deepmat.represent.crystal_graph import build_graphs
+from deepmat.represent.crystal_graph import CrystalGraphs, build_graphs
 from deepmat.train.site_elements import SiteElementClassifier
 from deepmat.workflows.substitution import substitution_scores
 from deepmat.workflows.templates import Template, canonical_elements, type_key
@@ -88,6 +88,7 @@ class TemplateScorer:
             self.by_formula[template.formula].append(index)
         self.max_species = max((len(t.amounts) for t in self.templates), default=0)
         self._log_probs: dict[int, np.ndarray] = {}
+        self._graphs: dict[int, CrystalGraphs] = {}
         self._symmetries: dict[int, list[tuple[int, ...]]] = {}
         self._class = np.full(256, -1, dtype=np.int64)
         self._class[list(model.classes)] = np.arange(len(model.classes))
@@ -100,7 +101,9 @@ class TemplateScorer:
         masked = self.model.settings.mask_neighbors
         if masked and index in self._log_probs:
             return self._log_probs[index]
-        graphs = build_graphs([template.structure], self.model.settings.graph)
+        if index not in self._graphs:
+            self._graphs[index] = build_graphs([template.structure], self.model.settings.graph)
+        graphs = self._graphs[index]
         numbers = None if masked else elements[template.groups]
         log_probs = self.model.site_log_probs(graphs, numbers)
         if masked:

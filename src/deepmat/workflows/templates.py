@@ -114,14 +114,11 @@ def _member_elements(structure: Structure) -> list[int]:
     return [e.Z for e in canonical_elements(structure.composition)]
 
 
-def build_templates(
-    table: StructureTable,
-    max_species: int = 3,
-    max_sites: int | None = None,
-    progress: bool = False,
-) -> tuple[list[Template], dict[str, int]]:
-    """The templates of the crystals in ``table`` with at most ``max_species`` elements and
-    ``max_sites`` sites, most common first; and the counts of crystals left out by reason."""
+def template_candidates(
+    table: StructureTable, max_species: int = 3, max_sites: int | None = None
+) -> tuple[list[int], dict[str, int]]:
+    """Positions of the crystals of ``table`` that may be templates (2 to ``max_species``
+    elements, at most ``max_sites`` sites), and the counts of the others by reason."""
     keep, dropped = [], defaultdict(int)
     for i, structure in enumerate(table.structures):
         n_species = len(structure.composition.elements)
@@ -133,6 +130,18 @@ def build_templates(
             dropped[f"more than {max_sites} sites"] += 1
         else:
             keep.append(i)
+    return keep, dict(dropped)
+
+
+def build_templates(
+    table: StructureTable,
+    max_species: int = 3,
+    max_sites: int | None = None,
+    progress: bool = False,
+) -> tuple[list[Template], dict[str, int]]:
+    """The templates of the crystals in ``table`` with at most ``max_species`` elements and
+    ``max_sites`` sites, most common first; and the counts of crystals left out by reason."""
+    keep, dropped = template_candidates(table, max_species, max_sites)
     buckets: dict[str, list[int]] = defaultdict(list)
     items = track(keep, "structure types") if progress else keep
     for i in items:
@@ -153,7 +162,7 @@ def build_templates(
                 )
             )
     templates.sort(key=lambda t: (-t.count, t.key, t.ids[0]))
-    return templates, dict(dropped)
+    return templates, dropped
 
 
 def _anonymous_groups(matcher: StructureMatcher, bucket: list[Structure]) -> list[list[int]]:
@@ -182,18 +191,20 @@ def save_templates(templates: Sequence[Template], path: str | Path, meta: dict) 
     return path
 
 
-def load_templates(path: str | Path) -> list[Template]:
+def load_templates(path: str | Path) -> tuple[list[Template], dict[str, int]]:
     """A template library written by :func:`save_templates`, or the templates of a folder
-    of CIF files (each its own crystal, grouped as :func:`build_templates` does)."""
+    of structure files (each its own crystal, grouped as :func:`build_templates` does); and
+    the counts of crystals left out of it by reason."""
     path = Path(path)
     if (path / LIBRARY_INDEX).exists():
         table = load_structure_table(path / LIBRARY_TABLE)
-        index = json.loads((path / LIBRARY_INDEX).read_text())["templates"]
-        return [
+        library = json.loads((path / LIBRARY_INDEX).read_text())
+        templates = [
             Template(structure, entry["key"], np.array(entry["members"]), entry["ids"])
-            for structure, entry in zip(table.structures, index, strict=True)
+            for structure, entry in zip(table.structures, library["templates"], strict=True)
         ]
-    return build_templates(read_template_files(path))[0]
+        return templates, library["meta"].get("left_out", {})
+    return build_templates(read_template_files(path))
 
 
 def read_template_files(path: Path) -> StructureTable:
