@@ -84,6 +84,7 @@ def small_table() -> CompositionTable:
     return composition_table(formulas, targets, source="small", duplicates="error")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
 def pytest_collection_modifyitems(config, items):
     """With pytest-xdist's ``--dist loadgroup`` (``make test``), each test file runs on one
     worker, so its module-scoped fixtures are built once; the quick benchmark runs, the

@@ -179,7 +179,7 @@ def training_overrides(options: dict) -> dict:
 
 def fail(exc: Exception) -> NoReturn:
     """Print a deepmat error as one line and exit with status 2."""
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
     raise typer.Exit(2)
 
 
