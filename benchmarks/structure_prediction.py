@@ -2,10 +2,13 @@
 element likelihoods, template substitution and ranking, against pymatgen's substitution
 predictor and a frequency baseline on the same held-out compounds.
 
-Two site models: ``site_elements`` (preset ``benchmark``: the site's element hidden, its
-neighbours' elements visible; behind ``deepmat`` and ``deepmat_energy_rerank``) and
-``site_elements_geometry`` (preset ``paper``: neighbours hidden too, geometry and topology
-only, as Ryan et al.; behind ``deepmat_geometry_only``).
+Two site models: ``site_elements_geometry`` (preset ``paper``: the site's and its neighbours'
+elements hidden, geometry and topology only, as Ryan et al.; its test sites are
+``metrics.site_model``) and ``site_elements`` (preset ``benchmark``: neighbours' elements
+visible; ``metrics.site_model_neighbours_visible``). ``deepmat`` ranks candidates by a
+weighted sum of the two models' log-likelihoods and the template-frequency prior, the weights
+chosen on validation compounds (geometry alone or neighbours alone among the choices);
+``deepmat_geometry_only`` and ``deepmat_neighbours_visible`` use one model each.
 
 On ``mp-eform`` split by reduced formula (no composition, hence no crystal, on two sides;
 80/10/10, seed 0) each site model trains on the training crystals' sites with early stopping
@@ -62,7 +65,16 @@ from deepmat.workflows.templates import (
 
 PAPER = {"site_error_rate": 0.31, "top1": 0.27, "top10": 0.59}
 ENERGY_MODEL = "cgcnn-mp-eform"
-GRID = tuple(Ranking(n, p) for n in ("sum", "mean") for p in (0.0, 0.5, 1.0, 2.0))
+NORMALISE, PRIORS = ("sum", "mean"), (0.0, 0.5, 1.0, 2.0, 4.0)
+# weights of the (geometry-only, neighbours-visible) site models' log-likelihoods
+GEOMETRY, VISIBLE = ((1.0, 0.0),), ((0.0, 1.0),)
+BOTH = (*GEOMETRY, (1.0, 0.25), (1.0, 0.5), (1.0, 1.0), *VISIBLE)
+#: the deepmat rankings compared: the main one may weigh both site models in
+RANKINGS = {
+    "deepmat": BOTH,
+    "deepmat_geometry_only": GEOMETRY,
+    "deepmat_neighbours_visible": VISIBLE,
+}
 CASE_SYSTEMS = ("Mn-Ge", "Li-Mn-Ge")
 
 
@@ -106,19 +118,13 @@ def site_scores(model) -> dict:
     return {k: model.metrics["test"][k] for k in keys}
 
 
-def rank_with(model, templates, val_compounds, compounds, wall, label):
-    """Candidates of the validation and test compounds under ``model``'s scorer, and the
-    ranking chosen on the validation ones."""
-    scorer = TemplateScorer(model, templates, allow_unseen=True)
-    start = time.perf_counter()
-    val_labelled = label_compounds(scorer, val_compounds, progress=True)
-    ranking, grid = choose_ranking(val_labelled, val_compounds, GRID)
-    wall[f"validation_{label}"] = time.perf_counter() - start
-    print(f"{label}: chose {ranking} on {len(val_compounds)} validation compounds", flush=True)
-    start = time.perf_counter()
-    labelled = label_compounds(scorer, compounds, progress=True)
-    wall[f"candidates_and_matching_{label}"] = time.perf_counter() - start
-    return scorer, ranking, grid, labelled
+def choose(labelled, compounds, weights, label) -> tuple[Ranking, list[dict]]:
+    """The ranking over :data:`NORMALISE` × :data:`PRIORS` × ``weights`` with the best
+    validation top-1 (``labelled`` must be validation compounds)."""
+    grid = [Ranking(n, p, w) for n in NORMALISE for p in PRIORS for w in weights]
+    ranking, scores = choose_ranking(labelled, compounds, grid)
+    print(f"{label}: chose {ranking} on {len(compounds)} validation compounds", flush=True)
+    return ranking, scores
 
 
 def templates_of(args, train):
@@ -239,38 +245,50 @@ def main(argv=None) -> dict:
     compounds = held_out_compounds(
         energy_safe(test, energy_train), args.n_held_out, 0, args.max_sites
     )
-    scorer, ranking, grid_scores, labelled = rank_with(
-        model, templates, val_compounds, compounds, wall, "deepmat"
-    )
-    _, geometry_ranking, geometry_grid, geometry_labelled = rank_with(
-        geometry, templates, val_compounds, compounds, wall, "deepmat_geometry_only"
-    )
-    metrics = {"site_model": site_scores(model), "site_model_geometry_only": site_scores(geometry)}
+    scorer = TemplateScorer(geometry, templates, allow_unseen=True, companions=[model])
+    start = time.perf_counter()
+    val_labelled = label_compounds(scorer, val_compounds, progress=True)
+    wall["validation_candidates_and_matching"] = time.perf_counter() - start
+    chosen = {
+        name: choose(val_labelled, val_compounds, weights, name)
+        for name, weights in RANKINGS.items()
+    }
+    ranking = chosen["deepmat"][0]
+    start = time.perf_counter()
+    labelled = label_compounds(scorer, compounds, progress=True)
+    wall["candidates_and_matching"] = time.perf_counter() - start
+    metrics = {
+        "site_model": site_scores(geometry),
+        "site_model_neighbours_visible": site_scores(model),
+    }
     per_compound = {}
-    for method in METHODS:
+    for method in (*METHODS, *RANKINGS):
         start = time.perf_counter()
         ranks = rank_compounds(
-            labelled, compounds, method, ranking, scorer, energy_model, args.rerank_top
+            labelled,
+            compounds,
+            "deepmat" if method in RANKINGS else method,
+            chosen[method][0] if method in RANKINGS else ranking,
+            scorer,
+            energy_model,
+            args.rerank_top,
         )
         wall[f"rank_{method}"] = time.perf_counter() - start
         metrics[method] = topk_summary(ranks)
         per_compound[method] = ranks["rank"].tolist()
-    ranks = rank_compounds(geometry_labelled, compounds, "deepmat", geometry_ranking)
-    metrics["deepmat_geometry_only"] = topk_summary(ranks)
-    per_compound["deepmat_geometry_only"] = ranks["rank"].tolist()
     start = time.perf_counter()
     cases = case_study(scorer, ranking, energy_model, full, set(train.ids))
     wall["case_study"] = time.perf_counter() - start
 
     results_dir = args.results
     stem = "structure_prediction_quick" if args.quick else "structure_prediction"
-    confusion = model.confusion(test)
-    embeddings = model.element_embeddings()
+    confusion = geometry.confusion(test)
+    embeddings = geometry.element_embeddings()
     np.savez(
-        args.out / "site_elements" / "analysis.npz",
+        args.out / "site_elements_geometry" / "analysis.npz",
         confusion=confusion,
         embeddings=embeddings,
-        classes=np.array(model.classes),
+        classes=np.array(geometry.classes),
     )
     results = {
         "benchmark": "structure_prediction",
@@ -314,16 +332,10 @@ def main(argv=None) -> dict:
             "assignments": "all symmetry-distinct ones (no cap needed at 3 species)",
         },
         "ranking": {
-            "chosen": {"normalise": ranking.normalise, "prior": ranking.prior},
-            "validation_grid": grid_scores,
-            "geometry_only": {
-                "chosen": {
-                    "normalise": geometry_ranking.normalise,
-                    "prior": geometry_ranking.prior,
-                },
-                "validation_grid": geometry_grid,
-            },
-        },
+            name: {"chosen": r.to_dict(), "validation_grid": grid}
+            for name, (r, grid) in chosen.items()
+        }
+        | {"weights": "(geometry-only model, neighbours-visible model)"},
         "paper": PAPER,
         "note": (
             "Ryan et al.'s 31 % site error is on ICSD+COD sites over 118 classes; ours on "
@@ -345,7 +357,7 @@ def main(argv=None) -> dict:
         },
     }
     write_json(results, results_dir, stem)
-    plot(results, confusion, embeddings, model.symbols, results_dir / f"{stem}.png")
+    plot(results, confusion, embeddings, geometry.symbols, results_dir / f"{stem}.png")
     return results
 
 

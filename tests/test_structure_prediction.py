@@ -79,15 +79,27 @@ def test_masked_environments_ignore_elements_and_cell_scale(monkeypatch):
     assert base[0, 2 * 12 + len((0.05, 0.1, 0.2, 0.3, 0.5)) :][:6].sum() == 0
 
 
-def test_visible_neighbours_score_each_assignment(monkeypatch, crystals, tmp_path):
+def test_visible_neighbours_score_each_assignment(monkeypatch, site_model, crystals, tmp_path):
     monkeypatch.setattr(site_environments, "atom_feature_table", lambda: np.eye(101))
     config = TrainConfig(epochs=1, batch_size=8, progress=False)
-    model = SiteElementClassifier(SiteSettings(), config=config).fit(
+    visible = SiteElementClassifier(SiteSettings(), config=config).fit(
         crystals, val=crystals[:2], workdir=tmp_path
     )
     templates, _ = build_templates(table_of(crystals))
-    candidates = TemplateScorer(model, templates).candidates(Composition("KF"))
-    assert len(candidates) == 2 and np.isfinite(candidates["log_likelihood_sum"]).all()
+    scorer = TemplateScorer(site_model, templates, companions=[visible])
+    candidates = scorer.candidates(Composition("KF"))
+    assert len(candidates) == 2 and np.isfinite(candidates["log_likelihood_sum_1"]).all()
+    alone = TemplateScorer(visible, templates).candidates(Composition("KF"))
+    np.testing.assert_allclose(
+        Ranking(weights=(0.0, 1.0)).score(candidates), alone["log_likelihood_sum"], rtol=1e-6
+    )
+    both = Ranking("mean", 1.0, (1.0, 0.5)).score(candidates)
+    expected = (
+        candidates["log_likelihood_mean"]
+        + 0.5 * candidates["log_likelihood_mean_1"]
+        + np.log(candidates["template_count"])
+    )
+    np.testing.assert_allclose(both, expected, rtol=1e-6)
 
 
 def test_topk_metrics_counts_ranks():
@@ -138,6 +150,15 @@ def test_rescaled_candidates_and_written_cifs(site_model, crystals, tmp_path):
     scorer = TemplateScorer(site_model, load_templates(tmp_path / "lib")[0])
     best = predict_structure(scorer, "KBr", tmp_path / "out", top_k=2)
     assert list(best["rank"]) == [1, 2] and (tmp_path / "out" / "candidates.csv").exists()
+    assert set(best["replaces"]) <= {
+        "Na>K Cl>Br",
+        "K>K Cl>Br",
+        "Na>K F>Br",
+        "Mg>K O>Br",
+        "Cs>K Cl>Br",
+        "Cs>K Br>Br",
+        "Tl>K Cl>Br",
+    }
     written = Structure.from_file(tmp_path / "out" / best["cif"][0])
     assert written.composition.reduced_formula == "KBr"
     # the template's volume scaled by Σ r³ of the new elements over the old

@@ -15,8 +15,13 @@ from deepmat.errors import DeepmatError
 
 def predict_structure(
     composition: Annotated[str, typer.Argument(help="formula of the compound, e.g. LiMnGe")],
-    model_dir: Annotated[
-        str, typer.Option("--model", help="a trained site element model (saved directory)")
+    model_dirs: Annotated[
+        list[str],
+        typer.Option(
+            "--model",
+            help="trained site element models (saved directories): the geometry-only one, "
+            "then optionally one that sees neighbours' elements, weighed as the benchmark chose",
+        ),
     ],
     templates: Annotated[
         Path,
@@ -58,15 +63,16 @@ def predict_structure(
 
     try:
         query = parse_composition(composition)
-        model = deepmat.load(model_dir)
-        if model.output_kind != "site-distribution":
-            raise DeepmatError(f"{model_dir}: a {model.family}, not a site element model")
+        models = [deepmat.load(path) for path in model_dirs]
+        for path, model in zip(model_dirs, models, strict=True):
+            if model.output_kind != "site-distribution":
+                raise DeepmatError(f"{path}: a {model.family}, not a site element model")
         library, left_out = load_templates(templates)
         if left_out:
             reasons = ", ".join(f"{n} with {why}" for why, n in left_out.items())
             console.print(f"{len(library)} templates; crystals left out: {reasons}")
-        scorer = TemplateScorer(model, library, allow_unseen)
-        unseen = [e.symbol for e in query.elements if e.Z not in model.classes]
+        scorer = TemplateScorer(models[0], library, allow_unseen, companions=models[1:])
+        unseen = [e.symbol for e in query.elements if any(e.Z not in m.classes for m in models)]
         if unseen:
             console.print(f"[yellow]warning:[/] {', '.join(unseen)} unseen in training: uniform")
         energies = deepmat.load(energy_model) if energy_model else None

@@ -3,11 +3,13 @@
 
 For a composition, every template (:mod:`deepmat.workflows.templates`) of its anonymous
 formula and every symmetry-distinct assignment of its elements to the template's groups is a
-candidate. A candidate is scored by the site model
+candidate. A candidate is scored by one or more site models
 (:class:`~deepmat.train.site_elements.SiteElementClassifier`) as the log-likelihood of its
-elements on the template's sites, :math:`\\ell = \\sum_s \\ln p(e_s \\mid s)` (``"sum"``, the
-paper's product of likelihoods) or per site (``"mean"``), plus ``prior`` times the log of the
-number of known crystals of the template (0: the likelihood alone). Two baselines rank the
+elements on the template's sites, :math:`\\ell_m = \\sum_s \\ln p_m(e_s \\mid s)` (``"sum"``,
+the paper's product of likelihoods) or per site (``"mean"``), as
+:math:`\\sum_m w_m \\ell_m` (a product of the models' likelihoods, each to a power), plus
+``prior`` times the log of the number of known crystals of the template (0: the likelihoods
+alone). Two baselines rank the
 same candidates: ``substitution`` (:mod:`deepmat.workflows.substitution`) and ``frequency``
 (the most common template of the anonymous formula first, elements assigned in the
 representative's order of electronegativity). ``deepmat_energy_rerank`` re-orders the first
@@ -46,19 +48,72 @@ TOP_K = (1, 5, 10)
 
 @dataclass(frozen=True)
 class Ranking:
-    """How deepmat scores a candidate: its site log-likelihood summed or averaged over
-    sites, plus ``prior`` × ln(known crystals of the template)."""
+    """How deepmat scores a candidate: the site log-likelihood of each of the scorer's site
+    models, summed or averaged over sites, weighted by ``weights`` (one per model), plus
+    ``prior`` × ln(known crystals of the template)."""
 
     normalise: str = "sum"
     prior: float = 0.0
+    weights: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
         if self.normalise not in ("sum", "mean"):
             raise DataError(f"normalise must be 'sum' or 'mean', not {self.normalise!r}")
 
     def score(self, candidates: pd.DataFrame) -> np.ndarray:
-        likelihood = candidates[f"log_likelihood_{self.normalise}"].to_numpy()
-        return likelihood + self.prior * np.log(candidates["template_count"].to_numpy())
+        """The scores of ``candidates``; weights of site models the scorer did not have
+        (beyond its columns) are left out."""
+        total = self.prior * np.log(candidates["template_count"].to_numpy())
+        for m, weight in enumerate(self.weights):
+            if weight and _column(self.normalise, m) in candidates:
+                total = total + weight * candidates[_column(self.normalise, m)].to_numpy()
+        return total
+
+    def to_dict(self) -> dict:
+        return {"normalise": self.normalise, "prior": self.prior, "weights": list(self.weights)}
+
+
+#: the ranking chosen on validation compounds by ``benchmarks/structure_prediction.py`` for
+#: its (geometry-only, neighbours-visible) site models: mean log-likelihoods, 1 : 0.25, and
+#: the template-frequency prior at 0.5
+DEFAULT_RANKING = Ranking("mean", 0.5, (1.0, 0.25))
+
+
+def _column(normalise: str, model: int) -> str:
+    """The candidates' column of site model ``model``'s log-likelihood (the first model's
+    columns are ``log_likelihood_sum`` and ``log_likelihood_mean``)."""
+    return f"log_likelihood_{normalise}" + (f"_{model}" if model else "")
+
+
+class _SiteScorer:
+    """One site model's ln p of template sites: computed once per template when the model
+    hides neighbours' elements, per assignment otherwise (the template's graph once)."""
+
+    def __init__(self, model: SiteElementClassifier):
+        self.model = model
+        self.classes = np.full(256, -1, dtype=np.int64)
+        self.classes[list(model.classes)] = np.arange(len(model.classes))
+        self._log_probs: dict[int, np.ndarray] = {}
+        self._graphs: dict[int, CrystalGraphs] = {}
+
+    def site_log_likelihoods(self, index: int, template: Template, assigned: np.ndarray):
+        """(sites,) ln p(assigned element | site); uniform for elements the model never saw."""
+        masked = self.model.settings.mask_neighbors
+        if not (masked and index in self._log_probs):
+            if index not in self._graphs:
+                self._graphs[index] = build_graphs([template.structure], self.model.settings.graph)
+            numbers = None if masked else assigned[template.groups]
+            log_probs = self.model.site_log_probs(self._graphs[index], numbers)
+            if not masked:
+                return self._pick(log_probs, assigned[template.groups])
+            self._log_probs[index] = log_probs
+        return self._pick(self._log_probs[index], assigned[template.groups])
+
+    def _pick(self, log_probs: np.ndarray, elements: np.ndarray) -> np.ndarray:
+        classes = self.classes[elements]
+        uniform = -np.log(len(self.model.classes))
+        chosen = log_probs[np.arange(len(classes)), np.maximum(classes, 0)]
+        return np.where(classes >= 0, chosen, uniform)
 
 
 def parse_composition(text: str) -> Composition:
@@ -73,42 +128,26 @@ def parse_composition(text: str) -> Composition:
 
 
 class TemplateScorer:
-    """Candidates of a composition from ``templates``, scored by ``model`` and the
-    baselines; site likelihoods and template symmetries are computed once per template."""
+    """Candidates of a composition from ``templates``, scored by ``model`` (and any
+    ``companions``, further site models whose likelihoods a :class:`Ranking` may weigh in)
+    and the baselines; site likelihoods and template symmetries are computed once per
+    template."""
 
     def __init__(
         self,
         model: SiteElementClassifier,
         templates: Sequence[Template],
         allow_unseen: bool = False,
+        companions: Sequence[SiteElementClassifier] = (),
     ):
         self.model, self.templates, self.allow_unseen = model, list(templates), allow_unseen
         self.by_formula: dict[str, list[int]] = defaultdict(list)
         for index, template in enumerate(self.templates):
             self.by_formula[template.formula].append(index)
         self.max_species = max((len(t.amounts) for t in self.templates), default=0)
-        self._log_probs: dict[int, np.ndarray] = {}
-        self._graphs: dict[int, CrystalGraphs] = {}
+        self._scorers = [_SiteScorer(m) for m in (model, *companions)]
         self._symmetries: dict[int, list[tuple[int, ...]]] = {}
-        self._class = np.full(256, -1, dtype=np.int64)
-        self._class[list(model.classes)] = np.arange(len(model.classes))
         self.matcher = StructureMatcher()
-
-    def _site_log_probs(self, index: int, elements: np.ndarray) -> np.ndarray:
-        """(sites, classes) ln p of template ``index``'s sites; computed once when the
-        model hides neighbours' elements, else for these ``elements``."""
-        template = self.templates[index]
-        masked = self.model.settings.mask_neighbors
-        if masked and index in self._log_probs:
-            return self._log_probs[index]
-        if index not in self._graphs:
-            self._graphs[index] = build_graphs([template.structure], self.model.settings.graph)
-        graphs = self._graphs[index]
-        numbers = None if masked else elements[template.groups]
-        log_probs = self.model.site_log_probs(graphs, numbers)
-        if masked:
-            self._log_probs[index] = log_probs
-        return log_probs
 
     def _symmetric(self, index: int) -> list[tuple[int, ...]]:
         """The group permutations (equal amounts only) that map the template onto itself."""
@@ -134,7 +173,11 @@ class TemplateScorer:
                 f"{composition.reduced_formula}: {n} distinct elements, but no template has "
                 f"more than {self.max_species} species"
             )
-        unseen = [e.symbol for e in composition.elements if self._class[e.Z] < 0]
+        unseen = [
+            e.symbol
+            for e in composition.elements
+            if any(scorer.classes[e.Z] < 0 for scorer in self._scorers)
+        ]
         if unseen and not self.allow_unseen:
             raise DataError(
                 f"{composition.reduced_formula}: {', '.join(unseen)} never occurs in the site "
@@ -148,7 +191,6 @@ class TemplateScorer:
         elements = np.array([e.Z for e in canonical_elements(composition)])
         formula = composition.anonymized_formula
         rows = []
-        uniform = -np.log(len(self.model.classes))
         for index in self.by_formula.get(formula, []):
             template = self.templates[index]
             symmetries = self._symmetric(index)
@@ -159,13 +201,11 @@ class TemplateScorer:
                 if canonical in seen:
                     continue
                 seen.add(canonical)
-                log_probs = self._site_log_probs(index, assigned)
-                classes = self._class[assigned[template.groups]]
-                site_ll = np.where(
-                    classes >= 0,
-                    log_probs[np.arange(len(classes)), np.maximum(classes, 0)],
-                    uniform,
-                )
+                likelihoods = {}
+                for m, scorer in enumerate(self._scorers):
+                    site_ll = scorer.site_log_likelihoods(index, template, assigned)
+                    likelihoods[_column("sum", m)] = float(site_ll.sum())
+                    likelihoods[_column("mean", m)] = float(site_ll.mean())
                 rows.append(
                     {
                         "template": index,
@@ -174,8 +214,7 @@ class TemplateScorer:
                         "template_formula": template.structure.composition.reduced_formula,
                         "template_count": template.count,
                         "elements": tuple(int(z) for z in assigned),
-                        "log_likelihood_sum": float(site_ll.sum()),
-                        "log_likelihood_mean": float(site_ll.mean()),
+                        **likelihoods,
                         "substitution": float(
                             substitution_scores(template.members, assigned[None, :])[0]
                         ),
@@ -280,10 +319,11 @@ def predict_structure(
     energy_model=None,
     rerank_top: int = 20,
 ) -> pd.DataFrame:
-    """The ``top_k`` candidate structures of ``composition``, best first, with their scores
-    (and predicted formation energies when ``energy_model`` re-ranks the first
-    ``rerank_top``); with ``out``, each written as ``rank<NN>_<formula>_<template>.cif`` and
-    the table as ``candidates.csv``."""
+    """The ``top_k`` candidate structures of ``composition``, best first under ``ranking``
+    (:data:`DEFAULT_RANKING` unless given), with their scores, the substitution that makes
+    each (template element > new element), and predicted formation energies when
+    ``energy_model`` re-ranks the first ``rerank_top``. With ``out``, each is written as
+    ``rank<NN>_<formula>_<template>.cif`` and the table as ``candidates.csv``."""
     composition = parse_composition(composition) if isinstance(composition, str) else composition
     candidates = scorer.candidates(composition)
     if candidates.empty:
@@ -291,7 +331,7 @@ def predict_structure(
             f"{composition.reduced_formula}: no template has the anonymous formula "
             f"{composition.anonymized_formula}"
         )
-    ranking = ranking or Ranking()
+    ranking = ranking or DEFAULT_RANKING
     ranked = order(candidates, "deepmat", ranking)
     candidates["score"] = ranking.score(candidates)
     if energy_model is not None:
@@ -301,7 +341,14 @@ def predict_structure(
     best = candidates.iloc[ranked[:top_k]].copy()
     best.insert(0, "rank", np.arange(1, len(best) + 1))
     best["formula"] = composition.reduced_formula
-    best["elements"] = ["-".join(Element.from_Z(z).symbol for z in e) for e in best["elements"]]
+    best["replaces"] = [
+        " ".join(
+            f"{Element.from_Z(int(old)).symbol}>{Element.from_Z(int(z)).symbol}"
+            for old, z in zip(scorer.templates[t].members[0], e, strict=True)
+        )
+        for t, e in zip(best["template"], best["elements"], strict=True)
+    ]
+    best = best.drop(columns=["elements"])
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -398,6 +445,6 @@ def choose_ranking(
     scored = []
     for ranking in grid:
         summary = topk_summary(rank_compounds(labelled, table, "deepmat", ranking))["all"]
-        scored.append({"normalise": ranking.normalise, "prior": ranking.prior} | summary)
+        scored.append(ranking.to_dict() | summary)
     best = max(range(len(grid)), key=lambda i: (scored[i]["top1"], scored[i]["top10"], -i))
     return grid[best], scored
