@@ -28,6 +28,14 @@ TERNARY_FORMS = ("{a}{b}O3", "{a}2{b}O4")
 N_TERNARY = 180
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test starts on one thread, whatever an earlier test in this process set: two
+    threads whose partner the OS has descheduled spin at every barrier, and on a busy
+    machine a one-second test then takes minutes."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def write_csv(tmp_path):
     """``write_csv(text, name="data.csv")`` writes ``text`` under tmp_path, returns the path."""
@@ -88,9 +96,11 @@ def small_table() -> CompositionTable:
 def pytest_collection_modifyitems(config, items):
     """With pytest-xdist's ``--dist loadgroup`` (``make test``), each test file runs on one
     worker, so its module-scoped fixtures are built once; the quick benchmark runs, the
-    slowest tests of the suite, spread over the workers one by one. Everything that runs
-    kikuchipy's and orix's Numba code shares one worker: two processes compiling into
-    their caches at once have left caches that crash every later import."""
+    slowest tests of the suite, spread over the workers one by one, and go first, so that
+    none of them is left running alone at the end. Everything that runs kikuchipy's and
+    orix's Numba code shares one worker: two processes compiling into their caches at once
+    have left caches that crash every later import."""
+    items.sort(key=lambda item: item.path.name != "test_benchmarks.py")  # stable: order kept
     for item in items:
         if item.path.name == "test_benchmarks.py":
             group = "ebsd" if "[ebsd]" in item.name else None
