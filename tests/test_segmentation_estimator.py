@@ -72,7 +72,7 @@ def test_a_model_on_resized_images_labels_every_pixel_of_the_originals(tmp_path)
     fitted = model(half, epochs=30).fit(train, val=val)
     (predicted,) = fitted.predict(val[:1])
     assert predicted.shape == (80, 112)
-    assert fitted.metrics["val"]["per_class_iou"]["particle"] > 0.6
+    assert fitted.metrics["val"]["per_class_iou"]["particle"] > 0.5  # 0.64-0.65 over seeds here
 
 
 def test_augmentation_moves_labels_with_their_pixels_and_keeps_intensities_in_range():
