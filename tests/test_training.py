@@ -235,6 +235,19 @@ def test_rerunning_a_finished_one_cycle_run_trains_nothing_and_keeps_its_best(tr
 
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
+def test_a_finished_run_moved_elsewhere_keeps_its_own_best(train_val, tmp_path):
+    train, val = train_val
+    config = dataclasses.replace(fast_config(2), schedule="onecycle")
+    first = NetworkRegressor(SMALL, config=config).fit(train, val=val, workdir=tmp_path / "a")
+    (tmp_path / "a").rename(tmp_path / "b")
+    other = dataclasses.replace(config, seed=config.seed + 1)
+    NetworkRegressor(SMALL, config=other).fit(train, val=val, workdir=tmp_path / "a")
+    moved = NetworkRegressor(SMALL, config=config).fit(train, val=val, workdir=tmp_path / "b")
+    assert moved.fit_result.epochs_trained == 0  # read from b's checkpoints, not a's
+    np.testing.assert_allclose(moved.predict(val), first.predict(val), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
 def test_resume_after_no_gain(train_val, tmp_path):
     train, val = train_val
     # lr=0: the validation MAE never improves after epoch 1.

@@ -574,5 +574,11 @@ def _spawned_result(
         "best_val_mae": float(score) if score is not None else math.nan,
         "epochs_run": int(history[-1]["epoch"]) if history else 0,
         "epochs_trained": len(history) - reported.get("restored", 0) if rewritten else 0,
-        "best_path": kept.get("best_model_path", ""),
+        "best_path": _moved_with(last, kept.get("best_model_path", "")),
     }
+
+
+def _moved_with(last: Path, best_path: str) -> str:
+    """The best checkpoint beside ``last``: a checkpoint records the absolute path it was
+    written to, which points elsewhere (or at another run's file) once the run folder moves."""
+    return str(last.parent / Path(best_path).name) if best_path else ""
