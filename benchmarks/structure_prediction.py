@@ -6,9 +6,11 @@ Two site models: ``site_elements_geometry`` (preset ``paper``: the site's and it
 elements hidden, geometry and topology only, as Ryan et al.; its test sites are
 ``metrics.site_model``) and ``site_elements`` (preset ``benchmark``: neighbours' elements
 visible; ``metrics.site_model_neighbours_visible``). ``deepmat`` ranks candidates by a
-weighted sum of the two models' log-likelihoods and the template-frequency prior, the weights
-chosen on validation compounds (geometry alone or neighbours alone among the choices);
-``deepmat_geometry_only`` and ``deepmat_neighbours_visible`` use one model each.
+weighted sum of the two models' log-likelihoods, the template-frequency prior and pymatgen's
+substitution log-probability, the weights chosen on validation compounds (geometry alone,
+neighbours alone and no substitution term among the choices);
+``deepmat_sites_and_prior`` leaves the substitution term out, ``deepmat_geometry_only`` and
+``deepmat_neighbours_visible`` use one site model each.
 
 On ``mp-eform`` split by reduced formula (no composition, hence no crystal, on two sides;
 80/10/10, seed 0) each site model trains on the training crystals' sites with early stopping
@@ -70,10 +72,12 @@ NORMALISE, PRIORS = ("sum", "mean"), (0.0, 0.5, 1.0, 2.0, 4.0)
 GEOMETRY, VISIBLE = ((1.0, 0.0),), ((0.0, 1.0),)
 BOTH = (*GEOMETRY, (1.0, 0.25), (1.0, 0.5), (1.0, 1.0), *VISIBLE)
 #: the deepmat rankings compared: the main one may weigh both site models in
+#: each ranking's site-model weights and weights of the substitution log-probability
 RANKINGS = {
-    "deepmat": BOTH,
-    "deepmat_geometry_only": GEOMETRY,
-    "deepmat_neighbours_visible": VISIBLE,
+    "deepmat": (BOTH, (0.0, 0.25, 0.5, 1.0)),
+    "deepmat_sites_and_prior": (BOTH, (0.0,)),
+    "deepmat_geometry_only": (GEOMETRY, (0.0,)),
+    "deepmat_neighbours_visible": (VISIBLE, (0.0,)),
 }
 CASE_SYSTEMS = ("Mn-Ge", "Li-Mn-Ge")
 
@@ -118,10 +122,16 @@ def site_scores(model) -> dict:
     return {k: model.metrics["test"][k] for k in keys}
 
 
-def choose(labelled, compounds, weights, label) -> tuple[Ranking, list[dict]]:
-    """The ranking over :data:`NORMALISE` × :data:`PRIORS` × ``weights`` with the best
-    validation top-1 (``labelled`` must be validation compounds)."""
-    grid = [Ranking(n, p, w) for n in NORMALISE for p in PRIORS for w in weights]
+def choose(labelled, compounds, weights, substitution, label) -> tuple[Ranking, list[dict]]:
+    """The ranking over :data:`NORMALISE` × :data:`PRIORS` × ``weights`` × ``substitution``
+    with the best validation top-1 (``labelled`` must be validation compounds)."""
+    grid = [
+        Ranking(n, p, w, s)
+        for n in NORMALISE
+        for p in PRIORS
+        for w in weights
+        for s in substitution
+    ]
     ranking, scores = choose_ranking(labelled, compounds, grid)
     print(f"{label}: chose {ranking} on {len(compounds)} validation compounds", flush=True)
     return ranking, scores
@@ -250,8 +260,8 @@ def main(argv=None) -> dict:
     val_labelled = label_compounds(scorer, val_compounds, progress=True)
     wall["validation_candidates_and_matching"] = time.perf_counter() - start
     chosen = {
-        name: choose(val_labelled, val_compounds, weights, name)
-        for name, weights in RANKINGS.items()
+        name: choose(val_labelled, val_compounds, weights, substitution, name)
+        for name, (weights, substitution) in RANKINGS.items()
     }
     ranking = chosen["deepmat"][0]
     start = time.perf_counter()

@@ -50,11 +50,13 @@ TOP_K = (1, 5, 10)
 class Ranking:
     """How deepmat scores a candidate: the site log-likelihood of each of the scorer's site
     models, summed or averaged over sites, weighted by ``weights`` (one per model), plus
-    ``prior`` × ln(known crystals of the template)."""
+    ``prior`` × ln(known crystals of the template), plus ``substitution`` × the candidate's
+    substitution log-probability (pymatgen's, the ``substitution`` baseline's score)."""
 
     normalise: str = "sum"
     prior: float = 0.0
     weights: tuple[float, ...] = (1.0,)
+    substitution: float = 0.0
 
     def __post_init__(self) -> None:
         if self.normalise not in ("sum", "mean"):
@@ -64,19 +66,26 @@ class Ranking:
         """The scores of ``candidates``; weights of site models the scorer did not have
         (beyond its columns) are left out."""
         total = self.prior * np.log(candidates["template_count"].to_numpy())
+        if self.substitution:
+            total = total + self.substitution * candidates["substitution"].to_numpy()
         for m, weight in enumerate(self.weights):
             if weight and _column(self.normalise, m) in candidates:
                 total = total + weight * candidates[_column(self.normalise, m)].to_numpy()
         return total
 
     def to_dict(self) -> dict:
-        return {"normalise": self.normalise, "prior": self.prior, "weights": list(self.weights)}
+        return {
+            "normalise": self.normalise,
+            "prior": self.prior,
+            "weights": list(self.weights),
+            "substitution": self.substitution,
+        }
 
 
 #: the ranking chosen on validation compounds by ``benchmarks/structure_prediction.py`` for
-#: its (geometry-only, neighbours-visible) site models: mean log-likelihoods, 1 : 0.25, and
-#: the template-frequency prior at 0.5
-DEFAULT_RANKING = Ranking("mean", 0.5, (1.0, 0.25))
+#: its (geometry-only, neighbours-visible) site models: mean log-likelihoods, 1 : 0.5, the
+#: template-frequency prior at 1 and the substitution log-probability at 1
+DEFAULT_RANKING = Ranking("mean", 1.0, (1.0, 0.5), 1.0)
 
 
 def _column(normalise: str, model: int) -> str:
