@@ -74,7 +74,7 @@ BOTH = (*GEOMETRY, (1.0, 0.25), (1.0, 0.5), (1.0, 1.0), *VISIBLE)
 #: the deepmat rankings compared: the main one may weigh both site models in
 #: each ranking's site-model weights and weights of the substitution log-probability
 RANKINGS = {
-    "deepmat": (BOTH, (0.0, 0.25, 0.5, 1.0)),
+    "deepmat": (BOTH, (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)),
     "deepmat_sites_and_prior": (BOTH, (0.0,)),
     "deepmat_geometry_only": (GEOMETRY, (0.0,)),
     "deepmat_neighbours_visible": (VISIBLE, (0.0,)),

@@ -84,8 +84,8 @@ class Ranking:
 
 #: the ranking chosen on validation compounds by ``benchmarks/structure_prediction.py`` for
 #: its (geometry-only, neighbours-visible) site models: mean log-likelihoods, 1 : 0.5, the
-#: template-frequency prior at 1 and the substitution log-probability at 1
-DEFAULT_RANKING = Ranking("mean", 1.0, (1.0, 0.5), 1.0)
+#: template-frequency prior at 1 and the substitution log-probability at 2
+DEFAULT_RANKING = Ranking("mean", 1.0, (1.0, 0.5), 2.0)
 
 
 def _column(normalise: str, model: int) -> str:
