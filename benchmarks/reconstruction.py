@@ -100,6 +100,8 @@ def inputs(args) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarray, dic
     found, skipped = {}, {}
     size = args.size
     for name, dataset in (("nasa_super1", "nasa-super1"), ("metaldam", "metaldam")):
+        if name not in args.only:
+            continue
         if args.quick:
             skipped[name] = "not run in --quick"
             continue
@@ -116,7 +118,6 @@ def inputs(args) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarray, dic
         "grf_3d": gaussian_random_field((n, n, n), 0.3, FEATURE_3D, seed=12).astype(np.int64),
     }
     found = {name: image for name, image in found.items() if name in args.only}
-    skipped = {name: reason for name, reason in skipped.items() if name in args.only}
     return found, skipped, volume, twins
 
 

@@ -272,7 +272,7 @@ def main(argv=None) -> dict:
         "site_model_neighbours_visible": site_scores(model),
     }
     per_compound = {}
-    for method in (*METHODS, *RANKINGS):
+    for method in dict.fromkeys((*METHODS, *RANKINGS)):  # "deepmat" is in both
         start = time.perf_counter()
         ranks = rank_compounds(
             labelled,

@@ -92,6 +92,11 @@ class CrystalGraphs:
     def n_atoms(self) -> np.ndarray:
         return np.diff(self.atom_ptr)
 
+    @property
+    def atom_graph(self) -> np.ndarray:
+        """(atoms,) the index of the structure each atom belongs to."""
+        return np.repeat(np.arange(len(self)), self.n_atoms)
+
     def batch(self, index: Sequence[int] | np.ndarray) -> GraphBatch:
         """Graphs ``index`` as one :class:`GraphBatch`, atoms renumbered from zero."""
         index = np.asarray(index, dtype=np.int64)

@@ -90,7 +90,7 @@ def _padded(graphs: CrystalGraphs, k: int, cutoff: float) -> tuple[np.ndarray, n
 def _species_shares(graphs: CrystalGraphs, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per atom: the share of its structure's sites held by its species, and the number of
     species in its structure."""
-    atom_graph = np.repeat(np.arange(len(graphs)), graphs.n_atoms)
+    atom_graph = graphs.atom_graph
     pairs = atom_graph * 256 + numbers
     unique, inverse, counts = np.unique(pairs, return_inverse=True, return_counts=True)
     share = counts[inverse] / graphs.n_atoms[atom_graph]
@@ -108,7 +108,7 @@ def site_features(
     numbers = graphs.atomic_numbers.astype(np.int64) if numbers is None else np.asarray(numbers)
     k = settings.max_neighbors
     distances, index = _padded(graphs, k, settings.cutoff)
-    atom_graph = np.repeat(np.arange(len(graphs)), graphs.n_atoms)
+    atom_graph = graphs.atom_graph
     nearest = distances[:, 0]
     mean_nearest = np.bincount(atom_graph, nearest, len(graphs)) / np.maximum(graphs.n_atoms, 1)
     relative = distances / mean_nearest[atom_graph][:, None]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepmat.data.registry import atomic_write
 from deepmat.errors import ConfigError, DataError
 from deepmat.train.estimator import Estimator
 from deepmat.workflows.acquisition import (
@@ -223,10 +223,10 @@ class LearningRun:
 
 
 def _write_json(path: Path, payload) -> None:
-    """``payload`` to ``path`` through a temporary file, so a crash never leaves half."""
-    scratch = path.with_suffix(f".{os.getpid()}.tmp")
-    scratch.write_text(json.dumps(payload, indent=1, default=float))
-    os.replace(scratch, path)
+    """``payload`` to ``path`` through :func:`~deepmat.data.registry.atomic_write`, so a
+    crash never leaves half a file."""
+    with atomic_write(path) as partial:
+        partial.write_text(json.dumps(payload, indent=1, default=float))
 
 
 def _identity(model: Estimator) -> dict:

@@ -107,16 +107,16 @@ class _SiteScorer:
 
     def site_log_likelihoods(self, index: int, template: Template, assigned: np.ndarray):
         """(sites,) ln p(assigned element | site); uniform for elements the model never saw."""
+        elements = assigned[template.groups]
         masked = self.model.settings.mask_neighbors
-        if not (masked and index in self._log_probs):
-            if index not in self._graphs:
-                self._graphs[index] = build_graphs([template.structure], self.model.settings.graph)
-            numbers = None if masked else assigned[template.groups]
-            log_probs = self.model.site_log_probs(self._graphs[index], numbers)
-            if not masked:
-                return self._pick(log_probs, assigned[template.groups])
+        if masked and index in self._log_probs:
+            return self._pick(self._log_probs[index], elements)
+        if index not in self._graphs:
+            self._graphs[index] = build_graphs([template.structure], self.model.settings.graph)
+        log_probs = self.model.site_log_probs(self._graphs[index], None if masked else elements)
+        if masked:
             self._log_probs[index] = log_probs
-        return self._pick(self._log_probs[index], assigned[template.groups])
+        return self._pick(log_probs, elements)
 
     def _pick(self, log_probs: np.ndarray, elements: np.ndarray) -> np.ndarray:
         classes = self.classes[elements]
