@@ -11,10 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	# compile the Numba caches of orix, kikuchipy and elementembeddings (umap) in one process:
-	# two processes writing them at once (tests, Dask workers, a training run) have left
-	# corrupt caches that crash every later import with a segmentation fault
-	$(BIN)/python -c "import kikuchipy, orix.crystal_map, elementembeddings.core"
+	# compile the Numba caches of orix, kikuchipy and umap in one process: two processes
+	# compiling into them at once can leave caches that crash every later import
+	$(BIN)/python tools/compile_numba_caches.py
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -92,14 +92,24 @@ def small_table() -> CompositionTable:
     return composition_table(formulas, targets, source="small", duplicates="error")
 
 
+def pytest_configure(config):
+    """Each pytest-xdist worker keeps its own Numba cache (under .pytest_cache). Numba's
+    cache is not safe for two processes compiling the same function at once: a gufunc's
+    kernel and wrapper written by different processes crash every later process that loads
+    them (numba/numba#10128), and orix compiles its gufuncs on first use, at collection."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        cache = config.rootpath / ".pytest_cache" / "numba" / worker
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(cache))
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
 def pytest_collection_modifyitems(config, items):
     """With pytest-xdist's ``--dist loadgroup`` (``make test``), each test file runs on one
     worker, so its module-scoped fixtures are built once; the quick benchmark runs, the
     slowest tests of the suite, spread over the workers one by one, and go first, so that
     none of them is left running alone at the end. Everything that runs kikuchipy's and
-    orix's Numba code shares one worker: two processes compiling into their caches at once
-    have left caches that crash every later import."""
+    orix's Numba code shares one worker, which compiles it once."""
     items.sort(key=lambda item: item.path.name != "test_benchmarks.py")  # stable: order kept
     for item in items:
         if item.path.name == "test_benchmarks.py":
