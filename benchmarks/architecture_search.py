@@ -30,13 +30,8 @@ import numpy as np
 from _shared import command, machine, parser, write_json
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import DataSpec
-from deepmat.workflows.search import (
-    SearchJob,
-    load_data,
-    measure,
-    run_search,
-    scatter_trials,
-)
+from deepmat.workflows.search import SearchJob, measure, run_search, scatter_trials
+from deepmat.workflows.search_data import CompositionData
 from deepmat.workflows.search_study import SamplerSpec
 
 PREDICT_RECORDS = 25_000
@@ -74,12 +69,12 @@ def predict_seconds(model, compositions: list) -> float:
     return min(runs)
 
 
-def row(model, val, holdout, sample, train_seconds: float) -> dict:
+def row(model, data, val, holdout, sample, train_seconds: float) -> dict:
     """The comparison's numbers for one trained model."""
-    measured = measure(model, val, sample)
+    measured = measure(model, data, val, sample)
     compositions = holdout.compositions[:PREDICT_RECORDS]
     return {
-        "val_mae": measured["val_mae"],
+        "val_mae": measured["val_error"],
         "holdout_mae": float(model.evaluate(holdout)["mae"]),
         "predict_seconds": predict_seconds(model, compositions),
         "predict_records": len(compositions),
@@ -126,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     job = SearchJob(
         "elemnet",
-        DataSpec("oqmd-dhf"),
+        CompositionData(DataSpec("oqmd-dhf")),
         args.out / "search",
         trials=args.trials,
         study="architecture_search",
@@ -141,8 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary = run_search(job)
     search_seconds = time.perf_counter() - t0
 
-    full_train, full_val, _, _ = job.data.train_val(seed=args.seed)
-    base, train, val = load_data(job, (full_train, full_val))  # as every trial's
+    full_train, full_val, _, _ = job.data.spec.train_val(seed=args.seed)
+    base, train, val = job.data.load(job, (full_train, full_val))  # as every trial's
     seen = set(train.formulas)
     unseen = np.flatnonzero([f not in seen for f in full_train.formulas])
     rng = np.random.default_rng(args.seed + 1)
@@ -157,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
         model.config.progress = config["progress"]
         start = time.perf_counter()
         train_the_same_way(model, train, val, args.out / name)
-        metrics[name] = row(model, val, holdout, sample, time.perf_counter() - start)
+        metrics[name] = row(model, job.data, val, holdout, sample, time.perf_counter() - start)
     metrics["best"] |= {"trial": summary["best"]["number"], "point": summary["best"]["point"]}
     metrics["search"] = {
         "trials": sum(summary["states"].get(s, 0) for s in ("complete", "pruned")),
@@ -165,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": summary["seconds"],
         "pareto_size": len(summary["pareto"]),
         "states": summary["states"],
-        "best_trial_val_mae": summary["best"]["val_mae"],
+        "best_trial_val_mae": summary["best"]["val_error"],
         "objectives": summary["objectives"],
         "sampler": summary["sampler"],
         "space": summary["space"],

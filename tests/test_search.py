@@ -25,6 +25,7 @@ from deepmat.train import ElementSetRegressor, NetworkRegressor
 from deepmat.train.search_space import Choice, FloatRange, IntRange, SearchSpace
 from deepmat.workflows.composition import DataSpec
 from deepmat.workflows.search import SearchJob, run_search
+from deepmat.workflows.search_data import CompositionData
 from deepmat.workflows.search_study import open_storage, retried_from
 
 #: a corner of the composition MLP's space small enough to train in a blink
@@ -91,7 +92,7 @@ def test_residual_blocks_skip_where_widths_match_and_plain_cards_are_unchanged()
 
 
 def test_one_worker_finishes_the_budget_and_saves_every_trial(formulas_csv, tmp_path):
-    data = DataSpec(str(formulas_csv))
+    data = CompositionData(DataSpec(str(formulas_csv)))
     summary = run_search(SearchJob("elemnet", data, tmp_path, trials=3, epochs=2, space=TINY))
     assert summary["states"].get("complete", 0) + summary["states"].get("pruned", 0) == 3
     assert summary["best"] and summary["pareto"]
@@ -104,7 +105,7 @@ def test_one_worker_finishes_the_budget_and_saves_every_trial(formulas_csv, tmp_
         assert card["training"]["search"]["point"] == row["point"]
         assert not (Path(row["path"]) / "checkpoints").exists()
     saved = json.loads((tmp_path / "search.json").read_text())
-    assert saved["best"]["val_mae"] == min(r["val_mae"] for r in summary["trials"])
+    assert saved["best"]["val_error"] == min(r["val_error"] for r in summary["trials"])
 
 
 def test_a_storage_that_cannot_be_opened_is_named_in_one_line(tmp_path):

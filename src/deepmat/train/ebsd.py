@@ -34,8 +34,9 @@ import dataclasses
 import hashlib
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -60,6 +61,13 @@ from deepmat.physics.orientations import (
 from deepmat.represent.patterns import PreprocessSpec, check_patterns
 from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 from deepmat.train.estimator import Estimator
+from deepmat.train.search_space import (
+    Choice,
+    FloatRange,
+    IntRange,
+    SearchSpace,
+    split_values,
+)
 from deepmat.train.weights import load_weights, save_weights
 
 Rotations = Rotation | np.ndarray
@@ -70,6 +78,26 @@ FAST_LAYOUT = torch.channels_last
 THRESHOLDS_DEG = (1, 2, 5)
 
 ORIENTATION_CONFIG = {"batch_size": 128, "lr": 2e-3, "schedule": "onecycle"}
+#: what a search varies in an orientation CNN: ``blocks`` convolution blocks of
+#: ``convs_per_block`` convolutions, the first with ``channels`` channels, doubling every
+#: block; the kernel size; the read-out of the last feature maps (flattened, or average
+#: pooled to one value per channel); a head of ``head_layers`` fully connected layers of
+#: ``head_width`` units with ``dropout``. The default network is close to 4 blocks from 8
+#: channels, kernel 3, flattened, one head layer of 512
+ORIENTATION_SEARCH_SPACE = SearchSpace(
+    {
+        "blocks": IntRange(3, 5),
+        "channels": IntRange(4, 32, log=True),
+        "convs_per_block": IntRange(1, 2),
+        "kernel_size": Choice((3, 5)),
+        "readout": Choice(("flatten", "average")),
+        "head_layers": IntRange(0, 2),
+        "head_width": IntRange(64, 1024, log=True),
+        "dropout": FloatRange(0.0, 0.4),
+        "lr": FloatRange(3e-4, 5e-3, log=True),
+        "batch_size": Choice((64, 128, 256)),
+    }
+)
 
 
 def orientation_metrics(
@@ -161,6 +189,7 @@ class OrientationCNNRegressor(Estimator):
     """
 
     family = "orientation-network"
+    search_space: ClassVar[SearchSpace] = ORIENTATION_SEARCH_SPACE
     input_kind: ClassVar[str] = "ebsd-pattern"
     output_kind: ClassVar[str] = "orientation"
     presets: ClassVar[dict] = {
@@ -203,6 +232,30 @@ class OrientationCNNRegressor(Estimator):
         self.fit_result = FitResult()
         self.training: dict = {}
         self.metrics: dict = {}
+
+    def searched(self, values: Mapping[str, Any]) -> Self:
+        """A new, untrained network like this one (pattern shape, output, point group,
+        preprocessing, training options) at ``values`` of :data:`ORIENTATION_SEARCH_SPACE`."""
+        architecture, training = split_values(values)
+        a = architecture
+        spec = dataclasses.replace(
+            self.spec,
+            channels=tuple(a["channels"] * 2**i for i in range(a["blocks"])),
+            convs_per_block=a["convs_per_block"],
+            kernel_size=a["kernel_size"],
+            readout=a["readout"],
+            fc_widths=(a["head_width"],) * a["head_layers"],
+            dropout=a["dropout"],
+        )
+        return type(self)(
+            spec,
+            dataclasses.replace(self.config, **training),
+            self.point_group,
+            self.temperature,
+            self.val_fraction,
+            self.name,
+            self.preprocess,
+        )
 
     @property
     def pattern_shape(self) -> tuple[int, int]:

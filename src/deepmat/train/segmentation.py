@@ -19,9 +19,10 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -34,6 +35,13 @@ from deepmat.models.segmentation import HypercolumnNet, VGGUNet, vgg19_encoder
 from deepmat.models.vgg import VGG19_WIDTHS
 from deepmat.train.config import FitResult, TargetScaler, TrainConfig
 from deepmat.train.estimator import Estimator
+from deepmat.train.search_space import (
+    Choice,
+    FloatRange,
+    IntRange,
+    SearchSpace,
+    split_values,
+)
 from deepmat.train.segmentation_augment import MicrographAugment
 from deepmat.train.segmentation_losses import IGNORE, SegmentationLoss, inverse_frequency_weights
 from deepmat.train.segmentation_metrics import segmentation_metrics
@@ -48,6 +56,21 @@ SEGMENTATION_CONFIG = {
     "loss": "l1",
     "precision": "bf16-mixed",
 }
+
+#: what a search varies in a segmentation network: U-Net or PixelNet, the VGG-19 blocks of
+#: the encoder, the U-Net decoder's narrowest width (doubling towards the encoder, 4 widths),
+#: PixelNet's hidden width, the tile the network sees, and the training rate and batch
+SEGMENTATION_SEARCH_SPACE = SearchSpace(
+    {
+        "kind": Choice(KINDS),
+        "depth": IntRange(2, 5),
+        "decoder_width": IntRange(8, 64, log=True),
+        "hidden": IntRange(128, 1024, log=True),
+        "tile": Choice((128, 192, 256)),
+        "lr": FloatRange(3e-4, 3e-3, log=True),
+        "batch_size": Choice((2, 4, 8)),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +159,7 @@ class SegmentationModel(Estimator):
     """
 
     family = "segmentation-network"
+    search_space: ClassVar[SearchSpace] = SEGMENTATION_SEARCH_SPACE
     input_kind: ClassVar[str] = "micrograph"
     output_kind: ClassVar[str] = "labels"
     presets: ClassVar[dict] = {
@@ -169,6 +193,23 @@ class SegmentationModel(Estimator):
         self.fit_result = FitResult()
         self.training: dict = {}
         self.metrics: dict = {}
+
+    def searched(self, values: Mapping[str, Any]) -> Self:
+        """A new, untrained network like this one (classes, encoder weights, channels, loss,
+        scale, training options) at ``values`` of :data:`SEGMENTATION_SEARCH_SPACE`; the
+        focal loss's class weights are found again from the training labels."""
+        architecture, training = split_values(values)
+        a = architecture
+        spec = dataclasses.replace(
+            self.spec,
+            kind=a["kind"],
+            depth=a["depth"],
+            decoder=tuple(a["decoder_width"] * 2**i for i in (3, 2, 1, 0)),
+            hidden=a["hidden"],
+            tile=a["tile"],
+        )
+        config = dataclasses.replace(self.config, **training)
+        return type(self)(self.class_map, spec, config, self.loss_name, self.name)
 
     @property
     def n_classes(self) -> int:

@@ -184,12 +184,7 @@ def fit_orientation_cnn(
     so that indexing can check the geometry of the patterns it is given, and the
     preprocessing (``preprocess``), which prediction applies.
     """
-    point_group = _point_group(train)
-    output = spec.output if supports_cubic_embedding(point_group) else "quaternion"
-    spec = replace(spec, pattern_shape=train.detector.shape, output=output)
-    regressor = OrientationCNNRegressor(
-        spec, config, point_group=point_group, val_fraction=val_fraction, preprocess=preprocess
-    )
+    regressor = orientation_estimator(train, spec, config, val_fraction, preprocess)
     regressor.fit(
         train.patterns,
         train.rotations,
@@ -199,6 +194,24 @@ def fit_orientation_cnn(
     )
     regressor.training |= {"detector": train.detector.to_dict(), **degradation_attrs(train.noise)}
     return regressor
+
+
+def orientation_estimator(
+    train: PatternDataset,
+    spec: OrientationCNNSpec = ORIENTATION_CNN_SMALL,
+    config: TrainConfig | None = None,
+    val_fraction: float = 0.1,
+    preprocess: PreprocessSpec | None = None,
+) -> OrientationCNNRegressor:
+    """An untrained orientation CNN of ``spec`` for the patterns of ``train``: their pattern
+    shape, and the loss and metrics of their point group (a cubic-embedding spec becomes a
+    quaternion one for a phase that is not cubic)."""
+    point_group = _point_group(train)
+    output = spec.output if supports_cubic_embedding(point_group) else "quaternion"
+    spec = replace(spec, pattern_shape=train.detector.shape, output=output)
+    return OrientationCNNRegressor(
+        spec, config, point_group=point_group, val_fraction=val_fraction, preprocess=preprocess
+    )
 
 
 def _point_group(dataset: PatternDataset) -> str:

@@ -8,11 +8,15 @@ are processes that each run trials of the same study through a storage
 (:mod:`deepmat.workflows.search_study`): ``workers`` processes started here, and the same
 command on other machines joins them.
 
-Every trial trains ``estimator.searched(point)`` on the same data with the same training
-options and is scored on the objectives (each minimised): ``mae`` (validation MAE),
-``latency`` (seconds per record of ``predict``, measured, best of three), ``flops`` (floating
-point operations of the matrix products per record, counted) and ``params`` (weights).
-Each epoch's validation MAE is compared with the earlier trials' at the same epoch, and a
+Any family that declares a search space can be searched on its kind of data
+(:mod:`deepmat.workflows.search_data`): composition networks on tables, orientation CNNs on
+EBSD pattern files, segmentation networks on labelled micrographs. Every trial trains
+``estimator.searched(point)`` on the same data with the same training options and is scored
+on the objectives (each minimised): ``error`` (the family's validation error: MAE,
+mean disorientation in degrees, or 1 − mean IoU), ``latency`` (seconds per record of
+``predict``, measured, best of three), ``flops`` (floating point operations of the matrix
+products and convolutions per record, counted) and ``params`` (weights). Each epoch's
+monitored validation metric is compared with the earlier trials' at the same epoch, and a
 trial worse than their median is stopped (pruned). Every trial that trained, pruned or not,
 is saved as a normal model directory ``OUT/trials/<number>/`` whose card holds the study,
 the trial number and the point (``training.search``); ``OUT/search.json`` and
@@ -33,18 +37,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from lightning.pytorch.callbacks import Callback
 from optuna.trial import FrozenTrial, Trial, TrialState
 from rich.console import Console
 
-from deepmat.data.composition import CompositionTable
 from deepmat.errors import ConfigError
 from deepmat.train.estimator import Estimator
 from deepmat.train.search_space import SearchSpace
 from deepmat.train.trainer import training_callbacks
-from deepmat.workflows.composition import DataSpec, make_regressor
+from deepmat.workflows.search_data import SearchData
 from deepmat.workflows.search_study import (
     FINISHED,
     HEARTBEAT_SECONDS,
@@ -61,12 +63,11 @@ from deepmat.workflows.search_study import (
 
 #: objective name → the measurement (see :func:`measure`) it minimises
 OBJECTIVES = {
-    "mae": "val_mae",
+    "error": "val_error",
     "latency": "latency_seconds",
     "flops": "flops",
     "params": "params",
 }
-SEARCHABLE = ("elemnet", "roost", "transformer")
 #: finished trials before pruning starts, and the share of the epochs never pruned
 PRUNE_STARTUP_TRIALS = 5
 PRUNE_WARMUP = 0.25
@@ -75,18 +76,18 @@ console = Console(stderr=True)
 
 @dataclass(frozen=True)
 class SearchJob:
-    """One search: what is searched on which data, where the study lives, the budget of
-    finished trials over all workers, and how trials are proposed and trained. Picklable:
-    every worker process runs from a copy."""
+    """One search: which model is searched on which data (its ``models`` name the models it
+    can train), where the study lives, the budget of finished trials over all workers, and
+    how trials are proposed and trained. Picklable: every worker process runs from a copy."""
 
     model: str
-    data: DataSpec
+    data: SearchData
     out: Path
     trials: int
     storage: str | None = None
     study: str = "search"
     workers: int = 1
-    objectives: tuple[str, ...] = ("mae", "latency", "params")
+    objectives: tuple[str, ...] = ("error", "latency", "params")
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     preset: str = "default"
     epochs: int | None = None
@@ -99,8 +100,11 @@ class SearchJob:
     latency_records: int = 2048
 
     def __post_init__(self) -> None:
-        if self.model not in SEARCHABLE:
-            raise ConfigError(f"model {self.model!r} is not searchable; choose {SEARCHABLE}")
+        if self.model not in self.data.models:
+            raise ConfigError(
+                f"model {self.model!r} is not searchable on this data; choose "
+                f"{', '.join(self.data.models)}"
+            )
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
         if unknown or not self.objectives or len(set(self.objectives)) < len(self.objectives):
             raise ConfigError(
@@ -117,10 +121,11 @@ class SearchJob:
         return self.storage or f"sqlite:///{self.out / 'study.db'}"
 
     def settings(self) -> dict:
-        """What every worker of the study must share (kept in the study)."""
-        return {
+        """What every worker of the study must share (kept in the study), as the study's
+        JSON keeps it (tuples as lists)."""
+        settings = {
             "model": self.model,
-            "data": asdict(self.data),
+            "data": {"kind": type(self.data).__name__} | asdict(self.data),
             "trials": self.trials,
             "objectives": list(self.objectives),
             "preset": self.preset,
@@ -130,14 +135,17 @@ class SearchJob:
             "seed": self.seed,
             "space": self.space,
         }
+        return json.loads(json.dumps(settings))
 
 
 class MedianEpochPruning(Callback):
-    """Stops a trial whose validation MAE after an epoch is above the median of the
+    """Stops a trial whose monitored validation metric (the trainer's ``val_mae``: the
+    validation MAE of a regressor, the validation loss of an image network) after an epoch
+    is above the median of the
     finished trials' at the same epoch (Optuna's median rule), once
     :data:`PRUNE_STARTUP_TRIALS` trials finished and past the first :data:`PRUNE_WARMUP` of
     the epochs. Optuna's pruners read values reported with ``trial.report``, which
-    multi-objective studies refuse, so each epoch's MAE is kept in the trial's user attribute
+    multi-objective studies refuse, so each epoch's value is kept in the trial's user attribute
     ``val_mae_by_epoch``, where every worker reads it."""
 
     def __init__(self, trial: Trial, epochs: int):
@@ -163,9 +171,10 @@ class MedianEpochPruning(Callback):
             trainer.should_stop = True
 
 
-def measure(model: Estimator, val, sample) -> dict[str, float]:
-    """A trained model's validation MAE, weights, FLOPs per record (matrix products, counted
-    by PyTorch) and ``predict`` seconds per record on ``sample`` (best of three, warmed up)."""
+def measure(model: Estimator, data: SearchData, val, sample) -> dict[str, float]:
+    """A trained model's validation error (``data.error``), weights, FLOPs per record
+    (matrix products and convolutions, counted by PyTorch) and ``predict`` seconds per record
+    on ``sample`` (best of three, warmed up)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
@@ -178,51 +187,16 @@ def measure(model: Estimator, val, sample) -> dict[str, float]:
         model.predict(sample)
         runs.append(time.perf_counter() - start)
     return {
-        "val_mae": float(model.evaluate(val)["mae"]),
+        "val_error": data.error(model, val),
         "params": int(sum(p.numel() for p in model.net.parameters())),
         "flops": counter.get_total_flops() / len(sample),
         "latency_seconds": min(runs) / len(sample),
     }
 
 
-def load_data(
-    job: SearchJob, tables: tuple[CompositionTable, CompositionTable] | None = None
-) -> tuple[Estimator, CompositionTable, CompositionTable]:
-    """The estimator every trial starts from (its preset, target and training options) and
-    the training and validation tables (``subset`` and ``val_subset`` records of them,
-    drawn with ``seed``), from ``tables`` (train, val) when they were read already."""
-    train, val = tables or job.data.train_val(seed=job.seed)[:2]
-    train, val = _drawn(train, job.subset, job.seed), _drawn(val, job.val_subset, job.seed)
-    overrides = {"epochs": job.epochs, "progress": False}
-    base = make_regressor(
-        job.model,
-        job.preset,
-        job.data.target or "target",
-        job.data.unit(),
-        overrides,
-        seed=job.seed,
-    )
-    why = f" by the {base.representation.name} representation"
-    supported = base.representation.supported_elements
-    on_error = job.data.on_error
-    return (
-        base,
-        train.restrict_elements(supported, on_error, why),
-        val.restrict_elements(supported, on_error, why),
-    )
-
-
-def _drawn(table: CompositionTable, n: int | None, seed: int) -> CompositionTable:
-    """``n`` records of ``table`` drawn at random, in their order (all when n is None)."""
-    if n is None or n >= len(table):
-        return table
-    rng = np.random.default_rng(seed)
-    return table.subset(np.sort(rng.choice(len(table), n, replace=False)))
-
-
-def search_space(job: SearchJob, base: Estimator) -> SearchSpace:
-    """The space the estimator declares, with the job's narrowed ranges."""
-    return type(base).declared_search_space().narrowed(job.space)
+def search_space(job: SearchJob) -> SearchSpace:
+    """The space the model's estimator declares, with the job's narrowed ranges."""
+    return job.data.estimator_class(job.model).declared_search_space().narrowed(job.space)
 
 
 class TrialObjective:
@@ -230,10 +204,9 @@ class TrialObjective:
 
     def __init__(self, job: SearchJob, worker: str):
         self.job, self.worker = job, worker
-        self.base, self.train, self.val = load_data(job)
-        self.space = search_space(job, self.base)
-        n = min(job.latency_records, len(self.val))
-        self.sample = self.val.subset(np.arange(n))
+        self.base, self.train, self.val = job.data.load(job)
+        self.space = search_space(job)
+        self.sample = job.data.head(self.val, job.latency_records)
 
     def __call__(self, trial: Trial) -> tuple[float, ...]:
         check_budget(trial, self.job.trials)
@@ -244,8 +217,8 @@ class TrialObjective:
         shutil.rmtree(workdir / "checkpoints", ignore_errors=True)  # never resume another's
         pruning = MedianEpochPruning(trial, model.config.epochs)
         with training_callbacks(*([pruning] if self.job.prune else [])):
-            model.fit(self.train, val=self.val, workdir=workdir)
-        measured = measure(model, self.val, self.sample)
+            self.job.data.fit(model, self.train, self.val, workdir)
+        measured = measure(model, self.job.data, self.val, self.sample)
         state = "pruned" if pruning.pruned_at else "complete"
         model.training["search"] = {
             "study": self.job.study,
@@ -263,7 +236,8 @@ class TrialObjective:
             trial.set_user_attr(key, value)
         trial.set_user_attr("path", str(workdir))
         console.print(
-            f"[{self.worker}] trial {trial.number} {state}: val MAE {measured['val_mae']:.4g}, "
+            f"[{self.worker}] trial {trial.number} {state}: validation "
+            f"{self.job.data.error_name} {measured['val_error']:.4g}, "
             f"{measured['params']:,} weights, {measured['latency_seconds'] * 1e6:.3g} µs/record"
         )
         if pruning.pruned_at:
@@ -329,7 +303,7 @@ def _trial_row(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def summarise(study: optuna.Study, job: SearchJob, seconds: float, exit_codes: list) -> dict:
-    """``OUT/search.json`` (every trial, the Pareto front, the best by validation MAE) and
+    """``OUT/search.json`` (every trial, the Pareto front, the best by validation error) and
     ``OUT/pareto.png``; trials still RUNNING (a killed worker's, on a journal file) are
     listed, never dropped."""
     trials = study.get_trials(deepcopy=False)
@@ -348,7 +322,8 @@ def summarise(study: optuna.Study, job: SearchJob, seconds: float, exit_codes: l
         "seconds": seconds,
         "sampler": asdict(job.sampler),
         "space": search_space_dict(job),
-        "best": _trial_row(min(complete, key=lambda t: t.user_attrs["val_mae"]))
+        "error": job.data.error_name,
+        "best": _trial_row(min(complete, key=lambda t: t.user_attrs["val_error"]))
         if complete
         else None,
         "pareto": [_trial_row(t) for t in sorted(front, key=lambda t: t.number)],
@@ -362,12 +337,11 @@ def summarise(study: optuna.Study, job: SearchJob, seconds: float, exit_codes: l
 
 def search_space_dict(job: SearchJob) -> dict:
     """The job's space as plain data, from the estimator's class alone (no data loaded)."""
-    base = make_regressor(job.model, job.preset)
-    return search_space(job, base).to_dict()
+    return search_space(job).to_dict()
 
 
 def plot_pareto(summary: dict, path: Path) -> None:
-    """Validation MAE against predict latency and against weights: every complete trial,
+    """Validation error against predict latency and against weights: every complete trial,
     the Pareto front marked."""
     import matplotlib
 
@@ -382,7 +356,7 @@ def plot_pareto(summary: dict, path: Path) -> None:
         (axes[1], "params", "weights"),
     ):
         scatter_trials(ax, summary, key)
-        ax.set(xscale="log", xlabel=label, ylabel="validation MAE")
+        ax.set(xscale="log", xlabel=label, ylabel=f"validation {summary['error']}")
     axes[0].legend()
     done = sum(t["state"] == "complete" for t in summary["trials"])
     fig.suptitle(f"{summary['study']}: {done} complete trials of {summary['model']}")
@@ -390,7 +364,7 @@ def plot_pareto(summary: dict, path: Path) -> None:
 
 
 def scatter_trials(ax, summary: dict, key: str) -> None:
-    """Validation MAE of every complete trial against ``key`` (``latency_seconds``, shown in
+    """Validation error of every complete trial against ``key`` (``latency_seconds``, shown in
     µs, or ``params``) on ``ax``, the Pareto front in colour."""
     scale = 1e6 if key == "latency_seconds" else 1
     front = {t["number"] for t in summary["pareto"]}
@@ -399,7 +373,7 @@ def scatter_trials(ax, summary: dict, key: str) -> None:
         shown = [t for t in done if (t["number"] in front) == on_front]
         ax.scatter(
             [t[key] * scale for t in shown],
-            [t["val_mae"] for t in shown],
+            [t["val_error"] for t in shown],
             label="Pareto front" if on_front else "trials",
             **style,
         )

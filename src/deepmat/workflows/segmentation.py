@@ -82,12 +82,9 @@ def train_segmentation(
     :class:`SegmentationSpec` fields (tile, depth, scale, ...) that replace the preset's."""
     train, class_map = read_labelled(data, "train", classes)
     validation, _ = read_labelled(val or data, "val", classes)
-    arguments = SegmentationModel.preset_arguments(preset, overrides, loss=loss)
-    spec = arguments.get("spec") or SegmentationSpec()
-    channels = 3 if any(m.image.ndim == 3 for m in train) else 1
-    spec = replace(spec, kind=model, pretrained=pretrained, channels=channels, **(network or {}))
-    estimator = SegmentationModel(
-        class_map, **(arguments | {"spec": spec}), name=f"{model}-{data.split(':')[0]}"
+    network = {"kind": model, "pretrained": pretrained} | (network or {})
+    estimator = segmentation_estimator(
+        train, class_map, f"{model}-{data.split(':')[0]}", preset, overrides, loss, network
     )
     out = Path(out)
     estimator.fit(train, val=validation, workdir=out / "work", resume=resume)
@@ -97,6 +94,25 @@ def train_segmentation(
     (label,) = estimator.predict([first])
     write_overlay(first, label, out / f"overlay_{first.name}.png", truth=first.labels)
     return estimator
+
+
+def segmentation_estimator(
+    train: list[Micrograph],
+    class_map: ClassMap,
+    name: str,
+    preset: str = "default",
+    overrides: dict | None = None,
+    loss: str | None = None,
+    network: dict | None = None,
+) -> SegmentationModel:
+    """An untrained segmentation network of ``preset`` for the micrographs ``train``: grey
+    or RGB as they are; ``overrides`` replace training options, ``network`` fields of the
+    preset's :class:`SegmentationSpec`."""
+    arguments = SegmentationModel.preset_arguments(preset, overrides, loss=loss)
+    channels = 3 if any(m.image.ndim == 3 for m in train) else 1
+    spec = replace(arguments.get("spec") or SegmentationSpec(), channels=channels)
+    spec = replace(spec, **(network or {}))
+    return SegmentationModel(class_map, **(arguments | {"spec": spec}), name=name)
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
