@@ -76,3 +76,20 @@ def subsample(table, n: int | None, seed: int = 0):
     if n is None or n >= len(table):
         return table
     return table.subset(np.sort(np.random.default_rng(seed).choice(len(table), n, False)))
+
+
+def search_metrics(summary: dict, workers: int, best_key: str) -> dict:
+    """What a search benchmark records of its search (``run_search``'s summary): finished
+    trials, workers, seconds, the Pareto front's size, trial states, the best trial's
+    validation error (as ``best_key``), objectives, sampler and space."""
+    return {
+        "trials": sum(summary["states"].get(s, 0) for s in ("complete", "pruned")),
+        "workers": workers,
+        "seconds": summary["seconds"],
+        "pareto_size": len(summary["pareto"]),
+        "states": summary["states"],
+        best_key: summary["best"]["val_error"],
+        "objectives": summary["objectives"],
+        "sampler": summary["sampler"],
+        "space": summary["space"],
+    }

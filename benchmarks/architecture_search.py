@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _shared import command, machine, parser, write_json
+from _shared import command, machine, parser, search_metrics, write_json
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import DataSpec
 from deepmat.workflows.search import SearchJob, measure, run_search, scatter_trials
@@ -154,17 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_the_same_way(model, train, val, args.out / name)
         metrics[name] = row(model, job.data, val, holdout, sample, time.perf_counter() - start)
     metrics["best"] |= {"trial": summary["best"]["number"], "point": summary["best"]["point"]}
-    metrics["search"] = {
-        "trials": sum(summary["states"].get(s, 0) for s in ("complete", "pruned")),
-        "workers": args.workers,
-        "seconds": summary["seconds"],
-        "pareto_size": len(summary["pareto"]),
-        "states": summary["states"],
-        "best_trial_val_mae": summary["best"]["val_error"],
-        "objectives": summary["objectives"],
-        "sampler": summary["sampler"],
-        "space": summary["space"],
-    }
+    metrics["search"] = search_metrics(summary, args.workers, "best_trial_val_mae")
     results = {
         "benchmark": "architecture_search",
         "quick": args.quick,

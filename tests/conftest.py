@@ -113,7 +113,7 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.path.name != "test_benchmarks.py")  # stable: order kept
     for item in items:
         if item.path.name == "test_benchmarks.py":
-            group = "ebsd" if "[ebsd]" in item.name else None
+            group = "ebsd" if "[ebsd" in item.name else None  # ebsd, ebsd_search
         else:
             numba = item.path.stem.startswith("test_ebsd") or item.path.stem == "test_orientations"
             group = "ebsd" if numba else item.path.stem

@@ -23,6 +23,7 @@ NEEDS = {
     "homogenization": (),
     "localization": (),
     "ebsd": (),
+    "ebsd_search": (),
     "crystal": ("mp-eform", "perovskites"),
     "cold_start": (),
     "pretrained": ("oqmd-dhf", "perovskites"),
