@@ -13,7 +13,7 @@ training) the same way (same patterns, epochs and seed), and compares them on th
 patterns: mean and median disorientation, the share within 2°, patterns per second of
 ``predict`` (best of three, one process) and weights.
 
-    python benchmarks/ebsd_search.py --out runs/ebsd_search          # 16 trials, 2 workers
+    python benchmarks/ebsd_search.py --out runs/ebsd_search          # 10 trials, 2 workers
     python benchmarks/ebsd_search.py --out /tmp/e --quick            # seconds
 
 Models: ``OUT/best/`` and ``OUT/default/`` (and every trial in ``OUT/search/trials/``).
@@ -44,27 +44,29 @@ QUICK_SPACE = {"blocks": [3, 3], "channels": [4, 8], "head_width": [16, 32]}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "ebsd_search")
-    p.add_argument("--trials", type=int, default=16, help="finished trials over all workers")
+    p.add_argument("--trials", type=int, default=10, help="finished trials over all workers")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--train-n", type=int, default=20_000, help="training patterns")
     p.add_argument("--val-n", type=int, default=1_000, help="validation patterns")
     p.add_argument("--test-n", type=int, default=1_000, help="test patterns")
     p.add_argument("--shape", type=int, nargs=2, default=[60, 60], help="detector rows, columns")
     p.add_argument("--noise-counts", type=float, default=300.0, help="Poisson noise, electrons")
-    p.add_argument("--epochs", type=int, default=5, help="epochs of every trial and final fit")
-    p.add_argument("--population", type=int, default=8, help="NSGA-II generation size")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of every trial and final fit")
+    p.add_argument("--population", type=int, default=6, help="NSGA-II generation size")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
 
 def simulate(args: argparse.Namespace) -> dict[str, Path]:
-    """The three pattern files (kept in OUT/data and reused when present)."""
+    """The three pattern files, kept in OUT/data under names that hold their settings and
+    reused by a run with the same settings."""
     folder = args.out / "data"
     folder.mkdir(parents=True, exist_ok=True)
     sizes = {"train": args.train_n, "val": args.val_n, "test": args.test_n}
+    settings = f"{args.shape[0]}x{args.shape[1]}-counts{args.noise_counts:g}"
     paths = {}
     for name, n in sizes.items():
-        paths[name] = folder / f"{name}.h5"
+        paths[name] = folder / f"{name}-{n}-{settings}-seed{SEEDS[name]}.h5"
         if not paths[name].exists():
             simulate_pattern_file(
                 paths[name],
