@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "ebsd_search")
     p.add_argument("--trials", type=int, default=8, help="finished trials over all workers")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--train-n", type=int, default=10_000, help="training patterns")
+    p.add_argument("--train-n", type=int, default=20_000, help="training patterns")
     p.add_argument("--val-n", type=int, default=1_000, help="validation patterns")
     p.add_argument("--test-n", type=int, default=1_000, help="test patterns")
     p.add_argument("--shape", type=int, nargs=2, default=[60, 60], help="detector rows, columns")

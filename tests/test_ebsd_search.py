@@ -70,3 +70,20 @@ def test_a_model_that_is_not_searchable_on_patterns_is_refused(patterns, tmp_pat
 
     with pytest.raises(ConfigError, match="'elemnet' is not searchable on this data"):
         SearchJob("elemnet", PatternData((str(patterns),)), tmp_path, trials=1)
+
+
+def test_a_search_starts_from_the_default_network_when_its_space_holds_it(patterns, tmp_path):
+    from deepmat.workflows.search import SearchJob, start_point
+    from deepmat.workflows.search_data import PatternData
+
+    base = OrientationCNNRegressor()
+    start = OrientationCNNRegressor.search_start
+    assert OrientationCNNRegressor.declared_search_space().contains(start)
+    default = base.searched(start)
+    assert default.spec == base.spec
+    assert (default.config.lr, default.config.batch_size) == (base.config.lr, 128)
+    data = PatternData((str(patterns),))
+    assert start_point(SearchJob("orientation-cnn", data, tmp_path, trials=1)) == start
+    narrowed = SearchJob("orientation-cnn", data, tmp_path, trials=1, space=TINY)
+    assert start_point(narrowed) is None  # TINY has no 4-block networks
+    assert start_point(SearchJob("orientation-cnn", data, tmp_path, trials=1, start=False)) is None

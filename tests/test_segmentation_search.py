@@ -53,3 +53,14 @@ def test_search_segmentation_saves_every_trial_as_a_segmentation_model(tmp_path)
         assert model.spec.tile == 32 and model.spec.kind == row["point"]["kind"]
         (labels,) = model.predict([image])
         assert labels.shape == image.labels.shape and set(np.unique(labels)) <= {0, 1}
+
+
+def test_the_search_start_is_the_default_segmentation_network():
+    classes = ClassMap(("matrix", "particle"), (0, 1))
+    base = SegmentationModel(classes, SegmentationSpec(pretrained=False))
+    start = SegmentationModel.search_start
+    assert SegmentationModel.declared_search_space().contains(start)
+    default = base.searched(start)
+    assert default.spec == base.spec
+    assert (default.config.lr, default.config.batch_size) == (base.config.lr, 4)
+    assert not SegmentationModel.declared_search_space().contains(start | {"tile": 100})

@@ -87,6 +87,13 @@ class SearchOptions:
     prune: Annotated[
         bool, typer.Option(help="stop trials worse than the median at the same epoch")
     ] = True
+    start: Annotated[
+        bool,
+        typer.Option(
+            help="a new study tries the preset's network first (orientation and segmentation "
+            "networks declare it)"
+        ),
+    ] = True
     heartbeat: Annotated[
         int, typer.Option(help="seconds between running trials' heartbeats (databases)")
     ] = 10
@@ -222,6 +229,7 @@ def _search(data, model: str, out: Path, options: SearchOptions) -> None:
             seed=o.seed,
             space=_read_ranges(o.space) if o.space else {},
             prune=o.prune,
+            start=o.start,
             heartbeat=o.heartbeat,
         )
         summary = run_search(job)

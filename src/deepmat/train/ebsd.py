@@ -83,7 +83,7 @@ ORIENTATION_CONFIG = {"batch_size": 128, "lr": 2e-3, "schedule": "onecycle"}
 #: block; the kernel size; the read-out of the last feature maps (flattened, or average
 #: pooled to one value per channel); a head of ``head_layers`` fully connected layers of
 #: ``head_width`` units with ``dropout``. The default network is close to 4 blocks from 8
-#: channels, kernel 3, flattened, one head layer of 512
+#: channels, kernel 3, flattened, one head layer of 512 (``search_start``)
 ORIENTATION_SEARCH_SPACE = SearchSpace(
     {
         "blocks": IntRange(3, 5),
@@ -190,6 +190,18 @@ class OrientationCNNRegressor(Estimator):
 
     family = "orientation-network"
     search_space: ClassVar[SearchSpace] = ORIENTATION_SEARCH_SPACE
+    search_start: ClassVar[dict] = {
+        "blocks": 4,
+        "channels": 8,
+        "convs_per_block": 1,
+        "kernel_size": 3,
+        "readout": "flatten",
+        "head_layers": 1,
+        "head_width": 512,
+        "dropout": 0.0,
+        "lr": 2e-3,
+        "batch_size": 128,
+    }
     input_kind: ClassVar[str] = "ebsd-pattern"
     output_kind: ClassVar[str] = "orientation"
     presets: ClassVar[dict] = {

@@ -64,6 +64,9 @@ class Estimator:
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     #: what an architecture search may vary (None: the family cannot be searched)
     search_space: ClassVar[SearchSpace | None] = None
+    #: the default preset's network as a point of :attr:`search_space`, which a search
+    #: tries first (None where the preset's network is not a point of the space)
+    search_start: ClassVar[dict | None] = None
 
     name: str
     training: dict

@@ -55,6 +55,13 @@ class IntRange:
     def suggest(self, trial, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, step=self.step, log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        return (
+            isinstance(value, int)
+            and self.low <= value <= self.high
+            and (value - self.low) % self.step == 0
+        )
+
 
 @dataclass(frozen=True)
 class FloatRange:
@@ -75,6 +82,9 @@ class FloatRange:
     def suggest(self, trial, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int | float) and self.low <= value <= self.high
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -88,6 +98,9 @@ class Choice:
 
     def suggest(self, trial, name: str) -> Any:
         return trial.suggest_categorical(name, self.choices)
+
+    def contains(self, value: Any) -> bool:
+        return value in self.choices
 
 
 Parameter = IntRange | FloatRange | Choice
@@ -109,6 +122,12 @@ class SearchSpace:
     def sample(self, trial) -> dict[str, Any]:
         """One value per parameter, asked of an Optuna trial (its sampler decides)."""
         return {name: p.suggest(trial, name) for name, p in self.params.items()}
+
+    def contains(self, point: Mapping[str, Any]) -> bool:
+        """Whether ``point`` gives every parameter, and only those, a value in its range."""
+        return point.keys() == self.params.keys() and all(
+            p.contains(point[name]) for name, p in self.params.items()
+        )
 
     def narrowed(self, ranges: Mapping[str, Any]) -> SearchSpace:
         """This space with some parameters' ranges replaced, as a JSON file gives them:

@@ -160,6 +160,15 @@ class SegmentationModel(Estimator):
 
     family = "segmentation-network"
     search_space: ClassVar[SearchSpace] = SEGMENTATION_SEARCH_SPACE
+    search_start: ClassVar[dict] = {
+        "kind": "unet",
+        "depth": 3,
+        "decoder_width": 32,
+        "hidden": 1024,
+        "tile": 256,
+        "lr": 1e-3,
+        "batch_size": 4,
+    }
     input_kind: ClassVar[str] = "micrograph"
     output_kind: ClassVar[str] = "labels"
     presets: ClassVar[dict] = {

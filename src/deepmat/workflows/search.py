@@ -96,6 +96,7 @@ class SearchJob:
     seed: int = 0
     space: dict = field(default_factory=dict)
     prune: bool = True
+    start: bool = True
     heartbeat: int = HEARTBEAT_SECONDS
     latency_records: int = 2048
 
@@ -134,6 +135,7 @@ class SearchJob:
             "val_subset": self.val_subset,
             "seed": self.seed,
             "space": self.space,
+            "start": self.start,
         }
         return json.loads(json.dumps(settings))
 
@@ -197,6 +199,15 @@ def measure(model: Estimator, data: SearchData, val, sample) -> dict[str, float]
 def search_space(job: SearchJob) -> SearchSpace:
     """The space the model's estimator declares, with the job's narrowed ranges."""
     return job.data.estimator_class(job.model).declared_search_space().narrowed(job.space)
+
+
+def start_point(job: SearchJob) -> dict | None:
+    """The point a new study tries first: the estimator's ``search_start`` (its default
+    network) when the job asks for it and the job's space holds it; None otherwise."""
+    point = job.data.estimator_class(job.model).search_start
+    if job.start and point is not None and search_space(job).contains(point):
+        return point
+    return None
 
 
 class TrialObjective:
@@ -272,7 +283,10 @@ def run_search(job: SearchJob) -> dict:
     search_space_dict(job)  # a bad range stops the search before any study exists
     job.out.mkdir(parents=True, exist_ok=True)
     storage = open_storage(job.storage_url, job.heartbeat)
-    open_study(storage, job.study, job.objectives, job.settings())
+    study = open_study(storage, job.study, job.objectives, job.settings())
+    point = start_point(job)
+    if point is not None and not study.trials:
+        study.enqueue_trial(point, user_attrs={"start": True})
     exit_codes = [0]
     if job.workers == 1:
         run_worker(job)
@@ -292,7 +306,7 @@ def run_search(job: SearchJob) -> dict:
 
 
 def _trial_row(trial: FrozenTrial) -> dict[str, Any]:
-    keep = ("worker", "path", *OBJECTIVES.values(), "surplus")
+    keep = ("worker", "path", *OBJECTIVES.values(), "surplus", "start")
     return {
         "number": trial.number,
         "state": trial.state.name.lower(),
