@@ -7,7 +7,8 @@ its own seed. Runs ``deepmat search ebsd`` (NSGA-II on the orientation CNN's dec
 blocks, channels (the first block's at most 16), convolutions per block, kernel size,
 read-out, head layers and widths, dropout, learning rate, batch size; objectives validation
 mean disorientation, measured predict latency and weights) with ``--workers`` processes
-sharing one SQLite study for ``--trials`` finished trials. Then it trains the best
+sharing one SQLite study for ``--trials`` finished trials, the first of them the default
+network (the estimator's ``search_start``). Then it trains the best
 architecture found and the default network (:data:`~deepmat.models.ebsd.ORIENTATION_CNN_SMALL`
 with the default preset's training) the same way (same patterns, epochs and seed), and
 compares them on the test patterns: mean and median disorientation, the share within 2°,
