@@ -171,3 +171,11 @@ def test_two_workers_share_a_study_and_lose_no_trial_when_one_is_killed(formulas
     assert len(set(points)) == budget  # no trial ran twice
     paths = [t.user_attrs["path"] for t in finished]
     assert len(set(paths)) == budget and all((Path(p) / "card.json").exists() for p in paths)
+
+
+def test_workers_that_cannot_read_the_data_end_the_search_with_one_clear_error(tmp_path):
+    missing = tmp_path / "no-such.csv"
+    command = ["search", "composition", "--data", str(missing), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*command, "--workers", "2", "--trials", "2"])
+    assert result.exit_code == 2, result.output
+    assert "every search worker failed" in result.output and "Traceback" not in result.output

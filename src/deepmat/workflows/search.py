@@ -42,7 +42,7 @@ from lightning.pytorch.callbacks import Callback
 from optuna.trial import FrozenTrial, Trial, TrialState
 from rich.console import Console
 
-from deepmat.errors import ConfigError
+from deepmat.errors import ConfigError, DeepmatError
 from deepmat.train.estimator import Estimator
 from deepmat.train.search_space import SearchSpace
 from deepmat.train.trainer import training_callbacks
@@ -274,6 +274,17 @@ def run_worker(job: SearchJob, index: int = 0) -> None:
     optimize_within_budget(study, objective, job.trials, has_heartbeat(job.storage_url))
 
 
+def _worker_process(job: SearchJob, index: int) -> None:
+    """:func:`run_worker` in a process of its own: a deepmat error (data that cannot be read,
+    a storage that cannot be reached) is one line on the console and exit code 2, not a
+    traceback."""
+    try:
+        run_worker(job, index)
+    except DeepmatError as exc:
+        console.print(f"[red]search worker {index}: {exc}[/]", soft_wrap=True)
+        raise SystemExit(2) from None
+
+
 def run_search(job: SearchJob) -> dict:
     """Run a search: create or join the study, run ``job.workers`` workers (in this process
     for one, in their own processes for more) until the budget is finished, and write
@@ -293,7 +304,7 @@ def run_search(job: SearchJob) -> dict:
     else:
         context = multiprocessing.get_context("spawn")
         processes = [
-            context.Process(target=run_worker, args=(job, i), name=f"search-worker-{i}")
+            context.Process(target=_worker_process, args=(job, i), name=f"search-worker-{i}")
             for i in range(job.workers)
         ]
         for process in processes:
@@ -302,6 +313,11 @@ def run_search(job: SearchJob) -> dict:
             process.join()
         exit_codes = [p.exitcode for p in processes]
     study = optuna.load_study(study_name=job.study, storage=storage)
+    if all(exit_codes) and not any(counts(study)[s] for s in FINISHED):
+        raise DeepmatError(
+            f"every search worker failed (exit codes {exit_codes}) before a trial finished; "
+            "their errors are printed above"
+        )
     return summarise(study, job, time.perf_counter() - start, exit_codes)
 
 
@@ -370,7 +386,9 @@ def plot_pareto(summary: dict, path: Path) -> None:
         (axes[1], "params", "weights"),
     ):
         scatter_trials(ax, summary, key)
-        ax.set(xscale="log", xlabel=label, ylabel=f"validation {summary['error']}")
+        ax.set(xlabel=label, ylabel=f"validation {summary['error']}")
+        if summary["best"]:  # a log axis needs a point
+            ax.set_xscale("log")
     axes[0].legend()
     done = sum(t["state"] == "complete" for t in summary["trials"])
     fig.suptitle(f"{summary['study']}: {done} complete trials of {summary['model']}")
