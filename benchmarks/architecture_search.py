@@ -30,7 +30,13 @@ import numpy as np
 from _shared import command, machine, parser, search_metrics, write_json
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import DataSpec
-from deepmat.workflows.search import SearchJob, measure, run_search, scatter_trials
+from deepmat.workflows.search import (
+    SearchJob,
+    measure,
+    predict_seconds,
+    run_search,
+    scatter_trials,
+)
 from deepmat.workflows.search_data import CompositionData
 from deepmat.workflows.search_study import SamplerSpec
 
@@ -56,17 +62,6 @@ def train_the_same_way(model, train, val, out: Path):
     model.fit(train, val=val, workdir=out)
     model.save(out)
     return model
-
-
-def predict_seconds(model, compositions: list) -> float:
-    """Best of three: seconds ``predict`` takes for ``compositions``, warmed up."""
-    model.predict(compositions)
-    runs = []
-    for _ in range(3):
-        start = time.perf_counter()
-        model.predict(compositions)
-        runs.append(time.perf_counter() - start)
-    return min(runs)
 
 
 def row(model, data, val, holdout, sample, train_seconds: float) -> dict:

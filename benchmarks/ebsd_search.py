@@ -33,7 +33,13 @@ from deepmat.data.ebsd import read_pattern_dataset
 from deepmat.data.ebsd_simulation import NoiseSpec
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.ebsd import simulate_pattern_file
-from deepmat.workflows.search import SearchJob, measure, run_search, scatter_trials
+from deepmat.workflows.search import (
+    SearchJob,
+    measure,
+    predict_seconds,
+    run_search,
+    scatter_trials,
+)
 from deepmat.workflows.search_data import PatternData
 from deepmat.workflows.search_study import SamplerSpec
 
@@ -85,17 +91,6 @@ def simulate(args: argparse.Namespace) -> dict[str, Path]:
     return paths
 
 
-def patterns_per_second(model, patterns) -> float:
-    """Best of three: patterns per second of ``predict``, warmed up."""
-    model.predict(patterns[:64])
-    runs = []
-    for _ in range(3):
-        start = time.perf_counter()
-        model.predict(patterns)
-        runs.append(time.perf_counter() - start)
-    return len(patterns) / min(runs)
-
-
 def row(model, data: PatternData, val, test, train_seconds: float) -> dict:
     """The comparison's numbers for one trained network."""
     measured = measure(model, data, val, data.head(val, 256))
@@ -105,7 +100,7 @@ def row(model, data: PatternData, val, test, train_seconds: float) -> dict:
         "test_mean_disorientation_deg": scores["mean_disorientation_deg"],
         "test_median_disorientation_deg": scores["median_disorientation_deg"],
         "test_within_2deg": scores["within_2deg"],
-        "patterns_per_second": patterns_per_second(model, test.patterns),
+        "patterns_per_second": len(test) / predict_seconds(model, test.patterns),
         "params": measured["params"],
         "flops": measured["flops"],
         "architecture": model.spec.to_dict(),

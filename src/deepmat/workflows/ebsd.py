@@ -185,6 +185,19 @@ def fit_orientation_cnn(
     preprocessing (``preprocess``), which prediction applies.
     """
     regressor = orientation_estimator(train, spec, config, val_fraction, preprocess)
+    return fit_on_patterns(regressor, train, val, workdir, resume)
+
+
+def fit_on_patterns(
+    regressor: OrientationCNNRegressor,
+    train: PatternDataset,
+    val: PatternDataset | None,
+    workdir: str | Path,
+    resume: bool = True,
+) -> OrientationCNNRegressor:
+    """``regressor`` fitted on ``train`` (best epoch on ``val``, or on a held-out part of
+    ``train`` without it), its card recording the detector and the noise or camera of
+    ``train``."""
     regressor.fit(
         train.patterns,
         train.rotations,

@@ -173,6 +173,18 @@ class MedianEpochPruning(Callback):
             trainer.should_stop = True
 
 
+def predict_seconds(model: Estimator, records) -> float:
+    """Seconds ``model.predict(records)`` takes: the fastest of three calls, after one to
+    warm up."""
+    model.predict(records)
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        model.predict(records)
+        runs.append(time.perf_counter() - start)
+    return min(runs)
+
+
 def measure(model: Estimator, data: SearchData, val, sample) -> dict[str, float]:
     """A trained model's validation error (``data.error``), weights, FLOPs per record
     (matrix products and convolutions, counted by PyTorch) and ``predict`` seconds per record
@@ -182,17 +194,11 @@ def measure(model: Estimator, data: SearchData, val, sample) -> dict[str, float]
     counter = FlopCounterMode(display=False)
     with counter:
         model.predict(sample)
-    model.predict(sample)  # warm up outside the counter
-    runs = []
-    for _ in range(3):
-        start = time.perf_counter()
-        model.predict(sample)
-        runs.append(time.perf_counter() - start)
     return {
         "val_error": data.error(model, val),
         "params": int(sum(p.numel() for p in model.net.parameters())),
         "flops": counter.get_total_flops() / len(sample),
-        "latency_seconds": min(runs) / len(sample),
+        "latency_seconds": predict_seconds(model, sample) / len(sample),
     }
 
 

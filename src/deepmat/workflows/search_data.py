@@ -26,6 +26,8 @@ import numpy as np
 
 from deepmat.data.composition import CompositionTable
 from deepmat.errors import DataError
+from deepmat.train.element_sets import ElementSetRegressor
+from deepmat.train.regressors import NetworkRegressor
 from deepmat.workflows.composition import DataSpec, make_regressor
 
 if TYPE_CHECKING:
@@ -44,12 +46,17 @@ def drawn_indices(n: int, size: int | None, seed: int) -> np.ndarray | None:
 class CompositionData:
     """Composition tables: a named dataset (its train and val splits) or CSV files."""
 
-    models: ClassVar[tuple[str, ...]] = ("elemnet", "roost", "transformer")
+    classes: ClassVar[dict[str, type]] = {
+        "elemnet": NetworkRegressor,
+        "roost": ElementSetRegressor,
+        "transformer": ElementSetRegressor,
+    }
+    models: ClassVar[tuple[str, ...]] = tuple(classes)
     error_name: ClassVar[str] = "mae"
     spec: DataSpec
 
     def estimator_class(self, model: str) -> type[Estimator]:
-        return type(make_regressor(model))
+        return self.classes[model]
 
     def load(
         self, job, tables: tuple[CompositionTable, CompositionTable] | None = None
@@ -134,12 +141,9 @@ class PatternData:
         return base, train, val
 
     def fit(self, model: Estimator, train: PatternDataset, val: PatternDataset, workdir) -> None:
-        from deepmat.data.ebsd import degradation_attrs
+        from deepmat.workflows.ebsd import fit_on_patterns
 
-        model.fit(
-            train.patterns, train.rotations, val=(val.patterns, val.rotations), workdir=workdir
-        )
-        model.training |= {"detector": train.detector.to_dict(), **degradation_attrs(train.noise)}
+        fit_on_patterns(model, train, val, workdir)
 
     def error(self, model: Estimator, val: PatternDataset) -> float:
         return float(model.evaluate(val.patterns, val.rotations)["mean_disorientation_deg"])
