@@ -13,7 +13,9 @@ each before and after recalibration (``<method>_recalibrated``: one factor on σ
 maximum likelihood; ``<method>_recalibrated_area``: the factor with the smallest
 miscalibration area, for errors with heavier tails than a Gaussian's;
 ``<method>_recalibrated_coverage``: the split-conformal factor that makes the 95 %
-interval hold 95 %), all fitted on the calibration half. A method that does not apply
+interval hold 95 %), all fitted on the calibration half. An ensemble whose members give
+their own σ gets a factor on each part of its variance, the members' own and their spread
+(``scales``; :func:`deepmat.train.calibration.fit_component_scales`). A method that does not apply
 records the model's own error (Roost and CGCNN have no dropout). The validation split is
 cut in two halves at random: the first stops training early and fits the recalibration,
 the second scores every method, so no score comes from data a model or its calibration
@@ -28,9 +30,9 @@ beside the MAE.
 so); ``--use composition.ensemble=runs/composition/ensemble`` scores a model trained
 elsewhere (on the same train split) instead of training it, and ``--methods`` keeps only
 the methods named; a run of some ``--models`` keeps the other models' earlier results (the
-picture shows the models of the latest run). Each model is saved, after
-recalibration, as ``OUT/<model>_<method>/``. Rerunning resumes from the checkpoints.
-Results: ``benchmarks/results/uncertainty.{json,png}``.
+picture shows the models of the latest run). Each model is saved, recalibrated on the
+calibration half by the split-conformal criterion, as ``OUT/<model>_<method>/``. Rerunning
+resumes from the checkpoints. Results: ``benchmarks/results/uncertainty.{json,png}``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from _shared import command, machine, merge_earlier, parser, subsample, write_js
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.readers import read_structures
 from deepmat.train import Ensemble, save_model
-from deepmat.train.calibration import calibration_curve, calibration_metrics, fit_std_scale
+from deepmat.train.calibration import calibration_curve, calibration_metrics, fit_component_scales
 from deepmat.train.estimator import UncertaintyUnavailable
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
@@ -173,24 +175,26 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
     estimator = trained(model, method, train_part, calibration, args)
     estimator.recalibration = {}  # the raw σ, whatever a model given by --use carried
     truth = estimator.targets_of(assessment)
-    mean, std = estimator.predict(assessment, return_std=True)
+    mean, parts = estimator.variance_components(assessment)
+    std = np.sqrt(sum(parts.values()))
     entry = {
         method: {"mae": float(np.mean(np.abs(truth - mean)))}
         | calibration_metrics(truth, mean, std)
     }
     entry[method] |= {"n": len(truth), "model": str(args.out / f"{model}_{method}")}
     curves = {method: calibration_curve(truth, mean, std)[1]}
-    held = estimator.targets_of(calibration), *estimator.predict(calibration, return_std=True)
+    held = estimator.targets_of(calibration), *estimator.variance_components(calibration)
     for criterion, label in RECALIBRATIONS:
-        scale = fit_std_scale(*held, criterion)[0]
+        scales = fit_component_scales(*held, criterion)[0]
+        scaled = np.sqrt(sum(scales[part] ** 2 * parts[part] for part in parts))
         entry[method + label] = {
             "mae": entry[method]["mae"],
-            "std_scale": scale,
+            "scales": scales,
             "criterion": criterion,
         }
-        entry[method + label] |= calibration_metrics(truth, mean, scale * std)
-        curves[method + label] = calibration_curve(truth, mean, scale * std)[1]
-    estimator.recalibrate(calibration)  # the saved model keeps the likelihood's factor
+        entry[method + label] |= calibration_metrics(truth, mean, scaled)
+        curves[method + label] = calibration_curve(truth, mean, scaled)[1]
+    estimator.recalibrate(calibration, criterion="coverage")
     save_model(estimator, args.out / f"{model}_{method}")
     entry[method]["seconds"] = time.perf_counter() - start
     return entry, curves

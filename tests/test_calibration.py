@@ -12,6 +12,7 @@ from deepmat.train.calibration import (
     CALIBRATION_KEYS,
     calibration_curve,
     calibration_metrics,
+    fit_component_scales,
     fit_std_scale,
 )
 
@@ -94,3 +95,35 @@ def test_a_coverage_outside_zero_to_one_is_refused():
         fit_std_scale(truth, mean, std, "coverage", coverage=1.2)
     low = fit_std_scale(truth, mean, std, "coverage", coverage=0.9)[0]
     assert low < fit_std_scale(truth, mean, std, "coverage")[0]
+
+
+def test_weighing_an_understated_spread_calibrates_both_intervals_where_one_factor_cannot():
+    """Members whose own σ is right but whose spread understates the epistemic error 3×:
+    the errors, pooled, have heavy tails that no one factor on σ² fits at 68 % and 95 %."""
+    rng = np.random.default_rng(3)
+
+    def draw(n: int):
+        own = rng.uniform(0.5, 1.0, n) ** 2
+        spread = np.where(rng.random(n) < 0.15, rng.uniform(2.0, 4.0, n), 0.05) ** 2
+        truth = rng.normal(0.0, np.sqrt(own + spread))
+        return truth, np.zeros(n), {"aleatoric": own, "epistemic": spread / 9}
+
+    held, mean, parts = draw(6000)
+    new, _, new_parts = draw(6000)
+    scales, method = fit_component_scales(held, mean, parts, "coverage")
+    assert "mix of aleatoric and epistemic" in method
+    assert scales["aleatoric"] == pytest.approx(1.0, rel=0.15)
+    assert scales["epistemic"] == pytest.approx(3.0, rel=0.15)
+    mixed = np.sqrt(sum(scales[k] ** 2 * new_parts[k] for k in parts))
+    metrics = calibration_metrics(new, mean, mixed)
+    assert metrics["miscalibration_area"] < 0.02
+    assert 0.93 <= metrics["coverage_95"] <= 0.97
+
+    total = np.sqrt(parts["aleatoric"] + parts["epistemic"])
+    single = fit_std_scale(held, mean, total, "coverage")[0]
+    new_total = np.sqrt(new_parts["aleatoric"] + new_parts["epistemic"])
+    assert calibration_metrics(new, mean, single * new_total)["miscalibration_area"] > 0.04
+    one = fit_component_scales(held, mean, {"total": total**2}, "coverage")[0]
+    assert one == {"total": pytest.approx(single)}
+    with pytest.raises(DataError, match="one or two variance parts"):
+        fit_component_scales(held, mean, parts | {"third": parts["aleatoric"]})

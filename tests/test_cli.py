@@ -281,16 +281,18 @@ def test_an_ensemble_recalibrates_on_its_val_part_and_evaluate_scores_its_calibr
     result = train(csv_path, out, *options, "--val-fraction", "0.35")
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())
-    assert card["family"] == "ensemble" and card["members"] == {"family": "forest", "k": 3}
+    assert card["family"] == "ensemble" and card["members"]["family"] == "forest"
+    assert card["members"]["k"] == 3 and card["members"]["weights"] == pytest.approx([1 / 3] * 3)
     assert (out / "members" / "2" / "forest.joblib").exists()
     n_val = len(json.loads((out / "split.json").read_text())["val"])
 
     command = ["recalibrate", str(out), str(csv_path), "--target", "dhf"]
     result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
-    assert "standard deviations ×" in result.output and "95 % coverage" in result.output
+    assert "epistemic ×" in result.output and "95 % coverage" in result.output
     recalibration = json.loads((out / "card.json").read_text())["recalibration"]
-    assert recalibration["n"] == n_val and recalibration["std_scale"] > 0
+    assert recalibration["n"] == n_val
+    assert set(recalibration["component_scales"]) == {"epistemic", "aleatoric"}
 
     result = runner.invoke(app, ["evaluate", str(out), str(csv_path), "--target", "dhf", "--json"])
     metrics = json.loads(result.stdout)
@@ -325,3 +327,33 @@ def test_roost_trains_from_the_command_line_with_a_chosen_embedding(csv_path, tm
     assert card["architecture"]["embedding_dim"] == 16
     result = train(csv_path, tmp_path / "x", "--model", "elemnet", "--embedding", "mat2vec")
     assert result.exit_code == 2 and "applies to roost and transformer" in result.output
+
+
+def test_models_of_two_families_combine_into_one_weighed_and_recalibrated_ensemble(
+    csv_path, tmp_path
+):
+    forest, network = tmp_path / "forest", tmp_path / "network"
+    split = ("--val-fraction", "0.35")
+    assert (
+        train(csv_path, forest, "--model", "rf-fractions", "--trees", "10", *split).exit_code == 0
+    )
+    result = train(csv_path, network, "--model", "elemnet", "--epochs", "2", *split)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "combined"
+    command = ["ensemble", str(forest), str(network), "--out", str(out)]
+    result = runner.invoke(app, [*command, "--data", str(csv_path), "--target", "dhf"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["members"]["families"] == ["forest", "network"]
+    assert sum(card["members"]["weights"]) == pytest.approx(1.0)
+    # the forest gives σ, the network none: both parts of the variance get a factor
+    assert set(card["recalibration"]["component_scales"]) == {"epistemic", "aleatoric"}
+    n_val = len(json.loads((forest / "split.json").read_text())["val"])
+    assert card["metrics"]["val"]["n"] == card["recalibration"]["n"] == n_val
+    result = runner.invoke(app, ["evaluate", str(out), str(csv_path), "--target", "dhf", "--json"])
+    assert json.loads(result.stdout)["part"] == "val"
+
+    other = tmp_path / "other-split"
+    assert train(csv_path, other, "--model", "rf-fractions", "--seed", "1", *split).exit_code == 0
+    result = runner.invoke(app, ["ensemble", str(forest), str(other), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "another split" in result.output

@@ -39,7 +39,11 @@ def test_an_ensemble_of_forests_predicts_saves_and_recalibrates(parts, tmp_path)
 
     record = ensemble.recalibrate(val)
     scaled = ensemble.predict(val, return_std=True)[1]
-    np.testing.assert_allclose(scaled, record["std_scale"] * std)
+    scales = record["component_scales"]  # the trees' own spread and the members' spread
+    parts = ensemble.variance_components(val)[1]
+    assert set(scales) == set(parts) == {"aleatoric", "epistemic"}
+    np.testing.assert_allclose(scaled, np.sqrt(sum(scales[k] ** 2 * parts[k] for k in parts)))
+    np.testing.assert_allclose(std**2, parts["aleatoric"] + parts["epistemic"])
     assert record["n"] == len(val)
     # maximum likelihood: the rescaled standardized errors have unit mean square
     assert np.mean(((val.targets - mean) / scaled) ** 2) == pytest.approx(1.0)
@@ -47,7 +51,7 @@ def test_an_ensemble_of_forests_predicts_saves_and_recalibrates(parts, tmp_path)
 
     loaded = deepmat.load(ensemble.save(tmp_path / "ensemble"))
     assert isinstance(loaded, Ensemble) and len(loaded.members) == 3
-    assert loaded.std_scale == pytest.approx(record["std_scale"])
+    assert loaded.recalibration["component_scales"] == pytest.approx(scales)
     np.testing.assert_allclose(loaded.predict(val, return_std=True)[1], scaled)
 
 
@@ -143,3 +147,26 @@ def test_a_laplace_head_trains_like_roost_robust_l1_and_is_picked_by_its_loss(pa
     assert float(LaplaceNLL()(prediction, y)) == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ConfigError, match="gaussian-nll or laplace-nll, not 'l1'"):
         make_regressor("elemnet", overrides={"loss": "l1"}, heteroscedastic=True)
+
+
+def test_members_of_two_families_are_weighed_on_held_out_data(parts, tmp_path):
+    train, val = parts
+    spec = MLPSpec(len(ElementFractions().feature_names), (Block(16, 1),))
+    config = TrainConfig(epochs=2, batch_size=64, progress=False)
+    weak = NetworkRegressor(spec, config=config).fit(train, val=val, workdir=tmp_path / "net")
+    mixed = Ensemble([forest(0).fit(train), weak])
+    equal = mixed.evaluate(val)["mae"]
+    weights = mixed.weigh(val)
+    assert weights.sum() == pytest.approx(1.0) and np.all(weights >= 0)
+    assert mixed.evaluate(val)["mae"] <= equal + 1e-9
+    mean, parts_ = mixed.variance_components(val)
+    members = np.stack([m.predict(val) for m in mixed.members])
+    np.testing.assert_allclose(mean, weights @ members)
+    # only the forest gives its own σ: the aleatoric part is the forest's
+    np.testing.assert_allclose(parts_["aleatoric"], mixed.members[0].predict(val, True)[1] ** 2)
+    loaded = deepmat.load(mixed.save(tmp_path / "mixed"))
+    np.testing.assert_allclose(loaded.weights, weights)
+    with pytest.raises(ConfigError, match="2 non-negative weights"):
+        Ensemble(mixed.members, weights=[1.0, -1.0])
+    with pytest.raises(DataError, match="at least 50 held-out records; got 20"):
+        mixed.weigh(val.subset(range(20)))

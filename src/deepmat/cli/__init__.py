@@ -1,6 +1,7 @@
-"""The ``deepmat`` command: train, predict, evaluate, recalibrate, explain, screen, segment,
-measure, reconstruct and design microstructures, learn actively, list models and datasets,
-generate data, index EBSD patterns, manage the cache and installed weights, run the demo.
+"""The ``deepmat`` command: train, predict, evaluate, recalibrate and combine models, explain,
+screen, segment, measure, reconstruct and design microstructures, learn actively, list
+models and datasets, generate data, index EBSD patterns, manage the cache and installed
+weights, run the demo.
 
 One module per group of commands: :mod:`~deepmat.cli.train`, :mod:`~deepmat.cli.use`,
 :mod:`~deepmat.cli.reconstruct`, :mod:`~deepmat.cli.design` and :mod:`~deepmat.cli.data`,
@@ -28,6 +29,7 @@ for command in (
     predict_structure,
     use.evaluate,
     use.recalibrate,
+    use.ensemble,
     use.screen,
     use.segment,
     use.measure,

@@ -258,7 +258,6 @@ def recalibrate(
     data, keep it in the model's card, and print the calibration before and after. Test
     records and records the model trained on are refused."""
     import deepmat
-    from deepmat.workflows.evaluation import evaluation_scope, read_split
 
     options = _reading_options(
         target, formula_column, drop_invalid, table_csv, cif_column, id_column
@@ -269,30 +268,39 @@ def recalibrate(
                 f"{model_dir}: not a saved-model directory (copy a shipped model first)"
             )
         model = deepmat.load(model_dir)
-        if model.input_kind == "microstructure":
-            from deepmat.workflows.microstructure import read_labelled
-
-            record = model.recalibrate(*read_labelled(data, model.target)[0], criterion, coverage)
-        else:
-            table, names, label = _labelled_table(model, data, options)
-            part = "val" if read_split(model_dir) is not None else None
-            card = model.card()
-            scope = evaluation_scope(model_dir, card, names, table.fingerprint(), part, label)
-            if scope.part != "val" or scope.training_records:
-                raise DataError(
-                    f"recalibration needs validation records; {data} gives the {scope.part} "
-                    f"part ({scope.training_records} training records): give the model's own "
-                    "data or its validation file"
-                )
-            record = model.recalibrate(
-                table.subset(scope.rows), criterion=criterion, coverage=coverage
-            )
+        held_out = _validation_records(model, model_dir, data, options)
+        record = model.recalibrate(*held_out, criterion=criterion, coverage=coverage)
         model.save(model_dir)
     except DeepmatError as exc:
         fail(exc)
-    console.print(
-        f"standard deviations × {record['std_scale']:.4g} (fitted on {record['n']} val records)"
-    )
+    _print_recalibration(record)
+
+
+def _validation_records(model, model_dir: Path, data: str, options: dict) -> tuple:
+    """The validation records of ``data`` for the model saved in ``model_dir``, as
+    ``recalibrate``'s arguments; test records and records it trained on are refused."""
+    from deepmat.workflows.evaluation import evaluation_scope, read_split
+
+    if model.input_kind == "microstructure":
+        from deepmat.workflows.microstructure import read_labelled
+
+        return read_labelled(data, model.target)[0]
+    table, names, label = _labelled_table(model, data, options)
+    part = "val" if read_split(model_dir) is not None else None
+    scope = evaluation_scope(model_dir, model.card(), names, table.fingerprint(), part, label)
+    if scope.part != "val" or scope.training_records:
+        raise DataError(
+            f"recalibration needs validation records; {data} gives the {scope.part} part "
+            f"({scope.training_records} training records): give the model's own data or its "
+            "validation file"
+        )
+    return (table.subset(scope.rows),)
+
+
+def _print_recalibration(record: dict) -> None:
+    scales = record.get("component_scales", {"standard deviations": record.get("std_scale")})
+    factors = ", ".join(f"{name} × {scale:.4g}" for name, scale in scales.items())
+    console.print(f"{factors} (fitted on {record['n']} val records)")
     for when in ("before", "after"):
         metrics = record[when]
         console.print(
@@ -300,6 +308,99 @@ def recalibrate(
             f"{metrics['coverage_95']:.3f}, 68 % coverage {metrics['coverage_68']:.3f}, NLL "
             f"{metrics['nll']:.4g}"
         )
+
+
+def _share_split(members: list[str], out: Path) -> None:
+    """Copy the members' split into the ensemble ``out``: one split, or a clear error naming
+    the member trained on another (its validation records would be another's training)."""
+    import shutil
+
+    from deepmat.pretrained import pretrained_path
+
+    places = [Path(m) if Path(m).is_dir() else pretrained_path(m) for m in members]
+    splits = [place / "split.json" for place in places if (place / "split.json").exists()]
+    for split in splits[1:]:
+        if split.read_bytes() != splits[0].read_bytes():
+            raise DataError(
+                f"ensemble member {split.parent} was trained on another split than "
+                f"{splits[0].parent}: its validation records would be training records of "
+                "the other"
+            )
+    if splits:
+        shutil.copyfile(splits[0], out / "split.json")
+
+
+def ensemble(
+    members: Annotated[
+        list[str], typer.Argument(help="saved model directories or shipped models, 2 or more")
+    ],
+    out: Annotated[Path, typer.Option(help="directory for the saved ensemble")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="validation data of the members (their own data: its val part) to weigh "
+            "them and recalibrate the ensemble on"
+        ),
+    ] = None,
+    weigh: Annotated[
+        bool,
+        typer.Option(
+            help="with --data: fit the members' weights (smallest MAE) instead of equal ones"
+        ),
+    ] = True,
+    name: Annotated[str | None, typer.Option(help="the ensemble's name")] = None,
+    target: TargetOption = None,
+    formula_column: FormulaOption = None,
+    drop_invalid: DropOption = False,
+    table_csv: StructureTableOption = None,
+    cif_column: CifColumnOption = "cif",
+    id_column: IdColumnOption = None,
+    criterion: Annotated[
+        str, typer.Option(help="recalibration criterion, as `deepmat recalibrate`'s")
+    ] = "coverage",
+) -> None:
+    """Combine trained models that read the same input for the same target (a Roost and an
+    ElemNet, say) into one ensemble saved in OUT. With --data, weigh the members and fit the
+    factors on its standard deviation's parts on validation data, and record its metrics."""
+    import deepmat
+    from deepmat.train import Ensemble
+
+    options = _reading_options(
+        target, formula_column, drop_invalid, table_csv, cif_column, id_column
+    )
+    try:
+        model = Ensemble([deepmat.load(member) for member in members], name=name)
+        model.training = {
+            "members": members,
+            "member_family": model.members[0].family,
+            **(
+                {"data": model.members[0].training["data"]}
+                if "data" in model.members[0].training
+                else {}
+            ),
+        }
+        model.save(out)
+        _share_split(members, out)
+        if data is not None:
+            held_out = _validation_records(model, out, data, options)
+            if weigh:
+                model.weigh(*held_out)
+            record = model.recalibrate(*held_out, criterion=criterion)
+            model.metrics["val"] = model.evaluate(*held_out)
+            model.save(out)
+    except DeepmatError as exc:
+        fail(exc)
+    weights = ", ".join(
+        f"{m.name} {w:.3f}" for m, w in zip(model.members, model.weights, strict=True)
+    )
+    console.print(f"saved {len(model.members)} members to {out} (weights: {weights})")
+    if data is not None:
+        console.print(
+            f"val MAE {model.metrics['val']['mae']:.4g} (members: "
+            + ", ".join(f"{v:.4g}" for v in model.metrics["val"]["member_mae"])
+            + ")"
+        )
+        _print_recalibration(record)
 
 
 def evaluate(

@@ -136,6 +136,45 @@ def fit_std_scale(
     return scale, "the factor with the smallest miscalibration area (log-spaced search)"
 
 
+def fit_component_scales(
+    truth, mean, parts: dict[str, np.ndarray], criterion: str = "nll", coverage: float = 0.95
+) -> tuple[dict[str, float], str]:
+    """Factors on the parts of a predicted variance (an ensemble's aleatoric σ², the mean of
+    its members' own, and epistemic σ², their spread) that calibrate σ² = Σ sₚ² vₚ on
+    held-out data. One part: the factor of :func:`fit_std_scale`. Two parts a and b: for
+    each mix σ² = cos²θ·a + sin²θ·b, θ from 0 to π/2, the factor of :func:`fit_std_scale`
+    on it, and the mix whose calibrated σ has the smallest miscalibration area (the largest
+    likelihood for ``criterion`` "nll"). Errors with heavier tails than a Gaussian's, which
+    no one factor makes right at every level, are often those the members disagree on:
+    weighing the spread more than the members' own σ then makes the 68 % and the 95 %
+    intervals right together."""
+    names = list(parts)
+    if len(names) == 1:
+        scale, method = fit_std_scale(truth, mean, np.sqrt(parts[names[0]]), criterion, coverage)
+        return {names[0]: scale}, method
+    if len(names) != 2:
+        raise DataError(f"recalibration mixes one or two variance parts, not {names}")
+    first, second = (np.asarray(parts[name], dtype=np.float64) for name in names)
+
+    def fitted(angle: float) -> tuple[float, float]:
+        std = np.sqrt(np.cos(angle) ** 2 * first + np.sin(angle) ** 2 * second)
+        if not np.all(std > 0):
+            return math.inf, 1.0
+        scale = fit_std_scale(truth, mean, std, criterion, coverage)[0]
+        metrics = calibration_metrics(truth, mean, scale * std)
+        return metrics["nll" if criterion == "nll" else "miscalibration_area"], scale
+
+    grid = np.linspace(0, np.pi / 2, 31)
+    coarse = grid[int(np.argmin([fitted(a)[0] for a in grid]))]
+    fine = np.clip(np.linspace(coarse - np.pi / 60, coarse + np.pi / 60, 21), 0, np.pi / 2)
+    angle = float(fine[int(np.argmin([fitted(a)[0] for a in fine]))])
+    scale = fitted(angle)[1]
+    scales = {names[0]: scale * math.cos(angle), names[1]: scale * math.sin(angle)}
+    score = "largest likelihood" if criterion == "nll" else "smallest miscalibration area"
+    method = fit_std_scale(truth, mean, np.sqrt(first + second), criterion, coverage)[1]
+    return scales, f"{method}, on the mix of {names[0]} and {names[1]} variance with the {score}"
+
+
 def predict_with_spread(model, X, **options) -> tuple[np.ndarray, np.ndarray | None]:
     """``model``'s predictions for ``X`` and their standard deviations (None for a model
     that gives none); ``options`` (a field model's ε̄11) go to its ``predict``."""

@@ -1,10 +1,15 @@
-"""Deep ensembles: k estimators of one kind, trained from different seeds, as one model.
+"""Deep ensembles: k estimators that read one kind of input, as one model.
 
-The ensemble predicts the mean μ̄ of its members' predictions μₘ and, as its standard
-deviation, their spread together with the members' own variances σₘ² where they give
-them (Monte-Carlo dropout, forests), after Lakshminarayanan et al. (NeurIPS 2017):
+Members are usually one family trained from different seeds; they may also be different
+families that read the same input for the same target (a Roost and an ElemNet, both reading
+compositions): their errors are less alike, and their disagreement flags more of them.
+The ensemble predicts the weighted mean μ̄ = Σₘ wₘ μₘ of its members' predictions (equal
+weights wₘ = 1/k unless :meth:`Ensemble.weigh` fitted them on validation data) and, as its
+standard deviation, their spread together with the members' own variances σₘ² where they
+give them (Monte-Carlo dropout, forests, heteroscedastic networks), after Lakshminarayanan
+et al. (NeurIPS 2017):
 
-    σ² = (1/k) Σₘ (μₘ − μ̄)² + (1/k) Σₘ σₘ²
+    σ² = Σₘ wₘ (μₘ − μ̄)²  (epistemic)  +  Σₘ wₘ σₘ² / Σₘ wₘ over members with σₘ  (aleatoric)
 
 so any family that predicts values, or fields of values (a strain field per
 microstructure, σ then per voxel), gets a standard deviation, which
@@ -29,27 +34,28 @@ from typing import ClassVar, Self
 
 import numpy as np
 
-from deepmat.errors import ConfigError
+from deepmat.errors import ConfigError, DataError
 from deepmat.train.estimator import Estimator, UncertaintyUnavailable
 
 MEMBERS = "members"
 
 
 def _identity(card: dict) -> dict:
-    """What members of one ensemble must share: family, input, target, representation."""
+    """What members of one ensemble must share: the input they read (a composition, a
+    structure, a microstructure), what they predict, and its name and unit."""
+    target = card.get("target") or {}
     return {
-        "family": card.get("family"),
         "input": card.get("input"),
         "output": card.get("output", "value"),
-        "target": card.get("target"),
-        "representation": card.get("representation"),
+        "target": target.get("name"),
+        "unit": target.get("unit", ""),
     }
 
 
 class Ensemble(Estimator):
-    """k members of one family, one target and one representation (a clear error names the
-    member that differs); ``fit`` trains each member in turn, member i in
-    ``workdir/members/i``.
+    """k members that read one kind of input for one target in one unit (a clear error
+    names the member that differs), with ``weights`` (equal by default); ``fit`` trains each
+    member in turn, member i in ``workdir/members/i``.
 
     Presets: ``k`` members (5 in all three, as Lakshminarayanan et al.), each built from the
     same-named preset of the member class (:meth:`from_preset`).
@@ -63,16 +69,22 @@ class Ensemble(Estimator):
     shared: ClassVar[tuple[str, ...]] = ("grid", "macro_strain", "phases")
     presets: ClassVar[dict] = {"default": {"k": 5}, "paper": {"k": 5}, "benchmark": {"k": 5}}
 
-    def __init__(self, members: Sequence[Estimator], name: str | None = None):
+    def __init__(
+        self,
+        members: Sequence[Estimator],
+        name: str | None = None,
+        weights: Sequence[float] | None = None,
+    ):
         if len(members) < 2:
             raise ConfigError(f"an ensemble needs at least 2 members, got {len(members)}")
         self.members = list(members)
+        self.weights = _checked_weights(weights, len(self.members))
         self.name = name or f"{self.members[0].name}-ensemble"
         first = _identity(self.members[0].card())
         if first["output"] == "orientation":
             raise ConfigError(
                 "ensembles average values or fields; the mean of orientations needs their "
-                f"crystal symmetry ({first['family']} predicts orientations)"
+                f"crystal symmetry ({self.members[0].family} predicts orientations)"
             )
         for i, member in enumerate(self.members[1:], start=1):
             identity = _identity(member.card())
@@ -85,7 +97,7 @@ class Ensemble(Estimator):
                 )
         self.input_kind = self.members[0].input_kind
         self.output_kind = self.members[0].output_kind
-        self.target, self.unit = first["target"]["name"], first["target"].get("unit", "")
+        self.target, self.unit = first["target"], first["unit"]
         self.training: dict = {}
         self.metrics: dict = {}
 
@@ -175,28 +187,70 @@ class Ensemble(Estimator):
             [np.asarray(m.predict(X, **options), dtype=np.float64) for m in self.members]
         )
 
-    def _member_moments(self, X, **options) -> tuple[np.ndarray, np.ndarray | None]:
-        """The members' means (k, n, …) and variances, or None where they give none."""
-        means, variances = [], []
-        for member in self.members:
+    def _member_moments(self, X, **options) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """The members' means (k, n, …) and the variances of those that give one, by
+        member index."""
+        means, variances = [], {}
+        for i, member in enumerate(self.members):
             try:
                 mean, std = member.predict(X, return_std=True, **options)
-                variances.append(np.asarray(std, dtype=np.float64) ** 2)
+                variances[i] = np.asarray(std, dtype=np.float64) ** 2
             except UncertaintyUnavailable:
                 mean = member.predict(X, **options)
             means.append(np.asarray(mean, dtype=np.float64))
-        own = np.stack(variances) if len(variances) == len(means) else None
-        return np.stack(means), own
+        return np.stack(means), variances
+
+    def _mean(self, means: np.ndarray) -> np.ndarray:
+        """The weighted mean over the members' axis of ``means`` (k, n, …)."""
+        return np.tensordot(self.weights, means, axes=1)
 
     def predict(self, X, return_std: bool = False, **options):
-        """The members' mean; with ``return_std`` also σ (module docstring), recalibrated
-        when :meth:`recalibrate` has fitted a factor. Without it, no member computes a
+        """The members' weighted mean; with ``return_std`` also σ (module docstring), its
+        parts weighed as :meth:`recalibrate` fitted them. Without it, no member computes a
         spread (Monte-Carlo dropout would cost its passes for nothing)."""
         if not return_std:
-            return self._member_means(X, **options).mean(axis=0)
+            return self._mean(self._member_means(X, **options))
+        mean, parts = self.variance_components(X, **options)
+        return mean, self.recalibrated_std(parts)
+
+    def variance_components(self, X, **options) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The mean and the parts of σ² (module docstring): "epistemic", the members'
+        spread, and "aleatoric", their own variances, where any member gives one."""
         means, own = self._member_moments(X, **options)
-        variance = means.var(axis=0) + (own.mean(axis=0) if own is not None else 0.0)
-        return means.mean(axis=0), self.std_scale * np.sqrt(variance)
+        mean = self._mean(means)
+        parts = {"epistemic": self._mean((means - mean) ** 2)}
+        if own:
+            giving = np.array([self.weights[i] for i in own])
+            stacked = np.stack(list(own.values()))
+            parts["aleatoric"] = np.tensordot(giving / giving.sum(), stacked, axes=1)
+        return mean, parts
+
+    def weigh(self, X, y=None) -> np.ndarray:
+        """Fit the members' weights on held-out ``X`` (validation data): the non-negative
+        weights, summing to 1, whose mean has the smallest absolute error there (members of
+        different families rarely deserve equal votes). Returns and keeps them."""
+        from scipy.optimize import minimize
+
+        from deepmat.train.estimator import MIN_CALIBRATION_RECORDS
+
+        truth = self.targets_of(X, y)
+        if truth.size < MIN_CALIBRATION_RECORDS:
+            raise DataError(
+                f"weighing {self.name} needs at least {MIN_CALIBRATION_RECORDS} held-out "
+                f"records; got {truth.size}"
+            )
+        means = self._member_means(X).reshape(len(self.members), -1)
+        truth = truth.reshape(-1)
+
+        def error(logits: np.ndarray) -> float:
+            weights = np.exp(logits - logits.max())
+            return float(np.mean(np.abs(truth - weights @ means / weights.sum())))
+
+        start = np.zeros(len(self.members))
+        logits = minimize(error, start, method="Nelder-Mead", options={"xatol": 1e-4}).x
+        weights = np.exp(logits - logits.max())
+        self.weights = weights / weights.sum()
+        return self.weights
 
     def targets_of(self, X, y=None) -> np.ndarray:
         return self.members[0].targets_of(X, y)
@@ -212,7 +266,7 @@ class Ensemble(Estimator):
         means = self._member_means(X, **options)
         score = functools.partial(self.members[0].score, **options)
         members = [score(truth, mean)["mae"] for mean in means]
-        return score(truth, means.mean(axis=0)) | {"member_mae": members}
+        return score(truth, self._mean(means)) | {"member_mae": members}
 
     def card(self) -> dict:
         member = self.members[0].card()
@@ -223,7 +277,12 @@ class Ensemble(Estimator):
             "output": member.get("output", "value"),
             "target": member["target"],
             "representation": member.get("representation"),
-            "members": {"family": member["family"], "k": len(self.members)},
+            "members": {
+                "family": member["family"],
+                "k": len(self.members),
+                "families": [m.family for m in self.members],
+                "weights": [float(w) for w in self.weights],
+            },
             "training": self.training,
             "metrics": self.metrics,
         }
@@ -238,10 +297,25 @@ class Ensemble(Estimator):
     def from_saved(cls, path: Path, card: dict) -> Self:
         from deepmat.train.saved import load_model
 
-        k = card["members"]["k"]
-        ensemble = cls([load_model(path / MEMBERS / str(i)) for i in range(k)], card["model"])
+        k, weights = card["members"]["k"], card["members"].get("weights")
+        members = [load_model(path / MEMBERS / str(i)) for i in range(k)]
+        ensemble = cls(members, card["model"], weights)
         ensemble.restore_record(card)
         return ensemble
+
+
+def _checked_weights(weights: Sequence[float] | None, k: int) -> np.ndarray:
+    """Weights of ``k`` members: equal when None, else non-negative and normalised."""
+    if weights is None:
+        return np.full(k, 1.0 / k)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (k,) or not np.all(np.isfinite(weights) & (weights >= 0)):
+        raise ConfigError(
+            f"an ensemble of {k} members needs {k} non-negative weights, got {weights}"
+        )
+    if weights.sum() <= 0:
+        raise ConfigError("an ensemble's weights must not all be zero")
+    return weights / weights.sum()
 
 
 def _fit_and_save(member: Estimator, where: Path, X, y, val, threads: int, options: dict) -> Path:

@@ -27,7 +27,7 @@ builds the estimator at one point of it.
 Uncertainty is never silently wrong: an estimator that cannot give a standard deviation
 raises :class:`UncertaintyUnavailable` saying why, instead of returning zeros. One that can
 is recalibrated on held-out data by :meth:`Estimator.recalibrate`: a factor on its standard
-deviations, fitted by maximum likelihood and kept in its card.
+deviations (on each part of its variance, for an ensemble) kept in its card.
 """
 
 from __future__ import annotations
@@ -159,17 +159,32 @@ class Estimator:
         """The factor :meth:`recalibrate` fitted on the standard deviations (1 before)."""
         return float(self.recalibration.get("std_scale", 1.0))
 
+    def variance_components(self, X) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The predictions for ``X`` and the parts of their variance before recalibration:
+        one, "total", for a single model (an ensemble tells its members' own from their
+        spread)."""
+        mean, std = self.predict(X, return_std=True)
+        return mean, {"total": (np.asarray(std, dtype=np.float64) / self.std_scale) ** 2}
+
+    def recalibrated_std(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
+        """σ from the parts of :meth:`variance_components`, each with the factor
+        :meth:`recalibrate` fitted for it (``std_scale`` for one part, 1 before)."""
+        scales = self.recalibration.get("component_scales", {})
+        return np.sqrt(sum(scales.get(name, self.std_scale) ** 2 * v for name, v in parts.items()))
+
     def recalibrate(self, X, y=None, criterion: str = "nll", coverage: float = 0.95) -> dict:
         """Fit and keep the factor s on this model's standard deviations that calibrates
         them on held-out ``X`` (validation data, never training or test data). ``criterion``
         "nll": maximum likelihood of Gaussian errors, s² = mean(((y − μ)/σ)²);
         "miscalibration": the s with the smallest miscalibration area (for errors with
         heavier tails than a Gaussian's, which no one factor makes right at every level);
-        "coverage": the 95 % interval holds ``coverage`` of them (split conformal).
-        Later predictions with ``return_std`` are scaled by it and the card records it.
+        "coverage": the 95 % interval holds ``coverage`` of them (split conformal). A model
+        whose variance has two parts (an ensemble's members' own and their spread) gets a
+        factor on each (:func:`~deepmat.train.calibration.fit_component_scales`). Later
+        predictions with ``return_std`` are scaled by them and the card records them.
         Needs :data:`MIN_CALIBRATION_RECORDS` held-out values (records, or voxels of
         fields); returns :attr:`recalibration`."""
-        from deepmat.train.calibration import calibration_metrics, fit_std_scale
+        from deepmat.train.calibration import calibration_metrics, fit_component_scales
 
         truth = self.targets_of(X, y)
         if truth.size < MIN_CALIBRATION_RECORDS:
@@ -177,19 +192,20 @@ class Estimator:
                 f"recalibrating {self.name} needs at least {MIN_CALIBRATION_RECORDS} held-out "
                 f"records; got {truth.size}"
             )
-        mean, std = self.predict(X, return_std=True)
-        raw = np.asarray(std, dtype=np.float64) / self.std_scale
-        before = calibration_metrics(truth, mean, raw)
-        scale, method = fit_std_scale(truth, mean, raw, criterion, coverage)
+        mean, parts = self.variance_components(X)
+        before = calibration_metrics(truth, mean, np.sqrt(sum(parts.values())))
+        scales, method = fit_component_scales(truth, mean, parts, criterion, coverage)
+        single = len(scales) == 1
         self.recalibration = {
-            "std_scale": scale,
+            **({"std_scale": next(iter(scales.values()))} if single else {}),
+            **({} if single else {"component_scales": scales}),
             "criterion": criterion,
             **({"coverage": coverage} if criterion == "coverage" else {}),
             "method": method,
             "n": int(truth.size),
             "before": before,
-            "after": calibration_metrics(truth, mean, scale * raw),
         }
+        self.recalibration["after"] = calibration_metrics(truth, mean, self.recalibrated_std(parts))
         return self.recalibration
 
     def warm_start(self) -> Estimator | None:
