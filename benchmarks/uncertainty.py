@@ -13,9 +13,10 @@ each before and after recalibration (``<method>_recalibrated``: one factor on σ
 maximum likelihood; ``<method>_recalibrated_area``: the factor with the smallest
 miscalibration area, for errors with heavier tails than a Gaussian's;
 ``<method>_recalibrated_coverage``: the split-conformal factor that makes the 95 %
-interval hold 95 %), all fitted on the calibration half. An ensemble whose members give
-their own σ gets a factor on each part of its variance, the members' own and their spread
-(``scales``; :func:`deepmat.train.calibration.fit_component_scales`). A method that does not apply
+interval hold ``--coverage``, 95 % by default), all fitted on the calibration half. An
+ensemble whose members give their own σ gets a factor on each part of its variance, the
+members' own and their spread (``scales``, by
+:func:`deepmat.train.calibration.fit_component_scales`). A method that does not apply
 records the model's own error (Roost and CGCNN have no dropout). The validation split is
 cut in two halves at random: the first stops training early and fits the recalibration,
 the second scores every method, so no score comes from data a model or its calibration
@@ -90,6 +91,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-size", type=int, default=None, help="(default: the whole split)")
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--use", nargs="*", default=[], help="MODEL.METHOD=PATH, trained elsewhere")
+    p.add_argument(
+        "--coverage",
+        type=float,
+        default=0.95,
+        help="the share the split-conformal factor makes the 95 %% interval hold on the "
+        "calibration half (a little below 0.95 trades coverage for area)",
+    )
     return p.parse_args(argv)
 
 
@@ -182,10 +190,13 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
         | calibration_metrics(truth, mean, std)
     }
     entry[method] |= {"n": len(truth), "model": str(args.out / f"{model}_{method}")}
+    members = estimator.card().get("members", {})
+    if members:
+        entry[method] |= {"members": members.get("families"), "weights": members.get("weights")}
     curves = {method: calibration_curve(truth, mean, std)[1]}
     held = estimator.targets_of(calibration), *estimator.variance_components(calibration)
     for criterion, label in RECALIBRATIONS:
-        scales = fit_component_scales(*held, criterion)[0]
+        scales = fit_component_scales(*held, criterion, args.coverage)[0]
         scaled = np.sqrt(sum(scales[part] ** 2 * parts[part] for part in parts))
         entry[method + label] = {
             "mae": entry[method]["mae"],
@@ -194,7 +205,7 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
         }
         entry[method + label] |= calibration_metrics(truth, mean, scaled)
         curves[method + label] = calibration_curve(truth, mean, scaled)[1]
-    estimator.recalibrate(calibration, criterion="coverage")
+    estimator.recalibrate(calibration, criterion="coverage", coverage=args.coverage)
     save_model(estimator, args.out / f"{model}_{method}")
     entry[method]["seconds"] = time.perf_counter() - start
     return entry, curves
@@ -261,6 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
             "train_size": args.train_size,
             "methods": args.methods,
             "use": args.use,
+            "coverage": args.coverage,
         },
         "reference": {"crabnet_oqmd_test": CRABNET, "targets": TARGETS},
         "metrics": metrics,
