@@ -353,6 +353,13 @@ def test_models_of_two_families_combine_into_one_weighed_and_recalibrated_ensemb
     result = runner.invoke(app, ["evaluate", str(out), str(csv_path), "--target", "dhf", "--json"])
     assert json.loads(result.stdout)["part"] == "val"
 
+    given = ["--weight", "0.25", "--weight", "0.75", "--coverage", "0.9"]
+    result = runner.invoke(app, [*command, *given, "--data", str(csv_path), "--target", "dhf"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["members"]["weights"] == pytest.approx([0.25, 0.75])
+    assert card["recalibration"]["coverage"] == 0.9
+
     other = tmp_path / "other-split"
     assert train(csv_path, other, "--model", "rf-fractions", "--seed", "1", *split).exit_code == 0
     result = runner.invoke(app, ["ensemble", str(forest), str(other), "--out", str(tmp_path / "x")])

@@ -231,3 +231,13 @@ def test_subset_keeps_labels_and_targets():
     assert sub.formulas == ["TiO2", "Fe2O3"]
     assert sub.labels == ["input[2]", "input[0]"]
     assert sub.targets.tolist() == [3.0, 1.0]
+
+
+def test_a_model_trained_on_a_named_dataset_names_its_target_as_the_dataset_does():
+    from deepmat.data.registry import get_dataset
+    from deepmat.workflows.composition import DataSpec
+
+    column = get_dataset("oqmd-dhf").target_column
+    assert DataSpec("oqmd-dhf").target_name() == DataSpec("oqmd-dhf:val").target_name() == column
+    assert DataSpec("oqmd-dhf", target="other").target_name() == "other"
+    assert DataSpec("my.csv").target_name() == "target"

@@ -105,7 +105,7 @@ def learn(
 
         def make(member_seed: int):
             return make_regressor(
-                model, preset, target or "target", spec.unit(), trees=trees, seed=member_seed
+                model, preset, spec.target_name(), spec.unit(), trees=trees, seed=member_seed
             )
 
         supported = make(seed).representation.supported_elements

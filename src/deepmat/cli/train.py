@@ -95,7 +95,7 @@ def train_composition_cmd(
         regressor = make_regressor(
             model,
             preset,
-            target or "target",
+            spec.target_name(),
             spec.unit(),
             overrides,
             trees=trees,

@@ -348,6 +348,13 @@ def ensemble(
             help="with --data: fit the members' weights (smallest MAE) instead of equal ones"
         ),
     ] = True,
+    weight: Annotated[
+        list[float] | None,
+        typer.Option(
+            help="the members' weights, one per member in their order (repeat the option); "
+            "they replace --weigh"
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="the ensemble's name")] = None,
     target: TargetOption = None,
     formula_column: FormulaOption = None,
@@ -358,6 +365,10 @@ def ensemble(
     criterion: Annotated[
         str, typer.Option(help="recalibration criterion, as `deepmat recalibrate`'s")
     ] = "coverage",
+    coverage: Annotated[
+        float,
+        typer.Option(help="with --criterion coverage: the share the 95 % interval must hold"),
+    ] = 0.95,
 ) -> None:
     """Combine trained models that read the same input for the same target (a Roost and an
     ElemNet, say) into one ensemble saved in OUT. With --data, weigh the members and fit the
@@ -369,7 +380,7 @@ def ensemble(
         target, formula_column, drop_invalid, table_csv, cif_column, id_column
     )
     try:
-        model = Ensemble([deepmat.load(member) for member in members], name=name)
+        model = Ensemble([deepmat.load(member) for member in members], name, weight)
         model.training = {
             "members": members,
             "member_family": model.members[0].family,
@@ -383,9 +394,9 @@ def ensemble(
         _share_split(members, out)
         if data is not None:
             held_out = _validation_records(model, out, data, options)
-            if weigh:
+            if weigh and not weight:
                 model.weigh(*held_out)
-            record = model.recalibrate(*held_out, criterion=criterion)
+            record = model.recalibrate(*held_out, criterion=criterion, coverage=coverage)
             model.metrics["val"] = model.evaluate(*held_out)
             model.save(out)
     except DeepmatError as exc:

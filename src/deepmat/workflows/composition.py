@@ -40,6 +40,12 @@ class DataSpec:
     def is_named(self) -> bool:
         return self.data.split(":")[0] in DATASETS and not Path(self.data).exists()
 
+    def target_name(self) -> str:
+        """The target column: the one given, else a named dataset's own, else "target"."""
+        if self.target is None and self.is_named:
+            return get_dataset(self.data.split(":")[0]).target_column
+        return self.target or "target"
+
     def unit(self) -> str:
         """The dataset's unit when its own target column is used; unknown otherwise."""
         if not self.is_named:
@@ -65,7 +71,7 @@ class DataSpec:
             )
         return read_composition_csv(
             self.data,
-            self.target or "target",
+            self.target_name(),
             formula_column=self.formula_column or "formula",
             duplicates=self.duplicates,
             on_error=self.on_error,

@@ -69,7 +69,7 @@ class CompositionData:
         base = make_regressor(
             job.model,
             job.preset,
-            self.spec.target or "target",
+            self.spec.target_name(),
             self.spec.unit(),
             {"epochs": job.epochs, "progress": False},
             seed=job.seed,
