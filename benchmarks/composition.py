@@ -9,7 +9,9 @@ the results). Their element embedding is chosen on validation first: Roost start
 each ``elementembeddings`` table on ``--search-size`` compounds and the lowest validation
 MAE wins (``--embedding`` skips the choice). The ensemble is ``--members`` networks of
 ``--ensemble-model``, member 0 being the single model trained above, the others trained
-from seeds 1, 2, ….
+from seeds 1, 2, …; or, with ``--ensemble-of``, models trained already (the shipped
+``composition-oqmd`` is ``--ensemble-of runs/composition/roost elemnet-oqmd
+--ensemble-weights 0.7 0.3``).
 
 The side-by-side run trains deepmat's Roost, transformer and ElemNet and aviary's Roost
 (``aviary-models`` from PyPI, in its own environment under ``benchmarks/.peers``) on the
@@ -41,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+import deepmat
 from _peers import PeerUnavailable, install_finding, peer_python
 from _shared import command, machine, merge_earlier, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
@@ -80,6 +83,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--search-epochs", type=int, default=15)
     p.add_argument("--ensemble-model", default="roost", choices=NETWORKS)
     p.add_argument("--members", type=int, default=5)
+    p.add_argument(
+        "--ensemble-of",
+        nargs="*",
+        default=None,
+        help="the ensemble of these trained models (saved directories or shipped names, e.g. "
+        "runs/composition/roost elemnet-oqmd) instead of --members new networks",
+    )
+    p.add_argument("--ensemble-weights", type=float, nargs="*", default=None)
     p.add_argument("--side-size", type=int, default=50_000, help="side-by-side train size")
     p.add_argument("--side-val", type=int, default=2000, help="its early-stopping compounds")
     p.add_argument("--budget", type=float, default=900.0, help="side-by-side seconds each")
@@ -168,6 +179,14 @@ def train_networks(args, train, val, metrics: dict, histories: dict, models: dic
         models[name] = str(args.out / name)
         trained[name] = model
     return trained
+
+
+def given_ensemble(args, val) -> Ensemble:
+    """The ensemble of the trained models ``--ensemble-of`` with ``--ensemble-weights``."""
+    members = [deepmat.load(member) for member in args.ensemble_of]
+    ensemble = Ensemble.from_members(members, val, "composition-oqmd", args.ensemble_weights)
+    save_model(ensemble, args.out / "ensemble")
+    return ensemble
 
 
 def train_ensemble(args, train, val, first) -> Ensemble:
@@ -389,16 +408,21 @@ def main(argv: list[str] | None = None) -> dict:
         args.embedding = args.embedding or metrics["embedding_search"]["choice"]
     trained = train_networks(args, train, val, metrics, histories, models)
     if wanted(args, "ensemble"):
-        first = trained.get(args.ensemble_model) or network(args.ensemble_model, args)
-        if args.ensemble_model not in trained:
-            first = train_composition(first, train, val, args.out / args.ensemble_model)
-        ensemble = train_ensemble(args, train, val, first)
+        ensemble = given_ensemble(args, val) if args.ensemble_of else None
+        if ensemble is None:
+            first = trained.get(args.ensemble_model) or network(args.ensemble_model, args)
+            if args.ensemble_model not in trained:
+                first = train_composition(first, train, val, args.out / args.ensemble_model)
+            ensemble = train_ensemble(args, train, val, first)
+        card = ensemble.card()["members"]
         metrics["ensemble"] = {
             "val_mae": ensemble.metrics["val"]["mae"],
             "val_rmse": ensemble.metrics["val"]["rmse"],
             "member_val_mae": ensemble.metrics["val"]["member_mae"],
-            "members": args.members,
-            "member_model": args.ensemble_model,
+            "members": card["k"],
+            "member_model": args.ensemble_of or args.ensemble_model,
+            "member_families": card["families"],
+            "weights": card["weights"],
         }
         models["ensemble"] = str(args.out / "ensemble")
     if wanted(args, "side_by_side"):

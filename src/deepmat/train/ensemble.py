@@ -162,10 +162,16 @@ class Ensemble(Estimator):
         return self._record(val)
 
     @classmethod
-    def from_members(cls, members: Sequence[Estimator], val=None, name: str | None = None) -> Self:
+    def from_members(
+        cls,
+        members: Sequence[Estimator],
+        val=None,
+        name: str | None = None,
+        weights: Sequence[float] | None = None,
+    ) -> Self:
         """An ensemble of members trained already (by separate runs, say, each resumable on
         its own), recorded as :meth:`fit` records one: with its metrics on ``val``."""
-        return cls(members, name)._record(val)
+        return cls(members, name, weights)._record(val)
 
     def _record(self, val) -> Self:
         self.training = {"members": len(self.members), "member_family": self.members[0].family}
