@@ -32,6 +32,17 @@ FormulaOption = Annotated[
     typer.Option("--formula-column", help="formula column (default: the dataset's, or 'formula')"),
 ]
 IdColumnOption = Annotated[str | None, typer.Option(help="id column of a structure CSV")]
+CriterionOption = Annotated[
+    str,
+    typer.Option(
+        help="how to fit the factors on σ: nll (maximum likelihood), miscalibration (the "
+        "smallest miscalibration area, for errors with heavier tails than a Gaussian's) or "
+        "coverage (95 % intervals that hold --coverage: split conformal)"
+    ),
+]
+CoverageOption = Annotated[
+    float, typer.Option(help="with --criterion coverage: the share the 95 % interval must hold")
+]
 DropOption = Annotated[
     bool,
     typer.Option("--drop-invalid", help="skip and count bad rows instead of stopping at the first"),

@@ -18,6 +18,8 @@ from rich.table import Table
 
 from deepmat.cli.options import (
     CifColumnOption,
+    CoverageOption,
+    CriterionOption,
     DropOption,
     FormulaOption,
     IdColumnOption,
@@ -241,18 +243,8 @@ def recalibrate(
     table_csv: StructureTableOption = None,
     cif_column: CifColumnOption = "cif",
     id_column: IdColumnOption = None,
-    criterion: Annotated[
-        str,
-        typer.Option(
-            help="nll (maximum likelihood), miscalibration (the smallest miscalibration "
-            "area, for errors with heavier tails than a Gaussian's) or coverage (95 % "
-            "intervals that hold 95 %: split conformal)"
-        ),
-    ] = "nll",
-    coverage: Annotated[
-        float,
-        typer.Option(help="with --criterion coverage: the share the 95 % interval must hold"),
-    ] = 0.95,
+    criterion: CriterionOption = "nll",
+    coverage: CoverageOption = 0.95,
 ) -> None:
     """Fit the factor on a model's standard deviations that calibrates them on validation
     data, keep it in the model's card, and print the calibration before and after. Test
@@ -362,13 +354,8 @@ def ensemble(
     table_csv: StructureTableOption = None,
     cif_column: CifColumnOption = "cif",
     id_column: IdColumnOption = None,
-    criterion: Annotated[
-        str, typer.Option(help="recalibration criterion, as `deepmat recalibrate`'s")
-    ] = "coverage",
-    coverage: Annotated[
-        float,
-        typer.Option(help="with --criterion coverage: the share the 95 % interval must hold"),
-    ] = 0.95,
+    criterion: CriterionOption = "coverage",
+    coverage: CoverageOption = 0.95,
 ) -> None:
     """Combine trained models that read the same input for the same target (a Roost and an
     ElemNet, say) into one ensemble saved in OUT. With --data, weigh the members and fit the
