@@ -408,8 +408,9 @@ def main(argv: list[str] | None = None) -> dict:
         args.embedding = args.embedding or metrics["embedding_search"]["choice"]
     trained = train_networks(args, train, val, metrics, histories, models)
     if wanted(args, "ensemble"):
-        ensemble = given_ensemble(args, val) if args.ensemble_of else None
-        if ensemble is None:
+        if args.ensemble_of:
+            ensemble = given_ensemble(args, val)
+        else:
             first = trained.get(args.ensemble_model) or network(args.ensemble_model, args)
             if args.ensemble_model not in trained:
                 first = train_composition(first, train, val, args.out / args.ensemble_model)

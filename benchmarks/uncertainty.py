@@ -50,7 +50,12 @@ from _shared import command, machine, merge_earlier, parser, subsample, write_js
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.readers import read_structures
 from deepmat.train import Ensemble, save_model
-from deepmat.train.calibration import calibration_curve, calibration_metrics, fit_component_scales
+from deepmat.train.calibration import (
+    calibration_curve,
+    calibration_metrics,
+    fit_component_scales,
+    scaled_std,
+)
 from deepmat.train.estimator import UncertaintyUnavailable
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
@@ -197,7 +202,7 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
     held = estimator.targets_of(calibration), *estimator.variance_components(calibration)
     for criterion, label in RECALIBRATIONS:
         scales = fit_component_scales(*held, criterion, args.coverage)[0]
-        scaled = np.sqrt(sum(scales[part] ** 2 * parts[part] for part in parts))
+        scaled = scaled_std(parts, scales)
         entry[method + label] = {
             "mae": entry[method]["mae"],
             "scales": scales,

@@ -367,16 +367,8 @@ def ensemble(
         target, formula_column, drop_invalid, table_csv, cif_column, id_column
     )
     try:
-        model = Ensemble([deepmat.load(member) for member in members], name, weight)
-        model.training = {
-            "members": members,
-            "member_family": model.members[0].family,
-            **(
-                {"data": model.members[0].training["data"]}
-                if "data" in model.members[0].training
-                else {}
-            ),
-        }
+        model = Ensemble.from_members([deepmat.load(m) for m in members], None, name, weight)
+        model.training["sources"] = members
         model.save(out)
         _share_split(members, out)
         if data is not None:

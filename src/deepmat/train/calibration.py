@@ -136,6 +136,11 @@ def fit_std_scale(
     return scale, "the factor with the smallest miscalibration area (log-spaced search)"
 
 
+def scaled_std(parts: dict[str, np.ndarray], scales: dict[str, float]) -> np.ndarray:
+    """σ = √(Σ sₚ² vₚ): the parts vₚ of a variance, each with its factor sₚ."""
+    return np.sqrt(sum(scales[name] ** 2 * np.asarray(v) for name, v in parts.items()))
+
+
 def fit_component_scales(
     truth, mean, parts: dict[str, np.ndarray], criterion: str = "nll", coverage: float = 0.95
 ) -> tuple[dict[str, float], str]:
@@ -155,24 +160,26 @@ def fit_component_scales(
     if len(names) != 2:
         raise DataError(f"recalibration mixes one or two variance parts, not {names}")
     first, second = (np.asarray(parts[name], dtype=np.float64) for name in names)
+    fits: dict[float, tuple[float, float, str]] = {}  # angle: (score, factor, method)
 
-    def fitted(angle: float) -> tuple[float, float]:
+    def score(angle: float) -> float:
         std = np.sqrt(np.cos(angle) ** 2 * first + np.sin(angle) ** 2 * second)
         if not np.all(std > 0):
-            return math.inf, 1.0
-        scale = fit_std_scale(truth, mean, std, criterion, coverage)[0]
+            return math.inf
+        scale, method = fit_std_scale(truth, mean, std, criterion, coverage)
         metrics = calibration_metrics(truth, mean, scale * std)
-        return metrics["nll" if criterion == "nll" else "miscalibration_area"], scale
+        fits[angle] = metrics["nll" if criterion == "nll" else "miscalibration_area"], scale, method
+        return fits[angle][0]
 
-    grid = np.linspace(0, np.pi / 2, 31)
-    coarse = grid[int(np.argmin([fitted(a)[0] for a in grid]))]
+    coarse = min(np.linspace(0, np.pi / 2, 31), key=score)
     fine = np.clip(np.linspace(coarse - np.pi / 60, coarse + np.pi / 60, 21), 0, np.pi / 2)
-    angle = float(fine[int(np.argmin([fitted(a)[0] for a in fine]))])
-    scale = fitted(angle)[1]
+    angle = float(min(fine, key=score))
+    if angle not in fits:
+        raise DataError(f"every mix of {names[0]} and {names[1]} variance has a σ of zero")
+    _, scale, method = fits[angle]
     scales = {names[0]: scale * math.cos(angle), names[1]: scale * math.sin(angle)}
-    score = "largest likelihood" if criterion == "nll" else "smallest miscalibration area"
-    method = fit_std_scale(truth, mean, np.sqrt(first + second), criterion, coverage)[1]
-    return scales, f"{method}, on the mix of {names[0]} and {names[1]} variance with the {score}"
+    best = "largest likelihood" if criterion == "nll" else "smallest miscalibration area"
+    return scales, f"{method}, on the mix of {names[0]} and {names[1]} variance with the {best}"
 
 
 def predict_with_spread(model, X, **options) -> tuple[np.ndarray, np.ndarray | None]:

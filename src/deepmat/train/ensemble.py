@@ -34,7 +34,7 @@ from typing import ClassVar, Self
 
 import numpy as np
 
-from deepmat.errors import ConfigError, DataError
+from deepmat.errors import ConfigError
 from deepmat.train.estimator import Estimator, UncertaintyUnavailable
 
 MEMBERS = "members"
@@ -237,16 +237,8 @@ class Ensemble(Estimator):
         different families rarely deserve equal votes). Returns and keeps them."""
         from scipy.optimize import minimize
 
-        from deepmat.train.estimator import MIN_CALIBRATION_RECORDS
-
-        truth = self.targets_of(X, y)
-        if truth.size < MIN_CALIBRATION_RECORDS:
-            raise DataError(
-                f"weighing {self.name} needs at least {MIN_CALIBRATION_RECORDS} held-out "
-                f"records; got {truth.size}"
-            )
+        truth = self.held_out_targets(X, y, "weighing").reshape(-1)
         means = self._member_means(X).reshape(len(self.members), -1)
-        truth = truth.reshape(-1)
 
         def error(logits: np.ndarray) -> float:
             weights = np.exp(logits - logits.max())

@@ -169,8 +169,21 @@ class Estimator:
     def recalibrated_std(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
         """σ from the parts of :meth:`variance_components`, each with the factor
         :meth:`recalibrate` fitted for it (``std_scale`` for one part, 1 before)."""
-        scales = self.recalibration.get("component_scales", {})
-        return np.sqrt(sum(scales.get(name, self.std_scale) ** 2 * v for name, v in parts.items()))
+        from deepmat.train.calibration import scaled_std
+
+        scales = self.recalibration.get("component_scales") or dict.fromkeys(parts, self.std_scale)
+        return scaled_std(dict(parts), scales)
+
+    def held_out_targets(self, X, y=None, purpose: str = "recalibrating") -> np.ndarray:
+        """The targets of held-out ``X`` that a fit on validation data (``purpose``) reads:
+        at least :data:`MIN_CALIBRATION_RECORDS` of them, or a clear error with the count."""
+        truth = self.targets_of(X, y)
+        if truth.size < MIN_CALIBRATION_RECORDS:
+            raise DataError(
+                f"{purpose} {self.name} needs at least {MIN_CALIBRATION_RECORDS} held-out "
+                f"records; got {truth.size}"
+            )
+        return truth
 
     def recalibrate(self, X, y=None, criterion: str = "nll", coverage: float = 0.95) -> dict:
         """Fit and keep the factor s on this model's standard deviations that calibrates
@@ -186,19 +199,17 @@ class Estimator:
         fields); returns :attr:`recalibration`."""
         from deepmat.train.calibration import calibration_metrics, fit_component_scales
 
-        truth = self.targets_of(X, y)
-        if truth.size < MIN_CALIBRATION_RECORDS:
-            raise DataError(
-                f"recalibrating {self.name} needs at least {MIN_CALIBRATION_RECORDS} held-out "
-                f"records; got {truth.size}"
-            )
+        truth = self.held_out_targets(X, y)
         mean, parts = self.variance_components(X)
         before = calibration_metrics(truth, mean, np.sqrt(sum(parts.values())))
         scales, method = fit_component_scales(truth, mean, parts, criterion, coverage)
-        single = len(scales) == 1
+        fitted = (
+            {"std_scale": next(iter(scales.values()))}
+            if len(scales) == 1
+            else {"component_scales": scales}
+        )
         self.recalibration = {
-            **({"std_scale": next(iter(scales.values()))} if single else {}),
-            **({} if single else {"component_scales": scales}),
+            **fitted,
             "criterion": criterion,
             **({"coverage": coverage} if criterion == "coverage" else {}),
             "method": method,
