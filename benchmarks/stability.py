@@ -18,7 +18,9 @@ Metrics: ΔHf and ΔHd MAE, stability precision, recall, F1 and false-positive r
 number stable, beside the "everything stable" classifier. The shipped ``elemnet-oqmd`` is
 trained on the same train split with the ``benchmark`` preset: ``--use
 elemnet.random=elemnet-oqmd`` scores it instead of training it again (``--use
-MODEL.SETTING=PATH`` for any model trained elsewhere on the same data).
+MODEL.SETTING=PATH`` for any model trained elsewhere on the same data; a MODEL the
+benchmark does not train, such as the best composition model, is scored beside them:
+``--use composition_oqmd.random=composition-oqmd``).
 
     python benchmarks/stability.py --out runs/stability --use elemnet.random=elemnet-oqmd
     python benchmarks/stability.py --out /tmp/s --quick                 # seconds
@@ -89,7 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="(default: the preset's)")
     p.add_argument("--trees", type=int, default=100, help="trees of the forest")
     p.add_argument("--train-size", type=int, default=None, help="(default: the whole split)")
-    p.add_argument("--use", nargs="*", default=[], help="MODEL.SETTING=PATH, trained elsewhere")
+    p.add_argument(
+        "--use",
+        nargs="*",
+        default=[],
+        help="MODEL.SETTING=PATH, trained elsewhere; a MODEL not in --models is scored too",
+    )
     return p.parse_args(argv)
 
 
@@ -114,10 +121,13 @@ def trained(model: str, setting: str, train, val, args: argparse.Namespace):
 
 
 def train_all(setting: str, train, val, args, paths: dict, timings: dict) -> dict:
-    """Every model of ``args.models`` for ``setting``; where each is saved and how long it
-    took go into ``paths`` and ``timings``."""
+    """Every model of ``args.models`` for ``setting``, and every other model ``--use`` gives
+    for it (e.g. the best composition model); where each is saved and how long it took go
+    into ``paths`` and ``timings``."""
+    given = [item.split("=", 1)[0].rsplit(".", 1) for item in args.use]
+    extra = [model for model, where in given if where == setting and model not in args.models]
     models = {}
-    for model in args.models:
+    for model in [*args.models, *extra]:
         t0 = time.perf_counter()
         models[model], paths[f"{model}_{setting}"] = trained(model, setting, train, val, args)
         timings[f"{model}_{setting}"] = time.perf_counter() - t0

@@ -301,7 +301,7 @@ def train_crystal_cmd(
         overrides = training_overrides(options | training)
         named = DATASETS.get(data)
         unit = unit or (named.unit if named else "")
-        name = target or (named.target_column if named else "target")
+        name = target or (named.target_name if named else "target")
         regressor = make_structure_model(
             model, name, unit, preset, overrides, heteroscedastic=heteroscedastic, ensemble=ensemble
         )

@@ -43,7 +43,7 @@ def read_structures(
     name = str(data)
     if name in DATASETS and not Path(name).exists():
         dataset = get_dataset(name)
-        own = target in (None, "target", dataset.target_column)
+        own = target in (None, "target", dataset.target_column, dataset.target_name)
         return load_structure_dataset(
             name, target=None if own else target, on_error=on_error, limit=limit
         )

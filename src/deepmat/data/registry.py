@@ -76,6 +76,8 @@ class Dataset:
     unit: str = ""
     formula_column: str = "formula"
     target_column: str = "target"
+    #: what a model trained on it calls its target ("dhf"); the column's name if not given
+    quantity: str = ""
     licence: str = "MIT"
     notes: list[str] = field(default_factory=list)
     kind: str = "composition"
@@ -93,6 +95,11 @@ class Dataset:
     @property
     def splits(self) -> list[str]:
         return list(self.files)
+
+    @property
+    def target_name(self) -> str:
+        """The name a model trained on this dataset gives its target."""
+        return self.quantity or self.target_column
 
 
 def _matbench(task: str, sha256: str, unit: str, description: str) -> Dataset:
@@ -141,6 +148,7 @@ DATASETS: dict[str, Dataset] = {
             },
             source="CrabNet benchmark data (crabnet 2.0.8 package data)",
             unit="eV/atom",
+            quantity="dhf",
         ),
         _matbench(
             "mp_e_form",
@@ -264,6 +272,7 @@ DATASETS: dict[str, Dataset] = {
             source="qmpy 1.4.0 package data",
             unit="eV/atom",
             target_column="dhf_expt_ev_per_atom",
+            quantity="dhf",
         ),
         Dataset(
             name="mp-non-metals",
@@ -277,6 +286,7 @@ DATASETS: dict[str, Dataset] = {
             source="CompRhys/roost (MIT)",
             unit="eV",
             target_column="band_gap",
+            quantity="gap",
             formula_column="composition",
         ),
         Dataset(
@@ -291,6 +301,7 @@ DATASETS: dict[str, Dataset] = {
             source="CompRhys/roost (MIT)",
             unit="eV",
             target_column="Eg",
+            quantity="gap",
             formula_column="composition",
         ),
     ]

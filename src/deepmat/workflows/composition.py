@@ -41,9 +41,10 @@ class DataSpec:
         return self.data.split(":")[0] in DATASETS and not Path(self.data).exists()
 
     def target_name(self) -> str:
-        """The target column: the one given, else a named dataset's own, else "target"."""
+        """The model's name for its target: the column given, else a named dataset's own
+        name for it ("dhf" for oqmd-dhf), else "target"."""
         if self.target is None and self.is_named:
-            return get_dataset(self.data.split(":")[0]).target_column
+            return get_dataset(self.data.split(":")[0]).target_name
         return self.target or "target"
 
     def unit(self) -> str:
