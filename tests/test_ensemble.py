@@ -170,3 +170,27 @@ def test_members_of_two_families_are_weighed_on_held_out_data(parts, tmp_path):
         Ensemble(mixed.members, weights=[1.0, -1.0])
     with pytest.raises(DataError, match="at least 50 held-out records; got 20"):
         mixed.weigh(val.subset(range(20)))
+
+
+def test_weighing_recalibrating_and_scoring_at_once_predicts_each_member_once(parts):
+    train, val = parts
+    members = [forest(seed).fit(train) for seed in (0, 1)]
+    apart, together = Ensemble(members), Ensemble(members)
+    apart.weigh(val)
+    expected = apart.recalibrate(val, criterion="coverage")
+    calls = []
+    for member in members:
+        member.predict = _counting(member.predict, calls)
+    record = together.fit_held_out(val, criterion="coverage")
+    assert len(calls) == 2  # one call each, with its standard deviation
+    np.testing.assert_allclose(together.weights, apart.weights)
+    assert record["component_scales"] == pytest.approx(expected["component_scales"])
+    assert together.metrics["val"]["mae"] == pytest.approx(apart.evaluate(val)["mae"])
+
+
+def _counting(predict, calls: list):
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("return_std", False))
+        return predict(*args, **kwargs)
+
+    return counted

@@ -373,10 +373,9 @@ def ensemble(
         _share_split(members, out)
         if data is not None:
             held_out = _validation_records(model, out, data, options)
-            if weigh and not weight:
-                model.weigh(*held_out)
-            record = model.recalibrate(*held_out, criterion=criterion, coverage=coverage)
-            model.metrics["val"] = model.evaluate(*held_out)
+            record = model.fit_held_out(
+                *held_out, weigh=weigh and not weight, criterion=criterion, coverage=coverage
+            )
             model.save(out)
     except DeepmatError as exc:
         fail(exc)

@@ -222,7 +222,12 @@ class Ensemble(Estimator):
     def variance_components(self, X, **options) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The mean and the parts of σ² (module docstring): "epistemic", the members'
         spread, and "aleatoric", their own variances, where any member gives one."""
-        means, own = self._member_moments(X, **options)
+        return self._components(*self._member_moments(X, **options))
+
+    def _components(
+        self, means: np.ndarray, own: dict[int, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """:meth:`variance_components` from the members' means and own variances."""
         mean = self._mean(means)
         parts = {"epistemic": self._mean((means - mean) ** 2)}
         if own:
@@ -235,10 +240,14 @@ class Ensemble(Estimator):
         """Fit the members' weights on held-out ``X`` (validation data): the non-negative
         weights, summing to 1, whose mean has the smallest absolute error there (members of
         different families rarely deserve equal votes). Returns and keeps them."""
+        truth = self.held_out_targets(X, y, "weighing")
+        return self._fit_weights(truth, self._member_means(X))
+
+    def _fit_weights(self, truth: np.ndarray, means: np.ndarray) -> np.ndarray:
+        """:meth:`weigh` from held-out targets and the members' means (k, n, …) of them."""
         from scipy.optimize import minimize
 
-        truth = self.held_out_targets(X, y, "weighing").reshape(-1)
-        means = self._member_means(X).reshape(len(self.members), -1)
+        truth, means = truth.reshape(-1), means.reshape(len(self.members), -1)
 
         def error(logits: np.ndarray) -> float:
             weights = np.exp(logits - logits.max())
@@ -260,11 +269,28 @@ class Ensemble(Estimator):
     def evaluate(self, X, y=None, **options) -> dict:
         """The members' metrics (:meth:`~deepmat.train.estimator.Estimator.score`) of the
         ensemble's mean, with each member's MAE."""
-        truth = self.targets_of(X, y)
-        means = self._member_means(X, **options)
+        return self._scores(self.targets_of(X, y), self._member_means(X, **options), **options)
+
+    def _scores(self, truth: np.ndarray, means: np.ndarray, **options) -> dict:
+        """:meth:`evaluate` from the targets and the members' means (k, n, …) of them."""
         score = functools.partial(self.members[0].score, **options)
         members = [score(truth, mean)["mae"] for mean in means]
         return score(truth, self._mean(means)) | {"member_mae": members}
+
+    def fit_held_out(
+        self, X, y=None, *, weigh: bool = True, criterion: str = "nll", coverage: float = 0.95
+    ) -> dict:
+        """On held-out ``X`` (validation data): :meth:`weigh` the members (unless ``weigh``
+        is false), :meth:`recalibrate` and record the validation metrics, with every member
+        predicting ``X`` once (the three alone would predict it three times). Returns
+        :attr:`recalibration`."""
+        truth = self.held_out_targets(X, y, "weighing" if weigh else "recalibrating")
+        means, own = self._member_moments(X)
+        if weigh:
+            self._fit_weights(truth, means)
+        record = self.recalibrate_on(truth, *self._components(means, own), criterion, coverage)
+        self.metrics["val"] = self._scores(truth, means)
+        return record
 
     def card(self) -> dict:
         member = self.members[0].card()

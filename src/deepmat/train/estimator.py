@@ -197,10 +197,21 @@ class Estimator:
         predictions with ``return_std`` are scaled by them and the card records them.
         Needs :data:`MIN_CALIBRATION_RECORDS` held-out values (records, or voxels of
         fields); returns :attr:`recalibration`."""
+        truth = self.held_out_targets(X, y)
+        return self.recalibrate_on(truth, *self.variance_components(X), criterion, coverage)
+
+    def recalibrate_on(
+        self,
+        truth: np.ndarray,
+        mean: np.ndarray,
+        parts: dict[str, np.ndarray],
+        criterion: str = "nll",
+        coverage: float = 0.95,
+    ) -> dict:
+        """:meth:`recalibrate` from held-out targets and the model's predictions of them
+        already made (:meth:`variance_components`)."""
         from deepmat.train.calibration import calibration_metrics, fit_component_scales
 
-        truth = self.held_out_targets(X, y)
-        mean, parts = self.variance_components(X)
         before = calibration_metrics(truth, mean, np.sqrt(sum(parts.values())))
         scales, method = fit_component_scales(truth, mean, parts, criterion, coverage)
         fitted = (
