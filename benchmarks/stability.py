@@ -122,14 +122,21 @@ def trained(model: str, setting: str, train, val, args: argparse.Namespace):
 
 def train_all(setting: str, train, val, args, paths: dict, timings: dict) -> dict:
     """Every model of ``args.models`` for ``setting``, and every other model ``--use`` gives
-    for it (e.g. the best composition model); where each is saved and how long it took go
-    into ``paths`` and ``timings``."""
+    for it (e.g. the best composition model); where each is saved, on how many compounds
+    and for how many epochs it trained, and how long it took go into ``paths`` and
+    ``timings``."""
     given = [item.split("=", 1)[0].rsplit(".", 1) for item in args.use]
     extra = [model for model, where in given if where == setting and model not in args.models]
     models = {}
     for model in [*args.models, *extra]:
         t0 = time.perf_counter()
-        models[model], paths[f"{model}_{setting}"] = trained(model, setting, train, val, args)
+        models[model], where = trained(model, setting, train, val, args)
+        record = models[model].training
+        paths[f"{model}_{setting}"] = {
+            "path": where,
+            "n_train": record.get("data", {}).get("n_train"),
+            "epochs": record.get("epochs_run"),
+        }
         timings[f"{model}_{setting}"] = time.perf_counter() - t0
     return models
 
