@@ -66,6 +66,22 @@ def test_stable_compound_is_measured_against_the_others_only():
     assert twice[0] == pytest.approx(dhd[0]) and twice[3] == pytest.approx(0.04)
 
 
+def test_leaving_out_each_composition_of_the_hull_matches_rebuilding_it():
+    from deepmat.physics.hulls import lower_hull, vertex_aware_dhd
+
+    rng = np.random.default_rng(3)
+    space = ("A", "B", "C", "D")
+    rows = rng.dirichlet(np.full(4, 0.7), 400)
+    rows = np.vstack([rows, rows[:40]])  # polymorphs: the same compositions again
+    energies = -1.5 * (1 - (rows**2).sum(1)) + rng.normal(0, 0.1, len(rows))
+    dhd = vertex_aware_dhd(space, rows, energies, np.arange(len(rows)))
+    for i in np.flatnonzero(dhd <= 0):
+        others = np.any(np.abs(rows - rows[i]) > 1e-8, axis=1)
+        hull = lower_hull(space, rows[others], energies[others])
+        assert dhd[i] == pytest.approx(energies[i] - hull.energies(rows[i : i + 1])[0], abs=1e-9)
+    assert 10 < (dhd <= 0).sum() < len(rows) / 2
+
+
 def test_known_subsystems_set_the_hull_of_held_out_compounds():
     known = ([Composition("Li2O"), Composition("MnO")], np.array([-2.0, -2.0]))
     dhd = decomposition_energies([Composition("Li2MnO2")], np.array([-2.5]), known)

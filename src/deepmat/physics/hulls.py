@@ -39,7 +39,7 @@ from itertools import combinations
 
 import numpy as np
 from pymatgen.core import Composition
-from scipy.spatial import ConvexHull
+from scipy.spatial import ConvexHull, cKDTree
 
 from deepmat.errors import DataError
 
@@ -73,28 +73,53 @@ class LowerHull:
     offsets: np.ndarray
 
     def energies(self, fractions: np.ndarray) -> np.ndarray:
-        """The hull energy at each row of atomic fractions over ``space`` (its columns)."""
-        return np.max(fractions[:, :-1] @ self.slopes.T + self.offsets, axis=1)
+        """The hull energy at each row of atomic fractions over ``space`` (its columns), in
+        blocks of rows that keep the (rows × facets) products in the CPU's cache."""
+        block = max(1, 2**20 // max(len(self.offsets), 1))
+        return np.concatenate(
+            [
+                np.max(part[:, :-1] @ self.slopes.T + self.offsets, axis=1)
+                for part in np.array_split(fractions, range(block, len(fractions), block))
+            ]
+        )
 
 
 def lower_hull(space: Space, fractions: np.ndarray, energies: np.ndarray) -> LowerHull:
     """The lower hull of compounds (rows of atomic fractions over ``space``) with the
     elements of the space at zero energy."""
     d = len(space)
+    if d == 1:
+        return LowerHull(space, np.zeros((1, 0)), np.array([np.min(energies, initial=0.0)]))
+    equations, _ = _lower_facets(space, fractions, energies)
+    normal_x, normal_e, offset = equations[:, : d - 1], equations[:, d - 1], equations[:, d]
+    return LowerHull(space, -normal_x / normal_e[:, None], -offset / normal_e)
+
+
+def _lower_facets(
+    space: Space, fractions: np.ndarray, energies: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The lower facets of compounds and the elements (two or more): their plane equations
+    and their corners (indices into the elements, then the compounds)."""
+    d = len(space)
     fractions = np.vstack([np.eye(d), fractions])
     energies = np.concatenate([np.zeros(d), energies])
-    if d == 1:
-        return LowerHull(space, np.zeros((1, 0)), np.array([energies.min()]))
     points = np.column_stack([fractions[:, :-1], energies])
     # a point far above the centre makes the set full-dimensional whatever the compounds are,
     # and closes the hull with upward-facing facets only
     roof = np.append(np.full(d - 1, 1.0 / d), energies.max() + 10.0 + np.ptp(energies))
-    equations = ConvexHull(np.vstack([points, roof])).equations
-    normal_x, normal_e, offset = equations[:, : d - 1], equations[:, d - 1], equations[:, d]
-    lower = normal_e < -1e-12
-    return LowerHull(
-        space, -normal_x[lower] / normal_e[lower, None], -offset[lower] / normal_e[lower]
-    )
+    hull = ConvexHull(np.vstack([points, roof]))
+    lower = hull.equations[:, d - 1] < -1e-12
+    return hull.equations[lower], hull.simplices[lower]
+
+
+def _lower_vertices(space: Space, rows: np.ndarray, energies: np.ndarray) -> np.ndarray:
+    """Which compounds (rows of atomic fractions) are corners of their lower hull with the
+    elements."""
+    corner = np.zeros(len(rows), dtype=bool)
+    if len(space) > 1 and len(rows):
+        index = np.unique(_lower_facets(space, rows, energies)[1]) - len(space)
+        corner[index[(index >= 0) & (index < len(rows))]] = True
+    return corner
 
 
 def vertex_aware_dhd(
@@ -102,26 +127,29 @@ def vertex_aware_dhd(
 ) -> np.ndarray:
     """Bartel's ΔHd of the ``chosen`` compounds among all the compounds of one space (rows of
     atomic fractions over ``space`` and their energies): the energy above the hull of all of
-    them, or, for a hull vertex, the depth below the hull without its composition.
+    them, or, for a compound on the hull, the depth below the hull without its composition.
 
-    Leaving out a vertex raises the hull only over the facets around it, by at most its own
-    depth -ΔHd at its composition; so only the points within that depth of the full hull can
-    form the new one, and it is rebuilt from them alone (doubling the depth until the result
-    lies within it)."""
+    Without one composition of the hull, the corners of the new hull are among the others
+    on the hull and the corners of the *second* hull: the hull of the compounds left when
+    every composition on the first is taken away (a point that is no corner of a set is no
+    corner of any larger one). So each such ΔHd is one small hull of those two layers."""
     chosen = np.asarray(chosen, dtype=int)
     above = energies - lower_hull(space, rows, energies).energies(rows)
     dhd = above[chosen].copy()
-    for k in np.flatnonzero(dhd <= ON_HULL):
+    on_hull = np.flatnonzero(dhd <= ON_HULL)
+    if not len(on_hull):
+        return dhd
+    first = above <= ON_HULL
+    nearest = cKDTree(rows[first]).query(rows, distance_upper_bound=SAME_COMPOSITION, p=np.inf)
+    rest = np.flatnonzero(~np.isfinite(nearest[0]))  # no composition of the first hull
+    layers = first.copy()
+    layers[rest] = _lower_vertices(space, rows[rest], energies[rest])
+    layer_rows, layer_energies = rows[layers], energies[layers]
+    for k in on_hull:
         i = chosen[k]
-        others = np.any(np.abs(rows - rows[i]) > SAME_COMPOSITION, axis=1)
-        depth = 0.05
-        while True:
-            near = others & (above <= depth)
-            hull = lower_hull(space, rows[near], energies[near])
-            dhd[k] = energies[i] - hull.energies(rows[i : i + 1])[0]
-            if -dhd[k] <= depth or near.sum() == others.sum():
-                break
-            depth *= 2
+        keep = np.any(np.abs(layer_rows - rows[i]) > SAME_COMPOSITION, axis=1)
+        hull = lower_hull(space, layer_rows[keep], layer_energies[keep])
+        dhd[k] = energies[i] - hull.energies(rows[i : i + 1])[0]
     return dhd
 
 
