@@ -262,6 +262,7 @@ def screening_speed(max_atoms: int) -> dict:
     flops = sum(
         2 * m.in_features * m.out_features for m in model.net.modules() if hasattr(m, "in_features")
     )
+    peak = matmul_flops_per_second()
     return {
         "model": "elemnet-oqmd",
         "system": "Na-Fe-Mn-O",
@@ -270,8 +271,23 @@ def screening_speed(max_atoms: int) -> dict:
         "seconds": seconds,
         "compositions_per_second": result.enumerated / seconds,
         "network_flops_per_composition": flops,
+        "matmul_flops_per_second": peak,
+        "network_bound_compositions_per_second": peak / flops,
         "target_compositions_per_second": 1e6,
     }
+
+
+def matmul_flops_per_second(size: int = 1024, rows: int = 4096, repeats: int = 20) -> float:
+    """This machine's float32 matrix-product rate with torch's threads (ElemNet's widest
+    layer on a batch): the network alone can go no faster than this over its FLOPs."""
+    import torch
+
+    a, b = torch.randn(rows, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * rows * size * size * repeats / (time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> None:
