@@ -38,6 +38,7 @@ import numpy as np
 from _shared import command, machine, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.splits import grouped_folds, grouped_split
+from deepmat.represent import ElementFractions
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
 
@@ -85,11 +86,20 @@ def fit(train, val, where, overrides: dict, target: str, unit: str):
     return train_composition(model, train, val, where)
 
 
-def gap_source(args: argparse.Namespace) -> str:
+def elemnet_table(name: str, dropped: dict):
+    """Dataset ``name`` without the compositions of elements ElemNet does not represent
+    (SSUB holds fermium); how many go is counted in ``dropped``."""
+    table = load_dataset(name)
+    kept = table.restrict_elements(ElementFractions().supported_elements, "drop")
+    dropped[name] = len(table) - len(kept)
+    return kept
+
+
+def gap_source(args: argparse.Namespace, dropped: dict) -> str:
     """An ElemNet trained on the DFT gaps of mp-non-metals (grouped 10 % validation)."""
     if args.gap_source:
         return args.gap_source
-    table = load_dataset("mp-non-metals")
+    table = elemnet_table("mp-non-metals", dropped)
     if args.quick:
         table = subsample(table, 2000)
     split = grouped_split(table.keys, val=0.1, seed=0)
@@ -111,10 +121,10 @@ def dft_values(task: dict, table, quick: bool) -> np.ndarray:
     return np.array([known.get(key, np.nan) for key in table.keys])
 
 
-def run_task(name: str, args: argparse.Namespace, source: str) -> tuple[dict, dict]:
+def run_task(name: str, args: argparse.Namespace, source: str, dropped: dict) -> tuple[dict, dict]:
     """Every method on every fold of ``name``: per-method fold MAEs and the chosen K."""
     task = TASKS[name]
-    table = load_dataset(task["data"])
+    table = elemnet_table(task["data"], dropped)
     if args.quick:
         table = subsample(table, 300)
     dft = dft_values(task, table, args.quick)
@@ -181,11 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.folds = 2
     start = time.perf_counter()
-    metrics, sizes, timings, models = {}, {}, {}, {}
+    metrics, sizes, timings, models, dropped = {}, {}, {}, {}, {}
     for name in args.tasks:
         t0 = time.perf_counter()
-        source = "elemnet-oqmd" if name == "ssub_dhf" else gap_source(args)
-        metrics[name], sizes[name] = run_task(name, args, source)
+        source = "elemnet-oqmd" if name == "ssub_dhf" else gap_source(args, dropped)
+        metrics[name], sizes[name] = run_task(name, args, source, dropped)
         models[f"{name}_fold0_finetune_all"] = str(args.out / name / "fold0" / "all")
         metrics[name]["source_model"] = source
         timings[name] = time.perf_counter() - t0
@@ -211,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         "split": f"{args.folds} folds grouped by reduced formula (seed 0); in each, the rest cut "
         "85/15 (grouped, seed = fold) into training and inner validation",
         "sizes": sizes,
+        "dropped_unsupported_elements": dropped,
         "models": models,
         "wall_seconds": timings,
         "machine": machine(),
