@@ -16,9 +16,10 @@ composition). Each task is cross-validated over ``--folds`` folds grouped by red
 in each fold the other folds are cut (grouped, 15 %) into training and an inner validation
 part, which stops training and chooses K; the fold itself is scored. Reported: the mean and
 standard deviation of the fold MAEs. The training settings are fixed beforehand (below), not
-tuned on the folds.
+tuned on the folds. A run of some ``--tasks`` keeps the other tasks' earlier results.
 
     python benchmarks/transfer.py --out runs/transfer
+    python benchmarks/transfer.py --out runs/transfer --tasks expt_gap --folds 3   # one task
     python benchmarks/transfer.py --out /tmp/t --quick              # seconds
 
 Targets: SSUB MAE ≤ 0.065 eV/atom, band gap ≤ 0.34 eV, both below scratch. References:
@@ -35,7 +36,7 @@ import time
 
 import numpy as np
 
-from _shared import command, machine, parser, subsample, write_json
+from _shared import command, machine, merge_earlier, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.splits import grouped_folds, grouped_split
 from deepmat.represent import ElementFractions
@@ -199,11 +200,6 @@ def main(argv: list[str] | None = None) -> None:
         models[f"{name}_fold0_finetune_all"] = str(args.out / name / "fold0" / "all")
         metrics[name]["source_model"] = source
         timings[name] = time.perf_counter() - t0
-    scored = {
-        task: {m: v for m, v in per.items() if isinstance(v, dict)} for task, per in metrics.items()
-    }
-    args.results.mkdir(parents=True, exist_ok=True)
-    plot(scored, args.results / "transfer.png")
     timings["total"] = time.perf_counter() - start
     results = {
         "benchmark": "transfer",
@@ -218,8 +214,8 @@ def main(argv: list[str] | None = None) -> None:
             + [str(dataset_path(TASKS[t]["dft"][0], s)) for s in TASKS[t]["dft"][1]]
             for t in args.tasks
         },
-        "split": f"{args.folds} folds grouped by reduced formula (seed 0); in each, the rest cut "
-        "85/15 (grouped, seed = fold) into training and inner validation",
+        "split": "folds grouped by reduced formula (seed 0; their sizes: sizes.<task>.folds); "
+        "in each, the rest cut 85/15 (grouped, seed = fold) into training and inner validation",
         "sizes": sizes,
         "dropped_unsupported_elements": dropped,
         "models": models,
@@ -227,7 +223,16 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(),
         "command": command(),
     }
+    results["commands"] = dict.fromkeys(metrics, command())
+    if set(args.tasks) != set(TASKS):  # the tasks not rerun keep their earlier results
+        per_task = ("metrics", "sizes", "data", "models", "dropped_unsupported_elements")
+        results = merge_earlier(results, args.results / "transfer.json", per_task)
+    scored = {
+        task: {m: v for m, v in per.items() if isinstance(v, dict)}
+        for task, per in results["metrics"].items()
+    }
     print(write_json(results, args.results, "transfer"))
+    plot(scored, args.results / "transfer.png")
     print(json.dumps(scored, indent=1))
 
 
