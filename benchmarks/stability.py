@@ -120,7 +120,7 @@ def trained(model: str, setting: str, train, val, args: argparse.Namespace):
     return train_composition(estimator, train, val, where), str(where)
 
 
-def train_all(setting: str, train, val, args, paths: dict, timings: dict) -> dict:
+def train_all(setting: str, train, val, args, paths: dict, training: dict, timings: dict) -> dict:
     """Every model of ``args.models`` for ``setting``, and every other model ``--use`` gives
     for it (e.g. the best composition model); where each is saved, on how many compounds
     and for how many epochs it trained, and how long it took go into ``paths`` and
@@ -130,10 +130,9 @@ def train_all(setting: str, train, val, args, paths: dict, timings: dict) -> dic
     models = {}
     for model in [*args.models, *extra]:
         t0 = time.perf_counter()
-        models[model], where = trained(model, setting, train, val, args)
+        models[model], paths[f"{model}_{setting}"] = trained(model, setting, train, val, args)
         record = models[model].training
-        paths[f"{model}_{setting}"] = {
-            "path": where,
+        training[f"{model}_{setting}"] = {
             "n_train": record.get("data", {}).get("n_train"),
             "epochs": record.get("epochs_run"),
         }
@@ -305,12 +304,13 @@ def main(argv: list[str] | None = None) -> None:
     timings = {"load_data": time.perf_counter() - start}
     metrics: dict = {}
     paths: dict = {}
+    training: dict = {}
     parity, hulls = {}, {}
     systems = [s for group in SYSTEMS.values() for s in group]
     sizes = {"train": len(train_part), "val": len(val_part)}
     exact, known_part = held_out_parts(everything)
     if "random" in args.settings:
-        models = train_all("random", train_part, val_part, args, paths, timings)
+        models = train_all("random", train_part, val_part, args, paths, training, timings)
         metrics["random"], parity = random_setting(train_part, val_part, models, timings)
     held_split = {}
     if "held_out" in args.settings:
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
             "removed_from_train": int(len(train_part) - len(train_held)),
             "removed_from_val": int(len(val_part) - len(val_held)),
         }
-        models = train_all("held_out", train_held, val_held, args, paths, timings)
+        models = train_all("held_out", train_held, val_held, args, paths, training, timings)
         held_metrics, hulls = held_out_settings(everything, exact, known_part, models, timings)
         metrics |= held_metrics
         held_split["scored"] = {s: [everything.formulas[i] for i in exact[s]] for s in systems}
@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "sizes": sizes,
         "models": paths,
+        "training": training,
         "wall_seconds": timings,
         "machine": machine(),
         "command": command(),
