@@ -241,6 +241,8 @@ def plot(random_parity: dict, hulls: dict, known_part, path: Path) -> None:
             ax.scatter(x, energies, marker=marker, s=18, label=label)
         ax.set(xlabel="O fraction in Ti–O", ylabel="ΔHf (eV/atom)", title=f"{model}: Ti–O")
         ax.legend(fontsize=7)
+    for ax in [*axes[0, len(models) :], *axes[1, len(ti_o) :]]:
+        ax.set_axis_off()  # a model scored only at random has no Ti–O panel
     save_figure(fig, path)
 
 
