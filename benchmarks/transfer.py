@@ -12,14 +12,17 @@ Two tasks, as in Jha et al. (Nat. Commun. 10, 5316, 2019) and Gupta et al. (Nat.
 Methods: ``scratch`` (ElemNet from random weights), ``finetune_all`` (``--init``, every layer
 trained), ``finetune_last`` (``--init --freeze K``: the leading K layers kept; K chosen on
 the inner validation part among FREEZE_CHOICES) and ``dft`` (where OQMD or MP has the
-composition). Each task is cross-validated over ``--folds`` folds grouped by reduced formula:
-in each fold the other folds are cut (grouped, 15 %) into training and an inner validation
-part, which stops training and chooses K; the fold itself is scored. Reported: the mean and
+composition); both fine-tunings at the learning rate of ``--finetune-lrs`` with which
+fine-tuning every layer does best on the inner validation part. Each task is
+cross-validated over ``--folds`` folds grouped by reduced formula: in each fold the other
+folds are cut (grouped, 15 %) into training and an inner validation part, which stops
+training and chooses K and the rate; the fold itself is scored. Reported: the mean and
 standard deviation of the fold MAEs. The training settings are fixed beforehand (below), not
 tuned on the folds. A run of some ``--tasks`` keeps the other tasks' earlier results.
 
     python benchmarks/transfer.py --out runs/transfer
     python benchmarks/transfer.py --out runs/transfer --tasks expt_gap --folds 3   # one task
+    python benchmarks/transfer.py --out runs/transfer --tasks ssub_dhf --finetune-lrs 1e-4 3e-4 1e-3
     python benchmarks/transfer.py --out /tmp/t --quick              # seconds
 
 Targets: SSUB MAE ≤ 0.065 eV/atom, band gap ≤ 0.34 eV, both below scratch. References:
@@ -71,6 +74,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser(__doc__, "transfer")
     p.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument(
+        "--finetune-lrs",
+        type=float,
+        nargs="+",
+        default=[FINETUNE["lr"]],
+        help="learning rates of fine-tuning, the best on each fold's inner validation part "
+        "kept (for every layer and for the last ones)",
+    )
     p.add_argument(
         "--gap-source", default=None, help="an ElemNet on mp-non-metals (default: train it)"
     )
@@ -131,7 +142,7 @@ def run_task(name: str, args: argparse.Namespace, source: str, dropped: dict) ->
     dft = dft_values(task, table, args.quick)
     folds = grouped_folds(table.keys, args.folds, seed=0)
     maes: dict[str, list[float]] = {m: [] for m in ("scratch", "finetune_all", "finetune_last")}
-    dft_mae, chosen = [], []
+    dft_mae, chosen, chosen_lr = [], [], []
     for f, test_index in enumerate(folds):
         rest = np.setdiff1d(np.arange(len(table)), test_index)
         inner = grouped_split([table.keys[i] for i in rest], val=0.15, seed=f)
@@ -141,14 +152,25 @@ def run_task(name: str, args: argparse.Namespace, source: str, dropped: dict) ->
         names = (task["target"], task["unit"])
         scratch = fit(train, val, home / "scratch", settings(SCRATCH, args), *names)
         maes["scratch"].append(scratch.evaluate(test)["mae"])
-        tuned = fit(train, val, home / "all", settings(FINETUNE, args, init=source), *names)
-        maes["finetune_all"].append(tuned.evaluate(test)["mae"])
+        tuned = {
+            lr: fit(
+                train,
+                val,
+                home / f"all{_lr_suffix(lr)}",
+                settings(FINETUNE, args, init=source, lr=lr),
+                *names,
+            )
+            for lr in args.finetune_lrs
+        }
+        lr = min(tuned, key=lambda r: tuned[r].evaluate(val)["mae"])
+        chosen_lr.append(lr)
+        maes["finetune_all"].append(tuned[lr].evaluate(test)["mae"])
         last = {
             k: fit(
                 train,
                 val,
-                home / f"freeze{k}",
-                settings(FINETUNE, args, init=source, freeze=k),
+                home / f"freeze{k}{_lr_suffix(lr)}",
+                settings(FINETUNE, args, init=source, freeze=k, lr=lr),
                 *names,
             )
             for k in (FREEZE_CHOICES[-1:] if args.quick else FREEZE_CHOICES)
@@ -160,9 +182,16 @@ def run_task(name: str, args: argparse.Namespace, source: str, dropped: dict) ->
         dft_mae.append(float(np.mean(np.abs(dft[test_index][matched] - test.targets[matched]))))
     metrics = {m: _summary(v) for m, v in maes.items()}
     metrics["finetune_last"]["freeze_chosen"] = chosen
+    for method in ("finetune_all", "finetune_last"):
+        metrics[method]["lr_chosen"] = chosen_lr
     metrics["dft"] = _summary(dft_mae) | {"n_matched": int(np.sum(~np.isnan(dft)))}
     sizes = {"records": len(table), "folds": [len(f) for f in folds]}
     return metrics, sizes
+
+
+def _lr_suffix(lr: float) -> str:
+    """Where a fine-tuning at ``lr`` is saved: the fixed rate's runs keep their plain names."""
+    return "" if lr == FINETUNE["lr"] else f"_lr{lr:g}"
 
 
 def _summary(values: list[float]) -> dict:
@@ -208,7 +237,12 @@ def main(argv: list[str] | None = None) -> None:
         "references": {
             t: TASKS[t]["reference"] | {"target": TASKS[t]["target_mae"]} for t in TASKS
         },
-        "settings": {"scratch": SCRATCH, "finetune": FINETUNE, "freeze_choices": FREEZE_CHOICES},
+        "settings": {
+            "scratch": SCRATCH,
+            "finetune": FINETUNE,
+            "freeze_choices": FREEZE_CHOICES,
+            "finetune_lrs": args.finetune_lrs,
+        },
         "data": {
             t: [str(dataset_path(TASKS[t]["data"], None))]
             + [str(dataset_path(TASKS[t]["dft"][0], s)) for s in TASKS[t]["dft"][1]]
