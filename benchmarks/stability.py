@@ -97,15 +97,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help="MODEL.SETTING=PATH, trained elsewhere; a MODEL not in --models is scored too",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.use = dict(item.split("=", 1) for item in args.use)  # {"MODEL.SETTING": PATH}
+    return args
 
 
 def trained(model: str, setting: str, train, val, args: argparse.Namespace):
     """``model`` for ``setting`` (``random`` or ``held_out``): given by ``--use`` or trained
     here on ``train`` (``val`` stops it), resumable; returns it and where it is saved."""
-    given = dict(item.split("=", 1) for item in args.use)
-    if f"{model}.{setting}" in given:
-        return deepmat.load(given[f"{model}.{setting}"]), given[f"{model}.{setting}"]
+    if f"{model}.{setting}" in args.use:
+        return deepmat.load(args.use[f"{model}.{setting}"]), args.use[f"{model}.{setting}"]
     where = args.out / f"{model}_{setting}"
     name = MODELS[model]
     if name.startswith("rf-"):
@@ -123,9 +124,9 @@ def trained(model: str, setting: str, train, val, args: argparse.Namespace):
 def train_all(setting: str, train, val, args, paths: dict, training: dict, timings: dict) -> dict:
     """Every model of ``args.models`` for ``setting``, and every other model ``--use`` gives
     for it (e.g. the best composition model); where each is saved, on how many compounds
-    and for how many epochs it trained, and how long it took go into ``paths`` and
-    ``timings``."""
-    given = [item.split("=", 1)[0].rsplit(".", 1) for item in args.use]
+    and for how many epochs it trained, and how long it took go into ``paths``,
+    ``training`` and ``timings``."""
+    given = [key.rsplit(".", 1) for key in args.use]
     extra = [model for model, where in given if where == setting and model not in args.models]
     models = {}
     for model in [*args.models, *extra]:

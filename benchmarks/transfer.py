@@ -133,8 +133,11 @@ def dft_values(task: dict, table, quick: bool) -> np.ndarray:
     return np.array([known.get(key, np.nan) for key in table.keys])
 
 
-def run_task(name: str, args: argparse.Namespace, source: str, dropped: dict) -> tuple[dict, dict]:
-    """Every method on every fold of ``name``: per-method fold MAEs and the chosen K."""
+def run_task(
+    name: str, args: argparse.Namespace, source: str, dropped: dict
+) -> tuple[dict, dict, str]:
+    """Every method on every fold of ``name``: per-method fold MAEs, the chosen K and rate,
+    the sizes, and where the first fold's chosen fine-tuning of every layer is saved."""
     task = TASKS[name]
     table = elemnet_table(task["data"], dropped)
     if args.quick:
@@ -142,7 +145,7 @@ def run_task(name: str, args: argparse.Namespace, source: str, dropped: dict) ->
     dft = dft_values(task, table, args.quick)
     folds = grouped_folds(table.keys, args.folds, seed=0)
     maes: dict[str, list[float]] = {m: [] for m in ("scratch", "finetune_all", "finetune_last")}
-    dft_mae, chosen, chosen_lr = [], [], []
+    dft_mae, chosen, chosen_lr, first = [], [], [], ""
     for f, test_index in enumerate(folds):
         rest = np.setdiff1d(np.arange(len(table)), test_index)
         inner = grouped_split([table.keys[i] for i in rest], val=0.15, seed=f)
@@ -164,6 +167,7 @@ def run_task(name: str, args: argparse.Namespace, source: str, dropped: dict) ->
         }
         lr = min(tuned, key=lambda r: tuned[r].evaluate(val)["mae"])
         chosen_lr.append(lr)
+        first = first or str(home / f"all{_lr_suffix(lr)}")
         maes["finetune_all"].append(tuned[lr].evaluate(test)["mae"])
         last = {
             k: fit(
@@ -186,7 +190,7 @@ def run_task(name: str, args: argparse.Namespace, source: str, dropped: dict) ->
         metrics[method]["lr_chosen"] = chosen_lr
     metrics["dft"] = _summary(dft_mae) | {"n_matched": int(np.sum(~np.isnan(dft)))}
     sizes = {"records": len(table), "folds": [len(f) for f in folds]}
-    return metrics, sizes
+    return metrics, sizes, first
 
 
 def _lr_suffix(lr: float) -> str:
@@ -225,8 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.tasks:
         t0 = time.perf_counter()
         source = "elemnet-oqmd" if name == "ssub_dhf" else gap_source(args, dropped)
-        metrics[name], sizes[name] = run_task(name, args, source, dropped)
-        models[f"{name}_fold0_finetune_all"] = str(args.out / name / "fold0" / "all")
+        metrics[name], sizes[name], models[f"{name}_fold0_finetune_all"] = run_task(
+            name, args, source, dropped
+        )
         metrics[name]["source_model"] = source
         timings[name] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start

@@ -17,6 +17,7 @@ definitions of uncertainty-toolbox (Chung et al. 2021), against which a test che
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +137,7 @@ def fit_std_scale(
     return scale, "the factor with the smallest miscalibration area (log-spaced search)"
 
 
-def scaled_std(parts: dict[str, np.ndarray], scales: dict[str, float]) -> np.ndarray:
+def scaled_std(parts: Mapping[str, np.ndarray], scales: Mapping[str, float]) -> np.ndarray:
     """σ = √(Σ sₚ² vₚ): the parts vₚ of a variance, each with its factor sₚ."""
     return np.sqrt(sum(scales[name] ** 2 * np.asarray(v) for name, v in parts.items()))
 

@@ -172,7 +172,7 @@ class Estimator:
         from deepmat.train.calibration import scaled_std
 
         scales = self.recalibration.get("component_scales") or dict.fromkeys(parts, self.std_scale)
-        return scaled_std(dict(parts), scales)
+        return scaled_std(parts, scales)
 
     def held_out_targets(self, X, y=None, purpose: str = "recalibrating") -> np.ndarray:
         """The targets of held-out ``X`` that a fit on validation data (``purpose``) reads:
