@@ -9,20 +9,26 @@ Two tasks, as in Jha et al. (Nat. Commun. 10, 5316, 2019) and Gupta et al. (Nat.
   here on the DFT gaps of ``mp-non-metals``; DFT value: the Materials Project gap (the mean
   over its polymorphs).
 
-Methods: ``scratch`` (ElemNet from random weights), ``finetune_all`` (``--init``, every layer
+Methods: ``scratch`` (from random weights), ``finetune_all`` (``--init``, every layer
 trained), ``finetune_last`` (``--init --freeze K``: the leading K layers kept; K chosen on
-the inner validation part among FREEZE_CHOICES) and ``dft`` (where OQMD or MP has the
-composition); both fine-tunings at the learning rate of ``--finetune-lrs`` with which
-fine-tuning every layer does best on the inner validation part. Each task is
+the inner validation part among the architecture's ``freeze`` choices) and ``dft`` (where
+OQMD or MP has the composition); both fine-tunings at the learning rate of
+``--finetune-lrs`` with which fine-tuning every layer does best on the inner validation
+part. Each method runs for each of ``--architectures``: ``elemnet`` (the papers' network;
+its methods keep their plain names) and ``roost`` (methods ``roost_<method>``, starting on
+SSUB from the Roost inside ``composition-oqmd`` and on gaps from a Roost trained here on
+``mp-non-metals``; its scratch runs have Roost's architecture, embedding and loss too). Each task is
 cross-validated over ``--folds`` folds grouped by reduced formula: in each fold the other
 folds are cut (grouped, 15 %) into training and an inner validation part, which stops
 training and chooses K and the rate; the fold itself is scored. Reported: the mean and
 standard deviation of the fold MAEs. The training settings are fixed beforehand (below), not
-tuned on the folds. A run of some ``--tasks`` keeps the other tasks' earlier results.
+tuned on the folds. A run of some ``--tasks`` or ``--architectures`` keeps the other
+methods' earlier results.
 
     python benchmarks/transfer.py --out runs/transfer
     python benchmarks/transfer.py --out runs/transfer --tasks expt_gap --folds 3   # one task
     python benchmarks/transfer.py --out runs/transfer --tasks ssub_dhf --finetune-lrs 1e-4 3e-4 1e-3
+    python benchmarks/transfer.py --out runs/transfer --architectures roost --finetune-lrs 3e-4 1e-3
     python benchmarks/transfer.py --out /tmp/t --quick              # seconds
 
 Targets: SSUB MAE ≤ 0.065 eV/atom, band gap ≤ 0.34 eV, both below scratch. References:
@@ -64,8 +70,31 @@ TASKS = {
         "target_mae": 0.34,
     },
 }
-# ElemNet's 17 hidden layers and its output: keep the first K, fine-tune the rest
-FREEZE_CHOICES = (8, 12, 15)
+#: per architecture: make_regressor's model, options and training overrides, the prefix of
+#: its methods, the numbers K of leading layers finetune_last may keep (ElemNet: 17 hidden
+#: layers and its output; Roost: 60 layers, the last 6 its output network, 40 the end of
+#: its message passing), its source model per task (None: trained on the task's DFT data) and
+#: the options of that training beside the "benchmark" preset
+ARCHITECTURES = {
+    "elemnet": {
+        "model": "elemnet",
+        "options": {},
+        "overrides": {},
+        "prefix": "",
+        "freeze": (8, 12, 15),
+        "source": {"ssub_dhf": "elemnet-oqmd", "expt_gap": None},
+        "source_training": {},
+    },
+    "roost": {
+        "model": "roost",
+        "options": {"embedding": "matscholar", "heteroscedastic": True},
+        "overrides": {"loss": "laplace-nll"},
+        "prefix": "roost_",
+        "freeze": (40, 54),
+        "source": {"ssub_dhf": "composition-oqmd", "expt_gap": None},
+        "source_training": {"epochs": 20, "patience": 20},
+    },
+}
 SCRATCH = {"batch_size": 32, "lr": 1e-3, "schedule": "cosine", "epochs": 150, "patience": 150}
 FINETUNE = {"batch_size": 32, "lr": 1e-4, "schedule": "cosine", "epochs": 60, "patience": 60}
 
@@ -75,6 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--folds", type=int, default=5)
     p.add_argument(
+        "--architectures", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES)
+    )
+    p.add_argument(
         "--finetune-lrs",
         type=float,
         nargs="+",
@@ -83,7 +115,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "kept (for every layer and for the last ones)",
     )
     p.add_argument(
-        "--gap-source", default=None, help="an ElemNet on mp-non-metals (default: train it)"
+        "--gap-source",
+        nargs="*",
+        default=[],
+        metavar="ARCHITECTURE=PATH",
+        help="a model of the architecture trained on mp-non-metals (default: train it)",
     )
     return p.parse_args(argv)
 
@@ -93,8 +129,10 @@ def settings(base: dict, args: argparse.Namespace, **extra) -> dict:
     return out | ({"epochs": 2} if args.quick else {})
 
 
-def fit(train, val, where, overrides: dict, target: str, unit: str):
-    model = make_regressor("elemnet", "benchmark", target, unit, overrides)
+def fit(train, val, where, overrides: dict, target: str, unit: str, architecture: str):
+    arch = ARCHITECTURES[architecture]
+    settings = arch["overrides"] | overrides
+    model = make_regressor(arch["model"], "benchmark", target, unit, settings, **arch["options"])
     return train_composition(model, train, val, where)
 
 
@@ -107,17 +145,22 @@ def elemnet_table(name: str, dropped: dict):
     return kept
 
 
-def gap_source(args: argparse.Namespace, dropped: dict) -> str:
-    """An ElemNet trained on the DFT gaps of mp-non-metals (grouped 10 % validation)."""
-    if args.gap_source:
-        return args.gap_source
+def source_model(task: str, architecture: str, args: argparse.Namespace, dropped: dict) -> str:
+    """The model ``architecture``'s fine-tunings of ``task`` start from: shipped, given by
+    ``--gap-source``, or trained here on the DFT gaps of mp-non-metals (grouped 10 %
+    validation)."""
+    shipped = ARCHITECTURES[architecture]["source"][task]
+    given = dict(item.split("=", 1) for item in args.gap_source)
+    if shipped or architecture in given:
+        return shipped or given[architecture]
     table = elemnet_table("mp-non-metals", dropped)
     if args.quick:
         table = subsample(table, 2000)
     split = grouped_split(table.keys, val=0.1, seed=0)
-    where = args.out / "mp_gap_elemnet"
-    overrides = {"progress": sys.stderr.isatty()} | ({"epochs": 2} if args.quick else {})
-    fit(table.subset(split.train), table.subset(split.val), where, overrides, "gap", "eV")
+    where = args.out / f"mp_gap_{architecture}"
+    overrides = settings(ARCHITECTURES[architecture]["source_training"], args)
+    train, val = table.subset(split.train), table.subset(split.val)
+    fit(train, val, where, overrides, "gap", "eV", architecture)
     return str(where)
 
 
@@ -134,11 +177,12 @@ def dft_values(task: dict, table, quick: bool) -> np.ndarray:
 
 
 def run_task(
-    name: str, args: argparse.Namespace, source: str, dropped: dict
+    name: str, architecture: str, args: argparse.Namespace, source: str, dropped: dict
 ) -> tuple[dict, dict, str]:
-    """Every method on every fold of ``name``: per-method fold MAEs, the chosen K and rate,
-    the sizes, and where the first fold's chosen fine-tuning of every layer is saved."""
-    task = TASKS[name]
+    """Every method of ``architecture`` on every fold of ``name``: per-method fold MAEs (the
+    methods named with the architecture's prefix), the chosen K and rate, the sizes, and
+    where the first fold's chosen fine-tuning of every layer is saved."""
+    task, arch = TASKS[name], ARCHITECTURES[architecture]
     table = elemnet_table(task["data"], dropped)
     if args.quick:
         table = subsample(table, 300)
@@ -151,33 +195,19 @@ def run_task(
         inner = grouped_split([table.keys[i] for i in rest], val=0.15, seed=f)
         train, val = table.subset(rest[inner.train]), table.subset(rest[inner.val])
         test = table.subset(test_index)
-        home = args.out / name / f"fold{f}"
-        names = (task["target"], task["unit"])
-        scratch = fit(train, val, home / "scratch", settings(SCRATCH, args), *names)
-        maes["scratch"].append(scratch.evaluate(test)["mae"])
+        run = _runner(train, val, args.out / name / f"fold{f}", name, architecture, args)
+        maes["scratch"].append(run("scratch", SCRATCH).evaluate(test)["mae"])
         tuned = {
-            lr: fit(
-                train,
-                val,
-                home / f"all{_lr_suffix(lr)}",
-                settings(FINETUNE, args, init=source, lr=lr),
-                *names,
-            )
+            lr: run(f"all{_lr_suffix(lr)}", FINETUNE, init=source, lr=lr)
             for lr in args.finetune_lrs
         }
         lr = min(tuned, key=lambda r: tuned[r].evaluate(val)["mae"])
         chosen_lr.append(lr)
-        first = first or str(home / f"all{_lr_suffix(lr)}")
+        first = first or str(args.out / name / f"fold{f}" / f"{arch['prefix']}all{_lr_suffix(lr)}")
         maes["finetune_all"].append(tuned[lr].evaluate(test)["mae"])
         last = {
-            k: fit(
-                train,
-                val,
-                home / f"freeze{k}{_lr_suffix(lr)}",
-                settings(FINETUNE, args, init=source, freeze=k, lr=lr),
-                *names,
-            )
-            for k in (FREEZE_CHOICES[-1:] if args.quick else FREEZE_CHOICES)
+            k: run(f"freeze{k}{_lr_suffix(lr)}", FINETUNE, init=source, freeze=k, lr=lr)
+            for k in (arch["freeze"][-1:] if args.quick else arch["freeze"])
         }
         best = min(last, key=lambda k: last[k].evaluate(val)["mae"])
         chosen.append(best)
@@ -187,10 +217,31 @@ def run_task(
     metrics = {m: _summary(v) for m, v in maes.items()}
     metrics["finetune_last"]["freeze_chosen"] = chosen
     for method in ("finetune_all", "finetune_last"):
-        metrics[method]["lr_chosen"] = chosen_lr
+        metrics[method] |= {"lr_chosen": chosen_lr, "source_model": source}
+    metrics = {f"{arch['prefix']}{m}": v for m, v in metrics.items()}
     metrics["dft"] = _summary(dft_mae) | {"n_matched": int(np.sum(~np.isnan(dft)))}
     sizes = {"records": len(table), "folds": [len(f) for f in folds]}
     return metrics, sizes, first
+
+
+def _runner(train, val, home, task: str, architecture: str, args: argparse.Namespace):
+    """run(where, base, **extra): trains ``architecture`` on ``train`` (stopping on ``val``)
+    into ``home/<prefix><where>`` with the options ``base`` and ``extra``."""
+    names = (TASKS[task]["target"], TASKS[task]["unit"])
+    prefix = ARCHITECTURES[architecture]["prefix"]
+
+    def run(where: str, base: dict, **extra):
+        options = settings(base, args, **extra)
+        return fit(train, val, home / f"{prefix}{where}", options, *names, architecture)
+
+    return run
+
+
+def _merged_methods(path, metrics: dict) -> dict:
+    """``metrics`` of this run over the earlier results at ``path``, method by method: the
+    tasks, architectures and methods not rerun keep their earlier entries."""
+    earlier = json.loads(path.read_text())["metrics"] if path.exists() else {}
+    return {t: earlier.get(t, {}) | metrics.get(t, {}) for t in {**earlier, **metrics}}
 
 
 def _lr_suffix(lr: float) -> str:
@@ -214,6 +265,7 @@ def plot(metrics: dict, path) -> None:
         means = [per_method[m]["mae"] for m in methods]
         spread = [per_method[m]["mae_std"] for m in methods]
         ax.bar(methods, means, yerr=spread, capsize=4, color="#4c72b0")
+        ax.tick_params(axis="x", labelrotation=45)
         ax.axhline(TASKS[task]["target_mae"], color="r", ls="--", label="target")
         ax.set(title=task, ylabel=f"MAE ({TASKS[task]['unit']})")
         ax.legend()
@@ -225,15 +277,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.folds = 2
     start = time.perf_counter()
-    metrics, sizes, timings, models, dropped = {}, {}, {}, {}, {}
+    metrics, sizes, timings, models, dropped, commands = {}, {}, {}, {}, {}, {}
     for name in args.tasks:
-        t0 = time.perf_counter()
-        source = "elemnet-oqmd" if name == "ssub_dhf" else gap_source(args, dropped)
-        metrics[name], sizes[name], models[f"{name}_fold0_finetune_all"] = run_task(
-            name, args, source, dropped
-        )
-        metrics[name]["source_model"] = source
-        timings[name] = time.perf_counter() - t0
+        metrics[name] = {}
+        for architecture in args.architectures:
+            t0 = time.perf_counter()
+            source = source_model(name, architecture, args, dropped)
+            scores, sizes[name], first = run_task(name, architecture, args, source, dropped)
+            metrics[name] |= scores
+            prefix = ARCHITECTURES[architecture]["prefix"]
+            models[f"{name}_fold0_{prefix}finetune_all"] = first
+            timings[f"{name}.{architecture}"] = time.perf_counter() - t0
+            commands[f"{name}.{architecture}"] = command()
     timings["total"] = time.perf_counter() - start
     results = {
         "benchmark": "transfer",
@@ -245,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {
             "scratch": SCRATCH,
             "finetune": FINETUNE,
-            "freeze_choices": FREEZE_CHOICES,
+            "architectures": {a: ARCHITECTURES[a] for a in args.architectures},
             "finetune_lrs": args.finetune_lrs,
         },
         "data": {
@@ -262,10 +317,10 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(),
         "command": command(),
     }
-    results["commands"] = dict.fromkeys(metrics, command())
-    if set(args.tasks) != set(TASKS):  # the tasks not rerun keep their earlier results
-        per_task = ("metrics", "sizes", "data", "models", "dropped_unsupported_elements")
-        results = merge_earlier(results, args.results / "transfer.json", per_task)
+    results["commands"] = commands
+    per_task = ("sizes", "data", "models", "dropped_unsupported_elements")
+    results = merge_earlier(results, args.results / "transfer.json", per_task)
+    results["metrics"] = _merged_methods(args.results / "transfer.json", metrics)
     scored = {
         task: {m: v for m, v in per.items() if isinstance(v, dict)}
         for task, per in results["metrics"].items()

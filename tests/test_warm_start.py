@@ -82,3 +82,19 @@ def test_freezing_keeps_the_leading_layers_and_trains_the_rest(trained, tmp_path
         network(init=str(path), freeze=3).fit(train, val=val, workdir=tmp_path / "all")
     with pytest.raises(ConfigError, match="give init"):
         TrainConfig(freeze=1)
+
+
+def test_fine_tuning_from_an_ensemble_starts_from_its_member_of_the_same_family(
+    trained, tmp_path
+):
+    from deepmat.train import Ensemble
+
+    source, _, train, val = trained
+    forest = ForestRegressor(ElementFractions(), n_estimators=4, n_jobs=1).fit(train, val=val)
+    mixed = Ensemble.from_members([forest, source]).save(tmp_path / "mixed")
+    tuned = network(init=str(mixed), epochs=1, lr=1e-9)
+    tuned.scaler = tuned.starting_scaler(train.targets)
+    np.testing.assert_allclose(tuned.predict(val), source.predict(val), rtol=1e-5, atol=1e-6)
+    forests = Ensemble.from_members([forest, forest]).save(tmp_path / "forests")
+    with pytest.raises(ConfigError, match="holds no network"):
+        network(init=str(forests)).warm_start()

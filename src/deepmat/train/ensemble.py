@@ -186,6 +186,10 @@ class Ensemble(Estimator):
             return getattr(self.__dict__["members"][0], name)
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
+    def starting_point(self, family: str) -> Estimator | None:
+        """The first member of ``family``: fine-tuning starts from it."""
+        return next((m for m in self.members if m.family == family), None)
+
     def _member_means(self, X, **options) -> np.ndarray:
         """The members' predictions, (k, n, …); ``options`` (a field model's ε̄11) go to
         each member's ``predict``."""

@@ -131,6 +131,11 @@ class Estimator:
         overrides this (a warm start); by default it calls ``fit`` again."""
         return self.fit(X, y, val=val, workdir=workdir)
 
+    def starting_point(self, family: str) -> Estimator | None:
+        """The model of ``family`` in this one that fine-tuning a ``family`` model starts
+        from (:meth:`warm_start`): this model itself, or None when it is of another family."""
+        return self if self.family == family else None
+
     def embed(self, X) -> np.ndarray:
         """(n, d) coordinates of the inputs ``X`` in the space the model reads them in (its
         features, or a latent space), where near records are alike: active learning spreads
@@ -233,7 +238,8 @@ class Estimator:
     def warm_start(self) -> Estimator | None:
         """Before training: when the training configuration's ``init`` names a saved or
         pretrained model, copy its network's weights into this one's (fine-tuning, transfer
-        learning) and return it; None otherwise. The two must be of one family, read one
+        learning) and return it; None otherwise. The two must be of one family (or the saved
+        model an ensemble with a member of this family: the first such member), read one
         representation and share the architecture (this one may add a σ output). The
         configuration's ``freeze`` first layers then keep those weights."""
         init = getattr(getattr(self, "config", None), "init", None)
@@ -242,10 +248,11 @@ class Estimator:
         from deepmat import load
         from deepmat.train.weights import freeze_leading, transfer_weights
 
-        source = load(init)
+        saved = load(init)
         label = f"{self.name}: starting from {init}"
-        if source.family != self.family:
-            raise ConfigError(f"{label}: it is a {source.family}, this a {self.family}")
+        source = saved.starting_point(self.family)
+        if source is None:
+            raise ConfigError(f"{label}: it holds no {self.family} (it is a {saved.family})")
         ours, theirs = (getattr(m, "representation", None) for m in (self, source))
         if ours is not None and ours.to_dict() != theirs.to_dict():
             raise ConfigError(f"{label}: it reads {theirs.to_dict()}, this model {ours.to_dict()}")
