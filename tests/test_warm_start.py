@@ -84,9 +84,7 @@ def test_freezing_keeps_the_leading_layers_and_trains_the_rest(trained, tmp_path
         TrainConfig(freeze=1)
 
 
-def test_fine_tuning_from_an_ensemble_starts_from_its_member_of_the_same_family(
-    trained, tmp_path
-):
+def test_fine_tuning_from_an_ensemble_starts_from_its_member_of_the_same_family(trained, tmp_path):
     from deepmat.train import Ensemble
 
     source, _, train, val = trained
