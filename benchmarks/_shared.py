@@ -62,6 +62,13 @@ def merge_earlier(results: dict, path: Path, per_model: tuple[str, ...]) -> dict
     return merged
 
 
+def merged_metrics(path: Path, metrics: dict) -> dict:
+    """``metrics`` (per task or model, then per method) of a run over the earlier ones at
+    ``path``, method by method: what was not rerun keeps its earlier entry."""
+    earlier = json.loads(path.read_text())["metrics"] if path.exists() else {}
+    return {key: earlier.get(key, {}) | metrics.get(key, {}) for key in {**earlier, **metrics}}
+
+
 def write_json(results: dict, directory: Path, stem: str) -> Path:
     """``directory/stem.json`` (created as needed), NumPy scalars written as floats."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -45,10 +45,10 @@ import time
 
 import numpy as np
 
-from _shared import command, machine, merge_earlier, parser, subsample, write_json
+from _shared import command, machine, merge_earlier, merged_metrics, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.splits import grouped_folds, grouped_split
-from deepmat.represent import ElementFractions
+from deepmat.represent import ElementFractions, ElementSequence
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
 
@@ -136,11 +136,15 @@ def fit(train, val, where, overrides: dict, target: str, unit: str, architecture
     return train_composition(model, train, val, where)
 
 
-def elemnet_table(name: str, dropped: dict):
-    """Dataset ``name`` without the compositions of elements ElemNet does not represent
-    (SSUB holds fermium); how many go is counted in ``dropped``."""
+def readable_table(name: str, dropped: dict):
+    """Dataset ``name`` without the compositions some architecture cannot read: of elements
+    ElemNet does not represent (SSUB holds fermium) or of more elements than Roost's sequence
+    holds (mp-non-metals has a 9-element oxide), so that every architecture sees the same
+    records; how many go is counted in ``dropped``."""
     table = load_dataset(name)
     kept = table.restrict_elements(ElementFractions().supported_elements, "drop")
+    limit = ElementSequence().max_elements
+    kept = kept.subset([i for i, c in enumerate(kept.compositions) if len(c) <= limit])
     dropped[name] = len(table) - len(kept)
     return kept
 
@@ -153,7 +157,7 @@ def source_model(task: str, architecture: str, args: argparse.Namespace, dropped
     given = dict(item.split("=", 1) for item in args.gap_source)
     if shipped or architecture in given:
         return shipped or given[architecture]
-    table = elemnet_table("mp-non-metals", dropped)
+    table = readable_table("mp-non-metals", dropped)
     if args.quick:
         table = subsample(table, 2000)
     split = grouped_split(table.keys, val=0.1, seed=0)
@@ -183,7 +187,7 @@ def run_task(
     methods named with the architecture's prefix), the chosen K and rate, the sizes, and
     where the first fold's chosen fine-tuning of every layer is saved."""
     task, arch = TASKS[name], ARCHITECTURES[architecture]
-    table = elemnet_table(task["data"], dropped)
+    table = readable_table(task["data"], dropped)
     if args.quick:
         table = subsample(table, 300)
     dft = dft_values(task, table, args.quick)
@@ -235,13 +239,6 @@ def _runner(train, val, home, task: str, architecture: str, args: argparse.Names
         return fit(train, val, home / f"{prefix}{where}", options, *names, architecture)
 
     return run
-
-
-def _merged_methods(path, metrics: dict) -> dict:
-    """``metrics`` of this run over the earlier results at ``path``, method by method: the
-    tasks, architectures and methods not rerun keep their earlier entries."""
-    earlier = json.loads(path.read_text())["metrics"] if path.exists() else {}
-    return {t: earlier.get(t, {}) | metrics.get(t, {}) for t in {**earlier, **metrics}}
 
 
 def _lr_suffix(lr: float) -> str:
@@ -320,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     results["commands"] = commands
     per_task = ("sizes", "data", "models", "dropped_unsupported_elements")
     results = merge_earlier(results, args.results / "transfer.json", per_task)
-    results["metrics"] = _merged_methods(args.results / "transfer.json", metrics)
+    results["metrics"] = merged_metrics(args.results / "transfer.json", metrics)
     scored = {
         task: {m: v for m, v in per.items() if isinstance(v, dict)}
         for task, per in results["metrics"].items()

@@ -30,10 +30,12 @@ beside the MAE.
 ``--train-size`` and ``--epochs`` shrink a run to what a machine allows (the results say
 so); ``--use composition.ensemble=runs/composition/ensemble`` scores a model trained
 elsewhere (on the same train split) instead of training it, and ``--methods`` keeps only
-the methods named; a run of some ``--models`` keeps the other models' earlier results (the
-picture shows the models of the latest run). Each model is saved, recalibrated on the
-calibration half by the split-conformal criterion, as ``OUT/<model>_<method>/``. Rerunning
-resumes from the checkpoints. Results: ``benchmarks/results/uncertainty.{json,png}``.
+the methods named; a run of some ``--models`` or ``--methods`` keeps the others' earlier
+results (the picture shows the methods of the latest run). ``--snapshots
+elemnet=elemnet-oqmd`` makes the ensemble from a trained model and copies of it fine-tuned
+for a few epochs. Each model is saved, recalibrated on the calibration half by the
+split-conformal criterion, as ``OUT/<model>_<method>/``. Rerunning resumes from the
+checkpoints. Results: ``benchmarks/results/uncertainty.{json,png}``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 import deepmat
-from _shared import command, machine, merge_earlier, parser, subsample, write_json
+from _shared import command, machine, merge_earlier, merged_metrics, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.readers import read_structures
 from deepmat.train import Ensemble, save_model
@@ -92,6 +94,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="(default: every method that applies to each model)",
     )
     p.add_argument("--members", type=int, default=5)
+    p.add_argument(
+        "--snapshots",
+        nargs="*",
+        default=[],
+        metavar="MODEL=SOURCE",
+        help="the ensemble of MODEL is SOURCE (a model trained on the same train split) and "
+        "--members - 1 copies fine-tuned from it, seeds 0, 1, …, for --snapshot-epochs at "
+        "--snapshot-lr with dropout off (as cgcnn-mp-eform was made)",
+    )
+    p.add_argument("--snapshot-epochs", type=int, default=3)
+    p.add_argument("--snapshot-lr", type=float, default=2e-4)
     p.add_argument("--epochs", type=int, default=None, help="(default: each preset's)")
     p.add_argument("--train-size", type=int, default=None, help="(default: the whole split)")
     p.add_argument("--trees", type=int, default=100)
@@ -127,12 +140,14 @@ def load_parts(dataset: str, args: argparse.Namespace) -> tuple:
     return subsample(train, args.train_size), val
 
 
-def build(model: str, method: str, seed: int, args: argparse.Namespace):
-    """An untrained estimator of ``model`` for ``method``, member seed ``seed``."""
+def build(model: str, method: str, seed: int, args: argparse.Namespace, **options):
+    """An untrained estimator of ``model`` for ``method``, member seed ``seed``;
+    ``options`` override training options."""
     dataset, name, _ = MODELS[model]
     overrides = {"progress": sys.stderr.isatty(), "seed": seed}
     if args.epochs:
         overrides["epochs"] = args.epochs
+    overrides |= options
     if method == "mc_dropout":
         overrides["dropout_until"] = 1.0
     heteroscedastic = method == "heteroscedastic"
@@ -162,15 +177,26 @@ def trained(model: str, method: str, train_part, stop, args) -> object:
     where = args.out / f"{model}_{method}"
     if method != "ensemble":
         return train(build(model, method, 0, args), dataset, train_part, stop, where)
-    members = [
+    source = dict(item.split("=", 1) for item in args.snapshots).get(model)
+    first, options = [], {}
+    if source:
+        first = [deepmat.load(source)]
+        options = {
+            "init": source,
+            "epochs": args.snapshot_epochs,
+            "lr": args.snapshot_lr,
+            "schedule": "cosine",
+            "dropout_until": 0.0,
+        }
+    members = first + [
         train(
-            build(model, method, seed, args),
+            build(model, method, seed, args, **options),
             dataset,
             train_part,
             stop,
             where / "members" / str(seed),
         )
-        for seed in range(args.members)
+        for seed in range(args.members - len(first))
     ]
     return Ensemble.from_members(members, stop, name=f"{model}-ensemble")
 
@@ -296,10 +322,10 @@ def main(argv: list[str] | None = None) -> dict:
             "training chose its best epoch on the whole validation split, both halves"
         )
     stem = "uncertainty_quick" if args.quick else "uncertainty"
-    results["commands"] = dict.fromkeys(metrics, command())
-    if set(args.models) != set(MODELS):  # the models not rerun keep their earlier results
-        per_model = ("metrics", "data", "sizes", "models")
-        results = merge_earlier(results, args.results / f"{stem}.json", per_model)
+    results["commands"] = {f"{m}.{method}": command() for m in metrics for method in metrics[m]}
+    # the models and methods not rerun keep their earlier results
+    results = merge_earlier(results, args.results / f"{stem}.json", ("data", "sizes", "models"))
+    results["metrics"] = merged_metrics(args.results / f"{stem}.json", metrics)
     write_json(results, args.results, stem)
     plot(results, curves, args.results / f"{stem}.png")
     return results

@@ -13,7 +13,7 @@ from deepmat.data.registry import DATASETS, data_dir
 from test_crystal import perovskite
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-from _shared import merge_earlier
+from _shared import merge_earlier, merged_metrics
 
 BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("[!_]*.py"))
 NEEDS = {
@@ -113,3 +113,30 @@ def test_rerun_of_some_models_keeps_the_others_and_says_which_command_made_each(
     assert merged["wall_seconds"] == {"total": 10.0}
     assert merged["earlier_wall_seconds"] == [{"command": "python crystal.py", "total": 100.0}]
     assert merge_earlier(rerun, tmp_path / "none.json", ("metrics",)) is rerun
+
+
+def test_a_rerun_of_some_methods_keeps_the_others(tmp_path):
+    earlier = {"metrics": {"a": {"x": {"mae": 1.0}, "y": {"mae": 2.0}}, "b": {"x": {"mae": 3.0}}}}
+    (tmp_path / "u.json").write_text(json.dumps(earlier))
+    merged = merged_metrics(tmp_path / "u.json", {"a": {"y": {"mae": 1.5}}, "c": {}})
+    assert merged == {
+        "a": {"x": {"mae": 1.0}, "y": {"mae": 1.5}},
+        "b": {"x": {"mae": 3.0}},
+        "c": {},
+    }
+    assert merged_metrics(tmp_path / "none.json", {"a": {}}) == {"a": {}}
+
+
+def test_an_ensemble_of_snapshots_holds_the_source_and_its_fine_tuned_copies(tmp_path):
+    if not (data_dir() / DATASETS["oqmd-dhf"].all_files[0].relpath).exists():
+        pytest.skip(f"oqmd-dhf not found in {data_dir()}; set DEEPMAT_DATA_DIR")
+    script = BENCHMARKS[0].parent / "uncertainty.py"
+    args = ["--models", "elemnet", "--methods", "ensemble", "--snapshots", "elemnet=elemnet-oqmd"]
+    out, results = tmp_path / "models", tmp_path / "results"
+    command = [sys.executable, str(script), "--quick", "--out", str(out), "--results", str(results)]
+    subprocess.run([*command, *args, "--snapshot-epochs", "1"], check=True)
+    entry = json.loads((results / "uncertainty_quick.json").read_text())["metrics"]["elemnet"]
+    ensemble = deepmat.load(entry["ensemble"]["model"])
+    assert len(ensemble.members) == 2 and entry["ensemble"]["mae"] > 0
+    configs = [m.card()["training"].get("config", {}) for m in ensemble.members]
+    assert configs[1]["init"] == "elemnet-oqmd" and configs[1]["dropout_until"] == 0.0
