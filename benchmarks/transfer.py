@@ -14,10 +14,12 @@ trained), ``finetune_last`` (``--init --freeze K``: the leading K layers kept; K
 the inner validation part among the architecture's ``freeze`` choices) and ``dft`` (where
 OQMD or MP has the composition); both fine-tunings at the learning rate of
 ``--finetune-lrs`` with which fine-tuning every layer does best on the inner validation
-part. Each method runs for each of ``--architectures``: ``elemnet`` (the papers' network;
-its methods keep their plain names) and ``roost`` (methods ``roost_<method>``, starting on
-SSUB from the Roost inside ``composition-oqmd`` and on gaps from a Roost trained here on
-``mp-non-metals``; its scratch runs have Roost's architecture, embedding and loss too). Each task is
+part; with several rates, ``finetune_ensemble`` is the mean of the fine-tunings of every
+layer at all of them. Each method runs for each of ``--architectures``: ``elemnet`` (the
+papers' network; its methods keep their plain names) and ``roost`` (methods
+``roost_<method>``, starting on SSUB from the Roost inside ``composition-oqmd`` and on gaps
+from a Roost trained here on ``mp-non-metals``; its scratch runs have Roost's architecture,
+embedding and loss too). Each task is
 cross-validated over ``--folds`` folds grouped by reduced formula: in each fold the other
 folds are cut (grouped, 15 %) into training and an inner validation part, which stops
 training and chooses K and the rate; the fold itself is scored. Reported: the mean and
@@ -49,6 +51,7 @@ from _shared import command, machine, merge_earlier, merged_metrics, parser, sub
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.splits import grouped_folds, grouped_split
 from deepmat.represent import ElementFractions, ElementSequence
+from deepmat.train import Ensemble
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
 
@@ -110,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--finetune-lrs",
         type=float,
         nargs="+",
-        default=[FINETUNE["lr"]],
+        default=[1e-4, 3e-4, 1e-3],
         help="learning rates of fine-tuning, the best on each fold's inner validation part "
         "kept (for every layer and for the last ones)",
     )
@@ -192,7 +195,9 @@ def run_task(
         table = subsample(table, 300)
     dft = dft_values(task, table, args.quick)
     folds = grouped_folds(table.keys, args.folds, seed=0)
-    maes: dict[str, list[float]] = {m: [] for m in ("scratch", "finetune_all", "finetune_last")}
+    methods = ("scratch", "finetune_all", "finetune_last")
+    methods += ("finetune_ensemble",) if len(args.finetune_lrs) > 1 else ()
+    maes: dict[str, list[float]] = {m: [] for m in methods}
     dft_mae, chosen, chosen_lr, first = [], [], [], ""
     for f, test_index in enumerate(folds):
         rest = np.setdiff1d(np.arange(len(table)), test_index)
@@ -209,6 +214,9 @@ def run_task(
         chosen_lr.append(lr)
         first = first or str(args.out / name / f"fold{f}" / f"{arch['prefix']}all{_lr_suffix(lr)}")
         maes["finetune_all"].append(tuned[lr].evaluate(test)["mae"])
+        if "finetune_ensemble" in maes:
+            ensemble = Ensemble.from_members(list(tuned.values()))
+            maes["finetune_ensemble"].append(ensemble.evaluate(test)["mae"])
         last = {
             k: run(f"freeze{k}{_lr_suffix(lr)}", FINETUNE, init=source, freeze=k, lr=lr)
             for k in (arch["freeze"][-1:] if args.quick else arch["freeze"])
