@@ -5,6 +5,8 @@ For each model (``composition``: Roost on ``oqmd-dhf``; ``elemnet``: ElemNet on
 ``forest``: RF-Magpie on ``oqmd-dhf``) every method of standard deviations that applies:
 
 - ``ensemble``: ``--members`` networks from seeds 0, 1, … (their spread);
+- ``snapshots``: a trained network and ``--members`` − 1 copies of it fine-tuned for a few
+  epochs from seeds 0, 1, … (``--snapshots elemnet=elemnet-oqmd``);
 - ``mc_dropout``: one network trained with dropout throughout, 30 passes with dropout on;
 - ``heteroscedastic``: one network with a second output, ln σ, on the Gaussian NLL;
 - ``trees``: the spread of a forest's trees;
@@ -31,11 +33,10 @@ beside the MAE.
 so); ``--use composition.ensemble=runs/composition/ensemble`` scores a model trained
 elsewhere (on the same train split) instead of training it, and ``--methods`` keeps only
 the methods named; a run of some ``--models`` or ``--methods`` keeps the others' earlier
-results (the picture shows the methods of the latest run). ``--snapshots
-elemnet=elemnet-oqmd`` makes the ensemble from a trained model and copies of it fine-tuned
-for a few epochs. Each model is saved, recalibrated on the calibration half by the
-split-conformal criterion, as ``OUT/<model>_<method>/``. Rerunning resumes from the
-checkpoints. Results: ``benchmarks/results/uncertainty.{json,png}``.
+results (the picture shows the methods of the latest run). Each model is saved,
+recalibrated on the calibration half by the split-conformal criterion, as
+``OUT/<model>_<method>/``. Rerunning resumes from the checkpoints. Results:
+``benchmarks/results/uncertainty.{json,png}``.
 """
 
 from __future__ import annotations
@@ -70,10 +71,11 @@ RECALIBRATIONS = (
     ("coverage", "_recalibrated_coverage"),
 )
 # model: (dataset, deepmat model name, methods)
+NETWORK_METHODS = ("ensemble", "snapshots", "mc_dropout", "heteroscedastic")
 MODELS = {
-    "composition": ("oqmd-dhf", "roost", ("ensemble", "mc_dropout", "heteroscedastic")),
-    "elemnet": ("oqmd-dhf", "elemnet", ("ensemble", "mc_dropout", "heteroscedastic")),
-    "cgcnn": ("mp-eform", "cgcnn", ("ensemble", "mc_dropout", "heteroscedastic")),
+    "composition": ("oqmd-dhf", "roost", NETWORK_METHODS),
+    "elemnet": ("oqmd-dhf", "elemnet", NETWORK_METHODS),
+    "cgcnn": ("mp-eform", "cgcnn", NETWORK_METHODS),
     "forest": ("oqmd-dhf", "rf-magpie", ("trees",)),
 }
 MP_TARGET = "formation_energy_ev_per_atom"
@@ -90,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--methods",
         nargs="*",
         default=None,
-        choices=["ensemble", "mc_dropout", "heteroscedastic", "trees"],
+        choices=["ensemble", "snapshots", "mc_dropout", "heteroscedastic", "trees"],
         help="(default: every method that applies to each model)",
     )
     p.add_argument("--members", type=int, default=5)
@@ -99,9 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="*",
         default=[],
         metavar="MODEL=SOURCE",
-        help="the ensemble of MODEL is SOURCE (a model trained on the same train split) and "
-        "--members - 1 copies fine-tuned from it, seeds 0, 1, …, for --snapshot-epochs at "
-        "--snapshot-lr with dropout off (as cgcnn-mp-eform was made)",
+        help="method snapshots of MODEL: an ensemble of SOURCE (a model trained on the same "
+        "train split) and --members - 1 copies fine-tuned from it, seeds 0, 1, …, for "
+        "--snapshot-epochs at --snapshot-lr with dropout off (as cgcnn-mp-eform was made)",
     )
     p.add_argument("--snapshot-epochs", type=int, default=3)
     p.add_argument("--snapshot-lr", type=float, default=2e-4)
@@ -175,11 +177,11 @@ def trained(model: str, method: str, train_part, stop, args) -> object:
         return deepmat.load(given[f"{model}.{method}"])
     dataset = MODELS[model][0]
     where = args.out / f"{model}_{method}"
-    if method != "ensemble":
+    if method not in ("ensemble", "snapshots"):
         return train(build(model, method, 0, args), dataset, train_part, stop, where)
-    source = dict(item.split("=", 1) for item in args.snapshots).get(model)
     first, options = [], {}
-    if source:
+    if method == "snapshots":
+        source = snapshot_source(model, args)
         first = [deepmat.load(source)]
         options = {
             "init": source,
@@ -201,12 +203,22 @@ def trained(model: str, method: str, train_part, stop, args) -> object:
     return Ensemble.from_members(members, stop, name=f"{model}-ensemble")
 
 
+def snapshot_source(model: str, args: argparse.Namespace) -> str:
+    """The model ``--snapshots`` names for ``model``; UncertaintyUnavailable without one."""
+    given = dict(item.split("=", 1) for item in args.snapshots)
+    if model not in given:
+        raise UncertaintyUnavailable(f"snapshots of {model} need --snapshots {model}=SOURCE")
+    return given[model]
+
+
 def assess(model: str, method: str, train_part, calibration, assessment, args) -> tuple[dict, dict]:
     """Scores of ``method`` on ``assessment`` before and after recalibration on
     ``calibration``, and the calibration curves (or the reason it does not apply)."""
     start = time.perf_counter()
     try:
         probe = build(model, method, 0, args)
+        if method == "snapshots":
+            snapshot_source(model, args)
         if method == "mc_dropout":  # refuses before any training where it cannot apply
             probe.predict(calibration.subset([0, 1]), return_std=True)
     except UncertaintyUnavailable as error:

@@ -131,12 +131,12 @@ def test_an_ensemble_of_snapshots_holds_the_source_and_its_fine_tuned_copies(tmp
     if not (data_dir() / DATASETS["oqmd-dhf"].all_files[0].relpath).exists():
         pytest.skip(f"oqmd-dhf not found in {data_dir()}; set DEEPMAT_DATA_DIR")
     script = BENCHMARKS[0].parent / "uncertainty.py"
-    args = ["--models", "elemnet", "--methods", "ensemble", "--snapshots", "elemnet=elemnet-oqmd"]
+    args = ["--models", "elemnet", "--methods", "snapshots", "--snapshots", "elemnet=elemnet-oqmd"]
     out, results = tmp_path / "models", tmp_path / "results"
     command = [sys.executable, str(script), "--quick", "--out", str(out), "--results", str(results)]
     subprocess.run([*command, *args, "--snapshot-epochs", "1"], check=True)
     entry = json.loads((results / "uncertainty_quick.json").read_text())["metrics"]["elemnet"]
-    ensemble = deepmat.load(entry["ensemble"]["model"])
-    assert len(ensemble.members) == 2 and entry["ensemble"]["mae"] > 0
+    ensemble = deepmat.load(entry["snapshots"]["model"])
+    assert len(ensemble.members) == 2 and entry["snapshots"]["mae"] > 0
     configs = [m.card()["training"].get("config", {}) for m in ensemble.members]
     assert configs[1]["init"] == "elemnet-oqmd" and configs[1]["dropout_until"] == 0.0
