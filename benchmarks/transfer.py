@@ -14,12 +14,13 @@ trained), ``finetune_last`` (``--init --freeze K``: the leading K layers kept; K
 the inner validation part among the architecture's ``freeze`` choices) and ``dft`` (where
 OQMD or MP has the composition); both fine-tunings at the learning rate of
 ``--finetune-lrs`` with which fine-tuning every layer does best on the inner validation
-part; with several rates, ``finetune_ensemble`` is the mean of the fine-tunings of every
-layer at all of them. Each method runs for each of ``--architectures``: ``elemnet`` (the
-papers' network; its methods keep their plain names) and ``roost`` (methods
-``roost_<method>``, starting on SSUB from the Roost inside ``composition-oqmd`` and on gaps
-from a Roost trained here on ``mp-non-metals``; its scratch runs have Roost's architecture,
-embedding and loss too). Each task is
+part; with several rates, ``<prefix>finetune_ensemble`` is the mean of the fine-tunings of
+every layer at all of them, and with several architectures
+``finetune_ensemble_architectures`` the mean of those of every architecture. Each method
+runs for each of ``--architectures``: ``elemnet`` (the papers' network; its methods keep
+their plain names) and ``roost`` (methods ``roost_<method>``, starting on SSUB from the
+Roost inside ``composition-oqmd`` and on gaps from a Roost trained here on
+``mp-non-metals``; its scratch runs have Roost's architecture, embedding and loss too). Each task is
 cross-validated over ``--folds`` folds grouped by reduced formula: in each fold the other
 folds are cut (grouped, 15 %) into training and an inner validation part, which stops
 training and chooses K and the rate; the fold itself is scored. Reported: the mean and
@@ -51,7 +52,6 @@ from _shared import command, machine, merge_earlier, merged_metrics, parser, sub
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.splits import grouped_folds, grouped_split
 from deepmat.represent import ElementFractions, ElementSequence
-from deepmat.train import Ensemble
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
 
@@ -198,7 +198,7 @@ def run_task(
     methods = ("scratch", "finetune_all", "finetune_last")
     methods += ("finetune_ensemble",) if len(args.finetune_lrs) > 1 else ()
     maes: dict[str, list[float]] = {m: [] for m in methods}
-    dft_mae, chosen, chosen_lr, first = [], [], [], ""
+    dft_mae, chosen, chosen_lr, first, predictions = [], [], [], "", []
     for f, test_index in enumerate(folds):
         rest = np.setdiff1d(np.arange(len(table)), test_index)
         inner = grouped_split([table.keys[i] for i in rest], val=0.15, seed=f)
@@ -214,9 +214,9 @@ def run_task(
         chosen_lr.append(lr)
         first = first or str(args.out / name / f"fold{f}" / f"{arch['prefix']}all{_lr_suffix(lr)}")
         maes["finetune_all"].append(tuned[lr].evaluate(test)["mae"])
+        predictions.append([m.predict(test) for m in tuned.values()])
         if "finetune_ensemble" in maes:
-            ensemble = Ensemble.from_members(list(tuned.values()))
-            maes["finetune_ensemble"].append(ensemble.evaluate(test)["mae"])
+            maes["finetune_ensemble"].append(_mae(np.mean(predictions[-1], axis=0), test))
         last = {
             k: run(f"freeze{k}{_lr_suffix(lr)}", FINETUNE, init=source, freeze=k, lr=lr)
             for k in (arch["freeze"][-1:] if args.quick else arch["freeze"])
@@ -233,7 +233,21 @@ def run_task(
     metrics = {f"{arch['prefix']}{m}": v for m, v in metrics.items()}
     metrics["dft"] = _summary(dft_mae) | {"n_matched": int(np.sum(~np.isnan(dft)))}
     sizes = {"records": len(table), "folds": [len(f) for f in folds]}
-    return metrics, sizes, first
+    tested = [(table.subset(f), p) for f, p in zip(folds, predictions, strict=True)]
+    return metrics, sizes, first, tested
+
+
+def _mae(predicted: np.ndarray, test) -> float:
+    return float(np.mean(np.abs(predicted - test.targets)))
+
+
+def every_architecture(tested: dict[str, list]) -> dict:
+    """``finetune_ensemble_architectures``: per fold, the mean of every architecture's
+    fine-tunings of every layer at every rate (``tested``: per architecture, per fold, the
+    fold's table and those fine-tunings' predictions of it)."""
+    folds = zip(*tested.values(), strict=True)
+    maes = [_mae(np.mean([p for _, ps in fold for p in ps], axis=0), fold[0][0]) for fold in folds]
+    return _summary(maes) | {"architectures": list(tested)}
 
 
 def _runner(train, val, home, task: str, architecture: str, args: argparse.Namespace):
@@ -284,16 +298,21 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     metrics, sizes, timings, models, dropped, commands = {}, {}, {}, {}, {}, {}
     for name in args.tasks:
-        metrics[name] = {}
+        metrics[name], tested = {}, {}
         for architecture in args.architectures:
             t0 = time.perf_counter()
             source = source_model(name, architecture, args, dropped)
-            scores, sizes[name], first = run_task(name, architecture, args, source, dropped)
+            scores, sizes[name], first, tested[architecture] = run_task(
+                name, architecture, args, source, dropped
+            )
             metrics[name] |= scores
             prefix = ARCHITECTURES[architecture]["prefix"]
             models[f"{name}_fold0_{prefix}finetune_all"] = first
             timings[f"{name}.{architecture}"] = time.perf_counter() - t0
             commands[f"{name}.{architecture}"] = command()
+        if len(tested) > 1:
+            metrics[name]["finetune_ensemble_architectures"] = every_architecture(tested)
+            commands[f"{name}.every_architecture"] = command()
     timings["total"] = time.perf_counter() - start
     results = {
         "benchmark": "transfer",
