@@ -97,3 +97,9 @@ def test_the_transformer_trains_at_its_own_rate_unless_told_otherwise():
     transformer = make_regressor("transformer", "benchmark")
     assert roost.config.lr == 1e-3 and transformer.config.lr == 3e-4
     assert make_regressor("transformer", "benchmark", overrides={"lr": 1e-4}).config.lr == 1e-4
+
+
+def test_a_seed_among_the_overrides_is_kept_unless_one_is_given():
+    assert make_regressor("roost", overrides={"seed": 3}).config.seed == 3
+    assert make_regressor("roost", overrides={"seed": 3}, seed=5).config.seed == 5
+    assert make_regressor("roost").config.seed == 0

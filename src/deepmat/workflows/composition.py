@@ -131,7 +131,7 @@ def make_regressor(
     overrides: dict | None = None,
     *,
     trees: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     embedding: str | None = None,
     heteroscedastic: bool = False,
     ensemble: int = 1,
@@ -140,7 +140,9 @@ def make_regressor(
     ``overrides`` replace single training options of the preset (a forest refuses them);
     ``embedding`` picks Roost's or the transformer's element embedding; ``heteroscedastic``
     gives a network a second output, its σ, trained on the Gaussian NLL; ``ensemble`` > 1
-    makes an :class:`Ensemble` of that many, member i with the seed ``seed + i``."""
+    makes an :class:`Ensemble` of that many, member i with the seed ``seed + i`` (``seed``
+    by default the one ``overrides`` give, else 0)."""
+    seed = (overrides or {}).get("seed", 0) if seed is None else seed
     if model not in MODELS:
         raise DataError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     if embedding and model not in ("roost", "transformer"):
