@@ -134,8 +134,8 @@ def settings(base: dict, args: argparse.Namespace, **extra) -> dict:
 
 def fit(train, val, where, overrides: dict, target: str, unit: str, architecture: str):
     arch = ARCHITECTURES[architecture]
-    settings = arch["overrides"] | overrides
-    model = make_regressor(arch["model"], "benchmark", target, unit, settings, **arch["options"])
+    options = arch["overrides"] | overrides
+    model = make_regressor(arch["model"], "benchmark", target, unit, options, **arch["options"])
     return train_composition(model, train, val, where)
 
 
@@ -183,28 +183,43 @@ def dft_values(task: dict, table, quick: bool) -> np.ndarray:
     return np.array([known.get(key, np.nan) for key in table.keys])
 
 
-def run_task(
-    name: str, architecture: str, args: argparse.Namespace, source: str, dropped: dict
-) -> tuple[dict, dict, str]:
-    """Every method of ``architecture`` on every fold of ``name``: per-method fold MAEs (the
-    methods named with the architecture's prefix), the chosen K and rate, the sizes, and
-    where the first fold's chosen fine-tuning of every layer is saved."""
-    task, arch = TASKS[name], ARCHITECTURES[architecture]
+def task_data(name: str, args: argparse.Namespace, dropped: dict) -> dict:
+    """What every architecture of task ``name`` shares: its readable table, its folds, the
+    DFT value of each record, and the ``dft`` method's scores on the folds."""
+    task = TASKS[name]
     table = readable_table(task["data"], dropped)
     if args.quick:
         table = subsample(table, 300)
     dft = dft_values(task, table, args.quick)
     folds = grouped_folds(table.keys, args.folds, seed=0)
+    dft_mae = []
+    for test_index in folds:
+        matched = ~np.isnan(dft[test_index])
+        errors = dft[test_index][matched] - table.targets[test_index][matched]
+        dft_mae.append(float(np.mean(np.abs(errors))))
+    scores = _summary(dft_mae) | {"n_matched": int(np.sum(~np.isnan(dft)))}
+    return {"table": table, "folds": folds, "dft": scores}
+
+
+def run_task(
+    name: str, architecture: str, data: dict, args: argparse.Namespace, source: str
+) -> tuple[dict, str, list]:
+    """Every method of ``architecture`` on every fold of ``name`` (``data``: its
+    :func:`task_data`): per-method fold MAEs (the methods named with the architecture's
+    prefix), the chosen K and rate, where the first fold's chosen fine-tuning of every layer
+    is saved, and per fold the test predictions of the fine-tunings of every layer."""
+    arch, table, folds = ARCHITECTURES[architecture], data["table"], data["folds"]
     methods = ("scratch", "finetune_all", "finetune_last")
     methods += ("finetune_ensemble",) if len(args.finetune_lrs) > 1 else ()
     maes: dict[str, list[float]] = {m: [] for m in methods}
-    dft_mae, chosen, chosen_lr, first, predictions = [], [], [], "", []
+    chosen, chosen_lr, first, predictions = [], [], "", []
     for f, test_index in enumerate(folds):
         rest = np.setdiff1d(np.arange(len(table)), test_index)
         inner = grouped_split([table.keys[i] for i in rest], val=0.15, seed=f)
         train, val = table.subset(rest[inner.train]), table.subset(rest[inner.val])
         test = table.subset(test_index)
-        run = _runner(train, val, args.out / name / f"fold{f}", name, architecture, args)
+        home = args.out / name / f"fold{f}"
+        run = _runner(train, val, home, name, architecture, args)
         maes["scratch"].append(run("scratch", SCRATCH).evaluate(test)["mae"])
         tuned = {
             lr: run(f"all{_lr_suffix(lr)}", FINETUNE, init=source, lr=lr)
@@ -212,9 +227,10 @@ def run_task(
         }
         lr = min(tuned, key=lambda r: tuned[r].evaluate(val)["mae"])
         chosen_lr.append(lr)
-        first = first or str(args.out / name / f"fold{f}" / f"{arch['prefix']}all{_lr_suffix(lr)}")
-        maes["finetune_all"].append(tuned[lr].evaluate(test)["mae"])
-        predictions.append([m.predict(test) for m in tuned.values()])
+        first = first or str(home / f"{arch['prefix']}all{_lr_suffix(lr)}")
+        predicted = {r: model.predict(test) for r, model in tuned.items()}
+        predictions.append(list(predicted.values()))
+        maes["finetune_all"].append(_mae(predicted[lr], test))
         if "finetune_ensemble" in maes:
             maes["finetune_ensemble"].append(_mae(np.mean(predictions[-1], axis=0), test))
         last = {
@@ -224,29 +240,27 @@ def run_task(
         best = min(last, key=lambda k: last[k].evaluate(val)["mae"])
         chosen.append(best)
         maes["finetune_last"].append(last[best].evaluate(test)["mae"])
-        matched = ~np.isnan(dft[test_index])
-        dft_mae.append(float(np.mean(np.abs(dft[test_index][matched] - test.targets[matched]))))
     metrics = {m: _summary(v) for m, v in maes.items()}
     metrics["finetune_last"]["freeze_chosen"] = chosen
     for method in ("finetune_all", "finetune_last"):
         metrics[method] |= {"lr_chosen": chosen_lr, "source_model": source}
-    metrics = {f"{arch['prefix']}{m}": v for m, v in metrics.items()}
-    metrics["dft"] = _summary(dft_mae) | {"n_matched": int(np.sum(~np.isnan(dft)))}
-    sizes = {"records": len(table), "folds": [len(f) for f in folds]}
-    tested = [(table.subset(f), p) for f, p in zip(folds, predictions, strict=True)]
-    return metrics, sizes, first, tested
+    return {f"{arch['prefix']}{m}": v for m, v in metrics.items()}, first, predictions
 
 
 def _mae(predicted: np.ndarray, test) -> float:
     return float(np.mean(np.abs(predicted - test.targets)))
 
 
-def every_architecture(tested: dict[str, list]) -> dict:
-    """``finetune_ensemble_architectures``: per fold, the mean of every architecture's
-    fine-tunings of every layer at every rate (``tested``: per architecture, per fold, the
-    fold's table and those fine-tunings' predictions of it)."""
-    folds = zip(*tested.values(), strict=True)
-    maes = [_mae(np.mean([p for _, ps in fold for p in ps], axis=0), fold[0][0]) for fold in folds]
+def every_architecture(data: dict, tested: dict[str, list]) -> dict:
+    """``finetune_ensemble_architectures``: per fold of ``data`` (:func:`task_data`), the
+    mean of every architecture's fine-tunings of every layer at every rate (``tested``: per
+    architecture, per fold, those fine-tunings' predictions of the fold)."""
+    folds = zip(data["folds"], *tested.values(), strict=True)
+    tables = (data["table"].subset(f) for f in data["folds"])
+    maes = [
+        _mae(np.mean([p for per in fold[1:] for p in per], axis=0), test)
+        for fold, test in zip(folds, tables, strict=True)
+    ]
     return _summary(maes) | {"architectures": list(tested)}
 
 
@@ -298,20 +312,20 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     metrics, sizes, timings, models, dropped, commands = {}, {}, {}, {}, {}, {}
     for name in args.tasks:
-        metrics[name], tested = {}, {}
+        data, tested = task_data(name, args, dropped), {}
+        metrics[name] = {"dft": data["dft"]}
+        sizes[name] = {"records": len(data["table"]), "folds": [len(f) for f in data["folds"]]}
         for architecture in args.architectures:
             t0 = time.perf_counter()
             source = source_model(name, architecture, args, dropped)
-            scores, sizes[name], first, tested[architecture] = run_task(
-                name, architecture, args, source, dropped
-            )
+            scores, first, tested[architecture] = run_task(name, architecture, data, args, source)
             metrics[name] |= scores
             prefix = ARCHITECTURES[architecture]["prefix"]
             models[f"{name}_fold0_{prefix}finetune_all"] = first
             timings[f"{name}.{architecture}"] = time.perf_counter() - t0
             commands[f"{name}.{architecture}"] = command()
         if len(tested) > 1:
-            metrics[name]["finetune_ensemble_architectures"] = every_architecture(tested)
+            metrics[name]["finetune_ensemble_architectures"] = every_architecture(data, tested)
             commands[f"{name}.every_architecture"] = command()
     timings["total"] = time.perf_counter() - start
     results = {
