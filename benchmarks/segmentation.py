@@ -78,6 +78,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--epochs", type=int, default=None, help="fixed epochs instead of --steps")
     p.add_argument("--tile", type=int, default=256)
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="resize every set's images by this factor (default: SCALES, 1 elsewhere)",
+    )
     p.add_argument("--max-images", type=int, default=None, help="train images per set")
     return p.parse_args(argv)
 
@@ -106,7 +112,7 @@ def run_one(args, dataset: str, name: str, train, val) -> dict:
     spec = replace(
         MODELS[name],
         tile=args.tile,
-        scale=SCALES.get(dataset, 1.0),
+        scale=args.scale or SCALES.get(dataset, 1.0),
         channels=3 if any(m.image.ndim == 3 for m in train) else 1,
     )
     if args.quick:
@@ -142,6 +148,8 @@ def run_one(args, dataset: str, name: str, train, val) -> dict:
         "train_seconds": estimator.training["seconds"],
         "images_per_second": len(val) / seconds,
         "epochs_run": estimator.training["epochs_run"],
+        "scale": spec.scale,
+        "curve": estimator.training["curve"],
         "ks_pvalue_mean": size_ks(estimator, val, predicted),
         "model": str(where),
         "history": estimator.fit_result.history,
@@ -155,7 +163,7 @@ def plot(results: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     metrics = results["metrics"]
-    fig, ax = plt.subplots(figsize=(10, 4), dpi=120)
+    fig, (ax, curves) = plt.subplots(1, 2, figsize=(15, 4), dpi=120, width_ratios=(2, 1))
     names = list(MODELS)
     sets = list(metrics)
     for i, name in enumerate(names):
@@ -167,6 +175,16 @@ def plot(results: dict, path) -> None:
             ax.plot([j - 0.4, j + 0.4], [ANCHORS[s][1]] * 2, "k--", lw=1)
     ax.set(xticks=range(len(sets)), xticklabels=sets, ylabel="validation mIoU", ylim=(0, 1))
     ax.legend(fontsize=8)
+    for s in sets:
+        for name in names:
+            curve = metrics[s].get(name, {}).get("curve")
+            if curve:
+                steps = [p["step"] for p in curve]
+                curves.plot(steps, [p["miou"] for p in curve], "o-", ms=3, label=f"{s} {name}")
+    curves.set(xlabel="training batches", ylabel="validation mIoU (whole images)", ylim=(0, 1))
+    curves.set_title("learning curves", fontsize=9)
+    if curves.lines:
+        curves.legend(fontsize=7)
     save_figure(fig, path)
 
 

@@ -47,6 +47,10 @@ def test_a_unet_learns_bright_particles_and_reloads_with_the_same_labels(tmp_pat
     scores = fitted.metrics["val"]
     assert scores["miou"] > 0.8 and scores["per_class_iou"]["particle"] > 0.7
     assert fitted.class_weights[1] > fitted.class_weights[0]  # focal α: particles are rarer
+    curve = fitted.training["curve"]  # whole validation images every third epoch, and the last
+    assert [p["epoch"] for p in curve] == [3, 6, 9, 12, 15, 18, 21, 24, 25]
+    assert all(a["step"] < b["step"] for a, b in zip(curve, curve[1:], strict=False))
+    assert curve[-1]["miou"] > 0.7 and 0 < curve[-1]["pooled_iou"] <= 1
     save_model(fitted, tmp_path / "seg")
     loaded = deepmat.load(tmp_path / "seg")
     big = micrographs(1, 2, size=(75, 90))[0]  # larger than a tile, not a multiple of it
@@ -59,7 +63,8 @@ def test_a_unet_learns_bright_particles_and_reloads_with_the_same_labels(tmp_pat
 
 def test_pixelnet_trains_on_sampled_pixels_and_labels_whole_images(tmp_path):
     spec = dataclasses.replace(SMALL, kind="pixelnet", hidden=16, pixels=64)
-    fitted = model(spec, epochs=2).fit(micrographs(2, 0), val=micrographs(1, 1))
+    fitted = model(spec, epochs=2).fit(micrographs(2, 0), val=micrographs(1, 1), curve_points=0)
+    assert fitted.training["curve"] == []
     (labels,) = fitted.predict([np.zeros((20, 33), np.float32)])
     assert labels.shape == (20, 33) and set(np.unique(labels)) <= {0, 1}
 

@@ -43,6 +43,7 @@ from deepmat.train.search_space import (
     split_values,
 )
 from deepmat.train.segmentation_augment import MicrographAugment
+from deepmat.train.segmentation_curve import ValidationCurve
 from deepmat.train.segmentation_losses import IGNORE, SegmentationLoss, inverse_frequency_weights
 from deepmat.train.segmentation_metrics import segmentation_metrics
 from deepmat.train.tiling import predict_tiled, window_starts
@@ -232,11 +233,14 @@ class SegmentationModel(Estimator):
         val: list[Micrograph] | None = None,
         workdir: str | Path | None = None,
         resume: bool = True,
+        curve_points: int = 10,
     ) -> SegmentationModel:
         """Train on labelled micrographs ``X``, picking the best epoch on ``val`` (the
         labelled validation micrographs, required: a few images cannot spare a random
-        part); checkpoints go to ``workdir``."""
-        from deepmat.train.trainer import fit_network
+        part); checkpoints go to ``workdir``. The whole validation images are scored at
+        ``curve_points`` evenly spaced epochs (0: none), the learning curve kept in
+        ``training["curve"]``."""
+        from deepmat.train.trainer import fit_network, training_callbacks
 
         start = time.perf_counter()
         self._check_labelled(X, "training")
@@ -253,7 +257,11 @@ class SegmentationModel(Estimator):
         if self.spec.kind == "pixelnet":
             net, task_loss = SampledPixels(self.net, self.spec.pixels), SampledLoss(loss)
         self.warm_start()
-        with tempfile.TemporaryDirectory(prefix="deepmat-seg-") as scratch:
+        curve = ValidationCurve(self, val, curve_points)
+        with (
+            tempfile.TemporaryDirectory(prefix="deepmat-seg-") as scratch,
+            training_callbacks(curve),
+        ):
             self.fit_result = fit_network(
                 net,
                 x,
@@ -275,6 +283,7 @@ class SegmentationModel(Estimator):
             "n_val_images": len(val),
             "n_train_tiles": len(x),
             "class_weights": self.class_weights,
+            "curve": curve.points,
         }
         return self
 
