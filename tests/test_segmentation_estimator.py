@@ -49,7 +49,8 @@ def test_a_unet_learns_bright_particles_and_reloads_with_the_same_labels(tmp_pat
     assert fitted.class_weights[1] > fitted.class_weights[0]  # focal α: particles are rarer
     curve = fitted.training["curve"]  # whole validation images every third epoch, and the last
     assert [p["epoch"] for p in curve] == [3, 6, 9, 12, 15, 18, 21, 24, 25]
-    assert all(a["step"] < b["step"] for a, b in zip(curve, curve[1:], strict=False))
+    steps = [p["step"] for p in curve]
+    assert steps == sorted(set(steps))
     assert curve[-1]["miou"] > 0.7 and 0 < curve[-1]["pooled_iou"] <= 1
     save_model(fitted, tmp_path / "seg")
     loaded = deepmat.load(tmp_path / "seg")
