@@ -261,17 +261,19 @@ def localization(contrast: int):
     return entry
 
 
-SEGMENTATION_COMMAND = "python benchmarks/segmentation.py --out runs/segmentation --steps 120"
+SEGMENTATION_RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "segmentation.json"
 
 
 def segmentation(dataset: str):
     """The U-Net on ImageNet VGG-19 of the segmentation benchmark on one micrograph set:
-    validated (mIoU) on the set's val images; the set's test images are held back."""
+    validated (mIoU) on the set's val images; the set's test images are held back. The
+    command is the one the benchmark's results record for that model."""
 
     def entry(source: Path) -> dict:
         from deepmat.data.micrographs import MICROGRAPH_SETS, load_micrographs, micrograph_set_dir
 
         val = load_micrographs(dataset, "val")
+        commands = json.loads(SEGMENTATION_RESULTS.read_text())["commands"]
         spec, root = MICROGRAPH_SETS[dataset], micrograph_set_dir(dataset)
         files = {  # every image and mask of the set, train and val
             f"micrographs/{spec.folder}/{p.relative_to(root)}": sha256(p)
@@ -289,7 +291,7 @@ def segmentation(dataset: str):
                 },
                 "split": "the set's train and val images as distributed (MetalDAM: 27/7, "
                 "deepmat.data.micrographs.METALDAM_VAL); its test images are held back",
-                "command": f"{SEGMENTATION_COMMAND} --datasets {dataset} --models unet_vgg19",
+                "command": commands[f"{dataset.replace('-', '_')}/unet_vgg19"],
                 "validation": {"data": dataset, "part": "val", "metric": "miou"},
             },
         }
