@@ -62,6 +62,14 @@ def test_a_unet_learns_bright_particles_and_reloads_with_the_same_labels(tmp_pat
         loaded.predict([big], return_std=True)
 
 
+def test_a_finished_run_fitted_again_keeps_its_learning_curve(tmp_path):
+    train, val = micrographs(2, 0), micrographs(1, 1)
+    first = model(epochs=4).fit(train, val=val, workdir=tmp_path, curve_points=2)
+    again = model(epochs=4).fit(train, val=val, workdir=tmp_path, curve_points=2)
+    assert [p["epoch"] for p in first.training["curve"]] == [2, 4]
+    assert again.training["curve"] == first.training["curve"]
+
+
 def test_pixelnet_trains_on_sampled_pixels_and_labels_whole_images(tmp_path):
     spec = dataclasses.replace(SMALL, kind="pixelnet", hidden=16, pixels=64)
     fitted = model(spec, epochs=2).fit(micrographs(2, 0), val=micrographs(1, 1), curve_points=0)
