@@ -276,8 +276,6 @@ class SegmentationModel(Estimator):
                 val_batch_size=self.config.batch_size,
                 loss=task_loss,
             )
-        if workdir is not None and resume:
-            curve.restore(workdir)
         self.metrics["val"] = self.evaluate(val)
         self.training = self.fit_result.record(self.config) | {
             "seconds": round(time.perf_counter() - start, 2),

@@ -8,9 +8,6 @@ keeps the points in the checkpoints, so a resumed run continues its curve.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
 from lightning.pytorch.callbacks import Callback
 from rich.console import Console
 
@@ -25,26 +22,11 @@ class ValidationCurve(Callback):
         self.model, self.val, self.n_points = model, val, points
         self.points: list[dict] = []
 
-    @property
-    def state_key(self) -> str:
-        return "ValidationCurve"
-
     def state_dict(self) -> dict:
         return {"points": self.points}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.points = list(state_dict.get("points", []))
-
-    def restore(self, workdir: str | Path) -> None:
-        """Read the points of a run that had finished before this fit (which then trains
-        nothing) from its last checkpoint in ``workdir``."""
-        last = Path(workdir) / "checkpoints" / "last.ckpt"
-        if not self.points and last.exists():
-            state = torch.load(last, map_location="cpu", weights_only=True)
-            self.load_state_dict(state.get("callbacks", {}).get(self.state_key, {}))
-
-    def __getstate__(self) -> dict:
-        return self.__dict__  # no console held: spawned processes pickle the callbacks
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         epoch = trainer.current_epoch + 1

@@ -504,6 +504,7 @@ def fit_loaders(
     if resume_from and _finished(last, config, report, stopper):
         # every epoch (or early stopping) is behind it: fitting again would step a one-cycle
         # schedule past its end; the result is read from the checkpoints
+        _restore_callbacks(last, _EXTRA_CALLBACKS.get())
         result = _spawned_result(last, last_stamp, report, best)
         return _best_weights(task, net, result.pop("best_path"), resume_from, result)
     trainer.fit(task, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume_from)
@@ -544,6 +545,15 @@ def _finished(last: Path, config: TrainConfig, report: EpochReport, stopper) -> 
     history = callbacks.get(report.state_key, {}).get("history", [])
     waited = callbacks.get(stopper.state_key, {}).get("wait_count", 0)
     return len(history) >= config.epochs or waited >= config.patience
+
+
+def _restore_callbacks(last: Path, callbacks) -> None:
+    """Give ``callbacks`` the state they saved in ``last``: a finished run fitted again
+    trains nothing, so Lightning restores nothing (a learning curve would come back empty)."""
+    saved = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+    for callback in callbacks:
+        if callback.state_key in saved:
+            callback.load_state_dict(saved[callback.state_key])
 
 
 def _stamp(path: Path) -> int | None:
