@@ -15,6 +15,7 @@ import pytest
 from orix.quaternion import Rotation
 
 import deepmat
+from deepmat.data import ebsd_simulation
 from deepmat.data.ebsd import read_pattern_dataset, write_pattern_dataset
 from deepmat.data.ebsd_camera import CAMERA_PRESETS, REALISTIC_CAMERA, CameraSpec, camera_draws
 from deepmat.data.ebsd_simulation import (
@@ -241,6 +242,13 @@ def test_a_camera_set_is_the_same_however_chunked_and_records_its_ranges(tmp_pat
         recorded = json.loads(file.attrs["camera"])
     assert recorded["pc_jitter"] == [0.01, 0.01, 0.01] and recorded["counts"] == [100.0, 1000.0]
     assert CameraSpec.from_dict(recorded) == CAMERA
+
+
+def test_simulation_in_memory_goes_chunk_by_chunk_with_the_same_patterns(monkeypatch):
+    rotations = sample_orientations(n=5, seed=1)
+    whole = simulate_patterns(rotations, SPEC, noise=CAMERA, seed=3)
+    monkeypatch.setattr(ebsd_simulation, "SIMULATION_CHUNK", 2)
+    np.testing.assert_array_equal(simulate_patterns(rotations, SPEC, noise=CAMERA, seed=3), whole)
 
 
 def test_files_from_before_the_camera_model_read_back_their_noise_spec(tmp_path):

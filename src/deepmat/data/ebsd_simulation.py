@@ -47,6 +47,7 @@ from deepmat.data.ebsd_camera import (
     expose,
     positive_ints,
 )
+from deepmat.data.microstructures import chunked
 from deepmat.errors import ConfigError, DataError
 from deepmat.physics.orientations import point_group_symmetry
 from deepmat.specs import JsonSpec
@@ -64,6 +65,8 @@ DEFAULT_PC = (0.425, 0.213, 0.501)
 
 
 _TILT_AXIS = (0.0, 1.0, 0.0)  # kikuchipy's sample and detector tilts both turn about it
+#: patterns projected at once by :func:`simulate_patterns`
+SIMULATION_CHUNK = 1024
 
 
 def master_pattern(path: str | Path | None = None) -> EBSDMasterPattern:
@@ -351,7 +354,12 @@ def simulate_patterns(
     rotations = rotation_batch(rotations)
     spec = detector_spec or DetectorSpec()
     master = _projection_master(master)
-    return render(master, rotations, spec, noise, check_seed(seed), 0, energy, "threads")
+    seed = check_seed(seed)
+    patterns = [
+        render(master, rotations[r.start : r.stop], spec, noise, seed, r.start, energy, "threads")
+        for r in chunked(range(rotations.size), SIMULATION_CHUNK)
+    ]
+    return np.concatenate(patterns)
 
 
 def render(
