@@ -4,20 +4,26 @@
    anisotropic periodic Gaussian random fields, φ ∈ [0.25, 0.55], σ₁, σ₂ ∈ [1, 4] px, 32²)
    gives training and validation structures; a GAN per adversarial loss (``wgan-gp``,
    ``hinge``) is trained on the training part and the one whose generated structures are
-   closest to the validation structures (mean S₂ MSE) is kept. Its distances to a held-out
-   third set are reported beside those of the validation set itself (the floor set by
-   sampling alone). Both sets are saved as ``OUT/val.h5`` and ``OUT/held_out.h5``, so
-   ``deepmat evaluate OUT/gan_wgan-gp OUT/held_out.h5 --json`` scores a generator again.
+   closest to the validation structures (mean S₂ MSE) is kept; ``--gan NAME`` takes a saved
+   or shipped GAN (``gan-grf32``, made by this script) instead of training. A VAE
+   (:class:`deepmat.train.vae.MicrostructureVAE`) is trained on the same structures. Each
+   generator's distances to a held-out third set are reported beside those of the
+   validation set itself (the floor set by sampling alone). Both sets are saved as
+   ``OUT/val.h5`` and ``OUT/held_out.h5``, so ``deepmat evaluate OUT/vae OUT/held_out.h5
+   --json`` scores a generator again.
 2. Each objective (``--objectives``: stiffness components of the structure extruded along
    x3; phases E = 1 and 10, ν = 0.3; φ = ``--volume-fraction`` exactly) is maximised by
    three strategies at ``--budget`` FFT solver calls each, over ``--seeds`` seeds:
    ``bayesian`` (BoTorch GP + qLogEI over the latent box, batches of ``--batch``),
    ``random_latent`` (prior draws) and ``random_parameters`` (the family at random σ₁, σ₂).
-   Reported per strategy: mean and standard deviation over seeds of the best value found,
-   the calls, the seconds, the mean best-so-far curve; per objective: the Voigt and the
-   isotropic Hashin–Shtrikman upper bounds.
+   The latent strategies search the VAE (``bayesian``, ``random_latent``) and the GAN
+   (``bayesian_gan``, ``random_latent_gan``). Reported per strategy: mean and standard
+   deviation over seeds of the best value found, the calls, the seconds, the mean
+   best-so-far curve; per objective: the Voigt and the isotropic Hashin–Shtrikman upper
+   bounds.
 
     python benchmarks/design.py --out runs/design
+    python benchmarks/design.py --out runs/design --gan gan-grf32   # the shipped GAN
     python benchmarks/design.py --out /tmp/d --quick
 """
 
@@ -27,10 +33,12 @@ import time
 
 import numpy as np
 
+import deepmat
 from _shared import command, machine, parser, write_json
 from deepmat.data.voxels import write_voxel_dataset
 from deepmat.train.generative import LOSSES, MicrostructureGAN, distribution_distance
 from deepmat.train.metrics import save_figure
+from deepmat.train.vae import MicrostructureVAE
 from deepmat.workflows.design import (
     DesignProblem,
     GRFFamily,
@@ -45,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--train-size", type=int, default=4096)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--losses", nargs="*", default=list(LOSSES))
+    p.add_argument("--gan", help="a saved or shipped GAN to use instead of training one")
     p.add_argument("--objectives", nargs="*", default=["c11"])
     p.add_argument("--volume-fraction", type=float, default=0.4)
     p.add_argument("--budget", type=int, default=100)
@@ -54,9 +63,33 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def train_generators(args, family: GRFFamily) -> tuple[dict, MicrostructureGAN, str, dict]:
-    """The GANs by loss with their validation and held-out distances, the chosen one, its
-    loss, and the data sizes."""
+def generator_row(generator, held_out) -> dict:
+    """A generator's validation and held-out distances and how its training went."""
+    return {
+        "val": generator.metrics["val"],
+        "held_out": generator.evaluate(held_out),
+        "train_seconds": generator.training["train_seconds"],
+        "epochs_run": generator.training["epochs_run"],
+        "best_epoch": generator.training["best_epoch"],
+    }
+
+
+def fit_generator(args, estimator, name: str, spec: dict, train, val, family):
+    """Train one generator at the benchmark preset and save it as ``OUT/name``."""
+    config = {"epochs": args.epochs, "progress": not args.quick}
+    if args.quick:
+        config["batch_size"] = 8
+    generator = estimator.from_preset("benchmark", config=config, spec={"size": args.size} | spec)
+    generator.name = name
+    generator.fit(train, val=val, workdir=args.out / name / "checkpoints")
+    generator.training["data"]["source"] = {"family": family.__dict__, "seeds": [0, 1, 2]}
+    generator.save(args.out / name)
+    return generator
+
+
+def train_generators(args, family: GRFFamily) -> tuple[dict, dict, str, dict]:
+    """The generators' validation and held-out distances, the generators searched ({"gan":
+    the GAN kept, "vae": the VAE}), the GAN's loss, and the data sizes."""
     train, val, held_out = (
         family.generate(n, seed)
         for n, seed in (
@@ -65,33 +98,25 @@ def train_generators(args, family: GRFFamily) -> tuple[dict, MicrostructureGAN, 
             (max(64, args.train_size // 8), 2),
         )
     )
+    data = (train, val)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, structures in (("val", val), ("held_out", held_out)):
         write_voxel_dataset(args.out / f"{name}.h5", structures, attrs={"family": str(family)})
-    rows, models = {}, {}
-    for loss in args.losses:
-        config = {"epochs": args.epochs, "progress": not args.quick}
-        if args.quick:
-            config["batch_size"] = 8
-        gan = MicrostructureGAN.from_preset(
-            "benchmark", config=config, spec={"size": args.size, "loss": loss}
-        )
-        gan.name = f"gan_{loss}"
-        gan.fit(train, val=val, workdir=args.out / gan.name / "checkpoints")
-        gan.training["data"]["source"] = {"family": family.__dict__, "seeds": [0, 1, 2]}
-        gan.save(args.out / gan.name)
-        models[loss] = gan
-        rows[gan.name] = {
-            "val": gan.metrics["val"],
-            "held_out": gan.evaluate(held_out),
-            "train_seconds": gan.training["train_seconds"],
-            "epochs_run": gan.training["epochs_run"],
-            "best_epoch": gan.training["best_epoch"],
-        }
-    chosen = min(models, key=lambda loss: models[loss].metrics["val"]["s2_mse"])
+    rows, gans = {}, {}
+    if args.gan:
+        gan = deepmat.load(args.gan)
+        gans[gan.spec.loss] = gan
+        rows[f"gan_{gan.spec.loss}"] = generator_row(gan, held_out) | {"source": args.gan}
+    for loss in [] if args.gan else args.losses:
+        name = f"gan_{loss}"
+        gans[loss] = fit_generator(args, MicrostructureGAN, name, {"loss": loss}, *data, family)
+        rows[name] = generator_row(gans[loss], held_out)
+    chosen = min(gans, key=lambda loss: gans[loss].metrics["val"]["s2_mse"])
+    vae = fit_generator(args, MicrostructureVAE, "vae", {}, *data, family)
+    rows["vae"] = generator_row(vae, held_out)
     rows["sampling_floor"] = distribution_distance(val, held_out)
     sizes = {"train": len(train), "val": len(val), "held_out": len(held_out), "size": args.size}
-    return rows, models[chosen], chosen, sizes
+    return rows, {"gan": gans[chosen], "vae": vae}, chosen, sizes
 
 
 def plot(results: dict, runs: dict, path) -> None:
@@ -102,7 +127,7 @@ def plot(results: dict, runs: dict, path) -> None:
 
     objectives = list(runs)
     fig, axes = plt.subplots(
-        len(objectives), 4, figsize=(14, 3.4 * len(objectives)), dpi=110, squeeze=False
+        len(objectives), 6, figsize=(19, 3.4 * len(objectives)), dpi=110, squeeze=False
     )
     for row, objective in zip(axes, objectives, strict=True):
         metrics = results["metrics"][objective]
@@ -131,20 +156,26 @@ def main(argv=None) -> dict:
         args.budget, args.seeds, args.batch, args.initial = 6, 2, 2, 3
     t0 = time.perf_counter()
     family = GRFFamily(size=args.size)
-    generators, gan, chosen, sizes = train_generators(args, family)
+    generators, searched, chosen, sizes = train_generators(args, family)
     train_seconds = time.perf_counter() - t0
     metrics, runs = {"generators": generators, "chosen_loss": chosen}, {}
     seeds = list(range(args.seeds))
+    budget = (args.budget, seeds, args.batch, args.initial)
     for objective in args.objectives:
         problem = DesignProblem(objective, args.volume_fraction)
-        runs[objective] = compare_strategies(
-            problem, gan, family, args.budget, seeds, args.batch, args.initial
-        )
+        runs[objective] = compare_strategies(problem, searched["vae"], family, *budget)
+        latent = ("bayesian", "random_latent")
+        on_gan = compare_strategies(problem, searched["gan"], None, *budget, strategies=latent)
+        runs[objective] |= {f"{name}_gan": seeded for name, seeded in on_gan.items()}
         summary = summarise(runs[objective])
-        for strategy in ("random_latent", "random_parameters"):
-            gain = summary["bayesian"]["best_mean"] / summary[strategy]["best_mean"] - 1
-            summary["bayesian"][f"gain_over_{strategy}"] = gain
-        metrics[objective] = summary | problem.bounds()
+        for searcher, baselines in (
+            ("bayesian", ("random_latent", "random_parameters")),
+            ("bayesian_gan", ("random_latent_gan", "random_parameters")),
+        ):
+            for strategy in baselines:
+                gain = summary[searcher]["best_mean"] / summary[strategy]["best_mean"] - 1
+                summary[searcher][f"gain_over_{strategy}"] = gain
+        metrics[objective] = summary | problem.bounds() | {"generator": "vae"}
     results = {
         "benchmark": "design",
         "quick": args.quick,
@@ -152,10 +183,10 @@ def main(argv=None) -> dict:
         "data": {
             "family": family.__dict__,
             "seeds": {"train": 0, "val": 1, "held_out": 2},
-            "files": "OUT/val.h5 and OUT/held_out.h5 (deepmat evaluate OUT/gan_<loss> FILE)",
+            "files": "OUT/val.h5 and OUT/held_out.h5 (deepmat evaluate OUT/<generator> FILE)",
             "phases": "E = 1 and 10, nu = 0.3 (phase 1 the stiff one)",
         },
-        "split": "train / val (picks the epoch and the loss) / held-out, separately drawn",
+        "split": "train / val (picks the epoch and the GAN's loss) / held-out, separately drawn",
         "sizes": sizes
         | {
             "budget": args.budget,
@@ -165,7 +196,11 @@ def main(argv=None) -> dict:
             "volume_fraction": args.volume_fraction,
         },
         "metrics": metrics,
-        "models": {name: str(args.out / name) for name in (f"gan_{loss}" for loss in args.losses)},
+        "models": {
+            name: args.gan if "source" in row else str(args.out / name)
+            for name, row in generators.items()
+            if name != "sampling_floor"
+        },
         "wall_seconds": {"generators": train_seconds, "total": time.perf_counter() - t0},
         "machine": machine(),
     }

@@ -1,17 +1,21 @@
-"""The microstructure GAN and the design loop: training, decoding at a volume fraction,
-save and load, the objectives against their bounds, the three strategies and the command."""
+"""The microstructure GAN and VAE and the design loop: training, decoding at a volume
+fraction, save and load, the objectives against their bounds, the three strategies and the
+commands."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import deepmat
 from deepmat.cli import app
 from deepmat.errors import ConfigError, DataError, ModelFormatError
+from deepmat.models.vae import elbo_terms
 from deepmat.train import TrainConfig, UncertaintyUnavailable
 from deepmat.train.generative import GANSpec, MicrostructureGAN, distribution_distance
+from deepmat.train.vae import MicrostructureVAE, VAESpec
 from deepmat.workflows.design import (
     DesignProblem,
     GRFFamily,
@@ -19,10 +23,20 @@ from deepmat.workflows.design import (
     random_latent,
     random_parameters,
     summarise,
-    train_gan,
+    train_generator,
 )
 
 FAMILY = GRFFamily(size=16)
+
+
+@pytest.fixture(scope="module")
+def vae(tmp_path_factory):
+    """A VAE on 16² structures after a few dozen steps."""
+    out = tmp_path_factory.mktemp("vae")
+    overrides = {"epochs": 2, "batch_size": 8, "progress": False}
+    return train_generator(
+        out, n=96, spec={"size": 16, "latent_dim": 4}, overrides=overrides, kind="vae"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +44,7 @@ def gan(tmp_path_factory):
     """A GAN on 16² structures after a few dozen steps: enough to decode, not to be good."""
     out = tmp_path_factory.mktemp("gan")
     overrides = {"epochs": 2, "batch_size": 8, "progress": False}
-    return train_gan(out, n=96, spec={"size": 16, "latent_dim": 4}, overrides=overrides)
+    return train_generator(out, n=96, spec={"size": 16, "latent_dim": 4}, overrides=overrides)
 
 
 def test_the_gan_trains_saves_and_loads_with_its_record(gan):
@@ -45,7 +59,7 @@ def test_the_gan_trains_saves_and_loads_with_its_record(gan):
 
 def test_training_resumes_from_its_last_checkpoint(gan, tmp_path):
     folder = gan.source
-    more = train_gan(
+    more = train_generator(
         folder,
         n=96,
         spec={"size": 16, "latent_dim": 4},
@@ -168,3 +182,53 @@ def test_evaluate_scores_a_generator_against_a_file_of_structures(gan, tmp_path)
     assert metrics["n"] == 8 and metrics["s2_mse"] >= 0 and (tmp_path / "s.png").exists()
     table = CliRunner().invoke(app, [*args, "--plot", str(tmp_path / "s.png")])
     assert table.exit_code == 0 and "s2_mse" in table.output
+
+
+def test_the_vae_trains_on_the_elbo_saves_loads_and_decodes_at_a_fraction(vae):
+    assert isinstance(vae, MicrostructureVAE) and vae.training["epochs_run"] == 2
+    history = vae.training["history"]
+    assert {"reconstruction", "kl", "val_s2_mse"} <= set(history[-1])
+    assert history[-1]["reconstruction"] < 256 * np.log(2)  # better than coin flips per pixel
+    loaded = deepmat.load(vae.source)
+    assert isinstance(loaded, MicrostructureVAE) and loaded.spec == vae.spec
+    z = vae.latents(3, seed=5)
+    assert np.array_equal(loaded.predict(z), vae.predict(z))
+    structures = loaded.decode(z, volume_fraction=0.3)
+    assert np.allclose(structures.mean(axis=(1, 2)), round(0.3 * 256) / 256)
+    with pytest.raises(ConfigError, match="invalid VAE settings"):
+        VAESpec(beta=0)
+
+
+def test_elbo_terms_match_their_closed_forms():
+    x = torch.tensor([[[[1.0, 0.0]]]])
+    logits = torch.zeros_like(x)
+    mu, log_var = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, np.log(4.0)]])
+    reconstruction, kl = elbo_terms(logits, x, mu, log_var)
+    assert reconstruction.item() == pytest.approx(2 * np.log(2), rel=1e-6)
+    assert kl.item() == pytest.approx(0.5 * (1 + (4 - 1 - np.log(4))), rel=1e-6)
+
+
+def test_bayesian_design_searches_a_vae_like_a_gan(vae, tmp_path):
+    run = bayesian(DesignProblem("c11", 0.4), vae, 6, seed=0, batch=2, initial=3)
+    assert len(run.values) == 6 and run.best[0] == max(run.values)
+    out = tmp_path / "design"
+    args = ["design", "--generator", str(vae.source), "--out", str(out), "--budget", "4"]
+    result = CliRunner().invoke(app, [*args, "--batch", "2", "--initial", "2"])
+    assert result.exit_code == 0, result.output
+    assert len((out / "calls.csv").read_text().splitlines()) == 5
+
+
+def test_the_generator_command_trains_either_kind_and_refuses_the_other_kinds_options(tmp_path):
+    args = ["train", "generator", "--n", "24", "--size", "16", "--latent-dim", "2"]
+    fast = ["--epochs", "1", "--batch-size", "8"]
+    result = CliRunner().invoke(app, [*args, *fast, "--kind", "vae", "--out", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    assert isinstance(deepmat.load(tmp_path / "v"), MicrostructureVAE)
+    wrong = CliRunner().invoke(
+        app, [*args, "--kind", "vae", "--adversarial-loss", "hinge", "--out", str(tmp_path / "w")]
+    )
+    assert wrong.exit_code != 0 and "GAN only" in wrong.output
+    unknown = CliRunner().invoke(
+        app, [*args, *fast, "--kind", "flow", "--out", str(tmp_path / "f")]
+    )
+    assert unknown.exit_code != 0 and "unknown generator 'flow'" in unknown.output

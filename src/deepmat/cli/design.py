@@ -12,7 +12,7 @@ from deepmat.cli.options import console, fail
 from deepmat.errors import DataError, DeepmatError
 
 #: the generator ``deepmat design`` searches unless told otherwise (shipped with deepmat)
-DEFAULT_GAN = "gan-grf32"
+DEFAULT_GENERATOR = "gan-grf32"
 
 
 def design(
@@ -22,7 +22,10 @@ def design(
         float, typer.Option(help="fraction of phase 1 every design has exactly")
     ] = 0.4,
     budget: Annotated[int, typer.Option(help="FFT solver calls")] = 100,
-    gan: Annotated[str, typer.Option(help="saved or pretrained generator")] = DEFAULT_GAN,
+    generator_name: Annotated[
+        str,
+        typer.Option("--generator", "--gan", help="saved or pretrained generator (a GAN or a VAE)"),
+    ] = DEFAULT_GENERATOR,
     strategy: Annotated[
         str, typer.Option(help="bayesian, random_latent or random_parameters")
     ] = "bayesian",
@@ -35,7 +38,7 @@ def design(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Find the microstructure with the largest stiffness component at a given volume
-    fraction: Bayesian optimisation (BoTorch) over a GAN's latent space with the FFT
+    fraction: Bayesian optimisation (BoTorch) over a generator's latent space with the FFT
     elasticity solver in the loop, or a random strategy at the same number of calls."""
     from rich.progress import Progress
 
@@ -49,10 +52,10 @@ def design(
             volume_fraction,
             tuple(IsotropicPhase(e, poisson) for e in moduli),
         )
-        generator = load(gan)
+        generator = load(generator_name)
         family = generator.training.get("data", {}).get("source", {}).get("family")
         if strategy == "random_parameters" and family is None:
-            raise DataError(f"{gan} was not trained on a parametric family to draw from")
+            raise DataError(f"{generator_name} was not trained on a parametric family to draw from")
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(strategy.replace("_", " "), total=budget)
             run = run_strategy(

@@ -33,7 +33,7 @@ from deepmat.cli.options import (
     training_overrides,
     with_training_options,
 )
-from deepmat.errors import DataError, DeepmatError
+from deepmat.errors import ConfigError, DataError, DeepmatError
 
 train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
 
@@ -387,9 +387,8 @@ def train_segmentation_cmd(
     )
 
 
-@train_app.command("gan")
 @with_training_options
-def train_gan_cmd(
+def train_generator_cmd(
     out: OutOption,
     data: Annotated[
         Path | None,
@@ -398,23 +397,30 @@ def train_gan_cmd(
             "anisotropic Gaussian random fields"
         ),
     ] = None,
+    kind: Annotated[str, typer.Option(help="gan or vae")] = "gan",
     n: Annotated[int, typer.Option(help="structures drawn without --data")] = 4096,
     size: Annotated[int | None, typer.Option(help="image side, a power of two")] = None,
     latent_dim: Annotated[int | None, typer.Option(help="latent variables")] = None,
-    adversarial_loss: Annotated[str | None, typer.Option(help="wgan-gp or hinge")] = None,
+    adversarial_loss: Annotated[str | None, typer.Option(help="GAN: wgan-gp or hinge")] = None,
+    beta: Annotated[float | None, typer.Option(help="VAE: weight of the KL term")] = None,
     preset: PresetOption = "default",
     seed: SeedOption = 0,
     resume: ResumeOption = True,
     training: dict | None = None,
 ) -> None:
-    """Train a generative model of two-phase microstructures (a GAN with a small latent
-    space, searched by `deepmat design`) and save it to OUT."""
+    """Train a generative model of two-phase microstructures with a small latent space, a
+    GAN or (--kind vae) a variational autoencoder, searched by `deepmat design`, and save it
+    to OUT."""
     options = dict(locals())
-    from deepmat.workflows.design import train_gan
+    from deepmat.workflows.design import train_generator
 
-    spec = {"size": size, "latent_dim": latent_dim, "loss": adversarial_loss}
+    spec = {"size": size, "latent_dim": latent_dim, "loss": adversarial_loss, "beta": beta}
     try:
-        gan = train_gan(
+        if adversarial_loss is not None and kind != "gan":
+            raise ConfigError("--adversarial-loss applies to a GAN only")
+        if beta is not None and kind != "vae":
+            raise ConfigError("--beta applies to a VAE only")
+        generator = train_generator(
             out,
             data,
             n,
@@ -423,8 +429,15 @@ def train_gan_cmd(
             overrides=training_overrides(options | training),
             seed=seed,
             resume=resume,
+            kind=kind,
         )
     except DeepmatError as exc:
         fail(exc)
-    console.print(json.dumps(gan.metrics, indent=1))
+    console.print(json.dumps(generator.metrics, indent=1))
     console.print(f"saved to {out}")
+
+
+train_app.command("generator")(train_generator_cmd)
+train_app.command("gan", help="Same as `train generator` (--kind gan by default).")(
+    train_generator_cmd
+)

@@ -59,21 +59,28 @@ class Generator(nn.Module):
         return self.body(self.stem(z).view(len(z), self.start, 4, 4))
 
 
+def downsampling(size: int, width: int) -> tuple[nn.Sequential, int]:
+    """Images (n, 1, size, size) → flat features (n, features), and the number of features:
+    log₂(size/4) blocks of (4 × 4 circular convolution with stride 2, LeakyReLU 0.2), widths
+    doubling from ``width``; the critic's body, and the VAE encoder's."""
+    blocks = int(math.log2(check_image_size(size) // 4))
+    channels = [1] + [width * 2**i for i in range(blocks)]
+    layers: list[nn.Module] = []
+    for c_in, c_out in itertools.pairwise(channels):
+        layers += [
+            nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, padding_mode="circular"),
+            nn.LeakyReLU(0.2),
+        ]
+    return nn.Sequential(*layers, nn.Flatten()), channels[-1] * 16
+
+
 class Critic(nn.Module):
     """Images (n, 1, size, size) in [0, 1] → scores (n,)."""
 
     def __init__(self, size: int = 64, width: int = 32):
         super().__init__()
-        blocks = int(math.log2(check_image_size(size) // 4))
-        channels = [1] + [width * 2**i for i in range(blocks)]
-        layers: list[nn.Module] = []
-        for c_in, c_out in itertools.pairwise(channels):
-            layers += [
-                nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, padding_mode="circular"),
-                nn.LeakyReLU(0.2),
-            ]
-        self.body = nn.Sequential(*layers, nn.Flatten())
-        self.head = nn.Linear(channels[-1] * 16, 1)
+        self.body, features = downsampling(size, width)
+        self.head = nn.Linear(features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x)).squeeze(-1)

@@ -1,17 +1,18 @@
-"""A generative model of two-phase microstructures: a GAN with a small latent space.
+"""Generative models of two-phase microstructures with a small latent space: a GAN here, a
+VAE in :mod:`deepmat.train.vae`, both a :class:`LatentGenerator`.
 
-:class:`MicrostructureGAN` learns, from square periodic images of phase 0 and phase 1, a
-generator G: z ∈ ℝᵈ → image (:mod:`deepmat.models.gan`), so that a design loop can search
-the d-dimensional latent space instead of pixels (Yang et al., J. Mech. Des. 140, 111416,
-2018; :mod:`deepmat.workflows.design`). It follows the estimator protocol: ``fit`` on
+A generator G: z ∈ ℝᵈ → image (:mod:`deepmat.models.gan`) is learnt from square periodic
+images of phase 0 and phase 1, so that a design loop can search the d-dimensional latent
+space instead of pixels (Yang et al., J. Mech. Des. 140, 111416, 2018;
+:mod:`deepmat.workflows.design`). Every generator follows the estimator protocol: ``fit`` on
 structures, ``predict`` maps latent vectors to structures, ``evaluate`` compares generated
-structures with held-out ones. Which epoch is kept, and which loss wins in the benchmark,
+structures with held-out ones. Which epoch is kept, and which model wins in the benchmark,
 is decided on validation structures by the same statistics: the mean squared difference of
 the mean 2-point correlation S₂ of phase 1 and the difference of mean volume fractions.
 
-Training runs in Lightning with manual optimisation (``n_critic`` critic steps per generator
-step, Adam with β = (0, 0.9) as Gulrajani et al.), per-epoch metrics, a checkpoint per
-epoch in ``workdir`` and resume from the last one.
+:class:`MicrostructureGAN` trains in Lightning with manual optimisation (``n_critic`` critic
+steps per generator step, Adam with β = (0, 0.9) as Gulrajani et al.); every generator logs
+per-epoch metrics, keeps a checkpoint per epoch in ``workdir`` and resumes from the last one.
 """
 
 from __future__ import annotations
@@ -107,20 +108,41 @@ def check_structures(structures, size: int | None = None, what: str = "structure
     return x.astype(np.uint8)
 
 
-class _GANTask(L.LightningModule):
-    """The adversarial game in Lightning's manual optimisation."""
+class GeneratorTask(L.LightningModule):
+    """What the training of every latent generative model shares: the generator (z → logits
+    of phase 1) and, after each epoch, the comparison of structures generated from a fixed
+    set of latent vectors with the validation structures (``val_s2_mse`` picks the epoch)."""
 
-    def __init__(self, spec: GANSpec, config: TrainConfig, val: np.ndarray):
+    def __init__(self, spec, config: TrainConfig, val: np.ndarray):
         super().__init__()
         self.spec, self.config = spec, config
         self.generator = Generator(spec.latent_dim, spec.size, spec.width)
-        self.critic = Critic(spec.size, spec.width)
-        self.automatic_optimization = False
         self.val = val
         seed = torch.Generator().manual_seed(config.seed)
         self.register_buffer(
             "val_z", torch.randn(min(len(val), VAL_SAMPLES), spec.latent_dim, generator=seed)
         )
+
+    def validation_step(self, batch, _):
+        """Nothing per batch: the epoch's end compares a fixed set of generated structures."""
+
+    def on_validation_epoch_end(self) -> None:
+        self.generator.eval()
+        with torch.no_grad():
+            made = (self.generator(self.val_z) > 0).squeeze(1).cpu().numpy()
+        self.generator.train()
+        distance = distribution_distance(self.val, made.astype(np.uint8))
+        self.log("val_s2_mse", distance["s2_mse"])
+        self.log("val_volume_fraction_error", distance["volume_fraction_error"])
+
+
+class _GANTask(GeneratorTask):
+    """The adversarial game in Lightning's manual optimisation."""
+
+    def __init__(self, spec: GANSpec, config: TrainConfig, val: np.ndarray):
+        super().__init__(spec, config, val)
+        self.critic = Critic(spec.size, spec.width)
+        self.automatic_optimization = False
 
     def training_step(self, batch, batch_idx):
         (real,) = batch
@@ -147,18 +169,6 @@ class _GANTask(L.LightningModule):
             generator_opt.step()
             self.log("generator_loss", generator_loss, on_epoch=True, on_step=False)
 
-    def validation_step(self, batch, _):
-        """Nothing per batch: the epoch's end compares a fixed set of generated structures."""
-
-    def on_validation_epoch_end(self) -> None:
-        self.generator.eval()
-        with torch.no_grad():
-            made = (self.generator(self.val_z) > 0).squeeze(1).cpu().numpy()
-        self.generator.train()
-        distance = distribution_distance(self.val, made.astype(np.uint8))
-        self.log("val_s2_mse", distance["s2_mse"])
-        self.log("val_volume_fraction_error", distance["volume_fraction_error"])
-
     def configure_optimizers(self):
         betas = (0.0, 0.9)
         return (
@@ -167,30 +177,22 @@ class _GANTask(L.LightningModule):
         )
 
 
-class MicrostructureGAN(Estimator):
-    """Generative model of square periodic two-phase microstructures (see the module
-    docstring). ``predict(z)`` decodes latent vectors (n, latent_dim) into structures
-    (n, size, size) of phases 0/1; :meth:`probabilities` gives phase 1's probability per
-    pixel, from which :meth:`decode` can impose an exact volume fraction."""
+class LatentGenerator(Estimator):
+    """Generative model of square periodic two-phase microstructures with a small latent
+    space: a generator z ∈ ℝᵈ → image, trained by a subclass's ``task_class`` from the
+    settings of its ``spec_class``. ``predict(z)`` decodes latent vectors (n, latent_dim)
+    into structures (n, size, size) of phases 0/1; :meth:`probabilities` gives phase 1's
+    probability per pixel, from which :meth:`decode` can impose an exact volume fraction."""
 
-    family: ClassVar[str] = "microstructure-gan"
     input_kind: ClassVar[str] = "latent"
     output_kind: ClassVar[str] = "labels"
-    presets: ClassVar[dict] = {
-        "default": {"spec": {}, "config": {"epochs": 30, "batch_size": 64, "lr": 2e-4}},
-        "paper": {"spec": {}, "config": {"epochs": 100, "batch_size": 64, "lr": 1e-4}},
-        "benchmark": {"spec": {}, "config": {"epochs": 30, "batch_size": 64, "lr": 2e-4}},
-    }
+    spec_class: ClassVar[type]
+    task_class: ClassVar[type[GeneratorTask]]
 
-    def __init__(
-        self,
-        spec: GANSpec | dict | None = None,
-        config: TrainConfig | None = None,
-        name: str = "microstructure-gan",
-    ):
-        self.spec = spec if isinstance(spec, GANSpec) else GANSpec(**(spec or {}))
+    def __init__(self, spec=None, config: TrainConfig | None = None, name: str | None = None):
+        self.spec = spec if isinstance(spec, self.spec_class) else self.spec_class(**(spec or {}))
         self.config = config or TrainConfig(**self.presets["default"]["config"])
-        self.name = name
+        self.name = name or self.family
         self.generator = Generator(self.spec.latent_dim, self.spec.size, self.spec.width).eval()
         self.training, self.metrics = {}, {}
 
@@ -198,7 +200,7 @@ class MicrostructureGAN(Estimator):
     def latent_dim(self) -> int:
         return self.spec.latent_dim
 
-    def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None) -> MicrostructureGAN:
+    def fit(self, X, y=None, *, val=None, workdir: str | Path | None = None) -> LatentGenerator:
         """Train on structures ``X`` (n, s, s); ``val`` (held-out structures) picks the
         epoch kept. ``workdir`` keeps a checkpoint per epoch; a fit started again with the
         same ``workdir`` resumes from the last one."""
@@ -215,7 +217,7 @@ class MicrostructureGAN(Estimator):
             )
         quiet_lightning()
         L.seed_everything(self.config.seed, verbose=False)
-        task = _GANTask(self.spec, self.config, val)
+        task = self.task_class(self.spec, self.config, val)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(workdir or scratch)
             last = folder / "last.ckpt"
@@ -324,12 +326,25 @@ class MicrostructureGAN(Estimator):
         save_weights(self.generator, path)
 
     @classmethod
-    def from_saved(cls, path: Path, card: dict) -> MicrostructureGAN:
+    def from_saved(cls, path: Path, card: dict) -> LatentGenerator:
         try:
-            spec = GANSpec(**card["architecture"])
+            spec = cls.spec_class(**card["architecture"])
         except (KeyError, TypeError) as exc:
-            raise ModelFormatError(f"{path}: unreadable GAN architecture ({exc})") from None
+            raise ModelFormatError(f"{path}: unreadable generator architecture ({exc})") from None
         model = cls(spec, cls.saved_config(card), name=card["model"])
         load_weights(model.generator, path)
         model.restore_record(card)
         return model
+
+
+class MicrostructureGAN(LatentGenerator):
+    """A GAN of two-phase microstructures (see the module docstring)."""
+
+    family: ClassVar[str] = "microstructure-gan"
+    spec_class: ClassVar[type] = GANSpec
+    task_class: ClassVar[type[GeneratorTask]] = _GANTask
+    presets: ClassVar[dict] = {
+        "default": {"spec": {}, "config": {"epochs": 30, "batch_size": 64, "lr": 2e-4}},
+        "paper": {"spec": {}, "config": {"epochs": 100, "batch_size": 64, "lr": 1e-4}},
+        "benchmark": {"spec": {}, "config": {"epochs": 30, "batch_size": 64, "lr": 2e-4}},
+    }

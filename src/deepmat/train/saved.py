@@ -77,6 +77,7 @@ FAMILIES: dict[str, str] = {
     "dictionary-indexer": "deepmat.train.dictionary:DictionaryIndexer",
     "segmentation-network": "deepmat.train.segmentation:SegmentationModel",
     "microstructure-gan": "deepmat.train.generative:MicrostructureGAN",
+    "microstructure-vae": "deepmat.train.vae:MicrostructureVAE",
     "ensemble": "deepmat.train.ensemble:Ensemble",
 }
 _PACKAGES = ("deepmat", "torch", "numpy", "scikit-learn", "pymatgen")

@@ -1,5 +1,7 @@
 """Microstructure design: search a generator's latent space with Bayesian optimisation, the
-FFT elasticity solver in the loop (after Yang et al., J. Mech. Des. 140, 111416, 2018).
+FFT elasticity solver in the loop (after Yang et al., J. Mech. Des. 140, 111416, 2018). The
+generator is a GAN, as theirs, or a VAE (:data:`GENERATORS`), whose smoother latent space
+suits the Gaussian process better.
 
 A :class:`DesignProblem` names a stiffness component to maximise (``c11``, ``c22`` or
 ``c66``, the Mandel component of the effective stiffness of a 2-D structure extruded along
@@ -15,7 +17,7 @@ Three strategies spend the same number of calls:
   (``qLogExpectedImprovement``), after ``initial`` draws from the prior;
 * ``random_latent``: latent vectors drawn from the prior N(0, I);
 * ``random_parameters``: the generator's training family itself (:class:`GRFFamily`) at
-  random parameters, the designs a user would get without the GAN.
+  random parameters, the designs a user would get without the generator.
 
 The physical limits of the objective are the Voigt bound (any microstructure of those
 phases and fractions) and, for isotropic composites, the Hashin–Shtrikman upper bound.
@@ -44,6 +46,8 @@ from deepmat.physics.elasticity import (
 #: objective → Mandel index of the stiffness component (C_ii = mean stress_i under e_i)
 OBJECTIVES = {"c11": 0, "c22": 1, "c66": 5}
 STRATEGIES = ("bayesian", "random_latent", "random_parameters")
+#: generator kinds whose latent space a design can search
+GENERATORS = ("gan", "vae")
 #: half-width of the latent box Bayesian optimisation searches (in prior standard deviations)
 LATENT_BOX = 3.0
 
@@ -168,24 +172,24 @@ def random_parameters(
     return run.finish()
 
 
-def random_latent(problem: DesignProblem, gan, budget: int, seed: int = 0) -> DesignRun:
+def random_latent(problem: DesignProblem, generator, budget: int, seed: int = 0) -> DesignRun:
     """``budget`` structures decoded from latent vectors drawn from the prior."""
     run = DesignRun("random_latent")
-    z = gan.latents(budget, seed)
-    run.add(problem, gan.decode(z, problem.volume_fraction), z)
+    z = generator.latents(budget, seed)
+    run.add(problem, generator.decode(z, problem.volume_fraction), z)
     return run.finish()
 
 
 def bayesian(
     problem: DesignProblem,
-    gan,
+    generator,
     budget: int,
     seed: int = 0,
     batch: int = 5,
     initial: int = 10,
     progress: Callable[[DesignRun], None] | None = None,
 ) -> DesignRun:
-    """Bayesian optimisation of the problem over the GAN's latent box (module docstring);
+    """Bayesian optimisation of the problem over the generator's latent box (module docstring);
     ``progress`` is called with the run after every batch."""
     import torch
     from botorch.acquisition.logei import qLogExpectedImprovement
@@ -199,9 +203,9 @@ def bayesian(
         raise ConfigError(f"need 1 ≤ initial ({initial}) ≤ budget ({budget}) and batch ≥ 1")
     torch.manual_seed(seed)
     run = DesignRun("bayesian")
-    d = gan.latent_dim
-    z0 = np.clip(gan.latents(initial, seed), -LATENT_BOX, LATENT_BOX)
-    run.add(problem, gan.decode(z0, problem.volume_fraction), z0)
+    d = generator.latent_dim
+    z0 = np.clip(generator.latents(initial, seed), -LATENT_BOX, LATENT_BOX)
+    run.add(problem, generator.decode(z0, problem.volume_fraction), z0)
     unit = torch.tensor(np.array([[0.0] * d, [1.0] * d]), dtype=torch.float64)
     while len(run.values) < budget:
         x = torch.tensor(
@@ -217,7 +221,7 @@ def bayesian(
                 acquisition, bounds=unit, q=q, num_restarts=8, raw_samples=256
             )
         z = (candidates.numpy() * 2 - 1) * LATENT_BOX
-        run.add(problem, gan.decode(z.astype(np.float32), problem.volume_fraction), z)
+        run.add(problem, generator.decode(z.astype(np.float32), problem.volume_fraction), z)
         if progress:
             progress(run)
     return run.finish()
@@ -226,7 +230,7 @@ def bayesian(
 def run_strategy(
     strategy: str,
     problem: DesignProblem,
-    gan,
+    generator,
     family: GRFFamily | None,
     budget: int,
     seed: int = 0,
@@ -236,9 +240,9 @@ def run_strategy(
 ) -> DesignRun:
     """One of :data:`STRATEGIES` at ``budget`` calls (``progress``: Bayesian batches)."""
     if strategy == "bayesian":
-        return bayesian(problem, gan, budget, seed, batch, initial, progress)
+        return bayesian(problem, generator, budget, seed, batch, initial, progress)
     if strategy == "random_latent":
-        return random_latent(problem, gan, budget, seed)
+        return random_latent(problem, generator, budget, seed)
     if strategy == "random_parameters":
         return random_parameters(problem, family, budget, seed)
     raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
@@ -246,7 +250,7 @@ def run_strategy(
 
 def compare_strategies(
     problem: DesignProblem,
-    gan,
+    generator,
     family: GRFFamily,
     budget: int,
     seeds: list[int],
@@ -257,7 +261,8 @@ def compare_strategies(
     """Every strategy over every seed, at ``budget`` calls each."""
     return {
         name: [
-            run_strategy(name, problem, gan, family, budget, seed, batch, initial) for seed in seeds
+            run_strategy(name, problem, generator, family, budget, seed, batch, initial)
+            for seed in seeds
         ]
         for name in strategies
     }
@@ -297,7 +302,7 @@ def read_structures(path: Path) -> np.ndarray:
     return structures
 
 
-def evaluate_generator_file(gan, data: Path, plot: Path) -> dict:
+def evaluate_generator_file(generator, data: Path, plot: Path) -> dict:
     """The generator's distances to the structures of ``data`` (an HDF5 file), and a picture
     of four of them above four generated ones at ``plot``."""
     import matplotlib
@@ -308,8 +313,8 @@ def evaluate_generator_file(gan, data: Path, plot: Path) -> dict:
     from deepmat.train.metrics import save_figure
 
     real = read_structures(data)
-    metrics = gan.evaluate(real)
-    made = gan.sample(4, seed=0)
+    metrics = generator.evaluate(real)
+    made = generator.sample(4, seed=0)
     fig, axes = plt.subplots(2, 4, figsize=(8, 4.3), dpi=110)
     for ax, image, title in zip(
         axes.ravel(), [*real[:4], *made], ["data"] * 4 + ["generated"] * 4, strict=False
@@ -377,7 +382,18 @@ def write_run(run: DesignRun, problem: DesignProblem, out: Path) -> dict:
     }
 
 
-def train_gan(
+def generator_class(kind: str):
+    """The estimator class of a generator kind (:data:`GENERATORS`)."""
+    from deepmat.train.generative import MicrostructureGAN
+    from deepmat.train.vae import MicrostructureVAE
+
+    classes = {"gan": MicrostructureGAN, "vae": MicrostructureVAE}
+    if kind not in classes:
+        raise ConfigError(f"unknown generator {kind!r}; choose from {', '.join(GENERATORS)}")
+    return classes[kind]
+
+
+def train_generator(
     out: Path,
     data: Path | None = None,
     n: int = 4096,
@@ -386,24 +402,24 @@ def train_gan(
     overrides: dict | None = None,
     seed: int = 0,
     resume: bool = True,
+    kind: str = "gan",
 ):
-    """Train a :class:`~deepmat.train.generative.MicrostructureGAN` on the structures of
+    """Train a generator of :data:`GENERATORS` (a GAN or a VAE) on the structures of
     ``data``, or on ``n`` drawn from :class:`GRFFamily` at the generator's image size, and
     save it to ``out`` (checkpoints in ``out/checkpoints``, resumed unless ``resume`` is
     False); the card records where the structures came from."""
     import shutil
 
-    from deepmat.train.generative import MicrostructureGAN
-
-    arguments = MicrostructureGAN.preset_arguments(preset, overrides)
+    estimator = generator_class(kind)
+    arguments = estimator.preset_arguments(preset, overrides)
     arguments["spec"] = arguments["spec"] | (spec or {})
-    gan = MicrostructureGAN(**arguments)
-    family = GRFFamily(size=gan.spec.size)
+    generator = estimator(**arguments)
+    family = GRFFamily(size=generator.spec.size)
     train, val, source = training_structures(data, family, n, seed=seed)
     checkpoints = Path(out) / "checkpoints"
     if not resume and checkpoints.exists():
         shutil.rmtree(checkpoints)
-    gan.fit(train, val=val, workdir=checkpoints)
-    gan.training["data"]["source"] = source
-    gan.save(out)
-    return gan
+    generator.fit(train, val=val, workdir=checkpoints)
+    generator.training["data"]["source"] = source
+    generator.save(out)
+    return generator
