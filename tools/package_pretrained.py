@@ -299,31 +299,33 @@ def segmentation(dataset: str):
     return entry
 
 
-def gan_grf32(source: Path) -> dict:
-    """The design benchmark's chosen GAN (``OUT/gan_<loss>``): 32² anisotropic Gaussian
-    random fields; validated (mean S₂ MSE) on the run's validation structures, tested on its
-    held-out ones."""
+def grf32_generator(command: str):
+    """A generator the design benchmark trained (``OUT/gan_<loss>`` or ``OUT/vae``) with
+    ``command``: 32² anisotropic Gaussian random fields; validated (mean S₂ MSE) on the
+    run's validation structures, tested on its held-out ones."""
     from deepmat.workflows.design import read_structures
 
-    run = source.parent
-    command = "python benchmarks/design.py --out runs/design"
+    def entry(source: Path) -> dict:
+        run = source.parent
 
-    def score(model, name: str) -> dict:
-        return model.evaluate(read_structures(run / f"{name}.h5"))
+        def score(model, name: str) -> dict:
+            return model.evaluate(read_structures(run / f"{name}.h5"))
 
-    how = "drawn by deepmat.workflows.design.GRFFamily (phi 0.25-0.55, sigma 1-4 px per axis)"
-    return {
-        "validate": lambda model: score(model, "val")["s2_mse"],
-        "test": lambda model: score(model, "held_out"),
-        "examples": np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32),
-        "pretrained": {
-            "data": generated_files(run, ["val.h5", "held_out.h5"], command, how),
-            "split": "train (seed 0, in memory), val.h5 (seed 1: picks the epoch and the "
-            "loss), held_out.h5 (seed 2)",
-            "command": command,
-            "validation": {"data": "val.h5", "generated": True, "metric": "s2_mse"},
-        },
-    }
+        how = "drawn by deepmat.workflows.design.GRFFamily (phi 0.25-0.55, sigma 1-4 px per axis)"
+        return {
+            "validate": lambda model: score(model, "val")["s2_mse"],
+            "test": lambda model: score(model, "held_out"),
+            "examples": np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32),
+            "pretrained": {
+                "data": generated_files(run, ["val.h5", "held_out.h5"], command, how),
+                "split": "train (seed 0, in memory), val.h5 (seed 1: picks the epoch and a "
+                "GAN's loss), held_out.h5 (seed 2)",
+                "command": command,
+                "validation": {"data": "val.h5", "generated": True, "metric": "s2_mse"},
+            },
+        }
+
+    return entry
 
 
 MODELS = {
@@ -338,7 +340,8 @@ MODELS = {
     "segment-nasa-super": segmentation("nasa-super1"),
     "segment-nasa-ebc": segmentation("nasa-ebc2"),
     "segment-metaldam": segmentation("metaldam"),
-    "gan-grf32": gan_grf32,
+    "gan-grf32": grf32_generator("python benchmarks/design.py --out runs/design"),
+    "vae-grf32": grf32_generator("python benchmarks/design.py --out runs/design --gan gan-grf32"),
 }
 
 

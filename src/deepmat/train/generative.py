@@ -177,6 +177,17 @@ class _GANTask(GeneratorTask):
         )
 
 
+def generator_presets(lr: float, paper: dict) -> dict:
+    """A generator's presets: 30 epochs of batches of 64 at learning rate ``lr`` (default and
+    benchmark), and the paper's preset with the changes ``paper``."""
+    config = {"epochs": 30, "batch_size": 64, "lr": lr}
+    return {
+        "default": {"spec": {}, "config": config},
+        "paper": {"spec": {}, "config": config | paper},
+        "benchmark": {"spec": {}, "config": dict(config)},
+    }
+
+
 class LatentGenerator(Estimator):
     """Generative model of square periodic two-phase microstructures with a small latent
     space: a generator z ∈ ℝᵈ → image, trained by a subclass's ``task_class`` from the
@@ -343,8 +354,4 @@ class MicrostructureGAN(LatentGenerator):
     family: ClassVar[str] = "microstructure-gan"
     spec_class: ClassVar[type] = GANSpec
     task_class: ClassVar[type[GeneratorTask]] = _GANTask
-    presets: ClassVar[dict] = {
-        "default": {"spec": {}, "config": {"epochs": 30, "batch_size": 64, "lr": 2e-4}},
-        "paper": {"spec": {}, "config": {"epochs": 100, "batch_size": 64, "lr": 1e-4}},
-        "benchmark": {"spec": {}, "config": {"epochs": 30, "batch_size": 64, "lr": 2e-4}},
-    }
+    presets: ClassVar[dict] = generator_presets(2e-4, {"epochs": 100, "lr": 1e-4})

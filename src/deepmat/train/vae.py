@@ -20,7 +20,7 @@ from deepmat.errors import ConfigError
 from deepmat.models.gan import check_image_size
 from deepmat.models.vae import Encoder, elbo_terms
 from deepmat.train.config import TrainConfig
-from deepmat.train.generative import GeneratorTask, LatentGenerator
+from deepmat.train.generative import GeneratorTask, LatentGenerator, generator_presets
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,4 @@ class MicrostructureVAE(LatentGenerator):
     family: ClassVar[str] = "microstructure-vae"
     spec_class: ClassVar[type] = VAESpec
     task_class: ClassVar[type[GeneratorTask]] = _VAETask
-    presets: ClassVar[dict] = {
-        "default": {"spec": {}, "config": {"epochs": 30, "batch_size": 64, "lr": 1e-3}},
-        "paper": {"spec": {}, "config": {"epochs": 60, "batch_size": 64, "lr": 1e-3}},
-        "benchmark": {"spec": {}, "config": {"epochs": 30, "batch_size": 64, "lr": 1e-3}},
-    }
+    presets: ClassVar[dict] = generator_presets(1e-3, {"epochs": 60})
