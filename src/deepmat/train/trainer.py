@@ -501,11 +501,12 @@ def fit_loaders(
     last = ckpt_dir / "last.ckpt"
     resume_from = str(last) if resume and last.exists() else None
     last_stamp = _stamp(last)
-    if resume_from and _finished(last, config, report, stopper):
+    saved = _saved_callbacks(last) if resume_from else {}
+    if resume_from and _finished(saved, config, report, stopper):
         # every epoch (or early stopping) is behind it: fitting again would step a one-cycle
         # schedule past its end; the result is read from the checkpoints
-        _restore_callbacks(last, _EXTRA_CALLBACKS.get())
-        result = _spawned_result(last, last_stamp, report, best)
+        _restore_callbacks(saved, _EXTRA_CALLBACKS.get())
+        result = _spawned_result(last, last_stamp, report, best, saved)
         return _best_weights(task, net, result.pop("best_path"), resume_from, result)
     trainer.fit(task, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume_from)
     if trainer.interrupted:
@@ -515,7 +516,7 @@ def fit_loaders(
         )
     if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
         # ddp_spawn: training ran in child processes; what they did is in the checkpoints
-        result = _spawned_result(last, last_stamp, report, best)
+        result = _spawned_result(last, last_stamp, report, best, _saved_callbacks(last))
         best_path = result.pop("best_path")
     else:
         best_path, best_score = best.best_model_path, best.best_model_score
@@ -539,18 +540,25 @@ def _best_weights(task, net: nn.Module, best_path, resume_from, result: dict) ->
     return FitResult(resumed_from=resume_from, **result)
 
 
-def _finished(last: Path, config: TrainConfig, report: EpochReport, stopper) -> bool:
-    """Whether the run that wrote ``last`` trained all its epochs or stopped early."""
-    callbacks = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
-    history = callbacks.get(report.state_key, {}).get("history", [])
-    waited = callbacks.get(stopper.state_key, {}).get("wait_count", 0)
+def _saved_callbacks(last: Path) -> dict:
+    """The callbacks' states saved in the checkpoint ``last`` ({} when there is none)."""
+    if not last.exists():
+        return {}
+    return torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+
+
+def _finished(saved: dict, config: TrainConfig, report: EpochReport, stopper) -> bool:
+    """Whether the run whose callbacks saved ``saved`` trained all its epochs or stopped
+    early."""
+    history = saved.get(report.state_key, {}).get("history", [])
+    waited = saved.get(stopper.state_key, {}).get("wait_count", 0)
     return len(history) >= config.epochs or waited >= config.patience
 
 
-def _restore_callbacks(last: Path, callbacks) -> None:
-    """Give ``callbacks`` the state they saved in ``last``: a finished run fitted again
-    trains nothing, so Lightning restores nothing (a learning curve would come back empty)."""
-    saved = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+def _restore_callbacks(saved: dict, callbacks) -> None:
+    """Give ``callbacks`` the states ``saved`` in the last checkpoint: a finished run fitted
+    again trains nothing, so Lightning restores nothing (a learning curve would come back
+    empty)."""
     for callback in callbacks:
         if callback.state_key in saved:
             callback.load_state_dict(saved[callback.state_key])
@@ -561,10 +569,11 @@ def _stamp(path: Path) -> int | None:
 
 
 def _spawned_result(
-    last: Path, stamp: int | None, report: EpochReport, best: ModelCheckpoint
+    last: Path, stamp: int | None, report: EpochReport, best: ModelCheckpoint, saved: dict
 ) -> dict:
     """History, scores and the best checkpoint's path of a fit that ran in spawned
-    processes, read from the last checkpoint (written by rank 0 after every epoch)."""
+    processes, read from the callbacks' states ``saved`` in the last checkpoint (written by
+    rank 0 after every epoch)."""
     if not last.exists():
         return {
             "history": [],
@@ -573,9 +582,8 @@ def _spawned_result(
             "epochs_trained": 0,
             "best_path": "",
         }
-    callbacks = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
-    reported = callbacks.get(report.state_key, {})
-    kept = callbacks.get(best.state_key, {})
+    reported = saved.get(report.state_key, {})
+    kept = saved.get(best.state_key, {})
     history = list(reported.get("history", []))
     score = kept.get("best_model_score")
     rewritten = _stamp(last) != stamp  # unchanged when a resumed fit had no epochs left

@@ -383,14 +383,13 @@ def write_run(run: DesignRun, problem: DesignProblem, out: Path) -> dict:
 
 
 def generator_class(kind: str):
-    """The estimator class of a generator kind (:data:`GENERATORS`)."""
-    from deepmat.train.generative import MicrostructureGAN
-    from deepmat.train.vae import MicrostructureVAE
+    """The estimator class of a generator kind (:data:`GENERATORS`), the saved-model
+    registry's family ``microstructure-<kind>``."""
+    from deepmat.train.saved import estimator_class
 
-    classes = {"gan": MicrostructureGAN, "vae": MicrostructureVAE}
-    if kind not in classes:
+    if kind not in GENERATORS:
         raise ConfigError(f"unknown generator {kind!r}; choose from {', '.join(GENERATORS)}")
-    return classes[kind]
+    return estimator_class(f"microstructure-{kind}")
 
 
 def train_generator(
