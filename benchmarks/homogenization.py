@@ -1,5 +1,7 @@
 """Homogenization of contrast-50 two-phase composites (Yang et al. 2018): a 3-D CNN
-against 2-point statistics + PCA + polynomial regression and the rules of mixtures.
+against 2-point statistics + PCA + polynomial regression, the rules of mixtures, a hybrid
+(the FFT solver's first CG iterates corrected by a regression) and the solver itself
+stopped early.
 
 Generates its own ground truth: random periodic microstructures (Gaussian random fields
 of several feature sizes, isotropic and elongated, and random spheres, over a range of
@@ -7,6 +9,11 @@ volume fractions) labelled with the effective stiffness C11 by the FFT elasticit
 The microstructures are split at random into train / validation / held-out test (each one
 is drawn from its own seed, so no microstructure is on two sides); models are selected on
 validation only, and the test set is touched once at the end.
+
+Equal time: the solver's C11 after k = 1 … 12 CG iterations on the test structures gives
+an error-time staircase; each model's prediction time per structure is read against it
+(``metrics.solver_equal_time``: the solver's MAPE in the same time, and the time it needs
+for the same MAPE).
 
     python benchmarks/homogenization.py --out runs/homogenization           # full
     python benchmarks/homogenization.py --out /tmp/q --quick                 # seconds
@@ -25,12 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _equal_time import equal_time, iteration_seconds, predict_seconds, solver_curve
 from _shared import command, machine, parser, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.splits import random_split
 from deepmat.data.voxels import VoxelDataset, write_voxel_dataset
 from deepmat.models.cnn3d import CNN3DSpec, count_parameters
 from deepmat.physics import IsotropicPhase, solve
+from deepmat.represent.physics_inputs import stiffness_iterates
 from deepmat.train import save_model
 from deepmat.train.microstructure import (
     RuleOfMixtures,
@@ -38,10 +47,11 @@ from deepmat.train.microstructure import (
     microstructure_metrics,
 )
 from deepmat.workflows.generate import generate_families
-from deepmat.workflows.microstructure import select_two_point
+from deepmat.workflows.microstructure import select_hybrid, select_two_point
 
 CONTRAST = 50.0
 PHASES = (IsotropicPhase(1.0, 0.3), IsotropicPhase(CONTRAST, 0.3))
+SOLVER_ITERATIONS = 12
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -139,7 +149,24 @@ def train_models(x, y, x_val, y_val, args, workdir: Path, curve_point: bool = Fa
     cnn = VoxelCNNRegressor(**arguments, phases=PHASES, name="cnn3d")
     cnn.fit(x, y, val=(x_val, y_val), workdir=workdir / "cnn3d")
     two_point = select_two_point((x, y), (x_val, y_val), PHASES)
-    return {"cnn3d": cnn, "two_point_pca": two_point}
+    hybrid = select_hybrid((x, y), (x_val, y_val), PHASES)
+    return {"cnn3d": cnn, "two_point_pca": two_point, "hybrid": hybrid}
+
+
+def solver_equal_time(models: dict, x_test: np.ndarray, y_test: np.ndarray, args) -> dict:
+    """The solver's staircase on the test set and each model read against it."""
+    iterations = 3 if args.quick else SOLVER_ITERATIONS
+    iterates = stiffness_iterates(x_test, PHASES, iterations)
+    errors = [microstructure_metrics(y_test, iterates[:, k])["mape"] for k in range(iterations)]
+    curve = solver_curve(iteration_seconds(x_test, PHASES, iterations), errors)
+    result = {"curve": curve, "error": "test MAPE of C11 (%)", "threads": torch.get_num_threads()}
+    for name, model in models.items():
+        seconds = predict_seconds(model.predict, x_test)
+        result[name] = equal_time(
+            curve, seconds, microstructure_metrics(y_test, model.predict(x_test))["mape"]
+        )
+    result["mape_c50"] = result["hybrid"]["solver_error_at_equal_time"]
+    return result
 
 
 def plot(results: dict, truth: np.ndarray, predictions: dict, path: Path) -> None:
@@ -148,7 +175,7 @@ def plot(results: dict, truth: np.ndarray, predictions: dict, path: Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=120)
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.4), dpi=120)
     for name, values in predictions.items():
         mape = results["metrics"][name]["mape_c50"]
         ax1.scatter(truth, values, s=8, alpha=0.6, label=f"{name} ({mape:.2f} %)")
@@ -162,7 +189,7 @@ def plot(results: dict, truth: np.ndarray, predictions: dict, path: Path) -> Non
         xscale="log",
     )
     ax1.legend(fontsize=8)
-    for name, style in (("cnn3d", "o-"), ("two_point_pca", "s--")):
+    for name, style in (("cnn3d", "o-"), ("two_point_pca", "s--"), ("hybrid", "^:")):
         points = [(c["n_train"], c[name]) for c in results["learning_curve"]]
         ax2.plot(*zip(*points, strict=True), style, label=name)
     ax2.set(
@@ -172,6 +199,27 @@ def plot(results: dict, truth: np.ndarray, predictions: dict, path: Path) -> Non
         title="Learning curve",
     )
     ax2.legend()
+    equal = results["metrics"]["solver_equal_time"]
+    ax3.step(
+        [p["seconds"] for p in equal["curve"]],
+        [p["error"] for p in equal["curve"]],
+        "k-",
+        where="post",
+        label="FFT solver, k CG iterations",
+    )
+    for name in predictions:
+        if name in equal:
+            ax3.plot(
+                equal[name]["surrogate_seconds"], equal[name]["surrogate_error"], "o", label=name
+            )
+    ax3.set(
+        xscale="log",
+        yscale="log",
+        xlabel="seconds per microstructure",
+        ylabel="test MAPE of C11 (%)",
+        title="Error against time: surrogates vs the solver",
+    )
+    ax3.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -219,6 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
             "train_seconds": model.training.get("seconds", 0.0),
         }
     metrics["two_point_pca"]["selected"] = models["two_point_pca"].hyperparameters
+    metrics["hybrid"]["selected"] = models["hybrid"].hyperparameters
+    metrics["solver_equal_time"] = solver_equal_time(models, x_test, y_test, args)
     metrics["solver"] = {
         f"seconds_{args.grid}_c50": solver["seconds"],
         "iterations": solver["iterations"],
@@ -241,7 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
             | {name: model.evaluate(x_test, y_test)["mape"] for name, model in fitted.items()}
         )
     curve.append(
-        {"n_train": len(x)} | {m: metrics[m]["mape_c50"] for m in ("cnn3d", "two_point_pca")}
+        {"n_train": len(x)}
+        | {m: metrics[m]["mape_c50"] for m in ("cnn3d", "two_point_pca", "hybrid")}
     )
 
     results = {

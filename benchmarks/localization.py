@@ -1,5 +1,7 @@
 """Localization of strain in contrast-10 and contrast-50 composites (Yang et al. 2019): the
-slice CNN on 11³ neighbourhoods against a periodic 3-D FCN and the MKS first-order method.
+slice CNN on 11³ neighbourhoods against a periodic 3-D FCN, the MKS first-order method, a
+hybrid (the FFT solver's field after a few CG iterations, corrected by the FCN) and the
+solver itself stopped early.
 
 Generates its own ground truth for each contrast: random periodic 21³ microstructures
 (Gaussian random fields with feature sizes from one to three voxels, isotropic and
@@ -9,6 +11,12 @@ are split at random into train / validation / held-out test (each one drawn from
 seed, so no structure is on two sides); settings are chosen on validation only (MKS ridge,
 the networks' best epoch), and the test set is touched once at the end. Error: the mean
 absolute strain error MASE = mean over voxels of |ε_pred − ε_true| / ε̄11 (%).
+
+Equal time: the solver's field after k = 1 … 24 CG iterations on the test MVEs gives an
+error-time staircase, and each model's prediction time per MVE is read against it
+(``metrics.solver_equal_time``). ``--only hybrid mks`` trains those models alone and keeps
+the other models' earlier results (their recorded prediction times are read against the
+new staircase).
 
     python benchmarks/localization.py --out runs/localization        # full (~30 min, 2 cores)
     python benchmarks/localization.py --out /tmp/q --quick            # seconds
@@ -22,6 +30,7 @@ OUT/data/c10/test.h5 --json``). Results:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import replace
@@ -29,16 +38,19 @@ from pathlib import Path
 
 import numpy as np
 
-from _shared import command, machine, parser, write_json
+from _equal_time import equal_time, iteration_seconds, solver_curve
+from _shared import command, machine, merge_earlier, parser, write_json
 from deepmat.data.microstructures import MicrostructureSpec
 from deepmat.data.splits import random_split
 from deepmat.data.voxels import read_voxel_dataset, write_voxel_dataset
 from deepmat.models.localization import STRAIN_FNO, StrainFCNSpec
 from deepmat.physics import IsotropicPhase
+from deepmat.physics.elasticity import partial_solve
 from deepmat.train import save_model
 from deepmat.train.field_plots import draw_field_comparison
 from deepmat.train.localization import (
     FCN3DRegressor,
+    HybridFCNRegressor,
     LocalizationRegressor,
     SliceCNNRegressor,
 )
@@ -46,7 +58,8 @@ from deepmat.workflows.generate import generate_dataset
 from deepmat.workflows.microstructure import select_mks
 
 CONTRASTS = (10, 50)
-MODELS = ("cnn_slices", "fcn3d", "mks")
+MODELS = ("cnn_slices", "fcn3d", "mks", "hybrid")
+SOLVER_ITERATIONS = 24
 PAPER = {
     "source": "Yang et al., Acta Mater. 166, 335 (2019): 21^3 MVEs, 2500 (c10) and 3000 (c50)",
     "mase": {
@@ -71,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--fcn-modes", type=int, default=STRAIN_FNO.modes, help="spectral modes (0: none)"
     )
+    p.add_argument("--hybrid-iterations", type=int, default=None, help="(the preset's)")
+    p.add_argument("--hybrid-epochs", type=int, default=None, help="(the benchmark preset's)")
+    p.add_argument("--only", nargs="+", choices=MODELS, default=None, help="models to train")
     p.add_argument("--workers", type=int, default=2, help="parallel solver tasks (Dask)")
     p.add_argument("--curve", type=float, nargs="*", default=[0.5])
     return p.parse_args(argv)
@@ -144,6 +160,57 @@ def fit_fcn(x, e, val, macro: float, phases, args, workdir: Path) -> FCN3DRegres
     return model.fit(x, e, val=val, macro_strain=macro, workdir=workdir)
 
 
+def fit_hybrid(x, e, val, macro: float, phases, args, workdir: Path) -> HybridFCNRegressor:
+    """The hybrid of the ``benchmark`` preset, with the FCN's sizes."""
+    spec = StrainFCNSpec(args.fcn_channels, tuple(args.fcn_dilations), modes=args.fcn_modes)
+    model = HybridFCNRegressor.from_preset(
+        "benchmark",
+        config=_training(args.hybrid_epochs),
+        spec=spec,
+        phases=phases,
+        name="hybrid",
+        iterations=args.hybrid_iterations,
+    )
+    return model.fit(x, e, val=val, macro_strain=macro, workdir=workdir)
+
+
+def fit_mks(x, e, val, macro: float, phases, args, workdir: Path):
+    """MKS with the ridge chosen on val."""
+    return select_mks((x, e), val, phases, macro_strain=macro)
+
+
+FITS = {"cnn_slices": fit_cnn, "fcn3d": fit_fcn, "mks": fit_mks, "hybrid": fit_hybrid}
+
+
+def solver_staircase(x_test, e_test, macro: float, phases, quick: bool) -> list[dict]:
+    """Test MASE and seconds per MVE of the solver stopped after k = 1 … K iterations."""
+    iterations = 3 if quick else SOLVER_ITERATIONS
+    errors = []
+    for k in range(1, iterations + 1):
+        fields = np.stack(
+            [partial_solve(m, phases, [macro, 0, 0, 0, 0, 0], k).strain[0] for m in x_test]
+        )
+        errors.append(100 * float(np.mean(np.abs(fields - e_test))) / macro)
+    return solver_curve(iteration_seconds(x_test, phases, iterations), errors)
+
+
+def equal_time_metrics(metrics: dict, curves: dict) -> dict:
+    """Each model's recorded test MASE and prediction seconds per MVE against the solver's
+    staircase of the same contrast; ``mase_<tag>``: the solver's MASE at the hybrid's time."""
+    result: dict = {}
+    for tag, curve in curves.items():
+        result[f"curve_{tag}"] = curve
+        for name in MODELS:
+            recorded = metrics.get(name, {})
+            if f"predict_seconds_per_mve_{tag}" in recorded:
+                result[f"{name}_{tag}"] = equal_time(
+                    curve, recorded[f"predict_seconds_per_mve_{tag}"], recorded[f"mase_{tag}"]
+                )
+        if f"hybrid_{tag}" in result:
+            result[f"mase_{tag}"] = result[f"hybrid_{tag}"]["solver_error_at_equal_time"]
+    return result
+
+
 def _training(epochs: int | None) -> dict:
     """Options replacing the preset's: the epochs asked for, all of them trained."""
     given = {"progress": sys.stderr.isatty()}
@@ -179,9 +246,8 @@ def run_contrast(contrast: float, args, seed: int) -> dict:
     work = args.out / "work" / tag
     start = time.perf_counter()
     models = {
-        "cnn_slices": fit_cnn(*train, val, macro, phases, args, work / "cnn_slices"),
-        "fcn3d": fit_fcn(*train, val, macro, phases, args, work / "fcn3d"),
-        "mks": select_mks(train, val, phases, macro_strain=macro),
+        name: FITS[name](*train, val, macro, phases, args, work / name)
+        for name in args.only or MODELS
     }
     train_seconds = time.perf_counter() - start
     metrics, predictions = {}, {}
@@ -196,13 +262,17 @@ def run_contrast(contrast: float, args, seed: int) -> dict:
             f"train_seconds_{tag}": model.training["seconds"],
             f"predict_seconds_per_mve_{tag}": seconds,
         }
-    metrics["mks"][f"selected_{tag}"] = {"ridge": models["mks"].ridge}
+    if "mks" in models:
+        metrics["mks"][f"selected_{tag}"] = {"ridge": models["mks"].ridge}
+    if "hybrid" in models:
+        metrics["hybrid"][f"iterations_{tag}"] = models["hybrid"].iterations
     uniform = 100 * float(np.mean(np.abs(e_test - macro))) / macro
     metrics["uniform_strain"] = {f"mase_{tag}": uniform}
     return {
         "tag": tag,
         "contrast": contrast,
         "phases": [{"E": p.youngs_modulus, "nu": p.poisson_ratio} for p in phases],
+        "phases_objects": phases,
         "macro_strain": macro,
         "data": data,
         "parts": parts,
@@ -213,22 +283,22 @@ def run_contrast(contrast: float, args, seed: int) -> dict:
         "metrics": metrics,
         "predictions": predictions,
         "seconds": {"generate": generate_seconds, "train": train_seconds},
+        "solver_curve": solver_staircase(x_test, e_test, macro, phases, args.quick),
     }
 
 
 def learning_curve(run: dict, args) -> list[dict]:
     """Test MASE of the three models trained on fractions of the training set."""
     (x, e), val, (x_test, e_test) = run["train"], run["val"], run["test"]
-    macro, phases = run["macro_strain"], run["models"]["mks"].phases
+    macro, phases = run["macro_strain"], run["phases_objects"]
     points = []
     for fraction in args.curve:
         n_part = max(2, round(fraction * len(x)))
         part = np.sort(np.random.default_rng(n_part).choice(len(x), n_part, replace=False))
         workdir = args.out / "work" / run["tag"] / "curve" / str(n_part)
         fitted = {
-            "mks": select_mks((x[part], e[part]), val, phases, macro_strain=macro),
-            "cnn_slices": fit_cnn(x[part], e[part], val, macro, phases, args, workdir / "cnn"),
-            "fcn3d": fit_fcn(x[part], e[part], val, macro, phases, args, workdir / "fcn3d"),
+            name: FITS[name](x[part], e[part], val, macro, phases, args, workdir / name)
+            for name in run["models"]
         }
         points.append(
             {"contrast": run["contrast"], "n_train": n_part}
@@ -236,9 +306,17 @@ def learning_curve(run: dict, args) -> list[dict]:
         )
     points.append(
         {"contrast": run["contrast"], "n_train": len(x)}
-        | {name: run["metrics"][name][f"mase_{run['tag']}"] for name in MODELS}
+        | {name: run["metrics"][name][f"mase_{run['tag']}"] for name in run["models"]}
     )
     return points
+
+
+def merged_curve(path: Path, curve: list[dict]) -> list[dict]:
+    """The earlier learning curve at ``path`` with this run's models' points added."""
+    earlier = json.loads(path.read_text())["learning_curve"] if path.exists() else []
+    fresh = {(p["contrast"], p["n_train"]): p for p in curve}
+    merged = [p | fresh.pop((p["contrast"], p["n_train"]), {}) for p in earlier]
+    return merged + list(fresh.values())
 
 
 def plot(results: dict, run: dict, path: Path) -> None:
@@ -273,9 +351,10 @@ def plot(results: dict, run: dict, path: Path) -> None:
     bars.set_xticks(np.arange(len(CONTRASTS)) + width, [f"contrast {c:g}" for c in CONTRASTS])
     bars.set(ylabel="test MASE (%)", title="Mean absolute strain error, held-out test")
     bars.legend(fontsize=8)
-    for name, style in (("cnn_slices", "o-"), ("fcn3d", "D-"), ("mks", "s--")):
-        points = [(p["n_train"], p[name]) for p in results["learning_curve"]]
-        curve.plot(*zip(*points, strict=True), style, label=name)
+    for name, style in (("cnn_slices", "o-"), ("fcn3d", "D-"), ("mks", "s--"), ("hybrid", "^:")):
+        points = [(p["n_train"], p[name]) for p in results["learning_curve"] if name in p]
+        if points:
+            curve.plot(*zip(*points, strict=True), style, label=name)
     curve.set(
         xscale="log",
         xlabel="training MVEs",
@@ -300,7 +379,8 @@ def main(argv: list[str] | None = None) -> dict:
         for name, values in run["metrics"].items():
             metrics.setdefault(name, {}).update(values)
     curve = learning_curve(runs[-1], args)
-    fcn_spec = runs[0]["models"]["fcn3d"].spec
+    stem = "localization_quick" if args.quick else "localization"
+    fcn_spec = StrainFCNSpec(args.fcn_channels, tuple(args.fcn_dilations), modes=args.fcn_modes)
     results = {
         "benchmark": "localization",
         "quick": args.quick,
@@ -338,6 +418,7 @@ def main(argv: list[str] | None = None) -> dict:
             run["tag"]: {side: len(index) for side, index in run["parts"].items()} for run in runs
         },
         "metrics": metrics,
+        "commands": dict.fromkeys(metrics, command()),
         "learning_curve": curve,
         "wall_seconds": {
             "generate": sum(run["seconds"]["generate"] for run in runs),
@@ -348,10 +429,16 @@ def main(argv: list[str] | None = None) -> dict:
         "models": {
             f"{name}_{run['tag']}": str(args.out / f"{name}_{run['tag']}")
             for run in runs
-            for name in MODELS
+            for name in run["models"]
         },
     }
-    stem = "localization_quick" if args.quick else "localization"
+    if args.only is not None:
+        results["learning_curve"] = merged_curve(args.results / f"{stem}.json", curve)
+        results = merge_earlier(results, args.results / f"{stem}.json", ("metrics", "models"))
+    results["metrics"]["solver_equal_time"] = equal_time_metrics(
+        results["metrics"], {run["tag"]: run["solver_curve"] for run in runs}
+    )
+    results["commands"]["solver_equal_time"] = command()
     write_json(results, args.results, stem)
     plot(results, runs[-1], args.results / f"{stem}.png")
     return results

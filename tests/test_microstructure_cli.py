@@ -141,7 +141,7 @@ def test_an_ensemble_of_cnns_predicts_with_standard_deviations(files, tmp_path):
     metrics = evaluate_json(out, files["test"])
     assert {"mape", "coverage_95", "miscalibration_area"} <= set(metrics)
     result = train(files["train"], tmp_path / "pca", "--model", "two-point-pca", "--ensemble", "2")
-    assert result.exit_code != 0 and "fcn3d, not two-point-pca" in result.output
+    assert result.exit_code != 0 and "hybrid-fcn, not two-point-pca" in result.output
 
 
 def test_voigt_with_a_validation_file_writes_no_split(files, tmp_path):
@@ -164,6 +164,8 @@ def test_voigt_with_a_validation_file_writes_no_split(files, tmp_path):
         ("train", ["--model", "resnet"], "unknown model 'resnet'"),
         ("train", ["--model", "reuss", "--target", "C12"], "estimates C11 only"),
         ("no_phases", ["--model", "voigt"], "no 'phases' attribute"),
+        ("no_phases", ["--model", "hybrid"], "no 'phases' attribute"),
+        ("train", ["--model", "hybrid", "--target", "C12"], "estimates C11 only"),
         ("train", ["--val-fraction", "0.01"], "leave 30 for training and 0 for validation"),
         ("train", ["--target", "e11"], "not a stiffness component"),
         ("strain", ["--model", "fcn3d", "--target", "C11"], "predicts the strain field e11"),
@@ -315,3 +317,24 @@ def test_validation_fields_under_another_load_are_refused(files, tmp_path):
     )
     assert result.exit_code == 2
     assert "same macroscopic strain" in " ".join(result.output.split())
+
+
+def test_hybrids_train_from_the_files_phases_and_evaluate(files, tmp_path):
+    out = tmp_path / "hybrid"
+    result = train(files["train"], out, "--model", "hybrid", "--test", str(files["test"]))
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["family"] == "solver-hybrid"
+    assert card["representation"]["iterations"] in (1, 2, 3, 4)
+    assert len(card["training"]["selection"]["candidates"]) == 16
+    metrics = evaluate_json(out, files["test"])
+    assert metrics["mape"] == pytest.approx(card["metrics"]["test"]["mape"])
+
+    out = tmp_path / "hybrid-fcn"
+    options = ["--model", "hybrid-fcn", "--epochs", "1", "--val", str(files["strain_test"])]
+    result = train(files["strain"], out, *options)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["architecture"]["kind"] == "hybrid-fcn"
+    assert card["representation"] == {"name": "voxels+strain-estimate", "iterations": 4}
+    assert evaluate_json(out, files["strain_test"])["n"] == 5

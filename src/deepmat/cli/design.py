@@ -12,7 +12,7 @@ from deepmat.cli.options import console, fail
 from deepmat.errors import DataError, DeepmatError
 
 #: the generator ``deepmat design`` searches unless told otherwise (shipped with deepmat)
-DEFAULT_GENERATOR = "gan-grf32"
+DEFAULT_GENERATOR = "vae-grf32"
 
 
 def design(

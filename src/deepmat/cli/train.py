@@ -132,8 +132,9 @@ def train_microstructure_cmd(
     model: Annotated[
         str,
         typer.Option(
-            help="homogenization: cnn3d, two-point-pca, voigt or reuss; "
-            "localization (strain field): mks, slice-cnn or fcn3d"
+            help="homogenization: cnn3d, two-point-pca, hybrid (the solver's first "
+            "iterates, corrected), voigt or reuss; localization (strain field): mks, "
+            "slice-cnn, fcn3d or hybrid-fcn"
         ),
     ] = "cnn3d",
     preset: PresetOption = "default",

@@ -140,16 +140,21 @@ class SliceCNN(nn.Module):
 @dataclass(frozen=True)
 class StrainFCNSpec:
     """Feature channels, dilations of the residual blocks, kernel size, Fourier modes kept
-    by each block's spectral convolution (0: none)."""
+    by each block's spectral convolution (0: none), input channels (1: the phase map; 2 for
+    the hybrid, which also reads the solver's strain estimate)."""
 
     channels: int = 12
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     kernel_size: int = 3
     modes: int = 0
+    in_channels: int = 1
 
     def __post_init__(self) -> None:
-        if self.channels < 1:
-            raise ConfigError(f"channels must be a positive integer, got {self.channels}")
+        if self.channels < 1 or self.in_channels < 1:
+            raise ConfigError(
+                "channels and in_channels must be positive integers, "
+                f"got {self.channels} and {self.in_channels}"
+            )
         if self.modes < 0:
             raise ConfigError(f"modes must be a non-negative integer, got {self.modes}")
         if not self.dilations or min(self.dilations) < 1:
@@ -226,13 +231,14 @@ class SpectralConv3d(nn.Module):
 
 
 class StrainFCN(nn.Module):
-    """(batch, 1, n1, n2, n3) phase map → (batch, 1, n1, n2, n3) strain field."""
+    """(batch, in_channels, n1, n2, n3) phase map (and inputs) → (batch, 1, n1, n2, n3)
+    strain field."""
 
     def __init__(self, spec: StrainFCNSpec = STRAIN_FCN_SMALL):
         super().__init__()
         self.spec = spec
         c, k = spec.channels, spec.kernel_size
-        self.lift = PeriodicConv3d(1, c, k)
+        self.lift = PeriodicConv3d(spec.in_channels, c, k)
         self.blocks = nn.ModuleList(PeriodicConv3d(c, c, k, dilation=d) for d in spec.dilations)
         self.spectral = nn.ModuleList(
             SpectralConv3d(c, spec.modes) for _ in spec.dilations if spec.modes > 0

@@ -1,7 +1,8 @@
 """Physics solvers on voxel microstructures, for generating and checking property data.
 
 :mod:`deepmat.physics.elasticity` computes periodic linear-elastic strain and stress fields and
-effective stiffnesses with a Fourier–Galerkin FFT solver (conjugate gradients), and gives the
+effective stiffnesses with a Fourier–Galerkin FFT solver (conjugate gradients), its cheap
+estimate after a few iterations (``partial_solve``, the input of hybrid surrogates), and the
 Voigt, Reuss and Hashin–Shtrikman bounds to check them against.
 
 :mod:`deepmat.physics.orientations` handles crystal orientations as unit quaternions: the
@@ -22,6 +23,8 @@ _EXPORTS = {
     "hashin_shtrikman_bounds": "deepmat.physics.elasticity",
     "isotropic_moduli": "deepmat.physics.elasticity",
     "mandel_to_voigt_stiffness": "deepmat.physics.elasticity",
+    "partial_solve": "deepmat.physics.elasticity",
+    "PartialSolution": "deepmat.physics.elasticity",
     "point_group_symmetry": "deepmat.physics.orientations",
     "proper_symmetry": "deepmat.physics.orientations",
     "reuss_stiffness": "deepmat.physics.elasticity",

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -242,6 +242,51 @@ def effective_stiffness(
     return np.stack(columns, axis=1), reports
 
 
+@dataclass
+class PartialSolution:
+    """CG stopped after a fixed number of iterations: the strain field, (6, *grid), and the
+    mean stress after each iteration, (iterations, 6); ``report.converged`` is True when the
+    residual fell below ``PARTIAL_TOL`` earlier (the rows after that repeat the last one)."""
+
+    strain: np.ndarray
+    mean_stress: np.ndarray
+    report: SolveReport
+
+
+PARTIAL_TOL = 1e-10
+
+
+def partial_solve(
+    phases_map: np.ndarray,
+    phases: Sequence[IsotropicPhase],
+    macro_strain: np.ndarray | Sequence[float],
+    iterations: int,
+    device: str | torch.device = "cpu",
+) -> PartialSolution:
+    """The solver's estimate after ``iterations`` CG iterations from ε̃ = 0.
+
+    The first iterates already hold most of the answer at a small fraction of a converged
+    solve's cost (at contrast 10 four iterations leave about 2 % of the strain), which makes
+    them the physics-informed inputs of the hybrid surrogates: a model learns the correction
+    from this estimate to the converged field or stiffness.
+    """
+    if not isinstance(iterations, int | np.integer) or iterations < 1:
+        raise DataError(f"iterations must be a positive integer, got {iterations!r}")
+    start = time.perf_counter()
+    problem = _Problem(phases_map, phases, device)
+    steps = problem.iterate(_macro_mandel(macro_strain))
+    macro_field, fluctuation, relative = next(steps)
+    history = []
+    while len(history) < iterations:
+        if relative >= PARTIAL_TOL:
+            _, _, relative = next(steps)
+        history.append(problem.stress(macro_field + fluctuation).mean(dim=(1, 2, 3)))
+    field = problem.field(
+        macro_field + fluctuation, iterations, relative, relative < PARTIAL_TOL, start
+    )
+    return PartialSolution(field.strain, torch.stack(history).cpu().numpy(), field.report)
+
+
 def _macro_mandel(macro_strain: np.ndarray | Sequence[float]) -> np.ndarray:
     strain = np.asarray(macro_strain, dtype=np.float64)
     if strain.shape == (3, 3):
@@ -356,32 +401,46 @@ class _Problem:
             out.mul_(_MANDEL_WEIGHTS[a]).addcmul_(n[a], s, value=-1)
         return torch.fft.irfftn(torch.view_as_complex(t), s=self.shape, dim=(1, 2, 3))
 
-    def solve(self, macro: np.ndarray, tol: float, max_iter: int) -> ElasticField:
-        """CG on Γ(C:ε̃) = −Γ(C:E) from ε̃ = 0; see the module docstring."""
-        start = time.perf_counter()
+    def iterate(self, macro: np.ndarray) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        """CG on Γ(C:ε̃) = −Γ(C:E) from ε̃ = 0 (see the module docstring).
+
+        Yields (macro strain field, fluctuation ε̃, relative residual) first for ε̃ = 0 and
+        then after each iteration, ε̃ updated in place. It stops by itself only when nothing
+        is left to solve (a zero residual)."""
         macro_field = torch.tensor(macro, dtype=torch.float64, device=self.device)
         macro_field = macro_field.view(6, 1, 1, 1).expand(6, *self.shape)
         load = self.stress(macro_field)
         rhs = -self.project(load)
         rhs_norm = torch.linalg.vector_norm(rhs).item()
         fluctuation = torch.zeros_like(rhs)
-        residual, direction = rhs, rhs.clone()
-        rr = rhs_norm**2
-        iterations, relative = 0, 0.0
         # A uniform material (or E = 0) leaves only FFT round-off to solve for: nothing to do.
         balanced = rhs_norm <= 1e-13 * torch.linalg.vector_norm(load).item()
-        while not balanced and iterations < max_iter:
+        yield macro_field, fluctuation, 0.0 if balanced else 1.0
+        if balanced:
+            return
+        residual, direction = rhs, rhs.clone()
+        rr = rhs_norm**2
+        while True:
             a_dir = self.project(self.stress(direction))
             alpha = rr / torch.dot(direction.flatten(), a_dir.flatten()).item()
             fluctuation.add_(direction, alpha=alpha)
             residual.sub_(a_dir, alpha=alpha)
             rr_new = torch.dot(residual.flatten(), residual.flatten()).item()
-            iterations += 1
-            relative = math.sqrt(rr_new) / rhs_norm
-            if relative < tol:
-                break
+            yield macro_field, fluctuation, math.sqrt(rr_new) / rhs_norm
+            if rr_new == 0:
+                return
             direction.mul_(rr_new / rr).add_(residual)
             rr = rr_new
+
+    def solve(self, macro: np.ndarray, tol: float, max_iter: int) -> ElasticField:
+        """Iterate until the relative residual is below ``tol`` or ``max_iter`` is reached."""
+        start = time.perf_counter()
+        steps = self.iterate(macro)
+        macro_field, fluctuation, relative = next(steps)
+        iterations = 0
+        while relative >= tol and iterations < max_iter:
+            _, _, relative = next(steps)
+            iterations += 1
         converged = relative < tol
         if not converged:
             warnings.warn(
@@ -390,7 +449,12 @@ class _Problem:
                 RuntimeWarning,
                 stacklevel=3,
             )
-        strain = fluctuation + macro_field
+        return self.field(macro_field + fluctuation, iterations, relative, converged, start)
+
+    def field(
+        self, strain: torch.Tensor, iterations: int, relative: float, converged: bool, start: float
+    ) -> ElasticField:
+        """The solution record for a total strain field."""
         stress = self.stress(strain)
         report = SolveReport(iterations, relative, converged, time.perf_counter() - start)
         return ElasticField(

@@ -386,8 +386,7 @@ class TwoPointPCARegressor(MicrostructureRegressor):
         x, y = self._check(X, y)
         val = self._check_val(val)
         h = self.hyperparameters
-        radii = tuple(min(h["r_max"], (n - 1) // 2) for n in x.shape[1:])
-        self.window = radii[0] if len(set(radii)) == 1 else radii
+        self._set_window(x)
         features = self.features(x)
         components = min(h["n_components"], *features.shape)
         self.pipeline = make_pipeline(
@@ -406,6 +405,11 @@ class TwoPointPCARegressor(MicrostructureRegressor):
         extra = {"hyperparameters": h, "n_components_used": components}
         self._record_training(x, y, val, time.perf_counter() - start, extra)
         return self
+
+    def _set_window(self, x: np.ndarray) -> None:
+        """Crop the statistics to ``r_max`` along each axis, or what the grid allows."""
+        radii = tuple(min(self.hyperparameters["r_max"], (n - 1) // 2) for n in x.shape[1:])
+        self.window = radii[0] if len(set(radii)) == 1 else radii
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         if self.pipeline is None:

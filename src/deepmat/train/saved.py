@@ -11,8 +11,9 @@
                          "segmentation-network")
     forest.joblib        the scikit-learn forest (family "forest"; a pickle: load
                          only forests you trust, as with any scikit-learn model)
-    pipeline.joblib      PCA and polynomial regression on 2-point statistics (family
-                         "two-point-pca"; a pickle, trust as above)
+    pipeline.joblib      PCA and polynomial regression on 2-point statistics (families
+                         "two-point-pca" and "solver-hybrid", the latter with the
+                         solver's first iterates; a pickle, trust as above)
     mks.npz              MKS influence coefficients α_h(r), (2, n1, n2, n3) float64
                          (family "mks"; plain arrays, no pickle)
     members/0 … k-1      an ensemble's members, each a saved-model directory (family
@@ -71,6 +72,7 @@ FAMILIES: dict[str, str] = {
     "voxel-network": "deepmat.train.microstructure:VoxelCNNRegressor",
     "two-point-pca": "deepmat.train.microstructure:TwoPointPCARegressor",
     "mixture-rule": "deepmat.train.microstructure:RuleOfMixtures",
+    "solver-hybrid": "deepmat.train.stiffness_hybrid:SolverHybridRegressor",
     "mks": "deepmat.train.localization:MKSRegressor",
     "localization-network": "deepmat.train.localization:NetworkLocalizationRegressor",
     "orientation-network": "deepmat.train.ebsd:OrientationCNNRegressor",

@@ -38,6 +38,7 @@ from deepmat.train.field_plots import field_comparison_plot
 from deepmat.train.localization import (
     TARGET,
     FCN3DRegressor,
+    HybridFCNRegressor,
     LocalizationRegressor,
     MKSRegressor,
     SliceCNNRegressor,
@@ -50,21 +51,30 @@ from deepmat.train.microstructure import (
     VoxelCNNRegressor,
 )
 from deepmat.train.saved import save_model
+from deepmat.train.stiffness_hybrid import SolverHybridRegressor, reused_iterates
 from deepmat.workflows.common import record_split
 
-HOMOGENIZATION_MODELS = ("cnn3d", "two-point-pca", "voigt", "reuss")
-LOCALIZATION_MODELS = ("mks", "slice-cnn", "fcn3d")
+HOMOGENIZATION_MODELS = ("cnn3d", "two-point-pca", "hybrid", "voigt", "reuss")
+LOCALIZATION_MODELS = ("mks", "slice-cnn", "fcn3d", "hybrid-fcn")
 MODELS = HOMOGENIZATION_MODELS + LOCALIZATION_MODELS
 #: the models ``--ensemble`` trains several of: the networks
-ENSEMBLE_MODELS = ("cnn3d", "slice-cnn", "fcn3d")
+ENSEMBLE_MODELS = ("cnn3d", "slice-cnn", "fcn3d", "hybrid-fcn")
 # (PCA components, polynomial degree) tried for the 2-point model; the best on val is kept.
 TWO_POINT_CANDIDATES = ((5, 2), (5, 3), (10, 2), (10, 3), (20, 2), (20, 3))
+# The solver hybrid's CG iterations and (components, degree), chosen on val likewise.
+HYBRID_ITERATIONS = (1, 2, 3, 4)
+HYBRID_CANDIDATES = ((5, 2), (5, 3), (10, 2), (10, 3))
 # Ridges (relative to the mean spectral power) tried for MKS; the best on val is kept.
 MKS_RIDGES = (1e-10, 1e-6, 1e-3, 1e-1)
 # Mandel index → the pair of axes it stands for (1-based), and its image under the 2↔3 swap.
 _MANDEL_AXES = {1: (1, 1), 2: (2, 2), 3: (3, 3), 4: (2, 3), 5: (1, 3), 6: (1, 2)}
 _SWAP_23 = {1: 1, 2: 3, 3: 2, 4: 4, 5: 6, 6: 5}
 Labelled = tuple[np.ndarray, np.ndarray]
+NETWORKS = {
+    "slice-cnn": SliceCNNRegressor,
+    "fcn3d": FCN3DRegressor,
+    "hybrid-fcn": HybridFCNRegressor,
+}
 Regressor = MicrostructureRegressor | LocalizationRegressor
 
 
@@ -225,22 +235,29 @@ def fit_microstructure_model(
         return regressor.fit(*train, val=val, workdir=workdir, resume=resume)
     if model == "two-point-pca":
         return select_two_point(train, val, phases, target)
+    if model in ("voigt", "reuss", "hybrid", "hybrid-fcn"):
+        _require_phases(model, phases)
+    if model in ("voigt", "reuss", "hybrid") and target != "C11":
+        raise ConfigError(f"{model} estimates C11 only, not {target}")
     if model in ("voigt", "reuss"):
-        if target != "C11":
-            raise ConfigError(f"the {model} rule estimates C11 only, not {target}")
-        if len(phases) != 2:
-            raise DataError(
-                f"the {model} rule needs the two phases' moduli: the training file has no "
-                "'phases' attribute (files from `deepmat generate` have one)"
-            )
         return RuleOfMixtures(phases, model, name=model, target=target).fit(*train, val=val)
+    if model == "hybrid":
+        return select_hybrid(train, val, phases, target)
     if model == "mks":
         return select_mks(train, val, phases)
-    if model in ("slice-cnn", "fcn3d"):
-        network = SliceCNNRegressor if model == "slice-cnn" else FCN3DRegressor
+    if model in NETWORKS:
+        network = NETWORKS[model]
         estimator = network.from_preset(preset, config=overrides, phases=phases, name=model)
         return estimator.fit(*train, val=val, workdir=workdir, resume=resume)
     raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+
+
+def _require_phases(model: str, phases: tuple[IsotropicPhase, ...]) -> None:
+    if len(phases) != 2:
+        raise DataError(
+            f"{model} needs the two phases' moduli: the training file has no 'phases' "
+            "attribute (files from `deepmat generate` have one)"
+        )
 
 
 def select_two_point(
@@ -260,6 +277,31 @@ def select_two_point(
         for components, degree in TWO_POINT_CANDIDATES
         for log in logs
     ]
+    best = min(fitted, key=lambda m: m.metrics["val"]["mape"])
+    best.training["selection"] = {
+        "on": "val mape",
+        "candidates": [m.hyperparameters | {"val_mape": m.metrics["val"]["mape"]} for m in fitted],
+    }
+    return best
+
+
+def select_hybrid(
+    train: Labelled, val: Labelled, phases: tuple[IsotropicPhase, ...], target: str = "C11"
+) -> SolverHybridRegressor:
+    """The solver hybrid of :data:`HYBRID_ITERATIONS` × :data:`HYBRID_CANDIDATES` with the
+    lowest validation MAPE (each candidate's in the card).
+
+    More iterations buy accuracy with solver time, so a user who needs a faster model can
+    read the candidates and pick fewer; the solver iterates are computed once for all.
+    """
+    with reused_iterates():
+        fitted = [
+            SolverHybridRegressor(
+                iterations, components, degree, phases=phases, name="hybrid", target=target
+            ).fit(*train, val=val)
+            for iterations in sorted(HYBRID_ITERATIONS, reverse=True)
+            for components, degree in HYBRID_CANDIDATES
+        ]
     best = min(fitted, key=lambda m: m.metrics["val"]["mape"])
     best.training["selection"] = {
         "on": "val mape",

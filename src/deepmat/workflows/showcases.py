@@ -8,8 +8,8 @@ reference value: the demo's first part (:func:`deepmat.workflows.demo.run_pretra
   with the interpretable CGCNN's split of each prediction into A, B and X sites.
 - ``ebsd-cnn-ni``: nickel patterns simulated at random orientations with shot noise, indexed
   by the CNN; the disorientation from the orientation each was simulated at.
-- ``homogenization-c50``: new random microstructures; the CNN's C11 next to the FFT
-  elasticity solver's.
+- ``homogenization-c50``: new random microstructures; the model's C11 (the shipped one is
+  the solver hybrid) next to the converged FFT elasticity solver's.
 - ``localization-c10`` / ``-c50``: a new microstructure's ε11 field from the network next to
   the solver's, as the mean absolute strain error.
 
@@ -157,15 +157,15 @@ def _random_microstructures(grid: tuple[int, ...], n: int) -> tuple[list[float],
 
 
 def _stiffness(model, console: Console, folder: Path) -> list[dict]:
-    """Three new microstructures: the CNN's C11 beside the FFT solver's (one solve each)."""
+    """Three new microstructures: the model's C11 beside the FFT solver's (one solve each)."""
     from deepmat.physics.elasticity import solve
 
     fractions, structures = _random_microstructures(model.grid, 3)
     predicted = model.predict(np.stack(structures))
     title = f"{model.target} of new {'×'.join(map(str, model.grid))} microstructures"
     title += ", in units of the matrix's Young's modulus"
-    table = Table(title=title + ": 3-D CNN vs the FFT elasticity solver")
-    for column in ("volume fraction", "CNN", "solver", "difference %"):
+    table = Table(title=title + f": {model.name} vs the FFT elasticity solver")
+    for column in ("volume fraction", "predicted", "solver", "difference %"):
         table.add_column(column)
     rows = []
     for fraction, structure, value in zip(fractions, structures, predicted, strict=True):
@@ -176,7 +176,7 @@ def _stiffness(model, console: Console, folder: Path) -> list[dict]:
             f"{fraction:.2f}",
             f"{value:.3f}",
             f"{exact:.3f}",
-            f"{100 * (value - exact) / exact:+.1f}",
+            f"{100 * (value - exact) / exact:+.2f}",
         )
         rows.append({"input": fraction, "prediction": float(value), "reference": exact})
     console.print(table)

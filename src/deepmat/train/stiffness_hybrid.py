@@ -1,0 +1,168 @@
+"""A hybrid homogenization surrogate: the FFT solver's first iterates, corrected.
+
+Conjugate gradients on the periodic elasticity problem approach C11 quickly (at contrast 50
+on 51³ grids, 3 iterations leave about 10 % error, 10 iterations 0.3 %), and the error of
+an early iterate depends on the microstructure in a smooth, learnable way.
+:class:`SolverHybridRegressor` therefore predicts
+
+.. math::
+
+    \\ln \\hat C_{11} = \\ln C_{11}^{(k)} + f\\big(\\ln C_{11}^{(1..k)},\\
+    \\ln C_{11}^{HS\\pm},\\ z\\big),
+
+where :math:`C_{11}^{(j)}` is ⟨σ11⟩ after j CG iterations under ε = e1
+(:func:`~deepmat.represent.physics_inputs.stiffness_iterates`), :math:`C_{11}^{HS\\pm}` the
+Hashin–Shtrikman bounds at the structure's volume fraction, z the PCA scores of its 2-point
+statistics, and f a polynomial ridge regression on the standardised features. Its cost is
+k solver iterations plus the 2-point statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+from deepmat.errors import ConfigError, DataError
+from deepmat.physics.elasticity import IsotropicPhase
+from deepmat.represent.phase_maps import check_phase_maps
+from deepmat.represent.physics_inputs import hashin_shtrikman_c11, stiffness_iterates
+from deepmat.train.microstructure import TwoPointPCARegressor, Validation
+
+# Solver iterates by content, kept only inside `reused_iterates` (model selection).
+_ITERATES: dict[tuple, np.ndarray] | None = None
+
+
+@contextmanager
+def reused_iterates() -> Iterator[None]:
+    """Within this context the solver iterates of the same structures are computed once:
+    model selection fits many candidates on the same data, and the iterates are the
+    expensive part. Outside it every prediction pays for its iterations, as a user would."""
+    global _ITERATES
+    outer = _ITERATES
+    _ITERATES = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _ITERATES = outer
+
+
+class SolverHybridRegressor(TwoPointPCARegressor):
+    """ln C11 after k CG iterations plus a learned correction (module docstring).
+
+    Presets: ``default`` and ``paper`` 3 iterations, 5 components, degree 2; ``benchmark``
+    the same (the benchmark then chooses iterations, components and degree on validation).
+    """
+
+    family = "solver-hybrid"
+    presets: ClassVar[dict] = {"default": {}, "paper": {}, "benchmark": {}}
+
+    def __init__(
+        self,
+        iterations: int = 3,
+        n_components: int = 5,
+        degree: int = 2,
+        r_max: int = 8,
+        alpha: float = 1e-6,
+        phases: Sequence[IsotropicPhase] = (),
+        name: str = "hybrid",
+        target: str = "C11",
+        unit: str = "",
+    ):
+        super().__init__(n_components, degree, r_max, alpha, True, phases, name, target, unit)
+        if len(self.phases) != 2:
+            raise ConfigError(
+                "the hybrid runs the solver on every input: give the two phases (phases=...)"
+            )
+        if not isinstance(iterations, int) or iterations < 1:
+            raise ConfigError(f"iterations must be a positive integer, got {iterations!r}")
+        del self.hyperparameters["log_target"]
+        self.hyperparameters["iterations"] = iterations
+
+    def physics_features(self, x: np.ndarray) -> np.ndarray:
+        """(n, k + 2): ln C11 after 1 … k CG iterations, then ln of the lower and upper
+        Hashin–Shtrikman C11."""
+        k = self.hyperparameters["iterations"]
+        key = (hashlib.blake2b(x.tobytes(), digest_size=16).hexdigest(), x.shape, self.phases)
+        iterates = None if _ITERATES is None else _ITERATES.get(key)
+        if iterates is None or iterates.shape[1] < k:
+            iterates = stiffness_iterates(x, self.phases, k, progress=len(x) > 100)
+            if _ITERATES is not None:
+                _ITERATES[key] = iterates
+        return np.log(np.hstack([iterates[:, :k], hashin_shtrikman_c11(x, self.phases)]))
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        *,
+        val: Validation = None,
+        workdir: str | Path | None = None,
+    ) -> SolverHybridRegressor:
+        """Run the solver's first iterations on ``X`` and fit the correction (``workdir``
+        unused: no checkpoints)."""
+        start = time.perf_counter()
+        x, y = self._check(X, y)
+        val = self._check_val(val)
+        if np.any(y <= 0):
+            raise DataError("the hybrid fits ln C11: targets must be positive")
+        self._set_window(x)
+        physics = self.physics_features(x)
+        stats = self.features(x)
+        h, n_physics = self.hyperparameters, physics.shape[1]
+        components = min(h["n_components"], *stats.shape)
+        scale_features = ColumnTransformer(
+            [
+                ("physics", StandardScaler(), slice(0, n_physics)),
+                (
+                    "two_point",
+                    make_pipeline(PCA(components, random_state=0), StandardScaler()),
+                    slice(n_physics, None),
+                ),
+            ]
+        )
+        self.pipeline = make_pipeline(
+            scale_features,
+            PolynomialFeatures(h["degree"], include_bias=False),
+            Ridge(alpha=h["alpha"]),
+        )
+        self.pipeline.fit(np.hstack([physics, stats]), np.log(y) - self._estimate(physics))
+        extra = {"hyperparameters": h, "n_components_used": components}
+        self._record_training(x, y, val, time.perf_counter() - start, extra)
+        return self
+
+    def _estimate(self, physics: np.ndarray) -> np.ndarray:
+        """ln C11 after k iterations, the column the correction is added to."""
+        return physics[:, self.hyperparameters["iterations"] - 1]
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        if self.pipeline is None:
+            raise ConfigError(f"{self.name} is not fitted: call fit first")
+        physics = self.physics_features(x)
+        correction = self.pipeline.predict(np.hstack([physics, self.features(x)]))
+        return np.exp(self._estimate(physics) + correction)
+
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        """The standardised physics features and 2-point PCA scores the regression reads."""
+        if self.pipeline is None:
+            raise ConfigError(f"{self.name} is not fitted: call fit first")
+        x = check_phase_maps(X)
+        return self.pipeline[0].transform(np.hstack([self.physics_features(x), self.features(x)]))
+
+    def card(self) -> dict:
+        card = super().card()
+        card["representation"] |= {
+            "name": "solver-iterates+two-point",
+            "iterations": self.hyperparameters["iterations"],
+        }
+        return card
