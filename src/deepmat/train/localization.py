@@ -600,15 +600,23 @@ class FCN3DRegressor(NetworkLocalizationRegressor):
         )
         self.spec = spec
 
+    def field_inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+        """The network's inputs for the phase maps ``x``, (n, channels, n1, n2, n3), and the
+        field (ε11 / ε̄11) its output is added to: here the phase maps alone, and nothing."""
+        return x[:, None], 0.0
+
     def _train(self, x, y, x_val, y_val, workdir, resume) -> FitResult:
         from deepmat.train.trainer import fit_network
 
+        inputs, base = self.field_inputs(x)
+        val_inputs, val_base = self.field_inputs(x_val)
+        self.scaler = self.starting_scaler(y - base)
         return fit_network(
             self.net,
-            x[:, None],
-            y[:, None],
-            x_val[:, None],
-            y_val[:, None],
+            inputs,
+            (y - base)[:, None],
+            val_inputs,
+            (y_val - val_base)[:, None],
             self.config,
             workdir,
             self.scaler,
@@ -620,11 +628,12 @@ class FCN3DRegressor(NetworkLocalizationRegressor):
     @torch.inference_mode()
     def _predict_normalised(self, x: np.ndarray) -> np.ndarray:
         self.net.eval()
+        inputs, base = self.field_inputs(x)
         z = [
-            self.net(torch.from_numpy(x[i : i + FIELD_BATCH, None]))[:, 0]
+            self.net(torch.from_numpy(inputs[i : i + FIELD_BATCH]))[:, 0]
             for i in range(0, len(x), FIELD_BATCH)
         ]
-        return self._finish(torch.cat(z).numpy())
+        return self._finish(torch.cat(z).numpy(), base=base)
 
     def card(self) -> dict:
         card = super().card()
@@ -679,42 +688,11 @@ class HybridFCNRegressor(FCN3DRegressor):
         torch.nn.init.zeros_(self.net.readout.weight)
         torch.nn.init.zeros_(self.net.readout.bias)
 
-    def inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The network inputs (n, 2, n1, n2, n3) and the solver's ε^(k)/ε̄11 fields."""
+    def field_inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The phase maps and ε^(k)/ε̄11 − 1 as two channels, and the solver's ε^(k)/ε̄11."""
         estimate = strain_estimates(x, self.phases, self.iterations, progress=len(x) > 100)
         stacked = np.stack([x.astype(np.float32), (estimate - 1).astype(np.float32)], axis=1)
         return stacked, estimate
-
-    def _train(self, x, y, x_val, y_val, workdir, resume) -> FitResult:
-        from deepmat.train.trainer import fit_network
-
-        inputs, estimate = self.inputs(x)
-        val_inputs, val_estimate = self.inputs(x_val)
-        correction = y - estimate
-        self.scaler = self.starting_scaler(correction)
-        return fit_network(
-            self.net,
-            inputs,
-            correction[:, None],
-            val_inputs,
-            (y_val - val_estimate)[:, None],
-            self.config,
-            workdir,
-            self.scaler,
-            resume,
-            augment=strain_symmetries if self.augment else None,
-            val_batch_size=FIELD_BATCH,
-        )
-
-    @torch.inference_mode()
-    def _predict_normalised(self, x: np.ndarray) -> np.ndarray:
-        self.net.eval()
-        inputs, estimate = self.inputs(x)
-        z = [
-            self.net(torch.from_numpy(inputs[i : i + FIELD_BATCH]))[:, 0]
-            for i in range(0, len(x), FIELD_BATCH)
-        ]
-        return self._finish(torch.cat(z).numpy(), base=estimate)
 
     def card(self) -> dict:
         card = super().card()

@@ -385,8 +385,16 @@ class TwoPointPCARegressor(MicrostructureRegressor):
         start = time.perf_counter()
         x, y = self._check(X, y)
         val = self._check_val(val)
+        radii = tuple(min(self.hyperparameters["r_max"], (n - 1) // 2) for n in x.shape[1:])
+        self.window = radii[0] if len(set(radii)) == 1 else radii
+        components = self._fit_pipeline(x, y)
+        extra = {"hyperparameters": self.hyperparameters, "n_components_used": components}
+        self._record_training(x, y, val, time.perf_counter() - start, extra)
+        return self
+
+    def _fit_pipeline(self, x: np.ndarray, y: np.ndarray) -> int:
+        """Fit :attr:`pipeline` on checked data; returns the PCA components used."""
         h = self.hyperparameters
-        self._set_window(x)
         features = self.features(x)
         components = min(h["n_components"], *features.shape)
         self.pipeline = make_pipeline(
@@ -402,14 +410,7 @@ class TwoPointPCARegressor(MicrostructureRegressor):
                 self.pipeline, func=np.log, inverse_func=np.exp, check_inverse=False
             )
         self.pipeline.fit(features, y)
-        extra = {"hyperparameters": h, "n_components_used": components}
-        self._record_training(x, y, val, time.perf_counter() - start, extra)
-        return self
-
-    def _set_window(self, x: np.ndarray) -> None:
-        """Crop the statistics to ``r_max`` along each axis, or what the grid allows."""
-        radii = tuple(min(self.hyperparameters["r_max"], (n - 1) // 2) for n in x.shape[1:])
-        self.window = radii[0] if len(set(radii)) == 1 else radii
+        return components
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         if self.pipeline is None:

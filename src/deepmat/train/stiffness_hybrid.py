@@ -20,10 +20,8 @@ k solver iterations plus the 2-point statistics.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -37,7 +35,7 @@ from deepmat.errors import ConfigError, DataError
 from deepmat.physics.elasticity import IsotropicPhase
 from deepmat.represent.phase_maps import check_phase_maps
 from deepmat.represent.physics_inputs import hashin_shtrikman_c11, stiffness_iterates
-from deepmat.train.microstructure import TwoPointPCARegressor, Validation
+from deepmat.train.microstructure import TwoPointPCARegressor
 
 # Solver iterates by content, kept only inside `reused_iterates` (model selection).
 _ITERATES: dict[tuple, np.ndarray] | None = None
@@ -101,22 +99,11 @@ class SolverHybridRegressor(TwoPointPCARegressor):
                 _ITERATES[key] = iterates
         return np.log(np.hstack([iterates[:, :k], hashin_shtrikman_c11(x, self.phases)]))
 
-    def fit(
-        self,
-        X: np.ndarray,
-        y: np.ndarray | None = None,
-        *,
-        val: Validation = None,
-        workdir: str | Path | None = None,
-    ) -> SolverHybridRegressor:
-        """Run the solver's first iterations on ``X`` and fit the correction (``workdir``
-        unused: no checkpoints)."""
-        start = time.perf_counter()
-        x, y = self._check(X, y)
-        val = self._check_val(val)
+    def _fit_pipeline(self, x: np.ndarray, y: np.ndarray) -> int:
+        """Run the solver's first iterations on ``x`` and fit the correction; returns the PCA
+        components used."""
         if np.any(y <= 0):
             raise DataError("the hybrid fits ln C11: targets must be positive")
-        self._set_window(x)
         physics = self.physics_features(x)
         stats = self.features(x)
         h, n_physics = self.hyperparameters, physics.shape[1]
@@ -137,9 +124,7 @@ class SolverHybridRegressor(TwoPointPCARegressor):
             Ridge(alpha=h["alpha"]),
         )
         self.pipeline.fit(np.hstack([physics, stats]), np.log(y) - self._estimate(physics))
-        extra = {"hyperparameters": h, "n_components_used": components}
-        self._record_training(x, y, val, time.perf_counter() - start, extra)
-        return self
+        return components
 
     def _estimate(self, physics: np.ndarray) -> np.ndarray:
         """ln C11 after k iterations, the column the correction is added to."""
