@@ -81,7 +81,7 @@ def _partial_solutions(x, phases, macro, iterations, progress, what):
         items = track(items, description=f"{what} ({iterations} CG iterations)")
     solutions = [partial_solve(x[i], phases, macro, iterations) for i in items]
     converged = sum(s.report.converged for s in solutions)
-    if 2 * converged > len(solutions):
+    if converged == len(solutions) > 2:  # a configuration error, not one odd structure
         raise ConfigError(
             f"the solver converges within {iterations} iterations on {converged} of "
             f"{len(solutions)} microstructures: the estimate is the solution; use fewer "
