@@ -97,6 +97,10 @@ def test_physics_inputs_refuse_converged_iterations_and_missing_phases():
         stiffness_iterates(uniform, PHASES, 2)
     with pytest.raises(ConfigError, match="two IsotropicPhase"):
         strain_estimates(uniform, PHASES[:1], 2)
+    assert stiffness_iterates(uniform, PHASES, 2, refuse_converged=False).shape == (3, 2)
+    hybrid = SolverHybridRegressor(2, n_components=1, degree=1, phases=PHASES)
+    with pytest.raises(ConfigError, match="converges within 2 iterations on 3 of 3"):
+        hybrid.fit(uniform, np.ones(3), val=(uniform, np.ones(3)))
 
 
 def test_stiffness_hybrid_beats_its_solver_estimate_and_round_trips(solved, tmp_path):
@@ -114,6 +118,9 @@ def test_stiffness_hybrid_beats_its_solver_estimate_and_round_trips(solved, tmp_
     assert loaded.card()["family"] == "solver-hybrid"
     assert loaded.card()["representation"]["iterations"] == 2
     np.testing.assert_allclose(loaded.predict(x[30:]), prediction, rtol=1e-10)
+    # Uniform cells converge at once: an answer at prediction, however many there are.
+    uniform = np.zeros((3, *x.shape[1:]), x.dtype)
+    assert np.all(np.isfinite(loaded.predict(uniform)) & (loaded.predict(uniform) > 0))
 
 
 def test_reused_iterates_are_kept_only_inside_the_context(solved, monkeypatch):
@@ -169,3 +176,4 @@ def test_fcn_hybrid_learns_the_correction_and_round_trips(solved, tmp_path):
     loaded = deepmat.load(save_model(model, tmp_path / "fcn-hybrid"))
     assert isinstance(loaded, HybridFCNRegressor) and loaded.iterations == 2
     np.testing.assert_allclose(loaded.predict(x[32:]), model.predict(x[32:]), rtol=1e-5)
+    assert np.all(np.isfinite(loaded.predict(np.zeros((3, *x.shape[1:]), x.dtype))))

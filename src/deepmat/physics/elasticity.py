@@ -39,6 +39,7 @@ needs ~5× the iterations or stalls, and moduli drift by up to several percent.)
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -345,6 +346,24 @@ def _unit_wave_vectors(shape: tuple[int, int, int], device: torch.device) -> tor
     return q.to(device)
 
 
+@functools.lru_cache(maxsize=4)
+def _projection_operands(
+    shape: tuple[int, int, int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """q and n = q⊗q (Mandel form) of Γ(τ) = 2 sym(q⊗τq) − (n·τ) n for one grid, read-only.
+
+    Both are repeated over a trailing (re, im) axis to multiply spectra seen through
+    ``view_as_real``: same-shape operands vectorise much better than a broadcast size-1 axis.
+    They depend only on the grid, so a batch of microstructures of one size builds them once.
+    """
+    q = _unit_wave_vectors(shape, device)
+    q = q.unsqueeze(-1).expand(*q.shape, 2).contiguous()
+    n = torch.stack(
+        [q[i] * q[j] * float(w) for (i, j), w in zip(_MANDEL_PAIRS, _MANDEL_WEIGHTS, strict=True)]
+    )
+    return q, n
+
+
 class _Problem:
     """A voxel microstructure ready to solve: per-voxel λ and 2μ, and the projection Γ."""
 
@@ -359,17 +378,7 @@ class _Problem:
         mu = torch.tensor([p.mu for p in phases], dtype=torch.float64, device=self.device)
         self.lam = lam[ids]
         self.two_mu = 2 * mu[ids]
-        # Repeated over a trailing (re, im) axis to multiply spectra seen through view_as_real;
-        # same-shape operands vectorise much better than a broadcast size-1 axis.
-        q = _unit_wave_vectors(self.shape, self.device)
-        self.q = q = q.unsqueeze(-1).expand(*q.shape, 2).contiguous()
-        # n = q⊗q in Mandel form: Γ(τ) = 2 sym(q⊗τq) − (n·τ) n.
-        self.n = torch.stack(
-            [
-                q[i] * q[j] * float(w)
-                for (i, j), w in zip(_MANDEL_PAIRS, _MANDEL_WEIGHTS, strict=True)
-            ]
-        )
+        self.q, self.n = _projection_operands(self.shape, self.device)
 
     def stress(self, strain: torch.Tensor) -> torch.Tensor:
         """C:ε voxel by voxel."""

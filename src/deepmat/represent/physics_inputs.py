@@ -9,8 +9,10 @@ converged result, which is smaller and smoother than the result itself:
   the first k iterations, plus the isotropic Hashin–Shtrikman bounds on C11 = K + 4G/3;
 * :func:`strain_estimates`: the field ε11 / ε̄11 after k iterations.
 
-Both refuse an iteration count at which the solver has already converged on most of the
-microstructures: the "estimate" would then be the solution, and the surrogate pointless.
+Both refuse, when asked to (``refuse_converged``, as a fit does), an iteration count at which
+the solver has already converged on every microstructure: the "estimate" would then be the
+solution, and the surrogate pointless. Prediction does not ask: one uniform cell in a small
+batch is an answer, not a configuration error.
 """
 
 from __future__ import annotations
@@ -27,10 +29,16 @@ UNIAXIAL = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
 
 
 def stiffness_iterates(
-    x: np.ndarray, phases: Sequence[IsotropicPhase], iterations: int, progress: bool = False
+    x: np.ndarray,
+    phases: Sequence[IsotropicPhase],
+    iterations: int,
+    progress: bool = False,
+    refuse_converged: bool = True,
 ) -> np.ndarray:
     """(n, iterations) estimates of C11 after 1 … ``iterations`` CG iterations."""
-    solutions = _partial_solutions(x, phases, UNIAXIAL, iterations, progress, "C11 iterates")
+    solutions = _partial_solutions(
+        x, phases, iterations, progress, refuse_converged, "C11 iterates"
+    )
     return np.stack([s.mean_stress[:, 0] for s in solutions])
 
 
@@ -39,10 +47,13 @@ def strain_estimates(
     phases: Sequence[IsotropicPhase],
     iterations: int,
     progress: bool = False,
+    refuse_converged: bool = True,
 ) -> np.ndarray:
     """(n, n1, n2, n3) fields ε11 / ε̄11 after ``iterations`` CG iterations under E = e1
     (the problem is linear, so this is the field under any ε̄11, divided by it)."""
-    solutions = _partial_solutions(x, phases, UNIAXIAL, iterations, progress, "strain estimates")
+    solutions = _partial_solutions(
+        x, phases, iterations, progress, refuse_converged, "strain estimates"
+    )
     return np.stack([s.strain[0] for s in solutions])
 
 
@@ -70,7 +81,7 @@ def _check_phases(phases: Sequence[IsotropicPhase]) -> None:
         )
 
 
-def _partial_solutions(x, phases, macro, iterations, progress, what):
+def _partial_solutions(x, phases, iterations, progress, refuse_converged, what):
     _check_phases(phases)
     if len(x) == 0:
         raise DataError("no microstructures to compute physics-informed inputs for")
@@ -79,9 +90,9 @@ def _partial_solutions(x, phases, macro, iterations, progress, what):
         from rich.progress import track
 
         items = track(items, description=f"{what} ({iterations} CG iterations)")
-    solutions = [partial_solve(x[i], phases, macro, iterations) for i in items]
+    solutions = [partial_solve(x[i], phases, UNIAXIAL, iterations) for i in items]
     converged = sum(s.report.converged for s in solutions)
-    if converged == len(solutions) > 2:  # a configuration error, not one odd structure
+    if refuse_converged and converged == len(solutions):
         raise ConfigError(
             f"the solver converges within {iterations} iterations on {converged} of "
             f"{len(solutions)} microstructures: the estimate is the solution; use fewer "

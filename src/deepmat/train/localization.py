@@ -600,15 +600,18 @@ class FCN3DRegressor(NetworkLocalizationRegressor):
         )
         self.spec = spec
 
-    def field_inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+    def field_inputs(
+        self, x: np.ndarray, refuse_converged: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | float]:
         """The network's inputs for the phase maps ``x``, (n, channels, n1, n2, n3), and the
-        field (ε11 / ε̄11) its output is added to: here the phase maps alone, and nothing."""
+        field (ε11 / ε̄11) its output is added to: here the phase maps alone, and nothing.
+        ``refuse_converged`` (the training inputs) matters only to a hybrid."""
         return x[:, None], 0.0
 
     def _train(self, x, y, x_val, y_val, workdir, resume) -> FitResult:
         from deepmat.train.trainer import fit_network
 
-        inputs, base = self.field_inputs(x)
+        inputs, base = self.field_inputs(x, refuse_converged=True)
         val_inputs, val_base = self.field_inputs(x_val)
         self.scaler = self.starting_scaler(y - base)
         return fit_network(
@@ -688,9 +691,12 @@ class HybridFCNRegressor(FCN3DRegressor):
         torch.nn.init.zeros_(self.net.readout.weight)
         torch.nn.init.zeros_(self.net.readout.bias)
 
-    def field_inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The phase maps and ε^(k)/ε̄11 − 1 as two channels, and the solver's ε^(k)/ε̄11."""
-        estimate = strain_estimates(x, self.phases, self.iterations, progress=len(x) > 100)
+    def field_inputs(
+        self, x: np.ndarray, refuse_converged: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The phase maps and ε^(k)/ε̄11 − 1 as two channels, and the solver's ε^(k)/ε̄11;
+        training refuses k when the solver converges on every input (``refuse_converged``)."""
+        estimate = strain_estimates(x, self.phases, self.iterations, len(x) > 100, refuse_converged)
         stacked = np.stack([x.astype(np.float32), (estimate - 1).astype(np.float32)], axis=1)
         return stacked, estimate
 

@@ -87,14 +87,17 @@ class SolverHybridRegressor(TwoPointPCARegressor):
         del self.hyperparameters["log_target"]
         self.hyperparameters["iterations"] = iterations
 
-    def physics_features(self, x: np.ndarray) -> np.ndarray:
+    def physics_features(self, x: np.ndarray, refuse_converged: bool = False) -> np.ndarray:
         """(n, k + 2): ln C11 after 1 … k CG iterations, then ln of the lower and upper
-        Hashin–Shtrikman C11."""
+        Hashin–Shtrikman C11. A fit refuses k when the solver converges on all of ``x``
+        (``refuse_converged``); a prediction takes the converged answer."""
         k = self.hyperparameters["iterations"]
         key = (hashlib.blake2b(x.tobytes(), digest_size=16).hexdigest(), x.shape, self.phases)
         iterates = None if _ITERATES is None else _ITERATES.get(key)
         if iterates is None or iterates.shape[1] < k:
-            iterates = stiffness_iterates(x, self.phases, k, progress=len(x) > 100)
+            iterates = stiffness_iterates(
+                x, self.phases, k, progress=len(x) > 100, refuse_converged=refuse_converged
+            )
             if _ITERATES is not None:
                 _ITERATES[key] = iterates
         return np.log(np.hstack([iterates[:, :k], hashin_shtrikman_c11(x, self.phases)]))
@@ -104,7 +107,7 @@ class SolverHybridRegressor(TwoPointPCARegressor):
         components used."""
         if np.any(y <= 0):
             raise DataError("the hybrid fits ln C11: targets must be positive")
-        physics = self.physics_features(x)
+        physics = self.physics_features(x, refuse_converged=True)
         stats = self.features(x)
         h, n_physics = self.hyperparameters, physics.shape[1]
         components = min(h["n_components"], *stats.shape)
