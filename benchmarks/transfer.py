@@ -14,8 +14,9 @@ trained), ``finetune_last`` (``--init --freeze K``: the leading K layers kept; K
 the inner validation part among the architecture's ``freeze`` choices) and ``dft`` (where
 OQMD or MP has the composition); both fine-tunings at the learning rate of
 ``--finetune-lrs`` with which fine-tuning every layer does best on the inner validation
-part; with several rates, ``<prefix>finetune_ensemble`` is the mean of the fine-tunings of
-every layer at all of them, and with several architectures
+part; fine-tuning every layer runs with ``--seeds`` seeds at each rate, and with more than
+one such run ``<prefix>finetune_ensemble`` is the mean of them all (its ``members``: rates ×
+seeds), and with several architectures
 ``finetune_ensemble_architectures`` the mean of those of every architecture. Each method
 runs for each of ``--architectures``: ``elemnet`` (the papers' network; its methods keep
 their plain names) and ``roost`` (methods ``roost_<method>``, starting on SSUB from the
@@ -32,6 +33,8 @@ methods' earlier results.
     python benchmarks/transfer.py --out runs/transfer --tasks expt_gap --folds 3   # one task
     python benchmarks/transfer.py --out runs/transfer --tasks ssub_dhf --finetune-lrs 1e-4 3e-4 1e-3
     python benchmarks/transfer.py --out runs/transfer --architectures roost --finetune-lrs 3e-4 1e-3
+    python benchmarks/transfer.py --out runs/transfer --tasks ssub_dhf --architectures roost \
+        --seeds 3 --jobs 2                    # 9-member ensembles, 2 folds at a time
     python benchmarks/transfer.py --out /tmp/t --quick              # seconds
 
 Targets: SSUB MAE ≤ 0.065 eV/atom, band gap ≤ 0.34 eV, both below scratch. References:
@@ -43,10 +46,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+import torch
 
 from _shared import command, machine, merge_earlier, merged_metrics, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
@@ -116,6 +123,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[1e-4, 3e-4, 1e-3],
         help="learning rates of fine-tuning, the best on each fold's inner validation part "
         "kept (for every layer and for the last ones)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="fine-tunings of every layer per rate, with seeds 0, 1, …; finetune_ensemble "
+        "averages them all",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=1, help="folds trained at a time, each in its own process"
     )
     p.add_argument(
         "--gap-source",
@@ -205,46 +222,71 @@ def run_task(
     name: str, architecture: str, data: dict, args: argparse.Namespace, source: str
 ) -> tuple[dict, str, list]:
     """Every method of ``architecture`` on every fold of ``name`` (``data``: its
-    :func:`task_data`): per-method fold MAEs (the methods named with the architecture's
-    prefix), the chosen K and rate, where the first fold's chosen fine-tuning of every layer
-    is saved, and per fold the test predictions of the fine-tunings of every layer."""
-    arch, table, folds = ARCHITECTURES[architecture], data["table"], data["folds"]
-    methods = ("scratch", "finetune_all", "finetune_last")
-    methods += ("finetune_ensemble",) if len(args.finetune_lrs) > 1 else ()
-    maes: dict[str, list[float]] = {m: [] for m in methods}
-    chosen, chosen_lr, first, predictions = [], [], "", []
-    for f, test_index in enumerate(folds):
-        rest = np.setdiff1d(np.arange(len(table)), test_index)
-        inner = grouped_split([table.keys[i] for i in rest], val=0.15, seed=f)
-        train, val = table.subset(rest[inner.train]), table.subset(rest[inner.val])
-        test = table.subset(test_index)
-        home = args.out / name / f"fold{f}"
-        run = _runner(train, val, home, name, architecture, args)
-        maes["scratch"].append(run("scratch", SCRATCH).evaluate(test)["mae"])
-        tuned = {
-            lr: run(f"all{_lr_suffix(lr)}", FINETUNE, init=source, lr=lr)
-            for lr in args.finetune_lrs
-        }
-        lr = min(tuned, key=lambda r: tuned[r].evaluate(val)["mae"])
-        chosen_lr.append(lr)
-        first = first or str(home / f"{arch['prefix']}all{_lr_suffix(lr)}")
-        predicted = {r: model.predict(test) for r, model in tuned.items()}
-        predictions.append(list(predicted.values()))
-        maes["finetune_all"].append(_mae(predicted[lr], test))
-        if "finetune_ensemble" in maes:
-            maes["finetune_ensemble"].append(_mae(np.mean(predictions[-1], axis=0), test))
-        last = {
-            k: run(f"freeze{k}{_lr_suffix(lr)}", FINETUNE, init=source, freeze=k, lr=lr)
-            for k in (arch["freeze"][-1:] if args.quick else arch["freeze"])
-        }
-        best = min(last, key=lambda k: last[k].evaluate(val)["mae"])
-        chosen.append(best)
-        maes["finetune_last"].append(last[best].evaluate(test)["mae"])
-    metrics = {m: _summary(v) for m, v in maes.items()}
-    metrics["finetune_last"]["freeze_chosen"] = chosen
+    :func:`task_data`), ``--jobs`` folds at a time in their own processes: per-method fold
+    MAEs (the methods named with the architecture's prefix), the chosen K and rate, where the
+    first fold's chosen fine-tuning of every layer is saved, and per fold the test
+    predictions of the fine-tunings of every layer."""
+    arch = ARCHITECTURES[architecture]
+    folds = range(len(data["folds"]))
+    tasks = [(name, architecture, data, args, source, f) for f in folds]
+    jobs = min(args.jobs, len(tasks))
+    if jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        context = multiprocessing.get_context("spawn")  # forking after OpenMP can hang
+        with ProcessPoolExecutor(jobs, context, torch.set_num_threads, (threads,)) as pool:
+            runs = list(pool.map(run_fold, *zip(*tasks, strict=True)))
+    else:
+        runs = [run_fold(*task) for task in tasks]
+    methods = runs[0]["maes"]
+    metrics = {m: _summary([run["maes"][m] for run in runs]) for m in methods}
+    metrics["finetune_last"]["freeze_chosen"] = [run["freeze"] for run in runs]
     for method in ("finetune_all", "finetune_last"):
-        metrics[method] |= {"lr_chosen": chosen_lr, "source_model": source}
-    return {f"{arch['prefix']}{m}": v for m, v in metrics.items()}, first, predictions
+        metrics[method] |= {"lr_chosen": [run["lr"] for run in runs], "source_model": source}
+    if "finetune_ensemble" in metrics:
+        metrics["finetune_ensemble"]["members"] = len(runs[0]["predictions"])
+    named = {f"{arch['prefix']}{m}": v for m, v in metrics.items()}
+    return named, runs[0]["saved"], [run["predictions"] for run in runs]
+
+
+def run_fold(
+    name: str, architecture: str, data: dict, args: argparse.Namespace, source: str, f: int
+) -> dict:
+    """Fold ``f`` of :func:`run_task`: train every method on the other folds (cut into
+    training and inner validation), choose the rate and K on the inner validation part, and
+    score fold ``f``. Fine-tunings of every layer run at each rate with ``--seeds`` seeds;
+    the chosen rate's first seed is ``finetune_all``, the mean of them all
+    ``finetune_ensemble``."""
+    arch, table, test_index = ARCHITECTURES[architecture], data["table"], data["folds"][f]
+    rest = np.setdiff1d(np.arange(len(table)), test_index)
+    inner = grouped_split([table.keys[i] for i in rest], val=0.15, seed=f)
+    train, val = table.subset(rest[inner.train]), table.subset(rest[inner.val])
+    test = table.subset(test_index)
+    home = args.out / name / f"fold{f}"
+    run = _runner(train, val, home, name, architecture, args)
+    maes = {"scratch": run("scratch", SCRATCH).evaluate(test)["mae"]}
+    tuned = {
+        (lr, seed): run(f"all{_suffix(lr, seed)}", FINETUNE, init=source, lr=lr, seed=seed)
+        for lr in args.finetune_lrs
+        for seed in range(args.seeds)
+    }
+    lr = min(args.finetune_lrs, key=lambda r: tuned[r, 0].evaluate(val)["mae"])
+    predicted = {key: model.predict(test) for key, model in tuned.items()}
+    maes["finetune_all"] = _mae(predicted[lr, 0], test)
+    if len(tuned) > 1:
+        maes["finetune_ensemble"] = _mae(np.mean(list(predicted.values()), axis=0), test)
+    last = {
+        k: run(f"freeze{k}{_suffix(lr)}", FINETUNE, init=source, freeze=k, lr=lr)
+        for k in (arch["freeze"][-1:] if args.quick else arch["freeze"])
+    }
+    best = min(last, key=lambda k: last[k].evaluate(val)["mae"])
+    maes["finetune_last"] = last[best].evaluate(test)["mae"]
+    return {
+        "maes": maes,
+        "lr": lr,
+        "freeze": best,
+        "saved": str(home / f"{arch['prefix']}all{_suffix(lr)}"),
+        "predictions": list(predicted.values()),
+    }
 
 
 def _mae(predicted: np.ndarray, test) -> float:
@@ -277,9 +319,10 @@ def _runner(train, val, home, task: str, architecture: str, args: argparse.Names
     return run
 
 
-def _lr_suffix(lr: float) -> str:
-    """Where a fine-tuning at ``lr`` is saved: the fixed rate's runs keep their plain names."""
-    return "" if lr == FINETUNE["lr"] else f"_lr{lr:g}"
+def _suffix(lr: float, seed: int = 0) -> str:
+    """Where a fine-tuning at ``lr`` with ``seed`` is saved: the fixed rate's and the first
+    seed's runs keep their plain names."""
+    return ("" if lr == FINETUNE["lr"] else f"_lr{lr:g}") + (f"_seed{seed}" if seed else "")
 
 
 def _summary(values: list[float]) -> dict:
@@ -340,6 +383,7 @@ def main(argv: list[str] | None = None) -> None:
             "finetune": FINETUNE,
             "architectures": {a: ARCHITECTURES[a] for a in args.architectures},
             "finetune_lrs": args.finetune_lrs,
+            "seeds": args.seeds,
         },
         "data": {
             t: [str(dataset_path(TASKS[t]["data"], None))]
