@@ -45,19 +45,18 @@ scratch (enthalpies), 0.355 vs 0.446 eV (gaps). Results: ``benchmarks/results/tr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-import torch
 
 from _shared import command, machine, merge_earlier, merged_metrics, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.splits import grouped_folds, grouped_split
+from deepmat.parallel import map_chunks, torch_threads
 from deepmat.represent import ElementFractions, ElementSequence
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
@@ -227,16 +226,12 @@ def run_task(
     first fold's chosen fine-tuning of every layer is saved, and per fold the test
     predictions of the fine-tunings of every layer."""
     arch = ARCHITECTURES[architecture]
-    folds = range(len(data["folds"]))
-    tasks = [(name, architecture, data, args, source, f) for f in folds]
-    jobs = min(args.jobs, len(tasks))
-    if jobs > 1:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        context = multiprocessing.get_context("spawn")  # forking after OpenMP can hang
-        with ProcessPoolExecutor(jobs, context, torch.set_num_threads, (threads,)) as pool:
-            runs = list(pool.map(run_fold, *zip(*tasks, strict=True)))
-    else:
-        runs = [run_fold(*task) for task in tasks]
+    jobs = min(args.jobs, len(data["folds"]))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    fold = functools.partial(_run_fold_on, threads, name, architecture, data, args, source)
+    # Dask's process workers are spawned, not forked: forking after OpenMP can hang.
+    scheduler = "processes" if jobs > 1 else "synchronous"
+    runs = list(map_chunks(fold, range(len(data["folds"])), scheduler=scheduler, workers=jobs))
     methods = runs[0]["maes"]
     metrics = {m: _summary([run["maes"][m] for run in runs]) for m in methods}
     metrics["finetune_last"]["freeze_chosen"] = [run["freeze"] for run in runs]
@@ -246,6 +241,12 @@ def run_task(
         metrics["finetune_ensemble"]["members"] = len(runs[0]["predictions"])
     named = {f"{arch['prefix']}{m}": v for m, v in metrics.items()}
     return named, runs[0]["saved"], [run["predictions"] for run in runs]
+
+
+def _run_fold_on(threads: int, *fold: object) -> dict:
+    """:func:`run_fold` on ``threads`` torch threads (the cores shared by the folds at once)."""
+    with torch_threads(threads):
+        return run_fold(*fold)
 
 
 def run_fold(

@@ -119,8 +119,8 @@ def test_stiffness_hybrid_beats_its_solver_estimate_and_round_trips(solved, tmp_
     assert loaded.card()["representation"]["iterations"] == 2
     np.testing.assert_allclose(loaded.predict(x[30:]), prediction, rtol=1e-10)
     # Uniform cells converge at once: an answer at prediction, however many there are.
-    uniform = np.zeros((3, *x.shape[1:]), x.dtype)
-    assert np.all(np.isfinite(loaded.predict(uniform)) & (loaded.predict(uniform) > 0))
+    uniform = loaded.predict(np.zeros((3, *x.shape[1:]), x.dtype))
+    assert np.all(np.isfinite(uniform) & (uniform > 0))
 
 
 def test_reused_iterates_are_kept_only_inside_the_context(solved, monkeypatch):
