@@ -14,7 +14,8 @@ trained), ``finetune_last`` (``--init --freeze K``: the leading K layers kept; K
 the inner validation part among the architecture's ``freeze`` choices) and ``dft`` (where
 OQMD or MP has the composition); both fine-tunings at the learning rate of
 ``--finetune-lrs`` with which fine-tuning every layer does best on the inner validation
-part; fine-tuning every layer runs with ``--seeds`` seeds at each rate, and with more than
+part; fine-tuning every layer runs with ``--seeds`` seeds at each rate (each seed s > 0 on
+its own cut of training and inner validation, a cross-validation ensemble), and with more than
 one such run ``<prefix>finetune_ensemble`` is the mean of them all (its ``members``: rates ×
 seeds), and with several architectures
 ``finetune_ensemble_architectures`` the mean of those of every architecture. Each method
@@ -127,8 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--seeds",
         type=int,
         default=1,
-        help="fine-tunings of every layer per rate, with seeds 0, 1, …; finetune_ensemble "
-        "averages them all",
+        help="fine-tunings of every layer per rate, with seeds 0, 1, …, each seed on its own "
+        "cut of training and inner validation; finetune_ensemble averages them all",
     )
     p.add_argument(
         "--jobs", type=int, default=1, help="folds trained at a time, each in its own process"
@@ -259,14 +260,16 @@ def run_fold(
     ``finetune_ensemble``."""
     arch, table, test_index = ARCHITECTURES[architecture], data["table"], data["folds"][f]
     rest = np.setdiff1d(np.arange(len(table)), test_index)
-    inner = grouped_split([table.keys[i] for i in rest], val=0.15, seed=f)
-    train, val = table.subset(rest[inner.train]), table.subset(rest[inner.val])
-    test = table.subset(test_index)
     home = args.out / name / f"fold{f}"
-    run = _runner(train, val, home, name, architecture, args)
+    runs = [
+        _runner(*inner_parts(table, rest, f, seed), home, name, architecture, args)
+        for seed in range(args.seeds)
+    ]
+    run, val = runs[0], inner_parts(table, rest, f, 0)[1]
+    test = table.subset(test_index)
     maes = {"scratch": run("scratch", SCRATCH).evaluate(test)["mae"]}
     tuned = {
-        (lr, seed): run(f"all{_suffix(lr, seed)}", FINETUNE, init=source, lr=lr, seed=seed)
+        (lr, seed): runs[seed](f"all{_suffix(lr, seed)}", FINETUNE, init=source, lr=lr, seed=seed)
         for lr in args.finetune_lrs
         for seed in range(args.seeds)
     }
@@ -288,6 +291,17 @@ def run_fold(
         "saved": str(home / f"{arch['prefix']}all{_suffix(lr)}"),
         "predictions": list(predicted.values()),
     }
+
+
+def inner_parts(table, rest: np.ndarray, f: int, seed: int) -> tuple:
+    """The training and inner validation parts of ``rest`` (fold ``f``'s other folds) for
+    the runs of ``seed``, cut 85/15 grouped by formula. Seed 0 cuts with seed ``f``: its
+    inner validation part chooses the rate and K, and scratch and the last-layer runs train
+    on it. Every other seed's fine-tunings get a cut of their own (seed ``f + 1000 seed``),
+    so that together an ensemble's members learn from all of ``rest``: a cross-validation
+    ensemble, more diverse than seeds alone."""
+    inner = grouped_split([table.keys[i] for i in rest], val=0.15, seed=f + 1000 * seed)
+    return table.subset(rest[inner.train]), table.subset(rest[inner.val])
 
 
 def _mae(predicted: np.ndarray, test) -> float:
@@ -392,7 +406,8 @@ def main(argv: list[str] | None = None) -> None:
             for t in args.tasks
         },
         "split": "folds grouped by reduced formula (seed 0; their sizes: sizes.<task>.folds); "
-        "in each, the rest cut 85/15 (grouped, seed = fold) into training and inner validation",
+        "in each, the rest cut 85/15 (grouped, seed = fold) into training and inner validation; "
+        "fine-tunings of seed s > 0 on a cut of their own (seed = fold + 1000 s)",
         "sizes": sizes,
         "dropped_unsupported_elements": dropped,
         "models": models,
