@@ -92,7 +92,9 @@ def _on_local(
     window = window or 2 * workers
     for start in range(0, len(chunks), window):
         batch = [dask.delayed(func, pure=False)(chunk) for chunk in chunks[start : start + window]]
-        yield from dask.compute(*batch, scheduler=scheduler, num_workers=workers)
+        # one task per dispatch: Dask's process pool otherwise hands a worker six at a time,
+        # so a window of a few long tasks would run one after another in a single process
+        yield from dask.compute(*batch, scheduler=scheduler, num_workers=workers, chunksize=1)
 
 
 def _on_cluster(
