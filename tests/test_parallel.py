@@ -1,7 +1,9 @@
 """deepmat.parallel: chunks computed by Dask, in order, spread over the workers."""
 
+import functools
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -9,25 +11,31 @@ from deepmat.errors import ConfigError
 from deepmat.parallel import map_chunks
 
 
-def pid_after_pause(chunk: int) -> tuple[int, int]:
-    """The chunk and the process that computed it, after a pause long enough that a second
-    worker is asked for the next chunk while this one runs."""
-    time.sleep(1.0)
-    return chunk, os.getpid()
+def meet_another_process(board: Path, chunk: int, wait: float = 60.0) -> tuple[int, int, bool]:
+    """Sign ``board`` with this process's id, then wait until another process has signed
+    it too: the chunk, the process, and whether they met. Chunks dispatched one after
+    another to a single worker never meet, however busy the machine."""
+    (board / str(os.getpid())).touch()
+    deadline = time.monotonic() + wait
+    while len(list(board.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return chunk, os.getpid(), len(list(board.iterdir())) >= 2
 
 
-def test_process_workers_share_a_few_long_chunks():
-    results = list(map_chunks(pid_after_pause, range(4), scheduler="processes", workers=2))
-    assert [chunk for chunk, _ in results] == [0, 1, 2, 3]
-    pids = {pid for _, pid in results}
-    assert len(pids) == 2 and os.getpid() not in pids
+def test_process_workers_take_long_chunks_at_the_same_time(tmp_path):
+    meet = functools.partial(meet_another_process, tmp_path, wait=30.0)
+    results = list(map_chunks(meet, range(2), scheduler="processes", workers=2))
+    assert [chunk for chunk, _, _ in results] == [0, 1]
+    assert all(met for _, _, met in results)
+    assert len({pid for _, pid, _ in results}) == 2
 
 
-def test_synchronous_chunks_run_here_in_order():
-    results = list(map_chunks(pid_after_pause, range(2), scheduler="synchronous"))
-    assert results == [(0, os.getpid()), (1, os.getpid())]
+def test_synchronous_chunks_run_here_in_order(tmp_path):
+    meet = functools.partial(meet_another_process, tmp_path, wait=0.0)
+    results = list(map_chunks(meet, range(3), scheduler="synchronous"))
+    assert results == [(0, os.getpid(), False), (1, os.getpid(), False), (2, os.getpid(), False)]
 
 
-def test_an_unknown_scheduler_is_refused():
+def test_an_unknown_scheduler_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="scheduler must be one of"):
-        list(map_chunks(pid_after_pause, range(2), scheduler="gpu"))
+        list(map_chunks(functools.partial(meet_another_process, tmp_path), [0], scheduler="gpu"))

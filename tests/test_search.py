@@ -139,7 +139,7 @@ def test_two_workers_share_a_study_and_lose_no_trial_when_one_is_killed(formulas
     budget, storage = 6, f"sqlite:///{tmp_path / 'study.db'}"
     (tmp_path / "tiny.json").write_text(json.dumps(TINY))
     killed, survivor = _worker(formulas_csv, tmp_path / "a", storage, budget), None
-    victim, deadline = None, time.monotonic() + 120
+    victim, deadline = None, time.monotonic() + 600  # a guard against a hang only
     while victim is None and time.monotonic() < deadline:
         time.sleep(0.05)
         try:
