@@ -261,11 +261,9 @@ def run_fold(
     arch, table, test_index = ARCHITECTURES[architecture], data["table"], data["folds"][f]
     rest = np.setdiff1d(np.arange(len(table)), test_index)
     home = args.out / name / f"fold{f}"
-    runs = [
-        _runner(*inner_parts(table, rest, f, seed), home, name, architecture, args)
-        for seed in range(args.seeds)
-    ]
-    run, val = runs[0], inner_parts(table, rest, f, 0)[1]
+    parts = [inner_parts(table, rest, f, seed) for seed in range(args.seeds)]
+    runs = [_runner(*part, home, name, architecture, args) for part in parts]
+    run, val = runs[0], parts[0][1]
     test = table.subset(test_index)
     maes = {"scratch": run("scratch", SCRATCH).evaluate(test)["mae"]}
     tuned = {

@@ -22,6 +22,7 @@ model (``deepmat.load``, ``deepmat evaluate``) whose card says where it trained.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -60,16 +61,15 @@ def estimator(setup: dict):
 def splits(setup: dict, model) -> tuple:
     """The dataset's train and val tables, restricted to the elements the model reads."""
     from deepmat.data import load_dataset
+    from deepmat.workflows.search_data import drawn_indices
 
     supported = model.representation.supported_elements
     why = f" by the {model.representation.name} representation"
     tables = []
     for part in ("train", "val"):
         table = load_dataset(setup["dataset"], part).restrict_elements(supported, "raise", why)
-        size = setup["sizes"][part]
-        if size is not None and size < len(table):  # a seeded draw, in the file's order
-            table = table.subset(np.sort(np.random.default_rng(0).choice(len(table), size, False)))
-        tables.append(table)
+        drawn = drawn_indices(len(table), setup["sizes"][part], seed=0)
+        tables.append(table if drawn is None else table.subset(drawn))
     return tuple(tables)
 
 
@@ -125,14 +125,14 @@ def seconds_per_epoch(setup: dict, arrays: dict, config: TrainConfig, steps: int
     """Wall seconds of one epoch, training and validation, from ``steps`` timed training
     steps and one timed validation batch on a throwaway copy of the network (a tenth added
     for logging and checkpoints)."""
-    from deepmat.train.trainer import LaplaceNLL
+    from deepmat.train.trainer import RegressionTask
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net = network(setup, arrays["table"]).to(device)
+    loss_fn = RegressionTask(net, config, TargetScaler()).loss_fn
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     x = torch.as_tensor(arrays["x_train"][: config.batch_size * (steps + 5)], device=device)
     y = torch.randn(len(x), device=device)
-    loss_fn = LaplaceNLL()
     for i, start in enumerate(range(0, len(x), config.batch_size)):
         if i == 5:  # after the warm-up steps
             _synchronize(device)
@@ -163,10 +163,9 @@ def fit(args: argparse.Namespace) -> None:
     arrays = dict(np.load(args.data / ARRAYS))
     if args.limit:  # a smoke test of the machine: that many training records
         arrays |= {k: arrays[k][: args.limit] for k in ("x_train", "y_train")}
-    config = TrainConfig(**setup["config"])
     changes = {"seed": args.seed, "progress": False, "accelerator": "auto"}
     changes |= {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v}
-    config = TrainConfig(**config.to_dict() | changes)
+    config = dataclasses.replace(TrainConfig(**setup["config"]), **changes)
     torch.manual_seed(args.seed)
     net = network(setup, arrays["table"])
     started = time.perf_counter()
@@ -174,9 +173,9 @@ def fit(args: argparse.Namespace) -> None:
     if args.budget:
         epoch_seconds = seconds_per_epoch(setup, arrays, config)
         epochs = max(1, int((args.budget - (time.perf_counter() - started)) / epoch_seconds))
-        config = TrainConfig(**config.to_dict() | {"epochs": epochs, "patience": epochs})
+        config = dataclasses.replace(config, epochs=epochs, patience=epochs)
     elif args.epochs:
-        config = TrainConfig(**config.to_dict() | {"epochs": args.epochs, "patience": args.epochs})
+        config = dataclasses.replace(config, epochs=args.epochs, patience=args.epochs)
     print(f"seed {args.seed}: {config.epochs} epochs of batch {config.batch_size}", flush=True)
     scaler = TargetScaler.from_dict(setup["scaler"])
     result = fit_network(
@@ -216,7 +215,6 @@ def assemble(args: argparse.Namespace) -> None:
     extra |= {"resumed_from": None, "device": record["device"], "torch": record["torch"]}
     extra["command"] = args.command
     model._record_training(train, val, record["seconds"], extra)
-    model.fit_result.history = record["history"]
     save_with_parity_plot(model, val, args.out)
     print(f"{args.out}: val MAE {model.metrics['val']['mae']:.4f} {setup['unit']}")
 
