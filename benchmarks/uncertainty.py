@@ -9,6 +9,12 @@ For each model (``composition``: Roost on ``oqmd-dhf``; ``elemnet``: ElemNet on
   epochs from seeds 0, 1, … (``--snapshots elemnet=elemnet-oqmd``);
 - ``mc_dropout``: one network trained with dropout throughout, 30 passes with dropout on;
 - ``heteroscedastic``: one network with a second output, ln σ, on the Gaussian NLL;
+- ``sigma_head``: a trained network (``--snapshots elemnet=elemnet-oqmd``) given a second
+  output, ln σ, and fine-tuned for ``--snapshot-epochs`` at ``--snapshot-lr`` with dropout
+  off and its first ``--sigma-head-freeze`` layers fixed, on ``--sigma-head-loss`` (by
+  default the β-NLL of a Laplace distribution, whose pull on the mean is the L1 loss's that
+  trained the source): a σ for a shipped single network without retraining it or shipping
+  more weights;
 - ``trees``: the spread of a forest's trees;
 
 each before and after recalibration (``<method>_recalibrated``: one factor on σ fitted by
@@ -59,6 +65,7 @@ from deepmat.train.calibration import (
     fit_component_scales,
     scaled_std,
 )
+from deepmat.train.config import HETEROSCEDASTIC_LOSSES
 from deepmat.train.estimator import UncertaintyUnavailable
 from deepmat.train.metrics import save_figure
 from deepmat.workflows.composition import make_regressor, train_composition
@@ -71,7 +78,7 @@ RECALIBRATIONS = (
     ("coverage", "_recalibrated_coverage"),
 )
 # model: (dataset, deepmat model name, methods)
-NETWORK_METHODS = ("ensemble", "snapshots", "mc_dropout", "heteroscedastic")
+NETWORK_METHODS = ("ensemble", "snapshots", "mc_dropout", "heteroscedastic", "sigma_head")
 MODELS = {
     "composition": ("oqmd-dhf", "roost", NETWORK_METHODS),
     "elemnet": ("oqmd-dhf", "elemnet", NETWORK_METHODS),
@@ -92,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--methods",
         nargs="*",
         default=None,
-        choices=["ensemble", "snapshots", "mc_dropout", "heteroscedastic", "trees"],
+        choices=[*NETWORK_METHODS, "trees"],
         help="(default: every method that applies to each model)",
     )
     p.add_argument("--members", type=int, default=5)
@@ -103,10 +110,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="MODEL=SOURCE",
         help="method snapshots of MODEL: an ensemble of SOURCE (a model trained on the same "
         "train split) and --members - 1 copies fine-tuned from it, seeds 0, 1, …, for "
-        "--snapshot-epochs at --snapshot-lr with dropout off (as cgcnn-mp-eform was made)",
+        "--snapshot-epochs at --snapshot-lr with dropout off (as cgcnn-mp-eform was made); "
+        "method sigma_head: SOURCE with a σ output, fine-tuned the same way",
     )
     p.add_argument("--snapshot-epochs", type=int, default=3)
     p.add_argument("--snapshot-lr", type=float, default=2e-4)
+    p.add_argument(
+        "--sigma-head-freeze",
+        type=int,
+        default=0,
+        help="sigma_head keeps the source's first N layers fixed",
+    )
+    p.add_argument(
+        "--sigma-head-loss",
+        default="laplace-beta-nll",
+        choices=HETEROSCEDASTIC_LOSSES,
+        help="sigma_head's loss (the plain NLLs pull the mean away from what the source learned)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="(default: each preset's)")
     p.add_argument("--train-size", type=int, default=None, help="(default: the whole split)")
     p.add_argument("--trees", type=int, default=100)
@@ -152,7 +172,7 @@ def build(model: str, method: str, seed: int, args: argparse.Namespace, **option
     overrides |= options
     if method == "mc_dropout":
         overrides["dropout_until"] = 1.0
-    heteroscedastic = method == "heteroscedastic"
+    heteroscedastic = method in ("heteroscedastic", "sigma_head")
     if dataset == "mp-eform":
         return make_structure_model(
             name, MP_TARGET, "eV/atom", "benchmark", overrides, heteroscedastic=heteroscedastic
@@ -177,19 +197,20 @@ def trained(model: str, method: str, train_part, stop, args) -> object:
         return deepmat.load(given[f"{model}.{method}"])
     dataset = MODELS[model][0]
     where = args.out / f"{model}_{method}"
-    if method not in ("ensemble", "snapshots"):
-        return train(build(model, method, 0, args), dataset, train_part, stop, where)
-    first, options = [], {}
-    if method == "snapshots":
-        source = snapshot_source(model, args)
-        first = [deepmat.load(source)]
+    options = {}
+    if method in ("snapshots", "sigma_head"):
         options = {
-            "init": source,
+            "init": snapshot_source(model, args),
             "epochs": args.snapshot_epochs,
             "lr": args.snapshot_lr,
             "schedule": "cosine",
             "dropout_until": 0.0,
         }
+    if method == "sigma_head":
+        options |= {"freeze": args.sigma_head_freeze, "loss": args.sigma_head_loss}
+    if method not in ("ensemble", "snapshots"):
+        return train(build(model, method, 0, args, **options), dataset, train_part, stop, where)
+    first = [deepmat.load(options["init"])] if method == "snapshots" else []
     members = first + [
         train(
             build(model, method, seed, args, **options),
@@ -207,7 +228,9 @@ def snapshot_source(model: str, args: argparse.Namespace) -> str:
     """The model ``--snapshots`` names for ``model``; UncertaintyUnavailable without one."""
     given = dict(item.split("=", 1) for item in args.snapshots)
     if model not in given:
-        raise UncertaintyUnavailable(f"snapshots of {model} need --snapshots {model}=SOURCE")
+        raise UncertaintyUnavailable(
+            f"snapshots and sigma_head of {model} need --snapshots {model}=SOURCE"
+        )
     return given[model]
 
 
@@ -217,7 +240,7 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
     start = time.perf_counter()
     try:
         probe = build(model, method, 0, args)
-        if method == "snapshots":
+        if method in ("snapshots", "sigma_head"):
             snapshot_source(model, args)
         if method == "mc_dropout":  # refuses before any training where it cannot apply
             probe.predict(calibration.subset([0, 1]), return_std=True)
@@ -311,6 +334,11 @@ def main(argv: list[str] | None = None) -> dict:
         "sizes": sizes,
         "settings": {
             "members": args.members,
+            "snapshots": args.snapshots,
+            "snapshot_epochs": args.snapshot_epochs,
+            "snapshot_lr": args.snapshot_lr,
+            "sigma_head_freeze": args.sigma_head_freeze,
+            "sigma_head_loss": args.sigma_head_loss,
             "epochs": args.epochs,
             "train_size": args.train_size,
             "methods": args.methods,

@@ -145,3 +145,25 @@ def test_an_ensemble_of_snapshots_holds_the_source_and_its_fine_tuned_copies(tmp
     assert len(ensemble.members) == 2 and entry["snapshots"]["mae"] > 0
     configs = [m.card()["training"].get("config", {}) for m in ensemble.members]
     assert configs[1]["init"] == "elemnet-oqmd" and configs[1]["dropout_until"] == 0.0
+
+
+def test_a_sigma_head_fine_tunes_the_source_on_the_beta_nll_with_leading_layers_fixed(tmp_path):
+    if not (data_dir() / DATASETS["oqmd-dhf"].all_files[0].relpath).exists():
+        pytest.skip(f"oqmd-dhf not found in {data_dir()}; set DEEPMAT_DATA_DIR")
+    script = BENCHMARKS[0].parent / "uncertainty.py"
+    out, results = tmp_path / "models", tmp_path / "results"
+    command = [sys.executable, str(script), "--quick", "--out", str(out), "--results", str(results)]
+    args = ["--models", "elemnet", "--methods", "sigma_head", "--snapshots", "elemnet=elemnet-oqmd"]
+    args += ["--snapshot-epochs", "1", "--sigma-head-freeze", "13"]
+    subprocess.run([*command, *args], check=True)
+    entry = json.loads((results / "uncertainty_quick.json").read_text())["metrics"]["elemnet"]
+    model = deepmat.load(entry["sigma_head"]["model"])
+    config = model.card()["training"]["config"]
+    assert (config["init"], config["freeze"], config["loss"]) == (
+        "elemnet-oqmd",
+        13,
+        "laplace-beta-nll",
+    )
+    mean, std = model.predict(["NaCl", "Fe2O3"], return_std=True)
+    source = deepmat.load("elemnet-oqmd").predict(["NaCl", "Fe2O3"])
+    assert np.all(std > 0) and np.allclose(mean, source, atol=0.1)

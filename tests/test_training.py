@@ -25,7 +25,13 @@ from deepmat.train import (
     regression_metrics,
     save_model,
 )
-from deepmat.train.trainer import DropoutCutoff, TargetScaler, fit_network
+from deepmat.train.trainer import (
+    DropoutCutoff,
+    GaussianNLL,
+    LaplaceNLL,
+    TargetScaler,
+    fit_network,
+)
 
 SMALL = MLPSpec(86, (Block(64, 2, 0.1), Block(32, 1)))
 EPOCHS = 30
@@ -172,13 +178,37 @@ def test_dropout_cutoff_and_bf16_training(train_val, tmp_path):
         ({"schedule": "warm"}, "schedule 'warm' is not one of"),
         (
             {"loss": "huber"},
-            "loss 'huber' is not one of \\('l1', 'mse', 'gaussian-nll', 'laplace-nll'\\)",
+            "loss 'huber' is not one of \\('l1', 'mse', 'gaussian-nll', 'laplace-nll', ",
         ),
     ],
 )
 def test_bad_train_config(setting, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**setting)
+
+
+@pytest.mark.parametrize(
+    ("loss", "mean_gradient", "best_std"),
+    [
+        (GaussianNLL(beta=True), lambda e: e, lambda e: e.pow(2).mean().sqrt()),
+        (LaplaceNLL(beta=True), torch.sign, lambda e: math.sqrt(2) * e.abs().mean()),
+    ],
+)
+def test_beta_nll_trains_the_mean_as_its_point_loss_and_sigma_to_the_likelihood_optimum(
+    loss, mean_gradient, best_std
+):
+    """β-NLL: whatever σ, the mean's gradient is that of the squared error (Gaussian) or
+    of the L1 loss (Laplace); σ's gradient vanishes at the distribution's ML estimate."""
+    y = torch.tensor([0.3, -1.2, 2.0, 0.7])
+    mean = torch.tensor([0.1, -0.2, 1.0, 1.5], requires_grad=True)
+    log_std = torch.tensor([-2.0, 0.5, 1.0, 3.0], requires_grad=True)
+    loss(torch.stack([mean, log_std], -1), y).backward()
+    expected = mean_gradient(mean.detach() - y) / len(y)
+    assert torch.allclose(mean.grad, expected, rtol=1e-4, atol=1e-6)
+    errors = mean.detach() - y
+    at_optimum = torch.full((4,), float(best_std(errors).log()), requires_grad=True)
+    loss(torch.stack([mean.detach(), at_optimum], -1), y).backward()
+    assert abs(float(at_optimum.grad.sum())) < 1e-5
 
 
 @pytest.mark.filterwarnings("ignore:No Pauling electronegativity")

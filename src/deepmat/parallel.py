@@ -5,15 +5,20 @@ one task. On one machine the tasks run on Dask's local threaded, multiprocessing
 synchronous scheduler; given a ``distributed.Client`` or a scheduler address they run on that
 cluster. Results come back in chunk order, and at most ``window`` chunks are in flight or held
 at once, so a caller can stream them to disk without keeping the whole data set in memory.
-Which worker ran a chunk never changes its result: every chunk carries its own seeds.
+Which worker ran a chunk never changes its result: every chunk carries its own seeds. A
+local worker process ends with the process that started it: killed mid-run, a job leaves no
+orphan behind that goes on training into the same directories as the job restarted.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
@@ -94,7 +99,27 @@ def _on_local(
         batch = [dask.delayed(func, pure=False)(chunk) for chunk in chunks[start : start + window]]
         # one task per dispatch: Dask's process pool otherwise hands a worker six at a time,
         # so a window of a few long tasks would run one after another in a single process
-        yield from dask.compute(*batch, scheduler=scheduler, num_workers=workers, chunksize=1)
+        options = (
+            {"initializer": partial(_end_with_parent, os.getpid())}
+            if scheduler == "processes"
+            else {}
+        )
+        yield from dask.compute(
+            *batch, scheduler=scheduler, num_workers=workers, chunksize=1, **options
+        )
+
+
+def _end_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Start a watchdog in a worker process that ends it as soon as ``parent``, the process
+    that started it, is gone (the worker is then adopted by another): Dask's process pool
+    would otherwise let a worker finish its task, a long training, after its job was killed."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def _on_cluster(

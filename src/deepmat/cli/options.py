@@ -89,8 +89,9 @@ StrategyOption = Annotated[
 LossOption = Annotated[
     str | None,
     typer.Option(
-        help="l1, mse, or for a network that predicts its own σ (--heteroscedastic) gaussian-nll "
-        "or laplace-nll (default: the preset's; gaussian-nll with --heteroscedastic)"
+        help="l1, mse, or for a network that predicts its own σ (--heteroscedastic) gaussian-nll, "
+        "laplace-nll or their forms that train the mean as mse and l1 do, gaussian-beta-nll "
+        "and laplace-beta-nll (default: the preset's; gaussian-nll with --heteroscedastic)"
     ),
 ]
 InitOption = Annotated[

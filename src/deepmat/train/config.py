@@ -18,8 +18,9 @@ STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_notebook", "ddp_find_unused_param
 
 #: the losses of a heteroscedastic network: two outputs per record, the mean μ and ln σ,
 #: trained on the negative log-likelihood of a Gaussian, or of a Laplace distribution of
-#: standard deviation σ (Roost's robust L1 loss: as forgiving of outliers as the L1 loss)
-HETEROSCEDASTIC_LOSSES = ("gaussian-nll", "laplace-nll")
+#: standard deviation σ (Roost's robust L1 loss: as forgiving of outliers as the L1 loss);
+#: their "beta" forms train the mean as the squared error and the L1 loss do, whatever σ
+HETEROSCEDASTIC_LOSSES = ("gaussian-nll", "laplace-nll", "gaussian-beta-nll", "laplace-beta-nll")
 LOSSES = ("l1", "mse", *HETEROSCEDASTIC_LOSSES)
 
 

@@ -49,6 +49,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -106,21 +107,43 @@ def inputs_only(transform: Callable[[torch.Tensor], torch.Tensor]) -> Augment:
 
 class GaussianNLL(nn.Module):
     """The negative log-likelihood of targets under N(μ, σ²), predictions (..., 2) holding
-    μ and ln σ (its constant ½ ln 2π left out): the loss of a heteroscedastic network."""
+    μ and ln σ (its constant ½ ln 2π left out): the loss of a heteroscedastic network.
+
+    ``beta``: each record's term weighted by its σ², held constant (β-NLL with β = 1,
+    Seitzer et al., ICLR 2022): the mean then trains as on the squared error, whatever σ,
+    and σ² still converges to the mean squared error; for a σ added to a trained network."""
+
+    def __init__(self, beta: bool = False):
+        super().__init__()
+        self.beta = beta
 
     def forward(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         mean, log_std = prediction[..., 0], prediction[..., 1].clamp(-10, 10)
-        return (0.5 * ((y - mean) * torch.exp(-log_std)) ** 2 + log_std).mean()
+        nll = 0.5 * ((y - mean) * torch.exp(-log_std)) ** 2 + log_std
+        if self.beta:
+            nll = nll * torch.exp(2 * log_std).detach()
+        return nll.mean()
 
 
 class LaplaceNLL(nn.Module):
     """The negative log-likelihood of targets under a Laplace distribution of mean μ and
     standard deviation σ, predictions (..., 2) holding μ and ln σ (constants left out):
-    √2 |y − μ| / σ + ln σ, Roost's robust L1 loss."""
+    √2 |y − μ| / σ + ln σ, Roost's robust L1 loss.
+
+    ``beta``: each record's term weighted by σ/√2, held constant (the Laplace form of
+    β-NLL): the mean then trains exactly as on the L1 loss and σ still converges to
+    √2 times the mean absolute error; for a σ added to a network trained on the L1 loss."""
+
+    def __init__(self, beta: bool = False):
+        super().__init__()
+        self.beta = beta
 
     def forward(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         mean, log_std = prediction[..., 0], prediction[..., 1].clamp(-10, 10)
-        return (math.sqrt(2) * (y - mean).abs() * torch.exp(-log_std) + log_std).mean()
+        nll = math.sqrt(2) * (y - mean).abs() * torch.exp(-log_std) + log_std
+        if self.beta:
+            nll = nll * torch.exp(log_std).detach() / math.sqrt(2)
+        return nll.mean()
 
 
 class RegressionTask(L.LightningModule):
@@ -151,6 +174,8 @@ class RegressionTask(L.LightningModule):
             "mse": nn.MSELoss,
             "gaussian-nll": GaussianNLL,
             "laplace-nll": LaplaceNLL,
+            "gaussian-beta-nll": partial(GaussianNLL, beta=True),
+            "laplace-beta-nll": partial(LaplaceNLL, beta=True),
         }
         self.loss_fn = loss or losses[config.loss]()
 
