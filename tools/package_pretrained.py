@@ -245,11 +245,17 @@ def homogenization_c50(source: Path) -> dict:
     return spec
 
 
+LOCALIZATION_RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "localization.json"
+
+
 def localization(contrast: int):
-    """The spectral FCN of the localization benchmark at ``contrast``: the ε11 field, 21³."""
+    """A network of the localization benchmark at ``contrast`` (``OUT/<model>_c<contrast>``:
+    the solver hybrid or the spectral FCN): the ε11 field, 21³. The command is the one the
+    benchmark's results record for that model."""
 
     def entry(source: Path) -> dict:
-        command = "python benchmarks/localization.py --out runs/localization --curve"
+        model = json.loads((source / "card.json").read_text())["model"]
+        command = json.loads(LOCALIZATION_RESULTS.read_text())["commands"][model]
         folder = f"data/c{contrast}"
         spec = voxel_model(source, command, folder, "mase", 2)
         run = source.parent
