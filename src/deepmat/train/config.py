@@ -31,7 +31,7 @@ def heteroscedastic_loss(given: str | None) -> str:
         return "gaussian-nll"
     if given not in HETEROSCEDASTIC_LOSSES:
         raise ConfigError(
-            f"a heteroscedastic network trains on {' or '.join(HETEROSCEDASTIC_LOSSES)}, "
+            f"a heteroscedastic network trains on one of {', '.join(HETEROSCEDASTIC_LOSSES)}, "
             f"not {given!r}"
         )
     return given
@@ -94,7 +94,7 @@ class TrainConfig:
         if self.heteroscedastic != (out_features == 2):
             raise ConfigError(
                 f"{name}: the loss {self.loss!r} with {out_features} outputs; a heteroscedastic "
-                f"network (loss {' or '.join(HETEROSCEDASTIC_LOSSES)}) has 2 outputs, μ and "
+                f"network (a loss among {', '.join(HETEROSCEDASTIC_LOSSES)}) has 2 outputs, μ and "
                 "ln σ, and only it has"
             )
 

@@ -221,7 +221,7 @@ class CrystalGraphRegressor(StructureRecords, Estimator):
         if not self.heteroscedastic:
             raise self.no_uncertainty(
                 "the network has no stochastic layers; train an ensemble or a heteroscedastic "
-                "network (loss gaussian-nll or laplace-nll)"
+                "network (a loss such as gaussian-nll or laplace-nll)"
             )
         z = self._scaled(graphs)
         std = np.exp(np.clip(z[:, 1], -10, 10)) * self.scaler.std
