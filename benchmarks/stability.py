@@ -25,6 +25,10 @@ benchmark does not train, such as the best composition model, is scored beside t
     python benchmarks/stability.py --out runs/stability --use elemnet.random=elemnet-oqmd
     python benchmarks/stability.py --out /tmp/s --quick                 # seconds
 
+A run of some settings or models (``--settings random``, ``--models`` and ``--use``) keeps
+the earlier results of the others (``commands`` says which command produced each model's
+numbers); its picture is then ``stability_<setting>.png`` beside the full run's.
+
 Anchors. Bartel et al. (npj Comput. Mater. 6, 97, 2020; all of Materials Project, 85,014
 compositions, 40 % stable): ΔHd MAE and F1 — Roost 0.06/0.72, ElemNet 0.10/0.60, Magpie
 0.12/0.57, CGCNN 0.04/0.75, everything-stable F1 0.57; on 267 held-out Li–Mn–TM–O
@@ -45,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 import deepmat
-from _shared import command, machine, parser, subsample, write_json
+from _shared import command, machine, merge_earlier, merged_metrics, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.splits import system_holdout
 from deepmat.physics.hulls import (
@@ -334,7 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     by_model = _by_model(metrics)
     by_model["screening"] = screening_speed(12 if args.quick else 40)
     args.results.mkdir(parents=True, exist_ok=True)
-    plot(parity, hulls, known_part, args.results / "stability.png")
+    # a run of one setting keeps the picture of both and draws its own beside it
+    partial = "" if {"random", "held_out"} <= set(args.settings) else "_" + args.settings[0]
+    plot(parity, hulls, known_part, args.results / f"stability{partial}.png")
     timings["total"] = time.perf_counter() - start
     results = {
         "benchmark": "stability",
@@ -355,6 +361,12 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(),
         "command": command(),
     }
+    results["commands"] = dict.fromkeys(by_model, results["command"])
+    earlier = args.results / "stability.json"
+    results = merge_earlier(results, earlier, ("models", "training", "sizes"))
+    results["metrics"] = merged_metrics(earlier, by_model)
+    if "held_out" not in args.settings and earlier.exists():
+        results["split"]["held_out"] = json.loads(earlier.read_text())["split"]["held_out"]
     (args.out).mkdir(parents=True, exist_ok=True)
     (args.out / "held_out_split.json").write_text(json.dumps(held_split, indent=1))
     print(write_json(results, args.results, "stability"))
