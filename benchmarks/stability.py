@@ -352,8 +352,8 @@ def main(argv: list[str] | None = None) -> None:
             "random": "oqmd-dhf val scored against the hull of train"
             if not args.quick
             else "oqmd-dhf val file cut at random (seed 0): 3,000 train, 600 val",
-            "held_out": held_split,
-        },
+        }
+        | ({"held_out": held_split} if "held_out" in args.settings else {}),
         "sizes": sizes,
         "models": paths,
         "training": training,
@@ -363,10 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     results["commands"] = dict.fromkeys(by_model, results["command"])
     earlier = args.results / "stability.json"
-    results = merge_earlier(results, earlier, ("models", "training", "sizes"))
+    results = merge_earlier(results, earlier, ("models", "training", "sizes", "split"))
     results["metrics"] = merged_metrics(earlier, by_model)
-    if "held_out" not in args.settings and earlier.exists():
-        results["split"]["held_out"] = json.loads(earlier.read_text())["split"]["held_out"]
     (args.out).mkdir(parents=True, exist_ok=True)
     (args.out / "held_out_split.json").write_text(json.dumps(held_split, indent=1))
     print(write_json(results, args.results, "stability"))

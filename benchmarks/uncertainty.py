@@ -79,6 +79,8 @@ RECALIBRATIONS = (
 )
 # model: (dataset, deepmat model name, methods)
 NETWORK_METHODS = ("ensemble", "snapshots", "mc_dropout", "heteroscedastic", "sigma_head")
+#: the methods that start from the trained network --snapshots names
+FROM_SOURCE = ("snapshots", "sigma_head")
 MODELS = {
     "composition": ("oqmd-dhf", "roost", NETWORK_METHODS),
     "elemnet": ("oqmd-dhf", "elemnet", NETWORK_METHODS),
@@ -198,7 +200,7 @@ def trained(model: str, method: str, train_part, stop, args) -> object:
     dataset = MODELS[model][0]
     where = args.out / f"{model}_{method}"
     options = {}
-    if method in ("snapshots", "sigma_head"):
+    if method in FROM_SOURCE:
         options = {
             "init": snapshot_source(model, args),
             "epochs": args.snapshot_epochs,
@@ -240,7 +242,7 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
     start = time.perf_counter()
     try:
         probe = build(model, method, 0, args)
-        if method in ("snapshots", "sigma_head"):
+        if method in FROM_SOURCE:
             snapshot_source(model, args)
         if method == "mc_dropout":  # refuses before any training where it cannot apply
             probe.predict(calibration.subset([0, 1]), return_std=True)

@@ -22,6 +22,7 @@ from deepmat.data.registry import get_dataset, load_dataset
 from deepmat.pretrained import ROOT, predict_examples
 from deepmat.workflows.pretrained import package_model
 
+RESULTS = Path(__file__).parents[1] / "benchmarks" / "results"
 FORMULAS = ["Fe2O3", "NaCl", "Al2O3", "MgO", "TiO2", "LiFePO4", "Li7La3Zr2O12", "GaAs"]
 
 
@@ -249,9 +250,6 @@ def homogenization_c50(source: Path) -> dict:
     return spec
 
 
-LOCALIZATION_RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "localization.json"
-
-
 def localization(contrast: int):
     """A network of the localization benchmark at ``contrast`` (``OUT/<model>_c<contrast>``:
     the solver hybrid or the spectral FCN): the ε11 field, 21³. The command is the one the
@@ -259,7 +257,7 @@ def localization(contrast: int):
 
     def entry(source: Path) -> dict:
         model = json.loads((source / "card.json").read_text())["model"]
-        command = json.loads(LOCALIZATION_RESULTS.read_text())["commands"][model]
+        command = json.loads((RESULTS / "localization.json").read_text())["commands"][model]
         folder = f"data/c{contrast}"
         spec = voxel_model(source, command, folder, "mase", 2)
         run = source.parent
@@ -272,9 +270,6 @@ def localization(contrast: int):
     return entry
 
 
-SEGMENTATION_RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "segmentation.json"
-
-
 def segmentation(dataset: str):
     """The U-Net on ImageNet VGG-19 of the segmentation benchmark on one micrograph set:
     validated (mIoU) on the set's val images; the set's test images are held back. The
@@ -284,7 +279,7 @@ def segmentation(dataset: str):
         from deepmat.data.micrographs import MICROGRAPH_SETS, load_micrographs, micrograph_set_dir
 
         val = load_micrographs(dataset, "val")
-        commands = json.loads(SEGMENTATION_RESULTS.read_text())["commands"]
+        commands = json.loads((RESULTS / "segmentation.json").read_text())["commands"]
         spec, root = MICROGRAPH_SETS[dataset], micrograph_set_dir(dataset)
         files = {  # every image and mask of the set, train and val
             f"micrographs/{spec.folder}/{p.relative_to(root)}": sha256(p)

@@ -95,18 +95,14 @@ def _on_local(
 
     workers = workers or os.cpu_count() or 1
     window = window or 2 * workers
+    # one task per dispatch: Dask's process pool otherwise hands a worker six at a time, so
+    # a window of a few long tasks would run one after another in a single process
+    options = {"scheduler": scheduler, "num_workers": workers, "chunksize": 1}
+    if scheduler == "processes":
+        options["initializer"] = partial(_end_with_parent, os.getpid())
     for start in range(0, len(chunks), window):
         batch = [dask.delayed(func, pure=False)(chunk) for chunk in chunks[start : start + window]]
-        # one task per dispatch: Dask's process pool otherwise hands a worker six at a time,
-        # so a window of a few long tasks would run one after another in a single process
-        options = (
-            {"initializer": partial(_end_with_parent, os.getpid())}
-            if scheduler == "processes"
-            else {}
-        )
-        yield from dask.compute(
-            *batch, scheduler=scheduler, num_workers=workers, chunksize=1, **options
-        )
+        yield from dask.compute(*batch, **options)
 
 
 def _end_with_parent(parent: int, interval: float = 0.5) -> None:

@@ -105,45 +105,56 @@ def inputs_only(transform: Callable[[torch.Tensor], torch.Tensor]) -> Augment:
     return augment
 
 
-class GaussianNLL(nn.Module):
-    """The negative log-likelihood of targets under N(μ, σ²), predictions (..., 2) holding
-    μ and ln σ (its constant ½ ln 2π left out): the loss of a heteroscedastic network.
+class HeteroscedasticNLL(nn.Module):
+    """A negative log-likelihood of targets given predictions (..., 2) holding μ and ln σ:
+    the loss of a heteroscedastic network, the mean over records of :meth:`terms`.
 
-    ``beta``: each record's term weighted by its σ², held constant (β-NLL with β = 1,
-    Seitzer et al., ICLR 2022): the mean then trains as on the squared error, whatever σ,
-    and σ² still converges to the mean squared error; for a σ added to a trained network."""
-
-    def __init__(self, beta: bool = False):
-        super().__init__()
-        self.beta = beta
-
-    def forward(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        mean, log_std = prediction[..., 0], prediction[..., 1].clamp(-10, 10)
-        nll = 0.5 * ((y - mean) * torch.exp(-log_std)) ** 2 + log_std
-        if self.beta:
-            nll = nll * torch.exp(2 * log_std).detach()
-        return nll.mean()
-
-
-class LaplaceNLL(nn.Module):
-    """The negative log-likelihood of targets under a Laplace distribution of mean μ and
-    standard deviation σ, predictions (..., 2) holding μ and ln σ (constants left out):
-    √2 |y − μ| / σ + ln σ, Roost's robust L1 loss.
-
-    ``beta``: each record's term weighted by σ/√2, held constant (the Laplace form of
-    β-NLL): the mean then trains exactly as on the L1 loss and σ still converges to
-    √2 times the mean absolute error; for a σ added to a network trained on the L1 loss."""
+    ``beta``: each record's term weighted by :meth:`beta_weight`, held constant (β-NLL,
+    Seitzer et al., ICLR 2022): the mean then trains as on the distribution's point loss,
+    whatever σ, and σ still converges to its likelihood optimum; for a σ added to a
+    trained network."""
 
     def __init__(self, beta: bool = False):
         super().__init__()
         self.beta = beta
 
+    def terms(self, error: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+        """Each record's negative log-likelihood of the error y − μ (constants left out)."""
+        raise NotImplementedError
+
+    def beta_weight(self, log_std: torch.Tensor) -> torch.Tensor:
+        """The weight with which ``beta`` turns the mean's gradient into the point loss's."""
+        raise NotImplementedError
+
     def forward(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         mean, log_std = prediction[..., 0], prediction[..., 1].clamp(-10, 10)
-        nll = math.sqrt(2) * (y - mean).abs() * torch.exp(-log_std) + log_std
+        nll = self.terms(y - mean, log_std)
         if self.beta:
-            nll = nll * torch.exp(log_std).detach() / math.sqrt(2)
+            nll = nll * self.beta_weight(log_std).detach()
         return nll.mean()
+
+
+class GaussianNLL(HeteroscedasticNLL):
+    """Under N(μ, σ²): ½ ((y − μ)/σ)² + ln σ. With ``beta`` each term is weighted by σ²
+    (β = 1): the mean trains as on the squared error, σ² goes to the mean squared error."""
+
+    def terms(self, error: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (error * torch.exp(-log_std)) ** 2 + log_std
+
+    def beta_weight(self, log_std: torch.Tensor) -> torch.Tensor:
+        return torch.exp(2 * log_std)
+
+
+class LaplaceNLL(HeteroscedasticNLL):
+    """Under a Laplace distribution of mean μ and standard deviation σ: √2 |y − μ| / σ +
+    ln σ, Roost's robust L1 loss. With ``beta`` each term is weighted by σ/√2: the mean
+    trains exactly as on the L1 loss, σ goes to √2 times the mean absolute error."""
+
+    def terms(self, error: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+        return math.sqrt(2) * error.abs() * torch.exp(-log_std) + log_std
+
+    def beta_weight(self, log_std: torch.Tensor) -> torch.Tensor:
+        return torch.exp(log_std) / math.sqrt(2)
 
 
 class RegressionTask(L.LightningModule):
