@@ -7,12 +7,16 @@ m-3m fundamental zone (--resolution); the CNN's training set, which is that dict
 Jha et al. trained on theirs, plus --extra patterns at uniformly random orientations from the
 same simulator, pattern i at noise level i mod the number of levels (the dictionary alone
 gives the network only noise-free patterns on a grid), and --camera-extra more through the
-realistic camera model (:data:`~deepmat.data.ebsd_camera.REALISTIC_CAMERA`: backgrounds,
-blur, gain, noise, PC jitter, 8 bits, as kikuchipy's real nickel scan); a validation set at
-random orientations, its noise levels and the camera cycling alike, that picks the CNN's best
+two camera models, alternately (:data:`CAMERAS`): the realistic camera
+(:data:`~deepmat.data.ebsd_camera.REALISTIC_CAMERA`: backgrounds, blur, gain, noise, PC
+jitter, 8 bits, as kikuchipy's real nickel scan) and the same camera once a scan's static
+background is removed (:data:`~deepmat.data.ebsd_camera.REALISTIC_CORRECTED_CAMERA`, with
+the correlated texture and noise level of that scan's corrected patterns), as a user's scan
+reaches an indexer without or with its static background; a validation set at random
+orientations, its noise levels and the cameras cycling alike, that picks the CNN's best
 epoch; and a test set of --test-n uniformly random orientations, off the grid, simulated once
 per noise level (--noise-levels: none, or Poisson shot noise of C electrons at the brightest
-pixel) and once through the camera, each with the same test orientations. Training,
+pixel) and once through each camera, each with the same test orientations. Training,
 validation and test orientations are drawn with their own seeds. The CNN (--output: by
 default the cubic embedding of :mod:`deepmat.physics.cubic_embedding`; "quaternion" trains
 Jha et al.'s disorientation loss) prepares its patterns by --preprocess (by default
@@ -64,7 +68,7 @@ from deepmat.data.ebsd import (
     save_pattern_dataset,
     write_pattern_dataset,
 )
-from deepmat.data.ebsd_camera import REALISTIC_CAMERA, CameraSpec
+from deepmat.data.ebsd_camera import REALISTIC_CAMERA, REALISTIC_CORRECTED_CAMERA, CameraSpec
 from deepmat.data.ebsd_simulation import (
     SHIPPED_MASTER,
     DetectorSpec,
@@ -100,7 +104,8 @@ from deepmat.workflows.ebsd_refinement import (
 
 SEEDS = {"extra": 1, "val": 2, "test": 3, "camera_extra": 4}
 REAL = "kikuchipy.data.nickel_ebsd_small()"
-CAMERA = "camera"  # the label of the test set simulated through REALISTIC_CAMERA
+# the test sets simulated through the camera models, by label
+CAMERAS = {"camera": REALISTIC_CAMERA, "camera_corrected": REALISTIC_CORRECTED_CAMERA}
 REFINED = ("cnn", "dictionary")  # the methods whose orientations are refined
 PYEBSDINDEX = "pyebsdindex==0.3.10.1"
 
@@ -123,12 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also index the test sets with dictionaries of these grid spacings (°): what "
         "dictionary indexing needs to match the CNN, and at what speed",
     )
-    p.add_argument("--extra", type=int, default=250_000, help="extra training patterns, random")
+    p.add_argument("--extra", type=int, default=150_000, help="extra training patterns, random")
     p.add_argument(
         "--camera-extra",
         type=int,
-        default=100_000,
-        help="extra training patterns at random orientations through the realistic camera",
+        default=200_000,
+        help="extra training patterns at random orientations through the camera models",
     )
     p.add_argument(
         "--preprocess",
@@ -163,8 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def test_degradations(noise_levels: list[str]) -> dict[str, NoiseSpec | CameraSpec | None]:
-    """The test sets' degradations by label: the --noise-levels, then the realistic camera."""
-    return dict(noise_level(text) for text in noise_levels) | {CAMERA: REALISTIC_CAMERA}
+    """The test sets' degradations by label: the --noise-levels, then the camera models."""
+    return dict(noise_level(text) for text in noise_levels) | CAMERAS
 
 
 def noise_level(text: str) -> tuple[str, NoiseSpec | None]:
@@ -218,14 +223,14 @@ def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) ->
     sets, names = [dictionary], ["dictionary"]
     if args.extra:
         rotations = sample_orientations(n=args.extra, seed=SEEDS["extra"])
-        noise = [spec for label, spec in levels.items() if label != CAMERA]
+        noise = [spec for label, spec in levels.items() if label not in CAMERAS]
         sets.append(simulate_cycling(rotations, detector, noise, SEEDS["extra"], dictionary.attrs))
         names.append("extra")
     if args.camera_extra:
         rotations = sample_orientations(n=args.camera_extra, seed=SEEDS["camera_extra"])
-        camera = [REALISTIC_CAMERA]
         seed = SEEDS["camera_extra"]
-        sets.append(simulate_cycling(rotations, detector, camera, seed, dictionary.attrs))
+        cameras = list(CAMERAS.values())
+        sets.append(simulate_cycling(rotations, detector, cameras, seed, dictionary.attrs))
         names.append("camera_extra")
     train = combine_pattern_sets(sets, names)
     files["val"] = data_dir / "val.h5"
@@ -282,12 +287,12 @@ def finer_dictionaries(
 
 
 def test_scan(files: dict, label: str) -> Scan:
-    """The test set ``label`` to index. The camera set's patterns sit on a camera's
-    background, so it is indexed as a camera's scan: methods that do not remove backgrounds
+    """The test set ``label`` to index. A camera set's patterns come from a camera model,
+    so it is indexed as a camera's scan: methods that do not remove backgrounds
     themselves (dictionaries, refinement, PyEBSDIndex) get them background-corrected
     (dynamic; a simulation has no static background) as they would a real scan's."""
     scan = read_scan(files[f"test_{label}"])
-    scan.experimental = label == CAMERA
+    scan.experimental = label in CAMERAS
     return scan
 
 
@@ -486,7 +491,7 @@ def plot(
             ax.plot(ticks, values, style + line, color=colour, label=f"{label} {key.split('_')[0]}")
     ax.set(
         yscale="log",
-        xlabel="test noise (Poisson counts at the brightest pixel; camera: realistic model)",
+        xlabel="test noise (Poisson counts at the brightest pixel; camera models)",
         ylabel="disorientation (°)",
         title="Random test orientations (speed over the noisy sets)",
     )
@@ -542,7 +547,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs = index_tests(cnn, dictionaries, data["files"], levels)
     if args.refine_n:
         runs |= refine_tests(runs, args.refine_n)
-    counted = [label for label in levels if label != CAMERA]
+    counted = [label for label in levels if label not in CAMERAS]
     noisy = [label for label in counted if levels[label] is not None] or counted
     scan, reference, real = real_scan(cnn, data["dictionary"], detector)
 
@@ -592,9 +597,9 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "split": {
             "how": "train = the dictionary grid over the fundamental zone plus --extra "
-            "patterns at random orientations and --camera-extra through the realistic camera; "
+            "patterns at random orientations and --camera-extra through the camera models; "
             "val and test = uniformly random orientations drawn with their own seeds, the test "
-            "orientations the same at every noise level and for the camera",
+            "orientations the same at every noise level and for each camera",
             "seeds": SEEDS,
         },
         "sizes": {
@@ -612,7 +617,7 @@ def main(argv: list[str] | None = None) -> dict:
             "cnn": cnn.spec.to_dict() | {"parameters": count_parameters(cnn.net)},
             "train": {k: vars(args)[k] for k in ("epochs", "batch_size", "lr", "precision")},
             "dictionary_indexing": {"metric": "ncc", "keep_n": 1},
-            "camera": REALISTIC_CAMERA.to_dict(),
+            "cameras": {label: camera.to_dict() for label, camera in CAMERAS.items()},
             "preprocess": {"name": args.preprocess, **cnn.preprocess.to_dict()},
             "refinement": {
                 "methods": METHODS,

@@ -17,7 +17,13 @@ from orix.quaternion import Rotation
 import deepmat
 from deepmat.data import ebsd_simulation
 from deepmat.data.ebsd import read_pattern_dataset, write_pattern_dataset
-from deepmat.data.ebsd_camera import CAMERA_PRESETS, REALISTIC_CAMERA, CameraSpec, camera_draws
+from deepmat.data.ebsd_camera import (
+    CAMERA_PRESETS,
+    REALISTIC_CAMERA,
+    REALISTIC_CORRECTED_CAMERA,
+    CameraSpec,
+    camera_draws,
+)
 from deepmat.data.ebsd_simulation import (
     DetectorSpec,
     NoiseSpec,
@@ -187,6 +193,37 @@ def test_hot_and_dead_pixels_appear_at_about_the_fraction_asked():
     assert np.mean(eight_bit == 255) == pytest.approx(0.02, abs=0.006)
 
 
+def neighbour_correlation(images: np.ndarray) -> float:
+    """The mean correlation of horizontally neighbouring pixels."""
+    return float(np.mean([np.corrcoef(x[:, :-1].ravel(), x[:, 1:].ravel())[0, 1] for x in images]))
+
+
+def test_texture_adds_a_correlated_field_of_the_amplitude_asked(clean):
+    _, patterns = clean
+    added = {}
+    for width in (0.5, 2.0):
+        camera = CameraSpec(texture=0.2, texture_width=width)
+        added[width] = apply_noise(patterns, camera, seed=1).astype(np.float64) - patterns
+        spread = added[width].std(axis=(1, 2)) / patterns.max(axis=(1, 2))
+        np.testing.assert_allclose(spread, 0.2, rtol=1e-6)
+    assert neighbour_correlation(added[2.0]) > 0.8 > neighbour_correlation(added[0.5]) > 0.2
+
+
+def test_static_removal_takes_the_background_and_its_bad_pixels_away(clean):
+    _, patterns = clean
+    camera = CameraSpec(background=(2.0, 4.0), hot_pixels=0.01, blur=0.5)
+    kept = apply_noise(patterns, camera, seed=1)
+    removed = apply_noise(patterns, replace(camera, static_removed=True), seed=1)
+    blurred = apply_noise(patterns, CameraSpec(blur=0.5), seed=1)
+    assert ncc(removed, blurred).min() > 0.999 and ncc(kept, blurred).max() < 0.8
+    assert (kept == kept.max(axis=(1, 2), keepdims=True)).sum() > 0.005 * kept.size
+    off = replace(camera, static_removed=True, static_mismatch=1.1)
+    assert ncc(apply_noise(patterns, off, seed=1), blurred).max() < 0.95
+    # vignetting and gamma act on bands and background together: the bands stay modulated
+    shaded = replace(camera, vignetting=0.2, gamma=1.25, static_removed=True)
+    assert 0.8 < ncc(apply_noise(patterns, shaded, seed=1), blurred).min() < 0.999
+
+
 def test_projection_centre_jitter_moves_each_pattern_onto_its_drawn_centre(clean):
     rotations, patterns = clean
     still = CameraSpec(pc_jitter=(0.0, 0.0, 0.0), blur=0.0)
@@ -266,6 +303,9 @@ def test_camera_spec_round_trips_and_rejects_bad_ranges():
         REALISTIC_CAMERA
     )
     assert CameraSpec.preset("realistic") is REALISTIC_CAMERA
+    assert CameraSpec.preset("realistic-corrected") is REALISTIC_CORRECTED_CAMERA
+    corrected = REALISTIC_CORRECTED_CAMERA.to_dict()
+    assert CameraSpec.from_dict(json.loads(json.dumps(corrected))) == REALISTIC_CORRECTED_CAMERA
     assert CameraSpec(blur=0.5).blur == (0.5, 0.5)
     for bad, message in (
         ({"blur": (1.0, 0.5)}, "runs backwards"),
@@ -277,6 +317,8 @@ def test_camera_spec_round_trips_and_rejects_bad_ranges():
         ({"pc_jitter": (0.1, -0.1, 0.0)}, "must not be negative"),
         ({"binning": 0}, "binning must be"),
         ({"output": "uint16"}, "output must be one of"),
+        ({"texture_width": 0.0}, "texture_width must be positive"),
+        ({"static_removed": "yes"}, "static_removed must be true or false"),
         ({"blur": "sharp"}, "blur"),
     ):
         with pytest.raises(ConfigError, match=message):
@@ -305,6 +347,30 @@ def test_the_realistic_camera_covers_the_real_nickel_patterns(nickel):
     camera_ncc = ncc(dynamic.apply(simulated), np.tile(clean_ref, (4, 1, 1)))
     low, high = np.percentile(camera_ncc, [5, 95])
     assert low < np.median(real) < high
+
+
+def test_the_corrected_camera_covers_the_real_patterns_once_their_static_background_goes(nickel):
+    """After static and dynamic background removal, the real patterns match their clean
+    projections to an NCC the corrected camera's spread covers, and what the projection
+    leaves is correlated between neighbouring pixels about as much (white noise: 0)."""
+    rotations = Rotation(nickel.xmap.rotations.data)
+    detector = DetectorSpec(pc=tuple(nickel.detector.pc_average))
+    clean_ref = PreprocessSpec(dynamic="subtract").apply(simulate_patterns(rotations, detector))
+    real = BACKGROUND_CORRECTION.apply(nickel.data.reshape(9, 60, 60), nickel.static_background)
+    camera = replace(REALISTIC_CORRECTED_CAMERA, pc_jitter=(0.0, 0.0, 0.0))
+    repeated = Rotation(np.tile(rotations.data, (4, 1)))
+    simulated = BACKGROUND_CORRECTION.apply(simulate_patterns(repeated, detector, noise=camera))
+    references = np.tile(clean_ref, (4, 1, 1))
+    low, high = np.percentile(ncc(simulated, references), [5, 95])
+    assert low < np.median(ncc(real, clean_ref)) < high
+
+    def left(images: np.ndarray, references: np.ndarray) -> np.ndarray:
+        scale = (images * references).sum(axis=(1, 2)) / (references**2).sum(axis=(1, 2))
+        return images - scale[:, None, None] * references
+
+    real_left = neighbour_correlation(left(real, clean_ref))
+    assert abs(neighbour_correlation(left(simulated, references)) - real_left) < 0.1
+    assert real_left > 0.25
 
 
 # ------------------------------------------------------------------ preprocessing

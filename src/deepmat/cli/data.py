@@ -144,7 +144,8 @@ def ebsd_simulate_cmd(
         typer.Option(
             help="camera model, each pattern drawing its own background, blur, noise, gain, "
             "gamma, bad pixels and PC jitter from ranges: off, realistic (ranges that cover "
-            "kikuchipy's nickel scan) or a JSON file of CameraSpec ranges; it replaces "
+            "kikuchipy's nickel scan), realistic-corrected (that scan once its static "
+            "background is removed) or a JSON file of CameraSpec ranges; it replaces "
             "--noise-counts, --gaussian, --background and --uint8, and the file records it"
         ),
     ] = "off",

@@ -17,6 +17,7 @@ _EXPORTS = {
     "PatternDataset": "deepmat.data.ebsd",
     "PatternReport": "deepmat.data.ebsd",
     "REALISTIC_CAMERA": "deepmat.data.ebsd_camera",
+    "REALISTIC_CORRECTED_CAMERA": "deepmat.data.ebsd_camera",
     "Split": "deepmat.data.splits",
     "StructureTable": "deepmat.data.structures",
     "VoxelDataset": "deepmat.data.voxels",
