@@ -3,6 +3,7 @@ homogenization on a few tiny generated microstructures (no network)."""
 
 import json
 
+import numpy as np
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -66,5 +67,6 @@ def test_pretrained_demo_shows_what_is_shipped(tmp_path):
     assert set(shown) == shipped & set(demo.SHOWCASES)
     for rows in shown.values():
         assert rows and all({"input", "prediction", "reference"} <= set(row) for row in rows)
-    if "ebsd-cnn-ni" in shown:  # indexes noisy patterns it has not seen to within a degree
-        assert max(row["disorientation_deg"] for row in shown["ebsd-cnn-ni"]) < 1.0
+    if "ebsd-cnn-ni" in shown:  # indexes a real scan it never saw to within a few degrees
+        angles = [row["disorientation_deg"] for row in shown["ebsd-cnn-ni"]]
+        assert len(angles) == 9 and np.median(angles) < 5.0

@@ -485,9 +485,8 @@ def test_a_card_from_before_the_preprocessing_loads_as_standardisation(trained, 
     np.testing.assert_allclose(
         old.predict(patterns).data, standardising.predict(patterns).data, rtol=1e-8, atol=1e-9
     )
-    shipped = deepmat.load("ebsd-cnn-ni")  # saved before the preprocessing existed
-    assert "preprocess" not in json.loads((shipped.source / "card.json").read_text())
-    assert shipped.preprocess == STANDARDIZE and shipped.card()["preprocess"]["dynamic"] == "off"
+    shipped = deepmat.load("ebsd-cnn-ni")  # trained on background-corrected patterns
+    assert shipped.preprocess == BACKGROUND_CORRECTION
 
 
 def test_scans_are_prepared_once_by_the_model_or_else_corrected_as_before(nickel):

@@ -99,19 +99,19 @@ class CameraSpec(JsonSpec):
 
     ``background``: hump amplitude (× s, the brightest clean pixel); ``background_x``,
     ``background_y``: hump centre (detector scaled to [-1, 1], x right, y down);
-    ``background_width``: its standard deviation, same scale; ``background_gradient``: the
-    tilt of the hump, a fraction of its amplitude at the edge; ``texture``: amplitude (× s)
-    of a correlated random field, ``texture_width`` its correlation length (pixels);
-    ``vignetting``: fraction of the light lost at the corners; ``blur``: Gaussian point-spread σ in pixels; ``counts``:
-    electrons expected at intensity s (log-uniform; None: no shot noise); ``gain``
+    ``background_width``: its standard deviation, same scale; ``background_gradient``: the tilt
+    of the hump, a fraction of its amplitude at the edge; ``texture``: amplitude (× s) of a
+    correlated random field, ``texture_width`` its correlation length (pixels); ``vignetting``:
+    fraction of the light lost at the corners; ``blur``: Gaussian point-spread σ in pixels;
+    ``counts``: electrons expected at intensity s (log-uniform; None: no shot noise); ``gain``
     (log-uniform, before the read-out noise); ``read_noise``: Gaussian σ (× s); ``gamma``
-    (log-uniform); ``hot_pixels``, ``dead_pixels``: fractions of the pixels saturated and
-    dark; ``pc_jitter``: the largest shift (PCx, PCy, PCz) of the projection centre, drawn
-    uniformly in ± that; ``tilt_jitter``: the largest detector tilt change (degrees), ± that;
-    ``binning``: projected that many times finer in each direction and averaged down (a
-    property of the camera, not drawn); ``output``: ``"float"`` or ``"uint8"``;
-    ``static_removed``: the patterns as they are once a scan's static background is removed,
-    which meets each pattern's own background within a factor ``static_mismatch``.
+    (log-uniform); ``hot_pixels``, ``dead_pixels``: fractions of the pixels saturated and dark;
+    ``pc_jitter``: the largest shift (PCx, PCy, PCz) of the projection centre, drawn uniformly
+    in ± that; ``tilt_jitter``: the largest detector tilt change (degrees), ± that; ``binning``:
+    projected that many times finer in each direction and averaged down (a property of the
+    camera, not drawn); ``output``: ``"float"`` or ``"uint8"``; ``static_removed``: the patterns
+    as they are once a scan's static background is removed, which meets each pattern's own
+    background within a factor ``static_mismatch``.
     """
 
     what = "camera spec"

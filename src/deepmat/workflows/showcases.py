@@ -6,8 +6,8 @@ reference value: the demo's first part (:func:`deepmat.workflows.demo.run_pretra
   them by ~0.1-0.2 eV/atom, so this is the gap a user sees in practice, not a test metric).
 - ``cgcnn-linear-perovskites``: cubic perovskites written as CIFs by pymatgen and read back,
   with the interpretable CGCNN's split of each prediction into A, B and X sites.
-- ``ebsd-cnn-ni``: nickel patterns simulated at random orientations with shot noise, indexed
-  by the CNN; the disorientation from the orientation each was simulated at.
+- ``ebsd-cnn-ni``: the 9 real patterns of kikuchipy's nickel scan, indexed by the CNN; the
+  disorientation from the orientation the scan's crystal map stores.
 - ``homogenization-c50``: new random microstructures; the model's C11 (the shipped one is
   the solver hybrid) next to the converged FFT elasticity solver's.
 - ``localization-c10`` / ``-c50``: a new microstructure's ε11 field from the network next to
@@ -103,24 +103,21 @@ def _perovskite_sites(model, console: Console, folder: Path) -> list[dict]:
 
 
 def _ebsd_indexing(model, console: Console, folder: Path) -> list[dict]:
-    """Six nickel patterns at random orientations with Poisson noise of 300 electrons at the
-    brightest pixel, indexed by the CNN; the reference is the simulated orientation."""
-    from deepmat.data.ebsd_simulation import (
-        DetectorSpec,
-        NoiseSpec,
-        sample_orientations,
-        simulate_patterns,
-    )
-    from deepmat.physics.orientations import disorientation_angle
+    """The 9 real patterns of kikuchipy's nickel scan, as stored (the model removes their
+    static and dynamic background itself), indexed by the CNN; the reference is the
+    orientation the scan's crystal map stores."""
+    import kikuchipy as kp
 
-    truth = sample_orientations(n=6, seed=2026)
-    detector = DetectorSpec(shape=tuple(model.pattern_shape))
-    patterns = simulate_patterns(truth, detector, noise=NoiseSpec(counts=300), seed=2026)
-    found = model.predict(patterns)
+    from deepmat.physics.orientations import disorientation_angle
+    from deepmat.workflows.ebsd import index_with_model, scan_from_signal
+
+    scan = scan_from_signal(kp.data.nickel_ebsd_small(), "kikuchipy.data.nickel_ebsd_small()")
+    truth = scan.reference
+    found = index_with_model(model, scan).orientations
     angles = np.degrees(disorientation_angle(truth, found, model.point_group))
-    title = "nickel EBSD patterns (simulated, 300-count shot noise): CNN orientation"
-    table = Table(title=title + " vs the one simulated (Euler angles, degrees)")
-    for column in ("pattern", "simulated at", "CNN", "disorientation (°)"):
+    title = "real nickel EBSD patterns (kikuchipy's 3×3 scan): CNN orientation"
+    table = Table(title=title + " vs the one the scan stores (Euler angles, degrees)")
+    for column in ("pattern", "scan stores", "CNN", "disorientation (°)"):
         table.add_column(column)
     rows = []
     euler_true, euler_found = np.degrees(truth.to_euler()), np.degrees(found.to_euler())
