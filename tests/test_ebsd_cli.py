@@ -258,7 +258,7 @@ def test_evaluate_and_predict_an_orientation_model(files, tmp_path):
         (["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--pc", "0.5", "0.5", "0"], "PCz"),
         (
             ["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--camera", "studio"],
-            "unknown camera 'studio': give one of off, realistic or a JSON file",
+            "unknown camera 'studio': give one of off, realistic, realistic-corrected or a JSON",
         ),
         (
             ["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--camera", "{tmp}/none.json"],
