@@ -83,6 +83,7 @@ from deepmat.represent.patterns import PREPROCESS_PRESETS
 from deepmat.train import save_model
 from deepmat.train.ebsd import OrientationCNNRegressor, orientation_metrics
 from deepmat.workflows.ebsd import (
+    NICKEL_SCAN,
     Indexed,
     Scan,
     draw_ipf_key,
@@ -103,7 +104,6 @@ from deepmat.workflows.ebsd_refinement import (
 )
 
 SEEDS = {"extra": 1, "val": 2, "test": 3, "camera_extra": 4}
-REAL = "kikuchipy.data.nickel_ebsd_small()"
 # the test sets simulated through the camera models, by label
 CAMERAS = {"camera": REALISTIC_CAMERA, "camera_corrected": REALISTIC_CORRECTED_CAMERA}
 REFINED = ("cnn", "dictionary")  # the methods whose orientations are refined
@@ -351,7 +351,7 @@ def real_patterns(detector: DetectorSpec) -> tuple[Scan, Orientation]:
     crystal map's orientations. Plain block means keep the static background a background of
     the binned patterns (kikuchipy's downsampling rescales each pattern on its own)."""
     signal = kp.data.nickel_ebsd_small()
-    scan = scan_from_signal(signal, REAL)
+    scan = scan_from_signal(signal, NICKEL_SCAN)
     factor = scan.detector.shape[0] // detector.shape[0]
     if factor > 1 and tuple(np.multiply(detector.shape, factor)) == scan.detector.shape:
         scan = binned(scan, factor)
@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> dict:
             "noisy_test_sets": noisy,
             "files": {name: str(path) for name, path in data["files"].items()},
             "real": {
-                "source": REAL,
+                "source": NICKEL_SCAN,
                 "shape": list(scan.detector.shape),
                 "binning": scan.detector.binning,
                 "pc": scan.detector.pc,

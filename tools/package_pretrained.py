@@ -177,14 +177,12 @@ def ebsd_cnn_ni(source: Path) -> dict:
     """The orientation CNN of the EBSD benchmark (nickel, 60×60 detector, cubic embedding),
     validated on the benchmark's validation patterns and tested on all its simulated test
     sets and on kikuchipy's 9 real nickel patterns (never trained on)."""
-    import kikuchipy as kp
-
     from deepmat.workflows.ebsd import (
         evaluate_pattern_file,
         index_with_model,
         indexing_metrics,
+        nickel_scan,
         read_scan,
-        scan_from_signal,
     )
 
     run = source.parent
@@ -195,7 +193,7 @@ def ebsd_cnn_ni(source: Path) -> dict:
     def test(model) -> dict:
         patterns = np.concatenate([scan.patterns for scan in tests])
         reference = np.concatenate([scan.reference.data for scan in tests])
-        real = scan_from_signal(kp.data.nickel_ebsd_small(), "kikuchipy.data.nickel_ebsd_small()")
+        real = nickel_scan()
         real_metrics = indexing_metrics(index_with_model(model, real), real)
         return model.evaluate(patterns, reference) | {"real_nickel": real_metrics}
 

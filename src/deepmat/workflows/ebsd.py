@@ -329,6 +329,17 @@ def scan_from_signal(signal: kp.signals.EBSD, source: str, correct_background: b
     )
 
 
+#: where :func:`nickel_scan` comes from
+NICKEL_SCAN = "kikuchipy.data.nickel_ebsd_small()"
+
+
+def nickel_scan() -> Scan:
+    """kikuchipy's real 3×3 nickel scan, which ships inside its package: 60×60 patterns as
+    stored, its static background and its crystal map's orientations (see
+    :func:`scan_from_signal`); real patterns to index and score offline."""
+    return scan_from_signal(kp.data.nickel_ebsd_small(), NICKEL_SCAN)
+
+
 def remove_background(signal: kp.signals.EBSD) -> list[str]:
     """Correct the patterns of ``signal`` in place by
     :data:`~deepmat.represent.patterns.BACKGROUND_CORRECTION` (its static background, when it

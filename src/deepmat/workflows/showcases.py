@@ -106,12 +106,10 @@ def _ebsd_indexing(model, console: Console, folder: Path) -> list[dict]:
     """The 9 real patterns of kikuchipy's nickel scan, as stored (the model removes their
     static and dynamic background itself), indexed by the CNN; the reference is the
     orientation the scan's crystal map stores."""
-    import kikuchipy as kp
-
     from deepmat.physics.orientations import disorientation_angle
-    from deepmat.workflows.ebsd import index_with_model, scan_from_signal
+    from deepmat.workflows.ebsd import index_with_model, nickel_scan
 
-    scan = scan_from_signal(kp.data.nickel_ebsd_small(), "kikuchipy.data.nickel_ebsd_small()")
+    scan = nickel_scan()
     truth = scan.reference
     found = index_with_model(model, scan).orientations
     angles = np.degrees(disorientation_angle(truth, found, model.point_group))
