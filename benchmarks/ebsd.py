@@ -97,6 +97,8 @@ from deepmat.workflows.ebsd import (
     scan_from_signal,
 )
 from deepmat.workflows.ebsd_refinement import (
+    GLOBAL_REGION_DEG,
+    GLOBAL_SEARCH,
     MAX_EVALUATIONS,
     METHODS,
     TRUST_REGION_DEG,
@@ -152,6 +154,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="(the benchmark preset's)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--schedule", default=None, help="learning-rate schedule (the preset's)")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="a saved orientation CNN whose weights training starts from (train on longer: "
+        "give its architecture, a lower --lr and --schedule cosine)",
+    )
     p.add_argument("--channels", type=int, nargs="+", default=list(ORIENTATION_CNN_SMALL.channels))
     p.add_argument(
         "--fc-widths", type=int, nargs="+", default=list(ORIENTATION_CNN_SMALL.fc_widths)
@@ -254,6 +263,8 @@ def train_cnn(args: argparse.Namespace, train: PatternDataset, val: PatternDatas
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "schedule": args.schedule,
+        "init": args.init,
         "precision": args.precision,
         "progress": sys.stderr.isatty(),
     }
@@ -615,7 +626,10 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "settings": {
             "cnn": cnn.spec.to_dict() | {"parameters": count_parameters(cnn.net)},
-            "train": {k: vars(args)[k] for k in ("epochs", "batch_size", "lr", "precision")},
+            "train": {
+                k: vars(args)[k]
+                for k in ("epochs", "batch_size", "lr", "schedule", "init", "precision")
+            },
             "dictionary_indexing": {"metric": "ncc", "keep_n": 1},
             "cameras": {label: camera.to_dict() for label, camera in CAMERAS.items()},
             "preprocess": {"name": args.preprocess, **cnn.preprocess.to_dict()},
@@ -623,6 +637,11 @@ def main(argv: list[str] | None = None) -> dict:
                 "methods": METHODS,
                 "trust_region_deg": TRUST_REGION_DEG,
                 "max_evaluations": MAX_EVALUATIONS,
+                "global_search": {
+                    "method": "differential_evolution",
+                    "region_deg": GLOBAL_REGION_DEG,
+                    **GLOBAL_SEARCH,
+                },
             },
         },
         "metrics": metrics,

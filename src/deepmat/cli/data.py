@@ -225,8 +225,9 @@ def ebsd_index_cmd(
         bool,
         typer.Option(
             "--refine",
-            help="then refine every orientation against the master pattern (kikuchipy, "
-            "a local search within --trust-region of the indexed one)",
+            help="then refine every orientation against the master pattern (kikuchipy: "
+            "local searches within --trust-region of the indexed one and a global one "
+            "within --global-region)",
         ),
     ] = False,
     master: Annotated[
@@ -237,8 +238,16 @@ def ebsd_index_cmd(
         ),
     ] = None,
     trust_region: Annotated[
-        float, typer.Option(help="refinement search half-width per Euler angle (°)")
+        float, typer.Option(help="refinement's local search half-width per Euler angle (°)")
     ] = 5.0,
+    global_region: Annotated[
+        float,
+        typer.Option(
+            help="refinement's global search (differential evolution) half-width per Euler "
+            "angle (°), for orientations the indexer missed by more than --trust-region; "
+            "0: local searches alone (3× faster)"
+        ),
+    ] = 12.0,
 ) -> None:
     """Index EBSD patterns with a saved orientation CNN or by dictionary indexing, and
     optionally refine the orientations against the master pattern: a CSV of Euler angles
@@ -255,7 +264,13 @@ def ebsd_index_cmd(
         if refine:
             from deepmat.workflows.ebsd_refinement import refine_indexed
 
-            indexed = refine_indexed(indexed, scan, master, trust_region_deg=trust_region)
+            indexed = refine_indexed(
+                indexed,
+                scan,
+                master,
+                trust_region_deg=trust_region,
+                global_region_deg=global_region,
+            )
         table = ebsd.orientation_table(indexed, scan)
         metrics = ebsd.indexing_metrics(indexed, scan)
         if ipf:
