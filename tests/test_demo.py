@@ -70,3 +70,5 @@ def test_pretrained_demo_shows_what_is_shipped(tmp_path):
     if "ebsd-cnn-ni" in shown:  # indexes a real scan it never saw to within a few degrees
         angles = [row["disorientation_deg"] for row in shown["ebsd-cnn-ni"]]
         assert len(angles) == 9 and np.median(angles) < 5.0
+        refined = [row["refined_disorientation_deg"] for row in shown["ebsd-cnn-ni"]]
+        assert np.median(refined) < 1.0 and np.median(refined) < np.median(angles)
