@@ -110,6 +110,17 @@ SEEDS = {"extra": 1, "val": 2, "test": 3, "camera_extra": 4}
 CAMERAS = {"camera": REALISTIC_CAMERA, "camera_corrected": REALISTIC_CORRECTED_CAMERA}
 REFINED = ("cnn", "dictionary")  # the methods whose orientations are refined
 PYEBSDINDEX = "pyebsdindex==0.3.10.1"
+# Where else real EBSD patterns with reference orientations were looked for inside installed
+# packages (issue 15, item 5): none adds a test set to kikuchipy's nickel scan.
+REAL_SETS_SEARCHED = {
+    "kikuchipy 0.13.1 data/": "the nickel scan again in four formats (kikuchipy and EDAX "
+    "h5ebsd, NORDIF Pattern.dat, EDAX .up1: the same 9 patterns); EDAX .up2 (10 uint16 "
+    "patterns, no orientations); two NORDIF calibration patterns (no orientations); "
+    "emsoft_ebsd/EBSD_TEST_Ni.h5 (one EMsoft simulation, not a camera's); the rest of "
+    "kikuchipy.data downloads on first use",
+    "orix": "no patterns (orientation maps, downloaded on first use)",
+    PYEBSDINDEX: "one simulated aluminium pattern (tests/data/al_sim_20kv.png)",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -604,6 +615,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "shape": list(scan.detector.shape),
                 "binning": scan.detector.binning,
                 "pc": scan.detector.pc,
+                "other_packages_searched": REAL_SETS_SEARCHED,
             },
         },
         "split": {
