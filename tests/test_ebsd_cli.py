@@ -254,6 +254,10 @@ def test_evaluate_and_predict_an_orientation_model(files, tmp_path):
             ["ebsd", "index", "{test}", "--model", "{model}", "--refine", "--master", "{grid}"],
             "grid.h5: kikuchipy cannot read it",
         ),
+        (
+            ["ebsd", "index", "{test}", "--model", "{model}", "--refine", "--global-region", "-1"],
+            "global_region_deg positive or 0, got 5.0, 300 and -1.0",
+        ),
         (["ebsd", "simulate", "{tmp}/x.h5"], "give exactly one of --resolution"),
         (["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--pc", "0.5", "0.5", "0"], "PCz"),
         (
