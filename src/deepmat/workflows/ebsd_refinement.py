@@ -15,9 +15,10 @@ nickel patterns left 5 of 9 orientations started 4° off worse than they began, 
 brought 8 of 9 to within 0.6° of the scan's own; Powell in turn stalls near Φ = 0, where
 φ1 and φ2 turn about the same axis, and Nelder–Mead does not. A third, global search
 (SciPy's differential evolution within :data:`GLOBAL_REGION_DEG` of the indexed orientation)
-reaches what the local ones cannot: the shipped CNN's orientation of one real nickel
-pattern, 10.3° off, stayed 9° off after both local searches (its NCC 0.10) and came to 0.4°
-(NCC 0.49) by the global one, which brings all 9 to 0.36° of the scan's orientations.
+reaches what the local ones cannot: a CNN's orientation of one real nickel pattern (the
+EBSD benchmark's first run's), 10.3° off, stayed 9° off after both local searches (NCC
+0.10) and came to 0.4° (NCC 0.49) by the global one, which brings all 9 to 0.36° of the
+scan's orientations.
 
 The simulations must be of the patterns' phase and detector: a master pattern of another
 point group or phase name than the indexer's and the scan's, or patterns of another shape
