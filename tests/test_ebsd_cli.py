@@ -256,7 +256,7 @@ def test_evaluate_and_predict_an_orientation_model(files, tmp_path):
         ),
         (
             ["ebsd", "index", "{test}", "--model", "{model}", "--refine", "--global-region", "-1"],
-            "global_region_deg positive or 0, got 5.0, 300 and -1.0",
+            "Invalid value for '--global-region': Input should be greater than or equal",
         ),
         (["ebsd", "simulate", "{tmp}/x.h5"], "give exactly one of --resolution"),
         (["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--pc", "0.5", "0.5", "0"], "PCz"),

@@ -243,9 +243,10 @@ def ebsd_index_cmd(
     global_region: Annotated[
         float,
         typer.Option(
+            min=0.0,
             help="refinement's global search (differential evolution) half-width per Euler "
             "angle (°), for orientations the indexer missed by more than --trust-region; "
-            "0: local searches alone (3× faster)"
+            "0: local searches alone (3× faster)",
         ),
     ] = 12.0,
 ) -> None:
