@@ -135,6 +135,12 @@ def _worker(csv: Path, out: Path, storage: str, budget: int) -> subprocess.Popen
     )
 
 
+def _trials_of(storage: str, pid: int) -> list:
+    """The trials of the shared study that the worker of process ``pid`` ran or runs."""
+    trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
+    return [t for t in trials if t.user_attrs.get("worker", "").split(":")[1:2] == [str(pid)]]
+
+
 def test_two_workers_share_a_study_and_lose_no_trial_when_one_is_killed(formulas_csv, tmp_path):
     budget, storage = 6, f"sqlite:///{tmp_path / 'study.db'}"
     (tmp_path / "tiny.json").write_text(json.dumps(TINY))
@@ -143,19 +149,20 @@ def test_two_workers_share_a_study_and_lose_no_trial_when_one_is_killed(formulas
     while victim is None and time.monotonic() < deadline:
         time.sleep(0.05)
         try:
-            trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
+            mine = _trials_of(storage, killed.pid)
         except KeyError:  # the study is not created yet
             continue
-        mine = [
-            t for t in trials if t.user_attrs.get("worker", "").split(":")[1:2] == [str(killed.pid)]
-        ]
         if mine and survivor is None:  # a head start, so that a slow start leaves it trials
             survivor = _worker(formulas_csv, tmp_path / "b", storage, budget)
-        done = [t for t in mine if t.state == TrialState.COMPLETE]
-        running = [t for t in mine if t.state == TrialState.RUNNING]
-        if done and running:
-            os.kill(killed.pid, signal.SIGKILL)
-            victim = running[0].number
+        if any(t.state == TrialState.COMPLETE for t in mine):
+            # stopped first, so that the trial seen running cannot finish before the kill
+            os.kill(killed.pid, signal.SIGSTOP)
+            running = [t for t in _trials_of(storage, killed.pid) if t.state == TrialState.RUNNING]
+            if running:
+                os.kill(killed.pid, signal.SIGKILL)
+                victim = running[0].number
+            else:  # between two trials: let it start the next
+                os.kill(killed.pid, signal.SIGCONT)
     assert victim is not None, "the first worker never ran a second trial"
     killed.wait()
     assert survivor.wait(timeout=120) == 0
