@@ -60,7 +60,7 @@ TRUST_REGION_DEG = 5.0
 MAX_EVALUATIONS = 300
 METHODS = ("Powell", "Nelder-Mead")  # SciPy's minimize methods, each pattern searched by both
 # Half-width of the global search box per Euler angle (degrees): an indexer's misses up to
-# about twice the local trust region; None or 0 leaves the global search out.
+# about twice the local trust region; 0 leaves the global search out.
 GLOBAL_REGION_DEG = 12.0
 # SciPy's differential evolution as the global search: its population (times the 3 Euler
 # angles), generations and tolerance, seeded for repeatable results (≈ 0.25 s a pattern).
@@ -105,13 +105,13 @@ def refine_orientations(
     energy: float | None = None,
     trust_region_deg: float = TRUST_REGION_DEG,
     max_evaluations: int = MAX_EVALUATIONS,
-    global_region_deg: float | None = GLOBAL_REGION_DEG,
+    global_region_deg: float = GLOBAL_REGION_DEG,
 ) -> tuple[Orientation, np.ndarray]:
     """Orientations of ``patterns`` (n, height, width) refined from ``rotations`` (n,)
     against ``master`` on ``detector``, reduced to the fundamental zone of ``point_group``,
     with their NCC scores (n,; 1 is a perfect match): of each pattern's local searches
     (:data:`METHODS` within ``trust_region_deg``, at most ``max_evaluations`` each) and its
-    global search within ``global_region_deg`` (None or 0: none), the best match.
+    global search within ``global_region_deg`` (0: none), the best match.
 
     ``phase`` (a phase name) and ``point_group`` are those of the patterns, checked against
     the master pattern's (:func:`check_master_phase`); ``energy`` (kV) picks the master
@@ -126,7 +126,7 @@ def refine_orientations(
         )
     if rotations.size != len(patterns):
         raise DataError(f"{len(patterns)} patterns but {rotations.size} orientations to refine")
-    if trust_region_deg <= 0 or max_evaluations < 1 or (global_region_deg or 0) < 0:
+    if trust_region_deg <= 0 or max_evaluations < 1 or global_region_deg < 0:
         raise ConfigError(
             f"trust_region_deg must be positive, max_evaluations at least 1 and "
             f"global_region_deg positive or 0, got {trust_region_deg}, {max_evaluations} "
@@ -183,7 +183,7 @@ def refined_map(
             energy=energy,
             trust_region=[trust_region_deg] * 3,
             method=method,
-            method_kwargs=dict(method_kwargs),
+            method_kwargs=dict(method_kwargs),  # a copy: kikuchipy adds the bounds to it
         )
 
 

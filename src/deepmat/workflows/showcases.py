@@ -106,31 +106,28 @@ def _ebsd_indexing(model, console: Console, folder: Path) -> list[dict]:
     """The 9 real patterns of kikuchipy's nickel scan, as stored (the model removes their
     static and dynamic background itself), indexed by the CNN and then refined against the
     master pattern; the reference is the orientation the scan's crystal map stores."""
-    from deepmat.physics.orientations import disorientation_angle
-    from deepmat.workflows.ebsd import index_with_model, nickel_scan
+    from deepmat.workflows.ebsd import index_with_model, nickel_scan, orientation_table
     from deepmat.workflows.ebsd_refinement import refine_indexed
 
     scan = nickel_scan()
-    truth = scan.reference
     indexed = index_with_model(model, scan)
-    refined = refine_indexed(indexed, scan).orientations
-    found = indexed.orientations
-    angles, refined_angles = (
-        np.degrees(disorientation_angle(truth, o, model.point_group)) for o in (found, refined)
-    )
+    found = orientation_table(indexed, scan)
+    refined = orientation_table(refine_indexed(indexed, scan), scan)["disorientation_deg"]
+    euler_found = found[["phi1", "Phi", "phi2"]].to_numpy()
+    euler_true = np.degrees(scan.reference.to_euler())
     title = "real nickel EBSD patterns (kikuchipy's 3×3 scan): CNN orientation"
     table = Table(title=title + " vs the one the scan stores (Euler angles, degrees)")
     for column in ("pattern", "scan stores", "CNN", "disorientation (°)", "refined (°)"):
         table.add_column(column)
     rows = []
-    euler_true, euler_found = np.degrees(truth.to_euler()), np.degrees(found.to_euler())
-    for i, angle in enumerate(angles):
+    angles = zip(found["disorientation_deg"], refined, strict=True)
+    for i, (angle, refined_angle) in enumerate(angles):
         table.add_row(
             str(i),
             " ".join(f"{v:6.1f}" for v in euler_true[i]),
             " ".join(f"{v:6.1f}" for v in euler_found[i]),
             f"{angle:.2f}",
-            f"{refined_angles[i]:.2f}",
+            f"{refined_angle:.2f}",
         )
         rows.append(
             {
@@ -138,7 +135,7 @@ def _ebsd_indexing(model, console: Console, folder: Path) -> list[dict]:
                 "prediction": euler_found[i].tolist(),
                 "reference": euler_true[i].tolist(),
                 "disorientation_deg": float(angle),
-                "refined_disorientation_deg": float(refined_angles[i]),
+                "refined_disorientation_deg": float(refined_angle),
             }
         )
     console.print(table)
