@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import sqlalchemy
 import torch
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -135,10 +136,23 @@ def _worker(csv: Path, out: Path, storage: str, budget: int) -> subprocess.Popen
     )
 
 
-def _trials_of(storage: str, pid: int) -> list:
+def _trials_of(storage: str | optuna.storages.BaseStorage, pid: int) -> list:
     """The trials of the shared study that the worker of process ``pid`` ran or runs."""
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
     return [t for t in trials if t.user_attrs.get("worker", "").split(":")[1:2] == [str(pid)]]
+
+
+def _running_while_stopped(storage: str, pid: int) -> list:
+    """The trials the worker ``pid`` runs, read while it is stopped so that none can finish
+    meanwhile; none when it was stopped inside a write (the database is then locked: a
+    reader that waited would outlast the heartbeat's grace and fail the trial itself)."""
+    impatient = {"connect_args": {"timeout": 0.1}}
+    try:
+        reader = optuna.storages.RDBStorage(storage, engine_kwargs=impatient)
+        os.kill(pid, signal.SIGSTOP)
+        return [t for t in _trials_of(reader, pid) if t.state == TrialState.RUNNING]
+    except sqlalchemy.exc.OperationalError:
+        return []
 
 
 def test_two_workers_share_a_study_and_lose_no_trial_when_one_is_killed(formulas_csv, tmp_path):
@@ -155,9 +169,7 @@ def test_two_workers_share_a_study_and_lose_no_trial_when_one_is_killed(formulas
         if mine and survivor is None:  # a head start, so that a slow start leaves it trials
             survivor = _worker(formulas_csv, tmp_path / "b", storage, budget)
         if any(t.state == TrialState.COMPLETE for t in mine):
-            # stopped first, so that the trial seen running cannot finish before the kill
-            os.kill(killed.pid, signal.SIGSTOP)
-            running = [t for t in _trials_of(storage, killed.pid) if t.state == TrialState.RUNNING]
+            running = _running_while_stopped(storage, killed.pid)
             if running:
                 os.kill(killed.pid, signal.SIGKILL)
                 victim = running[0].number
