@@ -15,6 +15,11 @@ For each model (``composition``: Roost on ``oqmd-dhf``; ``elemnet``: ElemNet on
   default the β-NLL of a Laplace distribution, whose pull on the mean is the L1 loss's that
   trained the source): a σ for a shipped single network without retraining it or shipping
   more weights;
+- ``companion``: a trained network (``--snapshots elemnet=elemnet-oqmd``) paired with a
+  companion trained on the same split (``--companion elemnet=DIR``, e.g. the Roost of
+  ``composition-oqmd``, ``src/deepmat/pretrained/composition-oqmd/members/0``): their
+  disagreement and the companion's own σ (:class:`deepmat.train.Paired`), a σ for a shipped
+  single network that changes none of its predictions;
 - ``trees``: the spread of a forest's trees;
 
 each before and after recalibration (``<method>_recalibrated``: one factor on σ fitted by
@@ -58,7 +63,7 @@ import deepmat
 from _shared import command, machine, merge_earlier, merged_metrics, parser, subsample, write_json
 from deepmat.data import dataset_path, load_dataset
 from deepmat.data.readers import read_structures
-from deepmat.train import Ensemble, save_model
+from deepmat.train import Ensemble, Paired, save_model
 from deepmat.train.calibration import (
     calibration_curve,
     calibration_metrics,
@@ -78,9 +83,16 @@ RECALIBRATIONS = (
     ("coverage", "_recalibrated_coverage"),
 )
 # model: (dataset, deepmat model name, methods)
-NETWORK_METHODS = ("ensemble", "snapshots", "mc_dropout", "heteroscedastic", "sigma_head")
+NETWORK_METHODS = (
+    "ensemble",
+    "snapshots",
+    "mc_dropout",
+    "heteroscedastic",
+    "sigma_head",
+    "companion",
+)
 #: the methods that start from the trained network --snapshots names
-FROM_SOURCE = ("snapshots", "sigma_head")
+FROM_SOURCE = ("snapshots", "sigma_head", "companion")
 MODELS = {
     "composition": ("oqmd-dhf", "roost", NETWORK_METHODS),
     "elemnet": ("oqmd-dhf", "elemnet", NETWORK_METHODS),
@@ -114,6 +126,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "train split) and --members - 1 copies fine-tuned from it, seeds 0, 1, …, for "
         "--snapshot-epochs at --snapshot-lr with dropout off (as cgcnn-mp-eform was made); "
         "method sigma_head: SOURCE with a σ output, fine-tuned the same way",
+    )
+    p.add_argument(
+        "--companion",
+        nargs="*",
+        default=[],
+        metavar="MODEL=COMPANION",
+        help="method companion of MODEL: its --snapshots SOURCE paired with COMPANION (a "
+        "saved model trained on the same train split that reads the same input)",
     )
     p.add_argument("--snapshot-epochs", type=int, default=3)
     p.add_argument("--snapshot-lr", type=float, default=2e-4)
@@ -199,6 +219,9 @@ def trained(model: str, method: str, train_part, stop, args) -> object:
         return deepmat.load(given[f"{model}.{method}"])
     dataset = MODELS[model][0]
     where = args.out / f"{model}_{method}"
+    if method == "companion":
+        companion = deepmat.load(companion_source(model, args))
+        return Paired.of(source_network(model, args), companion, stop, name=f"{model}-paired")
     options = {}
     if method in FROM_SOURCE:
         options = {
@@ -212,7 +235,7 @@ def trained(model: str, method: str, train_part, stop, args) -> object:
         options |= {"freeze": args.sigma_head_freeze, "loss": args.sigma_head_loss}
     if method not in ("ensemble", "snapshots"):
         return train(build(model, method, 0, args, **options), dataset, train_part, stop, where)
-    first = [deepmat.load(options["init"])] if method == "snapshots" else []
+    first = [source_network(model, args)] if method == "snapshots" else []
     members = first + [
         train(
             build(model, method, seed, args, **options),
@@ -236,6 +259,22 @@ def snapshot_source(model: str, args: argparse.Namespace) -> str:
     return given[model]
 
 
+def source_network(model: str, args: argparse.Namespace):
+    """The network of ``model``'s family in the model ``--snapshots`` names (the model
+    itself, or the network of a shipped pair or ensemble)."""
+    return deepmat.load(snapshot_source(model, args)).starting_point(
+        build(model, "", 0, args).family
+    )
+
+
+def companion_source(model: str, args: argparse.Namespace) -> str:
+    """The companion ``--companion`` names for ``model``; UncertaintyUnavailable without one."""
+    given = dict(item.split("=", 1) for item in args.companion)
+    if model not in given:
+        raise UncertaintyUnavailable(f"companion of {model} needs --companion {model}=DIR")
+    return given[model]
+
+
 def assess(model: str, method: str, train_part, calibration, assessment, args) -> tuple[dict, dict]:
     """Scores of ``method`` on ``assessment`` before and after recalibration on
     ``calibration``, and the calibration curves (or the reason it does not apply)."""
@@ -244,6 +283,8 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
         probe = build(model, method, 0, args)
         if method in FROM_SOURCE:
             snapshot_source(model, args)
+        if method == "companion":
+            companion_source(model, args)
         if method == "mc_dropout":  # refuses before any training where it cannot apply
             probe.predict(calibration.subset([0, 1]), return_std=True)
     except UncertaintyUnavailable as error:
@@ -337,6 +378,7 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {
             "members": args.members,
             "snapshots": args.snapshots,
+            "companion": args.companion,
             "snapshot_epochs": args.snapshot_epochs,
             "snapshot_lr": args.snapshot_lr,
             "sigma_head_freeze": args.sigma_head_freeze,

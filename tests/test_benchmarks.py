@@ -10,6 +10,7 @@ import pytest
 
 import deepmat
 from deepmat.data.registry import DATASETS, data_dir
+from deepmat.pretrained import pretrained_path
 from test_crystal import perovskite
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
@@ -145,6 +146,24 @@ def test_an_ensemble_of_snapshots_holds_the_source_and_its_fine_tuned_copies(tmp
     assert len(ensemble.members) == 2 and entry["snapshots"]["mae"] > 0
     configs = [m.card()["training"].get("config", {}) for m in ensemble.members]
     assert configs[1]["init"] == "elemnet-oqmd" and configs[1]["dropout_until"] == 0.0
+
+
+def test_a_companion_gives_the_shipped_network_a_calibrated_std_without_moving_its_mean(tmp_path):
+    if not (data_dir() / DATASETS["oqmd-dhf"].all_files[0].relpath).exists():
+        pytest.skip(f"oqmd-dhf not found in {data_dir()}; set DEEPMAT_DATA_DIR")
+    script = BENCHMARKS[0].parent / "uncertainty.py"
+    out, results = tmp_path / "models", tmp_path / "results"
+    command = [sys.executable, str(script), "--quick", "--out", str(out), "--results", str(results)]
+    roost = pretrained_path("composition-oqmd") / "members" / "0"
+    args = ["--models", "elemnet", "--methods", "companion", "--snapshots", "elemnet=elemnet-oqmd"]
+    subprocess.run([*command, *args, "--companion", f"elemnet={roost}"], check=True)
+    entry = json.loads((results / "uncertainty_quick.json").read_text())["metrics"]["elemnet"]
+    pair = deepmat.load(entry["companion"]["model"])
+    assert (pair.model.family, pair.companion.family) == ("network", "element-set-network")
+    mean, std = pair.predict(["NaCl", "Fe2O3"], return_std=True)
+    network = deepmat.load("elemnet-oqmd").starting_point("network")
+    assert np.all(std > 0) and np.array_equal(mean, network.predict(["NaCl", "Fe2O3"]))
+    assert set(entry["companion_recalibrated_coverage"]["scales"]) == {"epistemic", "aleatoric"}
 
 
 def test_a_sigma_head_fine_tunes_the_source_on_the_beta_nll_with_leading_layers_fixed(tmp_path):

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 import deepmat
 from deepmat.cli import app
+from deepmat.train.estimator import UncertaintyUnavailable
 
 runner = CliRunner()
 
@@ -363,4 +364,43 @@ def test_models_of_two_families_combine_into_one_weighed_and_recalibrated_ensemb
     other = tmp_path / "other-split"
     assert train(csv_path, other, "--model", "rf-fractions", "--seed", "1", *split).exit_code == 0
     result = runner.invoke(app, ["ensemble", str(forest), str(other), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "another split" in result.output
+
+
+def test_a_companion_gives_a_network_without_dropout_a_recalibrated_std(csv_path, tmp_path):
+    forest, network = tmp_path / "forest", tmp_path / "network"
+    split = ("--val-fraction", "0.35")
+    assert (
+        train(csv_path, forest, "--model", "rf-fractions", "--trees", "10", *split).exit_code == 0
+    )
+    result = train(csv_path, network, "--model", "elemnet", "--epochs", "2", *split)
+    assert result.exit_code == 0, result.output
+    formulas = ["NaCl", "Fe2O3", "ZnS"]
+    with pytest.raises(UncertaintyUnavailable):
+        deepmat.load(network).predict(formulas, return_std=True)
+
+    out = tmp_path / "pair"
+    command = ["pair", str(network), str(forest), "--out", str(out), "--data", str(csv_path)]
+    result = runner.invoke(app, [*command, "--target", "dhf"])
+    assert result.exit_code == 0, result.output
+    assert "companion" in result.output and "epistemic ×" in result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["family"] == "paired" and card["paired"] == {
+        "model": "network",
+        "companion": "forest",
+    }
+    assert set(card["recalibration"]["component_scales"]) == {"epistemic", "aleatoric"}
+    n_val = len(json.loads((network / "split.json").read_text())["val"])
+    assert card["metrics"]["val"]["n"] == card["recalibration"]["n"] == n_val
+    assert card["recalibration"]["after"]["coverage_95"] >= 0.9
+    pair = deepmat.load(out)
+    mean, std = pair.predict(formulas, return_std=True)
+    assert np.array_equal(mean, deepmat.load(network).predict(formulas)) and np.all(std > 0)
+    result = runner.invoke(app, ["evaluate", str(out), str(csv_path), "--target", "dhf", "--json"])
+    scores = json.loads(result.stdout)
+    assert scores["part"] == "val" and 0 <= scores["coverage_95"] <= 1
+
+    other = tmp_path / "other-split"
+    assert train(csv_path, other, "--model", "rf-fractions", "--seed", "1", *split).exit_code == 0
+    result = runner.invoke(app, ["pair", str(network), str(other), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "another split" in result.output

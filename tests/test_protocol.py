@@ -17,6 +17,7 @@ from deepmat.train import (
     Estimator,
     ForestRegressor,
     NetworkRegressor,
+    Paired,
     RuleOfMixtures,
     TrainConfig,
     UncertaintyUnavailable,
@@ -163,3 +164,29 @@ def test_training_options_for_a_forest_are_refused_not_ignored():
     with pytest.raises(ConfigError, match="trains no network: the training options epochs"):
         make_regressor("rf-magpie", "default", overrides={"epochs": 5, "progress": False})
     assert make_regressor("rf-magpie", overrides={"progress": False, "seed": 1}).name == "rf-magpie"
+
+
+def test_a_pair_keeps_its_models_mean_and_refuses_a_companion_of_another_target(tmp_path):
+    n = len(ElementFractions().feature_names)
+    config = TrainConfig(epochs=2, progress=False)
+    spec = MLPSpec(n, (Block(16, 2),))
+    network = NetworkRegressor(spec, config=config, name="net", target="dhf", unit="eV/atom")
+    network.fit(FORMULAS, TARGETS, val=(FORMULAS[:3], TARGETS[:3]), workdir=tmp_path / "net")
+    forest = ForestRegressor(ElementFractions(), n_estimators=10, n_jobs=1, target="dhf")
+    forest.unit = "eV/atom"
+    forest.fit(FORMULAS, TARGETS)
+    pair = Paired(network, forest)
+    mean, std = pair.predict(FORMULAS, return_std=True)
+    assert np.array_equal(mean, network.predict(FORMULAS)) and np.all(std > 0)
+    _, parts = pair.variance_components(FORMULAS)
+    np.testing.assert_allclose(parts["epistemic"], (mean - forest.predict(FORMULAS)) ** 2)
+    np.testing.assert_allclose(
+        parts["aleatoric"], forest.predict(FORMULAS, return_std=True)[1] ** 2
+    )
+    loaded = deepmat.load(pair.save(tmp_path / "pair"))
+    assert loaded.family == "paired" and loaded.starting_point("network") is loaded.model
+    assert loaded.net is loaded.model.net  # the rest is the model's
+    np.testing.assert_allclose(loaded.predict(FORMULAS, return_std=True)[1], std, rtol=1e-5)
+    gap = ForestRegressor(ElementFractions(), n_estimators=5, n_jobs=1, name="gaps", target="gap")
+    with pytest.raises(ConfigError, match="companion gaps differs from net in target"):
+        Paired(network, gap)

@@ -30,6 +30,7 @@ for command in (
     use.evaluate,
     use.recalibrate,
     use.ensemble,
+    use.pair,
     use.screen,
     use.segment,
     use.measure,

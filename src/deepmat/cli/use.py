@@ -314,7 +314,7 @@ def _share_split(members: list[str], out: Path) -> None:
     for split in splits[1:]:
         if split.read_bytes() != splits[0].read_bytes():
             raise DataError(
-                f"ensemble member {split.parent} was trained on another split than "
+                f"{split.parent} was trained on another split than "
                 f"{splits[0].parent}: its validation records would be training records of "
                 "the other"
             )
@@ -389,6 +389,63 @@ def ensemble(
             + ", ".join(f"{v:.4g}" for v in model.metrics["val"]["member_mae"])
             + ")"
         )
+        _print_recalibration(record)
+
+
+def pair(
+    model_dir: Annotated[
+        str, typer.Argument(help="saved model directory or shipped model: the pair's mean")
+    ],
+    companion: Annotated[
+        str,
+        typer.Argument(
+            help="saved model trained on the same split for the same target and input "
+            "(an ensemble's member: DIR/members/I)"
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="directory for the saved pair")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="validation data of the two (their own data: its val part) to recalibrate "
+            "the pair on"
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="the pair's name (default: the model's)")] = None,
+    target: TargetOption = None,
+    formula_column: FormulaOption = None,
+    drop_invalid: DropOption = False,
+    table_csv: StructureTableOption = None,
+    cif_column: CifColumnOption = "cif",
+    id_column: IdColumnOption = None,
+    criterion: CriterionOption = "coverage",
+    coverage: CoverageOption = 0.95,
+) -> None:
+    """Give a trained model standard deviations from a companion: their disagreement and
+    the companion's own σ, its predictions unchanged; saved in OUT. With --data, fit the
+    factors on the two parts of σ² on validation data and record the metrics."""
+    import deepmat
+    from deepmat.train import Paired
+
+    options = _reading_options(
+        target, formula_column, drop_invalid, table_csv, cif_column, id_column
+    )
+    try:
+        model = Paired.of(deepmat.load(model_dir), deepmat.load(companion), None, name)
+        model.training["sources"] = [model_dir, companion]
+        model.save(out)
+        _share_split([model_dir, companion], out)
+        if data is not None:
+            held_out = _validation_records(model, out, data, options)
+            record = model.recalibrate(*held_out, criterion=criterion, coverage=coverage)
+            model.metrics["val"] = model.evaluate(*held_out)
+            model.save(out)
+    except DeepmatError as exc:
+        fail(exc)
+    console.print(f"saved {model.model.name} with companion {model.companion.name} to {out}")
+    if data is not None:
+        val = model.metrics["val"]
+        console.print(f"val MAE {val['mae']:.4g} (companion {val['companion_mae']:.4g})")
         _print_recalibration(record)
 
 

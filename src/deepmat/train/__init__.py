@@ -16,6 +16,7 @@ _EXPORTS = {
     "dictionary_index": "deepmat.train.dictionary",
     "ElementSetRegressor": "deepmat.train.element_sets",
     "Ensemble": "deepmat.train.ensemble",
+    "Paired": "deepmat.train.paired",
     "Estimator": "deepmat.train.estimator",
     "calibration_metrics": "deepmat.train.calibration",
     "FCN3DRegressor": "deepmat.train.localization",

@@ -40,7 +40,7 @@ from deepmat.train.estimator import Estimator, UncertaintyUnavailable
 MEMBERS = "members"
 
 
-def _identity(card: dict) -> dict:
+def identity(card: dict) -> dict:
     """What members of one ensemble must share: the input they read (a composition, a
     structure, a microstructure), what they predict, and its name and unit."""
     target = card.get("target") or {}
@@ -80,19 +80,19 @@ class Ensemble(Estimator):
         self.members = list(members)
         self.weights = _checked_weights(weights, len(self.members))
         self.name = name or f"{self.members[0].name}-ensemble"
-        first = _identity(self.members[0].card())
+        first = identity(self.members[0].card())
         if first["output"] == "orientation":
             raise ConfigError(
                 "ensembles average values or fields; the mean of orientations needs their "
                 f"crystal symmetry ({self.members[0].family} predicts orientations)"
             )
         for i, member in enumerate(self.members[1:], start=1):
-            identity = _identity(member.card())
-            differing = [key for key, value in identity.items() if value != first[key]]
+            theirs = identity(member.card())
+            differing = [key for key, value in theirs.items() if value != first[key]]
             if differing:
                 raise ConfigError(
                     f"ensemble member {i} ({member.name}) differs from member 0 in "
-                    f"{', '.join(differing)}: {identity[differing[0]]!r} vs "
+                    f"{', '.join(differing)}: {theirs[differing[0]]!r} vs "
                     f"{first[differing[0]]!r}"
                 )
         self.input_kind = self.members[0].input_kind
@@ -200,15 +200,9 @@ class Ensemble(Estimator):
     def _member_moments(self, X, **options) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """The members' means (k, n, …) and the variances of those that give one, by
         member index."""
-        means, variances = [], {}
-        for i, member in enumerate(self.members):
-            try:
-                mean, std = member.predict(X, return_std=True, **options)
-                variances[i] = np.asarray(std, dtype=np.float64) ** 2
-            except UncertaintyUnavailable:
-                mean = member.predict(X, **options)
-            means.append(np.asarray(mean, dtype=np.float64))
-        return np.stack(means), variances
+        moments = [predict_moments(member, X, options) for member in self.members]
+        variances = {i: var for i, (_, var) in enumerate(moments) if var is not None}
+        return np.stack([mean for mean, _ in moments]), variances
 
     def _mean(self, means: np.ndarray) -> np.ndarray:
         """The weighted mean over the members' axis of ``means`` (k, n, …)."""
@@ -330,6 +324,16 @@ class Ensemble(Estimator):
         ensemble = cls(members, card["model"], weights)
         ensemble.restore_record(card)
         return ensemble
+
+
+def predict_moments(model: Estimator, X, options: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """``model``'s predictions for ``X`` and their variance (None where it gives none);
+    ``options`` go to its ``predict``."""
+    try:
+        mean, std = model.predict(X, return_std=True, **options)
+        return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64) ** 2
+    except UncertaintyUnavailable:
+        return np.asarray(model.predict(X, **options), dtype=np.float64), None
 
 
 def _checked_weights(weights: Sequence[float] | None, k: int) -> np.ndarray:

@@ -18,6 +18,8 @@
                          (family "mks"; plain arrays, no pickle)
     members/0 … k-1      an ensemble's members, each a saved-model directory (family
                          "ensemble")
+    model/, companion/   a model and the companion that gives its standard deviations,
+                         each a saved-model directory (family "paired")
 
 Composition models have ``"input": "composition"`` in their card; homogenization models
 (families "voxel-network", "two-point-pca" and "mixture-rule", the last one a card
@@ -81,6 +83,7 @@ FAMILIES: dict[str, str] = {
     "microstructure-gan": "deepmat.train.generative:MicrostructureGAN",
     "microstructure-vae": "deepmat.train.vae:MicrostructureVAE",
     "ensemble": "deepmat.train.ensemble:Ensemble",
+    "paired": "deepmat.train.paired:Paired",
 }
 _PACKAGES = ("deepmat", "torch", "numpy", "scikit-learn", "pymatgen")
 

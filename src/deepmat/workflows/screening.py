@@ -26,6 +26,7 @@ from deepmat.data.splits import parse_system
 from deepmat.errors import DataError
 from deepmat.parallel import map_chunks
 from deepmat.physics.hulls import FormationHull, vertex_aware_dhd
+from deepmat.train.estimator import UncertaintyUnavailable
 
 MAX_ELEMENTS = 6
 
@@ -141,12 +142,16 @@ def screen(
 
 def predict_fractions(model, elements: Sequence[str], fractions: np.ndarray, std: bool):
     """The model's predictions for rows of atomic fractions over ``elements``: straight from
-    the arrays where the representation takes fractions, else through compositions."""
+    the arrays where the representation takes fractions (and the network gives σ itself, if
+    asked for), else through compositions."""
     representation = model.representation
     if hasattr(representation, "transform_fractions"):
-        return model.predict_features(
-            representation.transform_fractions(elements, fractions), return_std=std
-        )
+        try:
+            return model.predict_features(
+                representation.transform_fractions(elements, fractions), return_std=std
+            )
+        except UncertaintyUnavailable:  # σ from a companion that reads compositions
+            pass
     table = composition_table(
         [Composition(dict(zip(elements, row, strict=True))) for row in fractions]
     )
