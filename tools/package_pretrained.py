@@ -56,10 +56,15 @@ def generated_files(run: Path, relpaths: list[str], command: str, how: str) -> d
 
 
 def elemnet_oqmd(source: Path) -> dict:
-    """ElemNet on OQMD ΔHf, trained on the train split and validated on the val split."""
+    """ElemNet on OQMD ΔHf, trained on the train split and validated on the val split,
+    paired with the Roost of ``composition-oqmd`` (same split) for its standard deviations:
+    their disagreement and the Roost's own σ, recalibrated on the val split (ElemNet trains
+    its last epochs without dropout, and five of it would not fit the package)."""
     command = (
         "deepmat train composition --model elemnet --data oqmd-dhf --preset benchmark "
-        "--out runs/elemnet-oqmd"
+        "--out runs/elemnet-oqmd && deepmat pair runs/elemnet-oqmd runs/roost-cycle3 --data "
+        "oqmd-dhf --coverage 0.95 --name elemnet-oqmd --out runs/elemnet-oqmd-paired "
+        "(runs/roost-cycle3: see composition-oqmd)"
     )
     return oqmd_model(source, command)
 
@@ -79,7 +84,7 @@ def composition_oqmd(source: Path) -> dict:
         "python benchmarks/composition.py --out runs/composition --only roost --embedding "
         f"matscholar --epochs 30 --loss laplace-nll && {cycle} --init runs/composition/roost "
         f"--out runs/roost-cycle2 && {cycle} --init runs/roost-cycle2 --out runs/roost-cycle3 "
-        "&& deepmat ensemble runs/roost-cycle3 elemnet-oqmd --weight 0.7 --weight 0.3 --data "
+        "&& deepmat ensemble runs/roost-cycle3 runs/elemnet-oqmd --weight 0.7 --weight 0.3 --data "
         "oqmd-dhf --coverage 0.935 --name composition-oqmd --out runs/composition-oqmd"
     )
     return oqmd_model(source, command)
