@@ -361,7 +361,12 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(),
         "command": command(),
     }
-    results["commands"] = dict.fromkeys(by_model, results["command"])
+    # per model and setting: a run of one setting leaves the others' commands as they were
+    results["commands"] = {
+        f"{model}.{setting}" if isinstance(entry, dict) else model: results["command"]
+        for model, entries in by_model.items()
+        for setting, entry in entries.items()
+    }
     earlier = args.results / "stability.json"
     results = merge_earlier(results, earlier, ("models", "training", "sizes", "split"))
     results["metrics"] = merged_metrics(earlier, by_model)
