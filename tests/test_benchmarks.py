@@ -133,15 +133,21 @@ def test_a_rerun_of_some_methods_keeps_the_others(tmp_path):
     assert merged_metrics(tmp_path / "none.json", {"a": {}}) == {"a": {}}
 
 
-def test_an_ensemble_of_snapshots_holds_the_source_and_its_fine_tuned_copies(tmp_path):
+def quick_uncertainty(tmp_path, *args: str) -> dict:
+    """The elemnet entry of ``benchmarks/uncertainty.py --quick`` with ``args`` (skipped
+    without oqmd-dhf)."""
     if not (data_dir() / DATASETS["oqmd-dhf"].all_files[0].relpath).exists():
         pytest.skip(f"oqmd-dhf not found in {data_dir()}; set DEEPMAT_DATA_DIR")
     script = BENCHMARKS[0].parent / "uncertainty.py"
-    args = ["--models", "elemnet", "--methods", "snapshots", "--snapshots", "elemnet=elemnet-oqmd"]
     out, results = tmp_path / "models", tmp_path / "results"
     command = [sys.executable, str(script), "--quick", "--out", str(out), "--results", str(results)]
-    subprocess.run([*command, *args, "--snapshot-epochs", "1"], check=True)
-    entry = json.loads((results / "uncertainty_quick.json").read_text())["metrics"]["elemnet"]
+    subprocess.run([*command, "--models", "elemnet", *args], check=True)
+    return json.loads((results / "uncertainty_quick.json").read_text())["metrics"]["elemnet"]
+
+
+def test_an_ensemble_of_snapshots_holds_the_source_and_its_fine_tuned_copies(tmp_path):
+    args = ["--methods", "snapshots", "--snapshots", "elemnet=elemnet-oqmd"]
+    entry = quick_uncertainty(tmp_path, *args, "--snapshot-epochs", "1")
     ensemble = deepmat.load(entry["snapshots"]["model"])
     assert len(ensemble.members) == 2 and entry["snapshots"]["mae"] > 0
     configs = [m.card()["training"].get("config", {}) for m in ensemble.members]
@@ -149,15 +155,9 @@ def test_an_ensemble_of_snapshots_holds_the_source_and_its_fine_tuned_copies(tmp
 
 
 def test_a_companion_gives_the_shipped_network_a_calibrated_std_without_moving_its_mean(tmp_path):
-    if not (data_dir() / DATASETS["oqmd-dhf"].all_files[0].relpath).exists():
-        pytest.skip(f"oqmd-dhf not found in {data_dir()}; set DEEPMAT_DATA_DIR")
-    script = BENCHMARKS[0].parent / "uncertainty.py"
-    out, results = tmp_path / "models", tmp_path / "results"
-    command = [sys.executable, str(script), "--quick", "--out", str(out), "--results", str(results)]
     roost = pretrained_path("composition-oqmd") / "members" / "0"
-    args = ["--models", "elemnet", "--methods", "companion", "--snapshots", "elemnet=elemnet-oqmd"]
-    subprocess.run([*command, *args, "--companion", f"elemnet={roost}"], check=True)
-    entry = json.loads((results / "uncertainty_quick.json").read_text())["metrics"]["elemnet"]
+    args = ["--methods", "companion", "--snapshots", "elemnet=elemnet-oqmd"]
+    entry = quick_uncertainty(tmp_path, *args, "--companion", f"elemnet={roost}")
     pair = deepmat.load(entry["companion"]["model"])
     assert (pair.model.family, pair.companion.family) == ("network", "element-set-network")
     mean, std = pair.predict(["NaCl", "Fe2O3"], return_std=True)
@@ -167,15 +167,10 @@ def test_a_companion_gives_the_shipped_network_a_calibrated_std_without_moving_i
 
 
 def test_a_sigma_head_fine_tunes_the_source_on_the_beta_nll_with_leading_layers_fixed(tmp_path):
-    if not (data_dir() / DATASETS["oqmd-dhf"].all_files[0].relpath).exists():
-        pytest.skip(f"oqmd-dhf not found in {data_dir()}; set DEEPMAT_DATA_DIR")
-    script = BENCHMARKS[0].parent / "uncertainty.py"
-    out, results = tmp_path / "models", tmp_path / "results"
-    command = [sys.executable, str(script), "--quick", "--out", str(out), "--results", str(results)]
-    args = ["--models", "elemnet", "--methods", "sigma_head", "--snapshots", "elemnet=elemnet-oqmd"]
-    args += ["--snapshot-epochs", "1", "--sigma-head-freeze", "13"]
-    subprocess.run([*command, *args], check=True)
-    entry = json.loads((results / "uncertainty_quick.json").read_text())["metrics"]["elemnet"]
+    args = ["--methods", "sigma_head", "--snapshots", "elemnet=elemnet-oqmd"]
+    entry = quick_uncertainty(
+        tmp_path, *args, "--snapshot-epochs", "1", "--sigma-head-freeze", "13"
+    )
     model = deepmat.load(entry["sigma_head"]["model"])
     config = model.card()["training"]["config"]
     assert (config["init"], config["freeze"], config["loss"]) == (

@@ -12,6 +12,7 @@ from deepmat.cli import app
 from deepmat.train.estimator import UncertaintyUnavailable
 
 runner = CliRunner()
+SPLIT = ("--val-fraction", "0.35")
 
 CATIONS = ["Li", "Na", "K", "Mg", "Ca", "Ti", "Fe", "Ni", "Cu", "Zn", "Al", "Ga"]
 ANIONS = ["O", "S", "N", "F", "Cl"]
@@ -330,16 +331,21 @@ def test_roost_trains_from_the_command_line_with_a_chosen_embedding(csv_path, tm
     assert result.exit_code == 2 and "applies to roost and transformer" in result.output
 
 
+def forest_and_network(csv_path, tmp_path) -> tuple:
+    """A forest and an ElemNet trained on one split of ``csv_path``: their directories."""
+    forest, network = tmp_path / "forest", tmp_path / "network"
+    assert (
+        train(csv_path, forest, "--model", "rf-fractions", "--trees", "10", *SPLIT).exit_code == 0
+    )
+    result = train(csv_path, network, "--model", "elemnet", "--epochs", "2", *SPLIT)
+    assert result.exit_code == 0, result.output
+    return forest, network
+
+
 def test_models_of_two_families_combine_into_one_weighed_and_recalibrated_ensemble(
     csv_path, tmp_path
 ):
-    forest, network = tmp_path / "forest", tmp_path / "network"
-    split = ("--val-fraction", "0.35")
-    assert (
-        train(csv_path, forest, "--model", "rf-fractions", "--trees", "10", *split).exit_code == 0
-    )
-    result = train(csv_path, network, "--model", "elemnet", "--epochs", "2", *split)
-    assert result.exit_code == 0, result.output
+    forest, network = forest_and_network(csv_path, tmp_path)
     out = tmp_path / "combined"
     command = ["ensemble", str(forest), str(network), "--out", str(out)]
     result = runner.invoke(app, [*command, "--data", str(csv_path), "--target", "dhf"])
@@ -362,19 +368,13 @@ def test_models_of_two_families_combine_into_one_weighed_and_recalibrated_ensemb
     assert card["recalibration"]["coverage"] == 0.9
 
     other = tmp_path / "other-split"
-    assert train(csv_path, other, "--model", "rf-fractions", "--seed", "1", *split).exit_code == 0
+    assert train(csv_path, other, "--model", "rf-fractions", "--seed", "1", *SPLIT).exit_code == 0
     result = runner.invoke(app, ["ensemble", str(forest), str(other), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "another split" in result.output
 
 
 def test_a_companion_gives_a_network_without_dropout_a_recalibrated_std(csv_path, tmp_path):
-    forest, network = tmp_path / "forest", tmp_path / "network"
-    split = ("--val-fraction", "0.35")
-    assert (
-        train(csv_path, forest, "--model", "rf-fractions", "--trees", "10", *split).exit_code == 0
-    )
-    result = train(csv_path, network, "--model", "elemnet", "--epochs", "2", *split)
-    assert result.exit_code == 0, result.output
+    forest, network = forest_and_network(csv_path, tmp_path)
     formulas = ["NaCl", "Fe2O3", "ZnS"]
     with pytest.raises(UncertaintyUnavailable):
         deepmat.load(network).predict(formulas, return_std=True)
@@ -401,6 +401,6 @@ def test_a_companion_gives_a_network_without_dropout_a_recalibrated_std(csv_path
     assert scores["part"] == "val" and 0 <= scores["coverage_95"] <= 1
 
     other = tmp_path / "other-split"
-    assert train(csv_path, other, "--model", "rf-fractions", "--seed", "1", *split).exit_code == 0
+    assert train(csv_path, other, "--model", "rf-fractions", "--seed", "1", *SPLIT).exit_code == 0
     result = runner.invoke(app, ["pair", str(network), str(other), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "another split" in result.output

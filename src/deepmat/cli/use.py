@@ -302,6 +302,20 @@ def _print_recalibration(record: dict) -> None:
         )
 
 
+def _save_combined(model, sources: list[str], out: Path, data, options: dict, fit: dict):
+    """Save a model combined from saved ones (an ensemble, a pair) in ``out`` with their
+    split; with validation ``data``, fit it there (``fit_held_out(**fit)``), save it again
+    and return the recalibration (None without data)."""
+    model.training["sources"] = sources
+    model.save(out)
+    _share_split(sources, out)
+    if data is None:
+        return None
+    record = model.fit_held_out(*_validation_records(model, out, data, options), **fit)
+    model.save(out)
+    return record
+
+
 def _share_split(members: list[str], out: Path) -> None:
     """Copy the members' split into the ensemble ``out``: one split, or a clear error naming
     the member trained on another (its validation records would be another's training)."""
@@ -366,17 +380,10 @@ def ensemble(
     options = _reading_options(
         target, formula_column, drop_invalid, table_csv, cif_column, id_column
     )
+    fit = {"weigh": weigh and not weight, "criterion": criterion, "coverage": coverage}
     try:
         model = Ensemble.from_members([deepmat.load(m) for m in members], None, name, weight)
-        model.training["sources"] = members
-        model.save(out)
-        _share_split(members, out)
-        if data is not None:
-            held_out = _validation_records(model, out, data, options)
-            record = model.fit_held_out(
-                *held_out, weigh=weigh and not weight, criterion=criterion, coverage=coverage
-            )
-            model.save(out)
+        record = _save_combined(model, members, out, data, options, fit)
     except DeepmatError as exc:
         fail(exc)
     weights = ", ".join(
@@ -430,16 +437,10 @@ def pair(
     options = _reading_options(
         target, formula_column, drop_invalid, table_csv, cif_column, id_column
     )
+    fit = {"criterion": criterion, "coverage": coverage}
     try:
         model = Paired.of(deepmat.load(model_dir), deepmat.load(companion), None, name)
-        model.training["sources"] = [model_dir, companion]
-        model.save(out)
-        _share_split([model_dir, companion], out)
-        if data is not None:
-            held_out = _validation_records(model, out, data, options)
-            record = model.recalibrate(*held_out, criterion=criterion, coverage=coverage)
-            model.metrics["val"] = model.evaluate(*held_out)
-            model.save(out)
+        record = _save_combined(model, [model_dir, companion], out, data, options, fit)
     except DeepmatError as exc:
         fail(exc)
     console.print(f"saved {model.model.name} with companion {model.companion.name} to {out}")

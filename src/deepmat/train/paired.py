@@ -157,6 +157,15 @@ class Paired(Estimator):
             "companion_mae": self.companion.evaluate(X, y, **options)["mae"]
         }
 
+    def fit_held_out(
+        self, X, y=None, *, criterion: str = "coverage", coverage: float = 0.95
+    ) -> dict:
+        """On held-out ``X`` (validation data): :meth:`recalibrate` and record the validation
+        metrics. Returns :attr:`recalibration`."""
+        record = self.recalibrate(X, y, criterion, coverage)
+        self.metrics["val"] = self.evaluate(X, y)
+        return record
+
     def card(self) -> dict:
         model = self.model.card()
         return {
