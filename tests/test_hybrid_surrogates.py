@@ -11,6 +11,7 @@ import deepmat
 from deepmat.errors import ConfigError, DataError
 from deepmat.models.localization import StrainFCNSpec
 from deepmat.physics import IsotropicPhase, partial_solve, solve
+from deepmat.represent.phase_maps import coarsened
 from deepmat.represent.physics_inputs import (
     hashin_shtrikman_c11,
     stiffness_iterates,
@@ -177,3 +178,39 @@ def test_fcn_hybrid_learns_the_correction_and_round_trips(solved, tmp_path):
     assert isinstance(loaded, HybridFCNRegressor) and loaded.iterations == 2
     np.testing.assert_allclose(loaded.predict(x[32:]), model.predict(x[32:]), rtol=1e-5)
     assert np.all(np.isfinite(loaded.predict(np.zeros((3, *x.shape[1:]), x.dtype))))
+
+
+def test_coarsened_maps_take_the_majority_phase_of_each_block():
+    x = np.zeros((4, 4, 2, 2), np.uint8)
+    x[0, :2].flat[:5] = 1  # five of eight: the stiff phase
+    x[1, :2].flat[:3] = 1  # three of eight: the matrix
+    x[2, :2].flat[:4] = 1  # a tie, first voxel stiff
+    x[3, :2].flat[4:] = 1  # a tie, first voxel matrix
+    assert coarsened(x, 2)[:, :, 0, 0].tolist() == [[1, 0], [0, 0], [1, 0], [0, 0]]
+    assert np.array_equal(coarsened(x, 1), x)
+    extruded = np.ones((1, 5, 5, 1), np.uint8)
+    assert coarsened(extruded, 2).shape == (1, 2, 2, 1)  # cropped; the flat axis kept
+    with pytest.raises(DataError, match="smaller than one block of 3"):
+        coarsened(np.ones((1, 2, 2, 2), np.uint8), 3)
+
+
+def test_a_coarse_hybrid_runs_the_solver_on_the_coarser_grid(solved, tmp_path, monkeypatch):
+    x, c11, _ = solved
+    import deepmat.train.stiffness_hybrid as module
+
+    grids = []
+
+    def recording(structures, *args, **kwargs):
+        grids.append(structures.shape[1:])
+        return stiffness_iterates(structures, *args, **kwargs)
+
+    monkeypatch.setattr(module, "stiffness_iterates", recording)
+    model = SolverHybridRegressor(2, n_components=3, degree=1, coarsen=2, phases=PHASES)
+    model.fit(x[:30], c11[:30], val=(x[30:], c11[30:]))
+    assert set(grids) == {(4, 4, 4)}
+    assert model.metrics["val"]["mape"] < 100 * np.mean(np.abs(c11[30:] / c11[:30].mean() - 1))
+    loaded = deepmat.load(save_model(model, tmp_path / "coarse"))
+    assert loaded.card()["representation"]["coarsen"] == 2
+    np.testing.assert_allclose(loaded.predict(x[30:]), model.predict(x[30:]), rtol=1e-10)
+    with pytest.raises(ConfigError, match="coarsen must be a positive integer"):
+        SolverHybridRegressor(2, coarsen=0, phases=PHASES)

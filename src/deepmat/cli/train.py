@@ -133,7 +133,8 @@ def train_microstructure_cmd(
         str,
         typer.Option(
             help="homogenization: cnn3d, two-point-pca, hybrid (the solver's first "
-            "iterates, corrected), voigt or reuss; localization (strain field): mks, "
+            "iterates, corrected), hybrid-coarse (the same on a grid twice coarser: "
+            "faster), voigt or reuss; localization (strain field): mks, "
             "slice-cnn, fcn3d or hybrid-fcn"
         ),
     ] = "cnn3d",

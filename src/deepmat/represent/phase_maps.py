@@ -66,6 +66,25 @@ def volume_fractions(microstructures: np.ndarray) -> np.ndarray:
     return array.reshape(len(array), -1).mean(axis=1, dtype=np.float64)
 
 
+def coarsened(microstructures: np.ndarray, factor: int) -> np.ndarray:
+    """The maps on a grid ``factor`` times coarser along every axis longer than 1 (cropped
+    to whole blocks): each block of voxels takes the phase most of them hold, a tie the
+    phase of its first voxel (which keeps volume fractions closest). An FFT solve on it
+    costs about factor³ times less."""
+    array = check_phase_maps(microstructures)
+    if factor == 1:
+        return array
+    steps = [factor if n > 1 else 1 for n in array.shape[1:]]
+    blocks = [n // step for n, step in zip(array.shape[1:], steps, strict=True)]
+    if 0 in blocks:
+        raise DataError(f"a grid of {array.shape[1:]} voxels is smaller than one block of {factor}")
+    whole = array[(slice(None), *(slice(0, b * s) for b, s in zip(blocks, steps, strict=True)))]
+    split = [len(array)] + [v for pair in zip(blocks, steps, strict=True) for v in pair]
+    share = whole.reshape(split).mean(axis=(2, 4, 6))
+    first = whole[(slice(None), *(slice(None, None, step) for step in steps))]
+    return np.where(share == 0.5, first, share > 0.5).astype(np.uint8)
+
+
 def check_fields(fields: np.ndarray, shape: tuple[int, ...], name: str = "strain") -> np.ndarray:
     """``fields`` as a finite float64 array of ``shape``: one value per voxel per sample.
 

@@ -369,6 +369,10 @@ class TwoPointPCARegressor(MicrostructureRegressor):
         self.window: int | tuple[int, ...] = r_max
         self.pipeline: Pipeline | TransformedTargetRegressor | None = None
 
+    def statistics_grid(self, grid: tuple[int, ...]) -> tuple[int, ...]:
+        """The grid the 2-point statistics of microstructures on ``grid`` are taken on."""
+        return grid
+
     def features(self, x: np.ndarray) -> np.ndarray:
         """Cropped 2-point statistics, one flattened row per microstructure."""
         return two_point_statistics(x, self.window).reshape(len(x), -1)
@@ -385,7 +389,8 @@ class TwoPointPCARegressor(MicrostructureRegressor):
         start = time.perf_counter()
         x, y = self._check(X, y)
         val = self._check_val(val)
-        radii = tuple(min(self.hyperparameters["r_max"], (n - 1) // 2) for n in x.shape[1:])
+        grid = self.statistics_grid(x.shape[1:])
+        radii = tuple(min(self.hyperparameters["r_max"], (n - 1) // 2) for n in grid)
         self.window = radii[0] if len(set(radii)) == 1 else radii
         components = self._fit_pipeline(x, y)
         extra = {"hyperparameters": self.hyperparameters, "n_components_used": components}
