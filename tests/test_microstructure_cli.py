@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import deepmat
 from deepmat.cli import app
 from deepmat.data.voxels import read_voxel_dataset, write_voxel_dataset
+from deepmat.workflows.microstructure import HYBRID_CANDIDATES, HYBRID_ITERATIONS
 
 runner = CliRunner()
 MACRO = 1e-3
@@ -326,9 +327,17 @@ def test_hybrids_train_from_the_files_phases_and_evaluate(files, tmp_path):
     card = json.loads((out / "card.json").read_text())
     assert card["family"] == "solver-hybrid"
     assert card["representation"]["iterations"] in (1, 2, 3, 4)
-    assert len(card["training"]["selection"]["candidates"]) == 16
+    candidates = len(HYBRID_ITERATIONS) * len(HYBRID_CANDIDATES)
+    assert len(card["training"]["selection"]["candidates"]) == candidates
     metrics = evaluate_json(out, files["test"])
     assert metrics["mape"] == pytest.approx(card["metrics"]["test"]["mape"])
+
+    out = tmp_path / "hybrid-coarse"
+    result = train(files["train"], out, "--model", "hybrid-coarse", "--test", str(files["test"]))
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["model"] == "hybrid-coarse" and card["representation"]["coarsen"] == 2
+    assert evaluate_json(out, files["test"])["n"] == card["metrics"]["test"]["n"]
 
     out = tmp_path / "hybrid-fcn"
     options = ["--model", "hybrid-fcn", "--epochs", "1", "--val", str(files["strain_test"])]
