@@ -211,9 +211,9 @@ def train(estimator, dataset: str, train_part, stop, where: Path):
     return fit(estimator, train_part, stop, where)
 
 
-def trained(model: str, method: str, train_part, stop, args) -> object:
-    """The estimator of ``model`` with ``method``: given by ``--use``, or trained here (an
-    ensemble member by member, each resumable)."""
+def trained(model: str, method: str, train_part, stop, args, family: str) -> object:
+    """The estimator of ``model`` (of ``family``) with ``method``: given by ``--use``, or
+    trained here (an ensemble member by member, each resumable)."""
     given = dict(item.split("=", 1) for item in args.use)
     if f"{model}.{method}" in given:
         return deepmat.load(given[f"{model}.{method}"])
@@ -221,7 +221,8 @@ def trained(model: str, method: str, train_part, stop, args) -> object:
     where = args.out / f"{model}_{method}"
     if method == "companion":
         companion = deepmat.load(companion_source(model, args))
-        return Paired.of(source_network(model, args), companion, stop, name=f"{model}-paired")
+        network = source_network(model, args, family)
+        return Paired.of(network, companion, stop, name=f"{model}-paired")
     options = {}
     if method in FROM_SOURCE:
         options = {
@@ -235,7 +236,7 @@ def trained(model: str, method: str, train_part, stop, args) -> object:
         options |= {"freeze": args.sigma_head_freeze, "loss": args.sigma_head_loss}
     if method not in ("ensemble", "snapshots"):
         return train(build(model, method, 0, args, **options), dataset, train_part, stop, where)
-    first = [source_network(model, args)] if method == "snapshots" else []
+    first = [source_network(model, args, family)] if method == "snapshots" else []
     members = first + [
         train(
             build(model, method, seed, args, **options),
@@ -259,12 +260,10 @@ def snapshot_source(model: str, args: argparse.Namespace) -> str:
     return given[model]
 
 
-def source_network(model: str, args: argparse.Namespace):
-    """The network of ``model``'s family in the model ``--snapshots`` names (the model
+def source_network(model: str, args: argparse.Namespace, family: str):
+    """The network of ``family`` in the model ``--snapshots`` names for ``model`` (the model
     itself, or the network of a shipped pair or ensemble)."""
-    return deepmat.load(snapshot_source(model, args)).starting_point(
-        build(model, "", 0, args).family
-    )
+    return deepmat.load(snapshot_source(model, args)).starting_point(family)
 
 
 def companion_source(model: str, args: argparse.Namespace) -> str:
@@ -289,7 +288,7 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
             probe.predict(calibration.subset([0, 1]), return_std=True)
     except UncertaintyUnavailable as error:
         return {method: {"not_applicable": str(error)}}, {}
-    estimator = trained(model, method, train_part, calibration, args)
+    estimator = trained(model, method, train_part, calibration, args, probe.family)
     estimator.recalibration = {}  # the raw σ, whatever a model given by --use carried
     truth = estimator.targets_of(assessment)
     mean, parts = estimator.variance_components(assessment)

@@ -143,27 +143,40 @@ class Paired(Estimator):
         """The model's mean and the parts of σ²: "epistemic", the squared disagreement with
         the companion, and "aleatoric", the model's own variance or else the companion's,
         where either gives one."""
+        mean, _, parts = self._moments(X, options)
+        return mean, parts
+
+    def _moments(self, X, options: dict) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """The model's and the companion's predictions for ``X`` and the parts of σ²
+        (:meth:`variance_components`)."""
         mean, own = predict_moments(self.model, X, options)
         theirs, companion_own = predict_moments(self.companion, X, options)
         parts = {"epistemic": (mean - theirs) ** 2}
         aleatoric = own if own is not None else companion_own
         if aleatoric is not None:
             parts["aleatoric"] = aleatoric
-        return mean, parts
+        return mean, theirs, parts
 
     def evaluate(self, X, y=None, **options) -> dict:
         """The model's metrics, with the companion's MAE beside them."""
-        return self.model.evaluate(X, y, **options) | {
-            "companion_mae": self.companion.evaluate(X, y, **options)["mae"]
-        }
+        truth = self.targets_of(X, y)
+        mean, theirs = (m.predict(X, **options) for m in (self.model, self.companion))
+        return self._scores(truth, mean, theirs, **options)
+
+    def _scores(self, truth: np.ndarray, mean: np.ndarray, theirs: np.ndarray, **options) -> dict:
+        """:meth:`evaluate` from the targets and the two models' predictions of them."""
+        companion = self.companion.score(truth, theirs, **options)["mae"]
+        return self.model.score(truth, mean, **options) | {"companion_mae": companion}
 
     def fit_held_out(
         self, X, y=None, *, criterion: str = "coverage", coverage: float = 0.95
     ) -> dict:
         """On held-out ``X`` (validation data): :meth:`recalibrate` and record the validation
-        metrics. Returns :attr:`recalibration`."""
-        record = self.recalibrate(X, y, criterion, coverage)
-        self.metrics["val"] = self.evaluate(X, y)
+        metrics, with each model predicting ``X`` once. Returns :attr:`recalibration`."""
+        truth = self.held_out_targets(X, y)
+        mean, theirs, parts = self._moments(X, {})
+        record = self.recalibrate_on(truth, mean, parts, criterion, coverage)
+        self.metrics["val"] = self._scores(truth, mean, theirs)
         return record
 
     def card(self) -> dict:

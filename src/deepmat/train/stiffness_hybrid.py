@@ -100,17 +100,12 @@ class SolverHybridRegressor(TwoPointPCARegressor):
         c = self.hyperparameters["coarsen"]
         return tuple(n // c if n > 1 else n for n in grid)
 
-    def features(self, x: np.ndarray) -> np.ndarray:
-        """The 2-point statistics of the (coarsened) microstructures."""
-        return super().features(coarsened(x, self.hyperparameters["coarsen"]))
-
     def physics_features(self, x: np.ndarray, refuse_converged: bool = False) -> np.ndarray:
-        """(n, k + 2): ln C11 after 1 … k CG iterations (on the coarsened grid), then ln of
-        the lower and upper
-        Hashin–Shtrikman C11. A fit refuses k when the solver converges on all of ``x``
-        (``refuse_converged``); a prediction takes the converged answer."""
+        """(n, k + 2) for microstructures ``x`` on the solver's (coarsened) grid: ln C11 after
+        1 … k CG iterations, then ln of the lower and upper Hashin–Shtrikman C11. A fit
+        refuses k when the solver converges on all of ``x`` (``refuse_converged``); a
+        prediction takes the converged answer."""
         k = self.hyperparameters["iterations"]
-        x = coarsened(x, self.hyperparameters["coarsen"])
         key = (hashlib.blake2b(x.tobytes(), digest_size=16).hexdigest(), x.shape, self.phases)
         iterates = None if _ITERATES is None else _ITERATES.get(key)
         if iterates is None or iterates.shape[1] < k:
@@ -126,10 +121,9 @@ class SolverHybridRegressor(TwoPointPCARegressor):
         components used."""
         if np.any(y <= 0):
             raise DataError("the hybrid fits ln C11: targets must be positive")
-        physics = self.physics_features(x, refuse_converged=True)
-        stats = self.features(x)
+        inputs, physics = self._inputs(x, refuse_converged=True)
         h, n_physics = self.hyperparameters, physics.shape[1]
-        components = min(h["n_components"], *stats.shape)
+        components = min(h["n_components"], len(inputs), inputs.shape[1] - n_physics)
         scale_features = ColumnTransformer(
             [
                 ("physics", StandardScaler(), slice(0, n_physics)),
@@ -145,8 +139,17 @@ class SolverHybridRegressor(TwoPointPCARegressor):
             PolynomialFeatures(h["degree"], include_bias=False),
             Ridge(alpha=h["alpha"]),
         )
-        self.pipeline.fit(np.hstack([physics, stats]), np.log(y) - self._estimate(physics))
+        self.pipeline.fit(inputs, np.log(y) - self._estimate(physics))
         return components
+
+    def _inputs(
+        self, x: np.ndarray, refuse_converged: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The regression's inputs for microstructures ``x`` (the physics features, then the
+        2-point statistics, both of ``x`` coarsened once) and their physics part."""
+        coarse = coarsened(x, self.hyperparameters["coarsen"])
+        physics = self.physics_features(coarse, refuse_converged)
+        return np.hstack([physics, self.features(coarse)]), physics
 
     def _estimate(self, physics: np.ndarray) -> np.ndarray:
         """ln C11 after k iterations, the column the correction is added to."""
@@ -155,16 +158,14 @@ class SolverHybridRegressor(TwoPointPCARegressor):
     def _predict(self, x: np.ndarray) -> np.ndarray:
         if self.pipeline is None:
             raise ConfigError(f"{self.name} is not fitted: call fit first")
-        physics = self.physics_features(x)
-        correction = self.pipeline.predict(np.hstack([physics, self.features(x)]))
-        return np.exp(self._estimate(physics) + correction)
+        inputs, physics = self._inputs(x)
+        return np.exp(self._estimate(physics) + self.pipeline.predict(inputs))
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         """The standardised physics features and 2-point PCA scores the regression reads."""
         if self.pipeline is None:
             raise ConfigError(f"{self.name} is not fitted: call fit first")
-        x = check_phase_maps(X)
-        return self.pipeline[0].transform(np.hstack([self.physics_features(x), self.features(x)]))
+        return self.pipeline[0].transform(self._inputs(check_phase_maps(X))[0])
 
     def card(self) -> dict:
         card = super().card()
