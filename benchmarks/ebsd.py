@@ -97,6 +97,8 @@ from deepmat.workflows.ebsd import (
     scan_from_signal,
 )
 from deepmat.workflows.ebsd_refinement import (
+    DOUBT_EDGE,
+    DOUBT_SCORE,
     GLOBAL_REGION_DEG,
     GLOBAL_SEARCH,
     MAX_EVALUATIONS,
@@ -649,6 +651,9 @@ def main(argv: list[str] | None = None) -> dict:
                 "methods": METHODS,
                 "trust_region_deg": TRUST_REGION_DEG,
                 "max_evaluations": MAX_EVALUATIONS,
+                "searched_again": "patterns in doubt after the first method: NCC below "
+                f"{DOUBT_SCORE} of the set's median, or an Euler angle moved "
+                f"{DOUBT_EDGE} of the trust region or more",
                 "global_search": {
                     "method": "differential_evolution",
                     "region_deg": GLOBAL_REGION_DEG,

@@ -17,7 +17,7 @@ from deepmat.data.ebsd_simulation import (
 from deepmat.errors import DataError
 from deepmat.physics.orientations import disorientation_angle
 from deepmat.workflows.ebsd import Indexed, index_file, read_scan
-from deepmat.workflows.ebsd_refinement import refine_indexed, refine_orientations
+from deepmat.workflows.ebsd_refinement import in_doubt, refine_indexed, refine_orientations
 
 DETECTOR = DetectorSpec(shape=(30, 30))
 FAST = {"global_region_deg": 0}  # local searches alone: 0.2 s for three 30×30 patterns
@@ -58,6 +58,28 @@ def test_global_search_reaches_orientations_beyond_the_local_trust_region(truth,
     assert degrees_off(truth[[0, 2]], local).min() > 2.0
     assert degrees_off(truth[[0, 2]], found).max() < 0.1
     assert scores.min() > 0.99
+
+
+def test_only_doubtful_matches_are_searched_again_and_thorough_finds_the_same(truth, patterns):
+    start = perturbed(truth, 8.0)
+    start.data[1] = perturbed(truth, 1.0).data[1]  # near enough for the first search alone
+    found, scores = refine_orientations(patterns, start, DETECTOR)
+    everything, all_scores = refine_orientations(patterns, start, DETECTOR, thorough=True)
+    assert degrees_off(truth, found).max() < 0.1
+    assert np.allclose(scores, all_scores, atol=1e-3)
+    assert degrees_off(everything, found).max() < 0.05
+
+
+def test_doubt_is_a_poor_match_or_a_search_that_ended_at_the_trust_region_edge(truth):
+    moved = Rotation.from_axes_angles([0, 0, 1], np.radians([0.5, 4.5, 0.5])) * truth
+    scores = np.array([0.9, 0.9, 0.5])
+    assert in_doubt(moved, scores, truth, 5.0).tolist() == [False, True, True]
+
+
+def test_a_lone_pattern_is_refined(truth, patterns):
+    refined, scores = refine_orientations(patterns[:1], perturbed(truth[:1]), DETECTOR, **FAST)
+    assert refined.size == 1 and scores.shape == (1,)
+    assert degrees_off(truth[:1], refined).max() < 0.05
 
 
 def other_phase_master(**phase):

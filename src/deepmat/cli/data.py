@@ -246,9 +246,16 @@ def ebsd_index_cmd(
             min=0.0,
             help="refinement's global search (differential evolution) half-width per Euler "
             "angle (°), for orientations the indexer missed by more than --trust-region; "
-            "0: local searches alone (3× faster)",
+            "0: local searches alone",
         ),
     ] = 12.0,
+    thorough: Annotated[
+        bool,
+        typer.Option(
+            help="refine every pattern by every search, not only the patterns whose first "
+            "search left a doubtful match (the same orientations, 2-20× slower)",
+        ),
+    ] = False,
 ) -> None:
     """Index EBSD patterns with a saved orientation CNN or by dictionary indexing, and
     optionally refine the orientations against the master pattern: a CSV of Euler angles
@@ -271,6 +278,7 @@ def ebsd_index_cmd(
                 master,
                 trust_region_deg=trust_region,
                 global_region_deg=global_region,
+                thorough=thorough,
             )
         table = ebsd.orientation_table(indexed, scan)
         metrics = ebsd.indexing_metrics(indexed, scan)
