@@ -107,7 +107,7 @@ from deepmat.workflows.ebsd_refinement import (
     refine_indexed,
 )
 
-SEEDS = {"extra": 1, "val": 2, "test": 3, "camera_extra": 4}
+SEEDS = {"extra": 1, "val": 2, "test": 3, "camera_extra": 4, "corrected_extra": 5}
 # the test sets simulated through the camera models, by label
 CAMERAS = {"camera": REALISTIC_CAMERA, "camera_corrected": REALISTIC_CORRECTED_CAMERA}
 REFINED = ("cnn", "dictionary")  # the methods whose orientations are refined
@@ -149,6 +149,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=200_000,
         help="extra training patterns at random orientations through the camera models",
+    )
+    p.add_argument(
+        "--corrected-extra",
+        type=int,
+        default=0,
+        help="extra training patterns at random orientations through the realistic-corrected "
+        "camera alone (a real scan's patterns once its static background is removed, the "
+        "camera on which the CNN errs most)",
     )
     p.add_argument(
         "--preprocess",
@@ -254,6 +262,12 @@ def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) ->
         cameras = list(CAMERAS.values())
         sets.append(simulate_cycling(rotations, detector, cameras, seed, dictionary.attrs))
         names.append("camera_extra")
+    if args.corrected_extra:
+        rotations = sample_orientations(n=args.corrected_extra, seed=SEEDS["corrected_extra"])
+        corrected = [CAMERAS["camera_corrected"]]
+        seed = SEEDS["corrected_extra"]
+        sets.append(simulate_cycling(rotations, detector, corrected, seed, dictionary.attrs))
+        names.append("corrected_extra")
     train = combine_pattern_sets(sets, names)
     files["val"] = data_dir / "val.h5"
     val = validation_set(args, detector, levels, dictionary.attrs)
@@ -555,6 +569,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.test_n, args.val_n, args.extra = 12, 16, 16
         args.noise_levels, args.channels, args.fc_widths = ["none", "100"], [8, 16], [32]
         args.finer, args.camera_extra, args.refine_n = [12.0], 16, 2
+        args.corrected_extra = 8
     t0 = time.perf_counter()
     detector = DetectorSpec(shape=tuple(args.shape))
     levels = test_degradations(args.noise_levels)
@@ -622,7 +637,8 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "split": {
             "how": "train = the dictionary grid over the fundamental zone plus --extra "
-            "patterns at random orientations and --camera-extra through the camera models; "
+            "patterns at random orientations, --camera-extra through the camera models and "
+            "--corrected-extra through the realistic-corrected camera alone; "
             "val and test = uniformly random orientations drawn with their own seeds, the test "
             "orientations the same at every noise level and for each camera",
             "seeds": SEEDS,
@@ -632,6 +648,7 @@ def main(argv: list[str] | None = None) -> dict:
             "train": len(data["train"]),
             "extra": args.extra,
             "camera_extra": args.camera_extra,
+            "corrected_extra": args.corrected_extra,
             "val": len(data["val"]),
             "refined_per_test_set": min(args.refine_n, args.test_n),
             "test_per_noise_level": args.test_n,
