@@ -210,7 +210,10 @@ def test_refine_after_the_model_or_the_dictionary(files):
     for found in ("--model", "--dictionary"):
         reference = files["model"] if found == "--model" else files["grid60"]
         scan = files["test"] if found == "--model" else files["nickel"]
-        result = invoke("ebsd", "index", scan, found, reference, "--refine", "--trust-region", 3)
+        thorough = ["--thorough"] if found == "--dictionary" else []  # every search, every pattern
+        result = invoke(
+            "ebsd", "index", scan, found, reference, "--refine", "--trust-region", 3, *thorough
+        )
         assert result.exit_code == 0, result.output
         method = "cnn_refined" if found == "--model" else "dictionary_refined"
         assert f"indexed by {method}" in message(result)
