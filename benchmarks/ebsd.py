@@ -251,23 +251,17 @@ def make_data(args: argparse.Namespace, detector: DetectorSpec, levels: dict) ->
             progress=progress,
         )
     sets, names = [dictionary], ["dictionary"]
-    if args.extra:
-        rotations = sample_orientations(n=args.extra, seed=SEEDS["extra"])
-        noise = [spec for label, spec in levels.items() if label not in CAMERAS]
-        sets.append(simulate_cycling(rotations, detector, noise, SEEDS["extra"], dictionary.attrs))
-        names.append("extra")
-    if args.camera_extra:
-        rotations = sample_orientations(n=args.camera_extra, seed=SEEDS["camera_extra"])
-        seed = SEEDS["camera_extra"]
-        cameras = list(CAMERAS.values())
-        sets.append(simulate_cycling(rotations, detector, cameras, seed, dictionary.attrs))
-        names.append("camera_extra")
-    if args.corrected_extra:
-        rotations = sample_orientations(n=args.corrected_extra, seed=SEEDS["corrected_extra"])
-        corrected = [CAMERAS["camera_corrected"]]
-        seed = SEEDS["corrected_extra"]
-        sets.append(simulate_cycling(rotations, detector, corrected, seed, dictionary.attrs))
-        names.append("corrected_extra")
+    extras = {  # the random training sets: how many, and the degradations they cycle through
+        "extra": (args.extra, [spec for label, spec in levels.items() if label not in CAMERAS]),
+        "camera_extra": (args.camera_extra, list(CAMERAS.values())),
+        "corrected_extra": (args.corrected_extra, [CAMERAS["camera_corrected"]]),
+    }
+    for name, (n, degradations) in extras.items():
+        if n:
+            seed = SEEDS[name]
+            rotations = sample_orientations(n=n, seed=seed)
+            sets.append(simulate_cycling(rotations, detector, degradations, seed, dictionary.attrs))
+            names.append(name)
     train = combine_pattern_sets(sets, names)
     files["val"] = data_dir / "val.h5"
     val = validation_set(args, detector, levels, dictionary.attrs)
