@@ -16,6 +16,7 @@ from deepmat.data.ebsd_simulation import (
 )
 from deepmat.errors import DataError
 from deepmat.physics.orientations import disorientation_angle
+from deepmat.workflows import ebsd_refinement
 from deepmat.workflows.ebsd import Indexed, index_file, read_scan
 from deepmat.workflows.ebsd_refinement import in_doubt, refine_indexed, refine_orientations
 
@@ -74,6 +75,15 @@ def test_doubt_is_a_poor_match_or_a_search_that_ended_at_the_trust_region_edge(t
     moved = Rotation.from_axes_angles([0, 0, 1], np.radians([0.5, 4.5, 0.5])) * truth
     scores = np.array([0.9, 0.9, 0.5])
     assert in_doubt(moved, scores, truth, 5.0).tolist() == [False, True, True]
+
+
+def test_chunks_of_a_scan_are_refined_alike(truth, patterns, monkeypatch):
+    start = perturbed(truth)
+    whole, whole_scores = refine_orientations(patterns, start, DETECTOR, **FAST)
+    monkeypatch.setattr(ebsd_refinement, "CHUNK", 2)  # chunks of 2 and 1, with a progress bar
+    parts, part_scores = refine_orientations(patterns, start, DETECTOR, progress=True, **FAST)
+    assert degrees_off(whole, parts).max() < 1e-3
+    assert np.allclose(whole_scores, part_scores, atol=1e-4)
 
 
 def test_a_lone_pattern_is_refined(truth, patterns):

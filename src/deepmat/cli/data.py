@@ -279,6 +279,7 @@ def ebsd_index_cmd(
                 trust_region_deg=trust_region,
                 global_region_deg=global_region,
                 thorough=thorough,
+                progress=sys.stderr.isatty(),
             )
         table = ebsd.orientation_table(indexed, scan)
         metrics = ebsd.indexing_metrics(indexed, scan)

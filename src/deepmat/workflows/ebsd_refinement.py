@@ -11,17 +11,17 @@ that are already near and cannot rescue those further off than the trust region.
 Nelder–Mead searches every pattern first; SciPy's modified Powell and a global search
 (SciPy's differential evolution within :data:`GLOBAL_REGION_DEG` of the indexed orientation)
 then search again only the patterns whose match is in doubt (:func:`in_doubt`: an NCC well
-below the scan's median, or a search that ended at the trust region's edge), keeping each
-pattern's best match; ``thorough=True`` gives every pattern all three. Each search fails
-where another does not: SciPy's Nelder–Mead starts from a simplex 5 % of each Euler angle
-wide (up to ~18°), which on kikuchipy's real nickel patterns left 5 of 9 orientations started
-4° off worse than they began, where Powell brought 8 of 9 to within 0.6° of the scan's own;
-Powell in turn stalls near Φ = 0, where φ1 and φ2 turn about the same axis, and Nelder–Mead
-does not; a CNN's orientation of one real nickel pattern 10.3° off stayed 9° off after both
-local searches (NCC 0.10) and came to 0.4° (NCC 0.49) by the global one. Searching again
-only the doubtful ones gives the same orientations as searching all (within 0.0005° on the
-EBSD benchmark's simulated and real sets) 2–20× faster: Nelder–Mead costs about 18 ms a
-60×60 pattern, Powell 40 ms, the global search 300 ms.
+below the median of its chunk of the scan, or a search that ended at the trust region's
+edge), keeping each pattern's best match; ``thorough=True`` gives every pattern all three.
+Each search fails where another does not: SciPy's Nelder–Mead starts from a simplex 5 % of
+each Euler angle wide (up to ~18°), which on kikuchipy's real nickel patterns left 5 of 9
+orientations started 4° off worse than they began, where Powell brought 8 of 9 to within
+0.6° of the scan's own; Powell in turn stalls near Φ = 0, where φ1 and φ2 turn about the
+same axis, and Nelder–Mead does not; a CNN's orientation of one real nickel pattern 10.3°
+off stayed 9° off after both local searches (NCC 0.10) and came to 0.4° (NCC 0.49) by the
+global one. Searching again only the doubtful ones gives the same orientations as searching
+all (within 0.0005° on the EBSD benchmark's simulated and real sets) 2–20× faster:
+Nelder–Mead costs about 18 ms a 60×60 pattern, Powell 40 ms, the global search 300 ms.
 
 The simulations must be of the patterns' phase and detector: a master pattern of another
 point group or phase name than the indexer's and the scan's, or patterns of another shape
@@ -47,6 +47,7 @@ from orix.quaternion import Orientation, Rotation
 from deepmat.data.ebsd import size_text
 from deepmat.data.ebsd_simulation import DetectorSpec, describe_master, loaded_master
 from deepmat.errors import ConfigError, DataError
+from deepmat.parallel import progress_bar
 from deepmat.physics.orientations import point_group_symmetry
 from deepmat.represent.patterns import check_patterns
 from deepmat.train.dictionary import silenced
@@ -69,10 +70,12 @@ GLOBAL_REGION_DEG = 12.0
 # SciPy's differential evolution as the global search: its population (times the 3 Euler
 # angles), generations and tolerance, seeded for repeatable results (≈ 0.25 s a pattern).
 GLOBAL_SEARCH = {"popsize": 15, "maxiter": 30, "tol": 1e-3, "rng": 0}
-# A first search's match is in doubt below this fraction of the scan's median NCC, or when
+# A first search's match is in doubt below this fraction of its chunk's median NCC, or when
 # it moved an Euler angle this fraction of the trust region or more (it wanted to go on).
 DOUBT_SCORE = 0.9
 DOUBT_EDGE = 0.8
+# Patterns refined at a time (a step of the progress bar); doubt is judged within each chunk.
+CHUNK = 500
 
 
 def refinement_master(master: EBSDMasterPattern | str | Path | None) -> EBSDMasterPattern:
@@ -115,13 +118,15 @@ def refine_orientations(
     max_evaluations: int = MAX_EVALUATIONS,
     global_region_deg: float = GLOBAL_REGION_DEG,
     thorough: bool = False,
+    progress: bool = False,
 ) -> tuple[Orientation, np.ndarray]:
     """Orientations of ``patterns`` (n, height, width) refined from ``rotations`` (n,)
     against ``master`` on ``detector``, reduced to the fundamental zone of ``point_group``,
     with their NCC scores (n,; 1 is a perfect match): the best match of each pattern's
     searches (module docstring): :data:`METHODS` within ``trust_region_deg``, at most
     ``max_evaluations`` each, and a global search within ``global_region_deg`` (0: none),
-    the later ones for the doubtful patterns only unless ``thorough``.
+    the later ones for the doubtful patterns only unless ``thorough``. Patterns are refined
+    :data:`CHUNK` at a time, with a progress bar if ``progress``.
 
     ``phase`` (a phase name) and ``point_group`` are those of the patterns, checked against
     the master pattern's (:func:`check_master_phase`); ``energy`` (kV) picks the master
@@ -153,29 +158,45 @@ def refine_orientations(
     ]
     if global_region_deg:
         searches.append((global_region_deg, "differential_evolution", GLOBAL_SEARCH))
+    found, scores = np.empty((len(patterns), 4)), np.empty(len(patterns))
+    with progress_bar(enabled=progress) as bar:
+        task = bar.add_task("refining", total=len(patterns))
+        for first in range(0, len(patterns), CHUNK):
+            part = slice(first, first + CHUNK)
+            found[part], scores[part] = _refined_chunk(
+                patterns[part], rotations[part], (detector, master, energy_kv), searches, thorough
+            )
+            bar.advance(task, len(scores[part]))
+    orientations = Orientation(found, symmetry=point_group_symmetry(point_group))
+    return orientations.reduce(), scores
+
+
+def _refined_chunk(
+    patterns: np.ndarray, rotations: Rotation, setup: tuple, searches: list, thorough: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """One chunk's best matches (quaternions (n, 4), NCC (n,)): the first search for every
+    pattern, the others for the doubtful ones (all of them if ``thorough``)."""
     start = rotations.data
-    found, scores = _search(patterns, rotations, detector, master, energy_kv, *searches[0])
+    found, scores = _search(patterns, rotations, *setup, *searches[0])
     again = np.arange(len(patterns))
     if not thorough:
+        trust_region_deg = searches[0][0]
         again = np.flatnonzero(in_doubt(Rotation(found), scores, rotations, trust_region_deg))
     for search in searches[1:]:
         if not again.size:
             break
-        more, more_scores = _search(
-            patterns[again], Rotation(start[again]), detector, master, energy_kv, *search
-        )
+        more, more_scores = _search(patterns[again], Rotation(start[again]), *setup, *search)
         better = more_scores > scores[again]
         found[again[better]] = more[better]
         scores[again[better]] = more_scores[better]
-    orientations = Orientation(found, symmetry=point_group_symmetry(point_group))
-    return orientations.reduce(), scores
+    return found, scores
 
 
 def in_doubt(
     found: Rotation, scores: np.ndarray, start: Rotation, trust_region_deg: float
 ) -> np.ndarray:
     """Which first-search matches to search again (bool, n): an NCC below
-    :data:`DOUBT_SCORE` times the median of the scan's, or an Euler angle moved by
+    :data:`DOUBT_SCORE` times the median of ``scores``, or an Euler angle moved by
     :data:`DOUBT_EDGE` of the trust region or more from ``start``."""
     moved = np.abs(found.to_euler() - start.to_euler())
     moved = np.degrees(np.minimum(moved, 2 * np.pi - moved)).max(axis=1)
