@@ -10,8 +10,8 @@ each ``elementembeddings`` table on ``--search-size`` compounds and the lowest v
 MAE wins (``--embedding`` skips the choice). The ensemble is ``--members`` networks of
 ``--ensemble-model``, member 0 being the single model trained above, the others trained
 from seeds 1, 2, …; or, with ``--ensemble-of``, models trained already (the shipped
-``composition-oqmd`` is ``--ensemble-of runs/roost-cycle3 runs/elemnet-oqmd
---ensemble-weights 0.7 0.3``, the Roost trained on for two more cycles and the ElemNet that
+``composition-oqmd`` is ``--ensemble-of runs/roost-cycle4 runs/elemnet-oqmd
+--ensemble-weights 0.7 0.3``, the Roost trained on for three more cycles and the ElemNet that
 ``elemnet-oqmd`` pairs with a companion, ``src/deepmat/pretrained/elemnet-oqmd/model``).
 
 The side-by-side run trains deepmat's Roost, transformer and ElemNet and aviary's Roost

@@ -16,8 +16,8 @@ For each model (``composition``: Roost on ``oqmd-dhf``; ``elemnet``: ElemNet on
   trained the source): a σ for a shipped single network without retraining it or shipping
   more weights;
 - ``companion``: a trained network (``--snapshots elemnet=elemnet-oqmd``) paired with a
-  companion trained on the same split (``--companion elemnet=DIR``, e.g. the Roost of
-  ``composition-oqmd``, ``src/deepmat/pretrained/composition-oqmd/members/0``): their
+  companion trained on the same split (``--companion elemnet=DIR``, e.g. the shipped pair's
+  own, ``src/deepmat/pretrained/elemnet-oqmd/companion``, a Roost): their
   disagreement and the companion's own σ (:class:`deepmat.train.Paired`), a σ for a shipped
   single network that changes none of its predictions;
 - ``trees``: the spread of a forest's trees;
