@@ -27,7 +27,8 @@ reports validation MAE and training throughput (compositions per second). A lear
 Every model is saved as ``OUT/<model>/`` (``deepmat evaluate OUT/ensemble oqmd-dhf:val
 --json``); rerunning with the same ``--out`` resumes from the last checkpoints, and
 ``--only NAME ...`` (``embedding_search``, models, ``ensemble``, ``side_by_side``,
-``learning_curve``) keeps the other entries of the results file. Results:
+``learning_curve``) keeps the other entries of the results file (a learning-curve run adds
+its points to the earlier ones, replacing those of the same model and size). Results:
 ``benchmarks/results/composition.{json,png}``.
 """
 
@@ -249,9 +250,27 @@ def learning_curve(args, train, val) -> list[dict]:
                     "epochs": epochs,
                     "val_mae": model.evaluate(val)["mae"],
                     "train_seconds": sum(r["epoch_seconds"] for r in model.fit_result.history),
+                    "command": command(),
                 }
             )
     return points
+
+
+def with_earlier_points(points: list[dict], path: Path) -> list[dict]:
+    """``points`` of this run's learning curve beside the earlier run's at ``path`` (each
+    point expensive on its own): an earlier point of the same model and size is replaced,
+    and each keeps the command that measured it."""
+    if not path.exists():
+        return points
+    earlier = json.loads(path.read_text())
+    measured_by = earlier.get("commands", {}).get("learning_curve", earlier["command"])
+    new = {(p["model"], p["n_train"]) for p in points}
+    kept = [
+        {"command": measured_by} | p
+        for p in earlier["metrics"].get("learning_curve", [])
+        if (p["model"], p["n_train"]) not in new
+    ]
+    return sorted(kept + points, key=lambda p: (p["model"], p["n_train"]))
 
 
 def power_law(metrics: dict, n_train: int, target: float = TARGET_MAE) -> dict:
@@ -455,7 +474,10 @@ def main(argv: list[str] | None = None) -> dict:
     }
     stem = "composition_quick" if args.quick else "composition"
     if args.only:
-        results = merge_earlier(results, args.results / f"{stem}.json", PER_MODEL)
+        earlier = args.results / f"{stem}.json"
+        if "learning_curve" in metrics:
+            metrics["learning_curve"] = with_earlier_points(metrics["learning_curve"], earlier)
+        results = merge_earlier(results, earlier, PER_MODEL)
     results["metrics"]["learning_curve_fit"] = power_law(results["metrics"], len(train))
     write_json(results, args.results, stem)
     plot(results, results["histories"], args.results / f"{stem}.png")

@@ -320,16 +320,18 @@ def assess(model: str, method: str, train_part, calibration, assessment, args) -
 
 
 def plot(results: dict, curves: dict, path: Path) -> None:
+    """Every model and method of the results (this run's and the earlier ones') against the
+    targets, then this run's calibration curves, one panel per model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     models = [m for m in results["metrics"] if curves.get(m)]
-    fig, axes = plt.subplots(
-        1, max(1, len(models)), figsize=(4.2 * max(1, len(models)), 4), dpi=120
-    )
-    for ax, model in zip(np.atleast_1d(axes), models, strict=False):
+    fig, axes = plt.subplots(1, 1 + len(models), figsize=(4.2 * (1 + len(models)), 4), dpi=120)
+    axes = np.atleast_1d(axes)
+    plot_targets(axes[0], results["metrics"])
+    for ax, model in zip(axes[1:], models, strict=True):
         for label, observed in curves[model].items():
             expected = np.linspace(0, 1, len(observed))
             ax.plot(
@@ -339,6 +341,35 @@ def plot(results: dict, curves: dict, path: Path) -> None:
         ax.set(xlabel="expected share in interval", ylabel="observed share", title=model)
         ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def plot_targets(ax, metrics: dict) -> None:
+    """95 % coverage against miscalibration area for every model (colour) and method, raw
+    (open) and recalibrated (filled), with the target box and CrabNet's anchor."""
+    from matplotlib.patches import Rectangle
+
+    low, high = TARGETS["coverage_95"]
+    width = TARGETS["miscalibration_area"]
+    ax.add_patch(Rectangle((0, low), width, high - low, color="g", alpha=0.25))
+    for colour, (model, entries) in enumerate(metrics.items()):
+        for method, row in entries.items():
+            if "coverage_95" not in row:
+                continue
+            ax.scatter(
+                row["miscalibration_area"],
+                row["coverage_95"],
+                color=f"C{colour}",
+                facecolors=f"C{colour}" if "recalibrated" in method else "none",
+                s=25,
+                label=model if method == next(iter(entries)) else None,
+            )
+    ax.scatter(*CRABNET.values(), marker="x", color="k", label="CrabNet (test)")
+    ax.set(
+        xlabel="miscalibration area",
+        ylabel="95 % interval coverage",
+        title="all methods (filled: recalibrated); box: target",
+    )
+    ax.legend(fontsize=7)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -133,6 +133,26 @@ def test_a_rerun_of_some_methods_keeps_the_others(tmp_path):
     assert merged_metrics(tmp_path / "none.json", {"a": {}}) == {"a": {}}
 
 
+def test_a_learning_curve_run_adds_its_points_to_the_earlier_ones(tmp_path):
+    from composition import with_earlier_points
+
+    old = [{"model": "roost", "n_train": n, "val_mae": 1 / n} for n in (5, 20)]
+    earlier = {
+        "command": "python composition.py",
+        "commands": {"learning_curve": "python composition.py --curve-sizes 5 20"},
+        "metrics": {"learning_curve": old},
+    }
+    (tmp_path / "c.json").write_text(json.dumps(earlier))
+    new = [{"model": "roost", "n_train": n, "val_mae": 0.5 / n, "command": "b"} for n in (20, 80)]
+    points = with_earlier_points(new, tmp_path / "c.json")
+    assert [(p["n_train"], p["val_mae"], p["command"]) for p in points] == [
+        (5, 0.2, "python composition.py --curve-sizes 5 20"),
+        (20, 0.025, "b"),
+        (80, 0.5 / 80, "b"),
+    ]
+    assert with_earlier_points(new, tmp_path / "none.json") is new
+
+
 def quick_uncertainty(tmp_path, *args: str) -> dict:
     """The elemnet entry of ``benchmarks/uncertainty.py --quick`` with ``args`` (skipped
     without oqmd-dhf)."""
