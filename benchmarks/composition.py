@@ -18,7 +18,9 @@ The side-by-side run trains deepmat's Roost, transformer and ElemNet and aviary'
 (``aviary-models`` from PyPI, in its own environment under ``benchmarks/.peers``) on the
 same ``--side-size`` training compounds for the same wall-clock ``--budget`` each, and
 reports validation MAE and training throughput (compositions per second). A learning curve
-(``--curve-sizes``) shows how the validation MAE falls with training compounds. CrabNet
+(``--curve-sizes``) shows how the validation MAE falls with training compounds. ``--use
+elemnet=DIR`` scores a network trained elsewhere on the same split (its training time and
+throughput from its card) instead of training it. CrabNet
 (``crabnet==2.0.8``) is tried too; it needs Python < 3.11 and the pip error is recorded.
 
     python benchmarks/composition.py --out runs/composition                 # full
@@ -77,6 +79,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--loss", default=None, help="e.g. laplace-nll: a σ output (default: each preset's)"
     )
     p.add_argument("--train-size", type=int, default=None, help="(default: the whole split)")
+    p.add_argument(
+        "--use",
+        nargs="*",
+        default=[],
+        help="NETWORK=PATH: score a network trained elsewhere on the whole train split (e.g. "
+        "elemnet=elemnet-oqmd) instead of training it",
+    )
     p.add_argument(
         "--embedding", default=None, help="Roost's and the transformer's (default: the search's)"
     )
@@ -172,8 +181,13 @@ def embedding_search(args, train, val) -> dict:
 
 def train_networks(args, train, val, metrics: dict, histories: dict, models: dict) -> dict:
     trained = {}
+    given = dict(item.split("=", 1) for item in args.use)
     for name in NETWORKS:
         if not wanted(args, name):
+            continue
+        if name in given:
+            metrics[name] = given_summary(deepmat.load(given[name]), given[name], val)
+            models[name] = given[name]
             continue
         model = train_composition(network(name, args), train, val, args.out / name)
         metrics[name] = summary(model, len(train)) | {"spec": model.spec.to_dict()}
@@ -181,6 +195,26 @@ def train_networks(args, train, val, metrics: dict, histories: dict, models: dic
         models[name] = str(args.out / name)
         trained[name] = model
     return trained
+
+
+def given_summary(model, source: str, val) -> dict:
+    """:func:`summary` of a network trained elsewhere (``--use``): validation metrics computed
+    here; training seconds, epochs and throughput from its card (the throughput over the
+    whole training's seconds, start-up and validation included)."""
+    scores = model.evaluate(val)
+    training = model.training
+    seconds = training["seconds"]
+    return {
+        "val_mae": scores["mae"],
+        "val_rmse": scores["rmse"],
+        "val_r2": scores["r2"],
+        "train_seconds": seconds,
+        "epochs_run": training["epochs_run"],
+        "compositions_per_second": training["data"]["n_train"] * training["epochs_run"] / seconds,
+        "parameters": sum(p.numel() for p in model.net.parameters()),
+        "trained_elsewhere": source,
+        "training_config": training["config"],
+    }
 
 
 def given_ensemble(args, val) -> Ensemble:
@@ -371,7 +405,8 @@ def plot(results: dict, histories: dict, path: Path) -> None:
     for name, history in histories.items():
         ax2.plot([h["epoch"] for h in history], [h["val_mae"] for h in history], label=name)
     ax2.set(xlabel="epoch", ylabel="validation MAE (eV/atom)", yscale="log", title="Training")
-    ax2.legend()
+    if histories:
+        ax2.legend()
     side = {k: v for k, v in metrics.get("side_by_side", {}).items() if "val_mae" in v}
     for name, row in side.items():
         ax3.scatter(row["compositions_per_second"], row["val_mae"], s=40)

@@ -44,7 +44,8 @@ beside the MAE.
 so); ``--use composition.ensemble=runs/composition/ensemble`` scores a model trained
 elsewhere (on the same train split) instead of training it, and ``--methods`` keeps only
 the methods named; a run of some ``--models`` or ``--methods`` keeps the others' earlier
-results (the picture shows the methods of the latest run). Each model is saved,
+results (the picture places every model and method against the targets, and draws the
+calibration curves of the latest run's). Each model is saved,
 recalibrated on the calibration half by the split-conformal criterion, as
 ``OUT/<model>_<method>/``. Rerunning resumes from the checkpoints. Results:
 ``benchmarks/results/uncertainty.{json,png}``.
