@@ -83,8 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--use",
         nargs="*",
         default=[],
-        help="NETWORK=PATH: score a network trained elsewhere on the whole train split (e.g. "
-        "elemnet=elemnet-oqmd) instead of training it",
+        help="NETWORK=DIR: score a network saved in DIR, trained elsewhere on the whole train "
+        "split, instead of training it (e.g. elemnet=src/deepmat/pretrained/elemnet-oqmd/model)",
     )
     p.add_argument(
         "--embedding", default=None, help="Roost's and the transformer's (default: the search's)"
@@ -201,8 +201,13 @@ def given_summary(model, source: str, val) -> dict:
     """:func:`summary` of a network trained elsewhere (``--use``): validation metrics computed
     here; training seconds, epochs and throughput from its card (the throughput over the
     whole training's seconds, start-up and validation included)."""
-    scores = model.evaluate(val)
     training = model.training
+    if "seconds" not in training:
+        raise SystemExit(
+            f"--use {source}: its card records no training of its own (a pair or an ensemble?); "
+            "give the directory of the network itself"
+        )
+    scores = model.evaluate(val)
     seconds = training["seconds"]
     return {
         "val_mae": scores["mae"],

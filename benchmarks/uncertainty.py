@@ -364,7 +364,13 @@ def plot_targets(ax, metrics: dict) -> None:
                 s=25,
                 label=model if method == next(iter(entries)) else None,
             )
-    ax.scatter(*CRABNET.values(), marker="x", color="k", label="CrabNet (test)")
+    ax.scatter(
+        CRABNET["miscalibration_area"],
+        CRABNET["coverage_95"],
+        marker="x",
+        color="k",
+        label="CrabNet (test)",
+    )
     ax.set(
         xlabel="miscalibration area",
         ylabel="95 % interval coverage",
