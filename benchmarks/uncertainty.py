@@ -353,17 +353,15 @@ def plot_targets(ax, metrics: dict) -> None:
     width = TARGETS["miscalibration_area"]
     ax.add_patch(Rectangle((0, low), width, high - low, color="g", alpha=0.25))
     for colour, (model, entries) in enumerate(metrics.items()):
-        for method, row in entries.items():
-            if "coverage_95" not in row:
-                continue
-            ax.scatter(
-                row["miscalibration_area"],
-                row["coverage_95"],
-                color=f"C{colour}",
-                facecolors=f"C{colour}" if "recalibrated" in method else "none",
-                s=25,
-                label=model if method == next(iter(entries)) else None,
-            )
+        rows = {method: row for method, row in entries.items() if "coverage_95" in row}
+        ax.scatter(
+            [row["miscalibration_area"] for row in rows.values()],
+            [row["coverage_95"] for row in rows.values()],
+            edgecolors=f"C{colour}",
+            facecolors=[f"C{colour}" if "recalibrated" in m else "none" for m in rows],
+            s=25,
+            label=model,
+        )
     ax.scatter(
         CRABNET["miscalibration_area"],
         CRABNET["coverage_95"],

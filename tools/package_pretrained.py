@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -81,12 +82,12 @@ def composition_oqmd(source: Path) -> dict:
         "--preset benchmark --heteroscedastic --loss laplace-nll --epochs 16 --patience 16 "
         "--lr 3e-4 --schedule cosine --batch-size 128"
     )
+    runs = ["runs/composition/roost"] + [f"runs/roost-cycle{k}" for k in (2, 3, 4)]
+    cycles = " && ".join(f"{cycle} --init {start} --out {out}" for start, out in pairwise(runs))
     command = (
         "python benchmarks/composition.py --out runs/composition --only roost --embedding "
-        f"matscholar --epochs 30 --loss laplace-nll && {cycle} --init runs/composition/roost "
-        f"--out runs/roost-cycle2 && {cycle} --init runs/roost-cycle2 --out runs/roost-cycle3 "
-        f"&& {cycle} --init runs/roost-cycle3 --out runs/roost-cycle4 && deepmat ensemble "
-        "runs/roost-cycle4 elemnet-oqmd/model --weight 0.7 --weight 0.3 --data oqmd-dhf "
+        f"matscholar --epochs 30 --loss laplace-nll && {cycles} && deepmat ensemble "
+        f"{runs[-1]} elemnet-oqmd/model --weight 0.7 --weight 0.3 --data oqmd-dhf "
         "--coverage 0.935 --name composition-oqmd --out runs/composition-oqmd "
         "(elemnet-oqmd/model: the ElemNet inside the shipped elemnet-oqmd)"
     )

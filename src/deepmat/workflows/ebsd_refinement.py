@@ -176,7 +176,6 @@ def _refined_chunk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One chunk's best matches (quaternions (n, 4), NCC (n,)): the first search for every
     pattern, the others for the doubtful ones (all of them if ``thorough``)."""
-    start = rotations.data
     found, scores = _search(patterns, rotations, *setup, *searches[0])
     again = np.arange(len(patterns))
     if not thorough:
@@ -185,7 +184,7 @@ def _refined_chunk(
     for search in searches[1:]:
         if not again.size:
             break
-        more, more_scores = _search(patterns[again], Rotation(start[again]), *setup, *search)
+        more, more_scores = _search(patterns[again], rotations[again], *setup, *search)
         better = more_scores > scores[again]
         found[again[better]] = more[better]
         scores[again[better]] = more_scores[better]
