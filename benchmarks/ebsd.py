@@ -86,6 +86,7 @@ from deepmat.workflows.ebsd import (
     NICKEL_SCAN,
     Indexed,
     Scan,
+    average_scan,
     draw_ipf_key,
     draw_ipf_map,
     fit_orientation_cnn,
@@ -107,7 +108,7 @@ from deepmat.workflows.ebsd_refinement import (
     refine_indexed,
 )
 
-SEEDS = {"extra": 1, "val": 2, "test": 3, "camera_extra": 4, "corrected_extra": 5}
+SEEDS = {"extra": 1, "val": 2, "test": 3, "camera_extra": 4, "corrected_extra": 5, "map": 6}
 # the test sets simulated through the camera models, by label
 CAMERAS = {"camera": REALISTIC_CAMERA, "camera_corrected": REALISTIC_CORRECTED_CAMERA}
 REFINED = ("cnn", "dictionary")  # the methods whose orientations are refined
@@ -193,6 +194,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="what the CNN predicts (cubic-embedding, or quaternion with the disorientation loss)",
     )
     p.add_argument("--precision", default=None, help="32-true, bf16-mixed or 16-mixed")
+    p.add_argument(
+        "--map-shape", type=int, nargs=2, default=[12, 12], help="simulated grain map rows, columns"
+    )
+    p.add_argument("--map-grains", type=int, default=8, help="grains in the simulated map")
+    p.add_argument(
+        "--map-spread", type=float, default=0.3, help="orientation spread within a grain (°)"
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel simulation tasks (Dask)")
     return p.parse_args(argv)
 
@@ -415,10 +423,27 @@ def block_means(images: np.ndarray, factor: int) -> np.ndarray:
 
 def real_scan(
     cnn: OrientationCNNRegressor, dictionary: PatternDataset, detector: DetectorSpec
-) -> tuple[Scan, Orientation, dict]:
-    """kikuchipy's nickel scan (:func:`real_patterns`), its crystal map's orientations, and
-    what each method, and its refinement, finds (or why it does not apply)."""
+) -> tuple[Scan, Scan, Orientation, dict]:
+    """kikuchipy's nickel scan (:func:`real_patterns`), the same after neighbour averaging
+    (NLPAR, :func:`~deepmat.workflows.ebsd.average_scan`), its crystal map's orientations,
+    and what each method and its refinement finds on each: {"real_nickel": {method: ...},
+    "real_nickel_averaged": {method: ...}}."""
     scan, reference = real_patterns(detector)
+    start = time.perf_counter()
+    averaged = average_scan(scan)
+    averaging_seconds = time.perf_counter() - start
+    found = {
+        "real_nickel": methods_on(cnn, dictionary, scan),
+        "real_nickel_averaged": methods_on(cnn, dictionary, averaged),
+    }
+    for result in found["real_nickel_averaged"].values():
+        result["averaging_seconds"] = averaging_seconds
+    return scan, averaged, reference, found
+
+
+def methods_on(cnn: OrientationCNNRegressor, dictionary: PatternDataset, scan: Scan) -> dict:
+    """What the CNN and the dictionary, each then refined, find on ``scan`` (or why they do
+    not apply): {method: :func:`real_result`}."""
     found = {}
     for name, index in (
         ("cnn", lambda: index_with_model(cnn, scan)),
@@ -428,7 +453,49 @@ def real_scan(
         if "indexed" in found[name]:
             refine = partial(refine_indexed, found[name]["indexed"], scan)
             found[f"{name}_refined"] = real_result(refine, scan)
-    return scan, reference, found
+    return found
+
+
+def grain_map(detector: DetectorSpec, args: argparse.Namespace) -> Scan:
+    """A simulated map of --map-shape points in --map-grains grains (each point in the grain
+    of its nearest random seed point, the grain's random orientation turned by up to
+    --map-spread degrees per point), through the realistic-corrected camera and indexed as a
+    camera's scan (:func:`test_scan`): a test of neighbour averaging on a scan whose truth is
+    known, drawn with its own seed."""
+    rng = np.random.default_rng(SEEDS["map"])
+    rows, columns = args.map_shape
+    points = np.stack(np.meshgrid(np.arange(rows), np.arange(columns), indexing="ij"), -1)
+    seeds = rng.uniform((0, 0), (rows, columns), size=(args.map_grains, 2))
+    grain = np.linalg.norm(points[..., None, :] - seeds, axis=-1).argmin(-1).ravel()
+    grains = sample_orientations(n=args.map_grains, seed=SEEDS["map"])
+    axes = rng.normal(size=(grain.size, 3))
+    turn = Rotation.from_axes_angles(axes, np.radians(rng.uniform(0, args.map_spread, grain.size)))
+    rotations = turn * grains[grain]
+    patterns = simulate_patterns(
+        rotations, detector, noise=REALISTIC_CORRECTED_CAMERA, seed=SEEDS["map"]
+    )
+    source = f"simulated {rows}×{columns} map of {args.map_grains} grains"
+    return Scan(patterns, source, (rows, columns), detector, rotations, experimental=True)
+
+
+def map_results(cnn: OrientationCNNRegressor, dictionary: PatternDataset, scan: Scan) -> dict:
+    """The CNN and the dictionary on the simulated grain map, as simulated and after neighbour
+    averaging: {method: {"as_simulated": metrics, "averaged": metrics}}."""
+    start = time.perf_counter()
+    averaged = average_scan(scan)
+    seconds = time.perf_counter() - start
+    results: dict = {}
+    for variant, patterns in (("as_simulated", scan), ("averaged", averaged)):
+        for name, index in (
+            ("cnn", lambda s=patterns: index_with_model(cnn, s)),
+            ("dictionary", lambda s=patterns: index_with_dictionary(dictionary, s)),
+        ):
+            result = real_result(index, patterns)
+            result.pop("indexed", None)
+            results.setdefault(name, {})[variant] = result
+    for result in results.values():
+        result["averaged"]["averaging_seconds"] = seconds
+    return results
 
 
 def real_result(index: Callable[[], Indexed], scan: Scan) -> dict:
@@ -448,11 +515,13 @@ def real_result(index: Callable[[], Indexed], scan: Scan) -> dict:
 
 
 def pyebsdindex_results(
-    args: argparse.Namespace, files: dict, levels: dict, noisy: list[str], real: Scan
+    args: argparse.Namespace, files: dict, levels: dict, noisy: list[str], real: dict
 ) -> dict:
-    """PyEBSDIndex's Hough indexing of every test set and of the real scan, by
+    """PyEBSDIndex's Hough indexing of every test set and of the real scan, as read and
+    averaged (``real``: {"real": Scan, "real_averaged": Scan}), by
     ``peers/pyebsdindex_hough.py`` in the peer's environment: metrics as the other methods'
-    (pooled over ``noisy``, per set under ``noise_levels``, ``real_nickel``), with the
+    (pooled over ``noisy``, per set under ``noise_levels``, ``real_nickel``,
+    ``real_nickel_averaged``), with the
     fraction of patterns it indexed (the others count at the identity, as kikuchipy reads
     them), or the error that stopped it."""
     try:
@@ -461,7 +530,7 @@ def pyebsdindex_results(
         return {"error": str(error), "install": install_finding(PYEBSDINDEX)}
     root = args.out / "pyebsdindex"
     root.mkdir(parents=True, exist_ok=True)
-    scans = {label: test_scan(files, label) for label in levels} | {"real": real}
+    scans = {label: test_scan(files, label) for label in levels} | real
     np.savez(root / "patterns.npz", **{name: prepare_scan(scan)[0] for name, scan in scans.items()})
     (root / "pcs.json").write_text(json.dumps({n: list(s.detector.pc) for n, s in scans.items()}))
     script = Path(__file__).parent / "peers" / "pyebsdindex_hough.py"
@@ -479,6 +548,7 @@ def pyebsdindex_results(
         "test_sets": noisy,
         "noise_levels": {label: peer_metrics(sets, scans, [label]) for label in levels},
         "real_nickel": peer_metrics(sets, scans, ["real"]),
+        "real_nickel_averaged": peer_metrics(sets, scans, ["real_averaged"]),
     }
 
 
@@ -532,10 +602,14 @@ def plot(
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=8)
     panels = [("reference (crystal map)", reference)]
+    as_read, averaged = real["real_nickel"], real["real_nickel_averaged"]
     for name in ("dictionary", "dictionary_refined", "cnn", "cnn_refined"):
-        if "indexed" in real.get(name, {}):
-            mean = real[name]["mean_disorientation_deg"]
-            panels.append((f"{name}: {mean:.2f}°", real[name]["indexed"].orientations))
+        if "indexed" in as_read.get(name, {}):
+            mean = as_read[name]["mean_disorientation_deg"]
+            title = f"{name}: {mean:.2f}°"
+            if "indexed" in averaged.get(name, {}):
+                title += f"\nNLPAR: {averaged[name]['mean_disorientation_deg']:.2f}°"
+            panels.append((title, as_read[name]["indexed"].orientations))
     for k, (title, orientations) in enumerate(panels):
         axis = fig.add_subplot(grid[1 + k])
         draw_ipf_map(axis, orientations, scan.scan_shape)
@@ -543,7 +617,7 @@ def plot(
     draw_ipf_key(fig, grid[6], reference)
     fig.suptitle(
         "Nickel EBSD: CNN vs dictionary indexing, each refined, vs PyEBSDIndex; right: "
-        "kikuchipy's 3×3 nickel scan"
+        "kikuchipy's 3×3 nickel scan as read (titles: mean error as read, after NLPAR)"
     )
     fig.tight_layout()
     fig.savefig(path)
@@ -563,7 +637,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.test_n, args.val_n, args.extra = 12, 16, 16
         args.noise_levels, args.channels, args.fc_widths = ["none", "100"], [8, 16], [32]
         args.finer, args.camera_extra, args.refine_n = [12.0], 16, 2
-        args.corrected_extra = 8
+        args.corrected_extra, args.map_shape, args.map_grains = 8, [4, 4], 3
     t0 = time.perf_counter()
     detector = DetectorSpec(shape=tuple(args.shape))
     levels = test_degradations(args.noise_levels)
@@ -582,7 +656,8 @@ def main(argv: list[str] | None = None) -> dict:
         runs |= refine_tests(runs, args.refine_n)
     counted = [label for label in levels if label not in CAMERAS]
     noisy = [label for label in counted if levels[label] is not None] or counted
-    scan, reference, real = real_scan(cnn, data["dictionary"], detector)
+    scan, averaged, reference, real = real_scan(cnn, data["dictionary"], detector)
+    simulated_map = map_results(cnn, data["dictionary"], grain_map(detector, args))
 
     metrics = {}
     resolutions = {"dictionary": args.resolution} | {f"dictionary_{r:g}deg": r for r in args.finer}
@@ -603,12 +678,16 @@ def main(argv: list[str] | None = None) -> dict:
                 "dictionary_size": len(dictionary),
                 "dictionary_resolution_deg": resolutions.get(name, args.resolution),
             }
-    for name, found in real.items():
-        kept = {k: v for k, v in found.items() if k != "indexed"}
-        metrics.setdefault(name, {})["real_nickel"] = kept
+    for variant, by_method in real.items():
+        for name, found in by_method.items():
+            kept = {k: v for k, v in found.items() if k != "indexed"}
+            metrics.setdefault(name, {})[variant] = kept
+    for name, found in simulated_map.items():
+        metrics[name]["simulated_map"] = found
     metrics["cnn"]["val"] = cnn.metrics["val"]
     start = time.perf_counter()
-    metrics["pyebsdindex"] = pyebsdindex_results(args, data["files"], levels, noisy, scan)
+    real_scans = {"real": scan, "real_averaged": averaged}
+    metrics["pyebsdindex"] = pyebsdindex_results(args, data["files"], levels, noisy, real_scans)
     peer_seconds = time.perf_counter() - start
     results = {
         "benchmark": "ebsd",
@@ -676,6 +755,8 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_seconds": {
             "simulate": simulate_seconds,
             "train": train_seconds,
+            "train_in_card": cnn.training.get("seconds"),
+            "train_resumed_from": cnn.training.get("resumed_from"),
             **{
                 f"index_{name}": sum(indexed.seconds for indexed, _ in by_level.values())
                 for name, by_level in runs.items()

@@ -206,6 +206,21 @@ def test_a_kikuchipy_scan_is_background_corrected_and_mapped(files, tmp_path):
     assert png.is_file()
 
 
+def test_average_a_scan_before_indexing_it(files):
+    result = invoke("ebsd", "index", files["nickel"], "--dictionary", files["grid60"], "--average")
+    assert result.exit_code == 0, result.output
+    steps = message(result).split("nickel.h5: ")[1:]
+    assert steps[0].startswith("neighbour patterns averaged (NLPAR, λ")
+    assert "chosen for the map, search radius 3" in steps[0]
+    assert steps[1].startswith("static background removed")
+    given = invoke(
+        "ebsd", "index", files["nickel"], "--dictionary", files["grid60"], "--average",
+        "--average-lambda", 0.5, "--average-radius", 1,
+    )  # fmt: skip
+    assert given.exit_code == 0, given.output
+    assert "λ 0.5 given, search radius 1" in message(given)
+
+
 def test_refine_after_the_model_or_the_dictionary(files):
     for found in ("--model", "--dictionary"):
         reference = files["model"] if found == "--model" else files["grid60"]
@@ -260,6 +275,15 @@ def test_evaluate_and_predict_an_orientation_model(files, tmp_path):
         (
             ["ebsd", "index", "{test}", "--model", "{model}", "--refine", "--global-region", "-1"],
             "Invalid value for '--global-region': Input should be greater than or equal",
+        ),
+        (
+            ["ebsd", "index", "{test}", "--model", "{model}", "--average"],
+            "test.h5: neighbour averaging needs a map (rows, columns) of at least two points "
+            "holding its 12 patterns, got scan shape (12,)",
+        ),
+        (
+            ["ebsd", "index", "{nickel}", "--model", "{model}", "--average-lambda", "1"],
+            "--average-lambda is NLPAR's λ: add --average",
         ),
         (["ebsd", "simulate", "{tmp}/x.h5"], "give exactly one of --resolution"),
         (["ebsd", "simulate", "{tmp}/x.h5", "--n", "2", "--pc", "0.5", "0.5", "0"], "PCz"),

@@ -221,6 +221,27 @@ def ebsd_index_cmd(
             "always applies it, whatever this option says"
         ),
     ] = True,
+    average: Annotated[
+        bool,
+        typer.Option(
+            "--average",
+            help="first average each pattern of a map with the neighbours that show the "
+            "same crystal (NLPAR: weighted by similarity, so not across grain boundaries); "
+            "helps noisy scans, for a model and a dictionary alike",
+        ),
+    ] = False,
+    average_lambda: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="NLPAR's λ, how different a neighbour may be and still count (default: "
+            "chosen for the map, without orientations, so that a pattern keeps a third of "
+            "the weight among itself and its adjacent points)",
+        ),
+    ] = None,
+    average_radius: Annotated[
+        int, typer.Option(min=1, help="NLPAR's search window half-width, in map steps")
+    ] = 3,
     refine: Annotated[
         bool,
         typer.Option(
@@ -261,13 +282,20 @@ def ebsd_index_cmd(
     optionally refine the orientations against the master pattern: a CSV of Euler angles
     (Bunge, degrees) and quaternions, and disorientation statistics where the file records
     reference orientations."""
+    from deepmat.represent.pattern_averaging import NeighbourAveraging
     from deepmat.workflows import ebsd
 
     try:
         if master is not None and not refine:
             raise ConfigError("--master is the master pattern to refine against: add --refine")
+        if average_lambda is not None and not average:
+            raise ConfigError("--average-lambda is NLPAR's λ: add --average")
         scan, indexed = ebsd.index_file(
-            patterns, model=model, dictionary=dictionary, correct_background=correct_background
+            patterns,
+            model=model,
+            dictionary=dictionary,
+            correct_background=correct_background,
+            average=NeighbourAveraging(average_lambda, average_radius) if average else None,
         )
         if refine:
             from deepmat.workflows.ebsd_refinement import refine_indexed

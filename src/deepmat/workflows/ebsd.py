@@ -19,6 +19,9 @@ for dictionaries and for models that only standardise (those trained on clean si
 and every model saved before the spec existed) the patterns of files kikuchipy reads are
 first corrected by :data:`~deepmat.represent.patterns.BACKGROUND_CORRECTION` (static, then
 dynamic background subtraction) unless told not to, and simulated sets are indexed as made.
+Before that, the patterns of a map can be averaged with their neighbours (NLPAR,
+:func:`average_scan`), which lifts noisy patterns for every indexer: on the nickel scan it
+takes the shipped CNN from about 2.5° to about 1.4° off the stored orientations.
 
 A model or dictionary applies only to patterns of its detector: the pattern shape must match
 (an error otherwise) and a projection centre more than :data:`PC_TOLERANCE` away is reported
@@ -60,6 +63,7 @@ from deepmat.errors import ConfigError, DataError, ModelFormatError
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNNSpec
 from deepmat.physics.cubic_embedding import supports_cubic_embedding
 from deepmat.physics.orientations import disorientation_angle, point_group_symmetry
+from deepmat.represent.pattern_averaging import NeighbourAveraging, average_neighbours
 from deepmat.represent.patterns import BACKGROUND_CORRECTION, PreprocessSpec
 from deepmat.train.config import TrainConfig
 from deepmat.train.dictionary import dictionary_index
@@ -243,7 +247,8 @@ class Scan:
     are background-corrected for dictionaries and models that do not do it themselves (see
     :func:`prepare_scan`); ``corrections`` what the last indexing did to the patterns;
     ``phase`` the name of the phase the file records (its master pattern's, or its crystal
-    map's when that has one phase), if any.
+    map's when that has one phase), if any; ``averaging`` what :func:`average_scan` did to
+    the patterns as read, if it was applied.
     """
 
     patterns: np.ndarray
@@ -256,6 +261,7 @@ class Scan:
     experimental: bool = False
     correct_background: bool = True
     phase: str | None = None
+    averaging: str | None = None
 
     def __len__(self) -> int:
         return len(self.patterns)
@@ -356,9 +362,23 @@ def remove_background(signal: kp.signals.EBSD) -> list[str]:
 def prepare_scan(
     scan: Scan, preprocess: PreprocessSpec | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`scan_input`, recording the steps it takes in ``scan.corrections``."""
-    patterns, static, scan.corrections = scan_input(scan, preprocess)
+    """:func:`scan_input`, recording the steps it takes in ``scan.corrections`` (after the
+    neighbour averaging, when the scan had it)."""
+    patterns, static, steps = scan_input(scan, preprocess)
+    scan.corrections = [scan.averaging, *steps] if scan.averaging else steps
     return patterns, static
+
+
+def average_scan(scan: Scan, spec: NeighbourAveraging | None = None) -> Scan:
+    """``scan`` with each pattern averaged with the neighbours that show the same crystal
+    (NLPAR, :mod:`deepmat.represent.pattern_averaging`): noisy maps index better, by any
+    method. Neighbours are compared after :data:`BACKGROUND_CORRECTION` (a background that
+    varies over the map is not a difference of bands) and the patterns as read are averaged,
+    so that every indexer prepares them as before. The scan must be a map."""
+    spec = spec or NeighbourAveraging()
+    corrected = BACKGROUND_CORRECTION.apply(scan.patterns, scan.static_background)
+    averaged = average_neighbours(scan.patterns, scan.scan_shape, spec, scan.source, corrected)
+    return replace(scan, patterns=averaged.patterns, averaging=averaged.description(spec))
 
 
 def scan_input(
@@ -444,13 +464,15 @@ def index_file(
     model: str | Path | None = None,
     dictionary: str | Path | None = None,
     correct_background: bool = True,
+    average: NeighbourAveraging | None = None,
 ) -> tuple[Scan, Indexed]:
     """The patterns of the file ``path`` (see :func:`read_scan`) indexed by the orientation
     model ``model`` (a saved-model directory or a shipped model's name) or against the
     pattern set ``dictionary``: exactly one of the two. ``correct_background`` False leaves
     a camera's patterns uncorrected for a dictionary or a model that only standardises; a
     model whose preprocessing removes backgrounds always applies it (see
-    :func:`prepare_scan`)."""
+    :func:`prepare_scan`). ``average``: first average each pattern with its neighbours
+    (:func:`average_scan`; the file must hold a map)."""
     if (model is None) == (dictionary is None):
         raise ConfigError(
             "give exactly one of --model (a saved orientation model) and --dictionary "
@@ -462,11 +484,18 @@ def index_file(
         network = deepmat.load(model)
         if network.input_kind != "ebsd-pattern":
             raise ModelFormatError(f"{model}: {network.name} is not an orientation model")
-        scan = read_scan(path, correct_background)
+        scan = _read_averaged(path, correct_background, average)
         return scan, index_with_model(network, scan)
     reference = read_pattern_dataset(dictionary)
-    scan = read_scan(path, correct_background)
+    scan = _read_averaged(path, correct_background, average)
     return scan, index_with_dictionary(reference, scan, f"the dictionary {dictionary}")
+
+
+def _read_averaged(
+    path: str | Path, correct_background: bool, average: NeighbourAveraging | None
+) -> Scan:
+    scan = read_scan(path, correct_background)
+    return scan if average is None else average_scan(scan, average)
 
 
 def index_with_model(model: OrientationCNNRegressor, scan: Scan) -> Indexed:

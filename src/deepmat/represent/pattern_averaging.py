@@ -1,0 +1,223 @@
+"""Non-local pattern averaging (NLPAR) of an EBSD map: each pattern averaged with the
+neighbours that show the same crystal, to lift its bands out of the camera's noise.
+
+Neighbouring points of a map inside one grain give the same pattern up to noise; averaging
+them cuts the noise by up to the square root of their number, but averaging across a
+grain boundary mixes two orientations. NLPAR (Brewick, Callahan & Wright, *Microsc.
+Microanal.* 25, 2019; the scheme PyEBSDIndex and EMsoft implement) weighs each neighbour by
+how likely it is to show the same pattern. For patterns :math:`p_i, p_j` of :math:`N`
+pixels with noise variances :math:`\\sigma_i^2, \\sigma_j^2`, two noisy copies of one pattern
+have :math:`\\mathbb{E}\\,\\lVert p_i - p_j \\rVert^2 = N(\\sigma_i^2 + \\sigma_j^2)` with
+standard deviation :math:`(\\sigma_i^2 + \\sigma_j^2)\\sqrt{2N}`, so
+
+.. math::
+
+    z_{ij} = \\frac{\\lVert p_i - p_j \\rVert^2 - N(\\sigma_i^2 + \\sigma_j^2)}
+                  {(\\sigma_i^2 + \\sigma_j^2)\\sqrt{2N}}, \\qquad
+    w_{ij} = \\exp\\!\\left(-\\frac{\\max(z_{ij} - t, 0)}{\\lambda^2}\\right), \\qquad
+    \\bar p_i = \\frac{p_i + \\sum_{j} w_{ij}\\, p_j}{1 + \\sum_j w_{ij}},
+
+over the neighbours :math:`j` within ``search_radius`` map steps (a square window). Each
+pattern's noise variance is estimated from its most similar nearest neighbour,
+:math:`\\sigma_i^2 = \\min_j \\lVert p_i - p_j \\rVert^2 / 2N` over the (up to) 8 adjacent
+points, which is the noise itself when that neighbour shows the same crystal. ``λ`` sets how
+far from "the same pattern" a neighbour may be and still count; by default it is chosen per
+map, without any orientation, so that a pattern keeps on average ``self_weight`` of the
+weight among itself and its adjacent points (PyEBSDIndex's middle target, a third).
+
+Patterns are averaged as stored, before any background correction: the static background
+is common to all and cancels in the distances, and the dynamic one is a smooth part of each
+pattern that the corrections remove after averaging as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from deepmat.errors import ConfigError, DataError
+from deepmat.represent.patterns import _is_positive_int, _positive, check_patterns
+from deepmat.specs import JsonSpec
+
+_LAMBDA_RANGE = (0.05, 10.0)  # the automatic λ's search interval
+_SAME = 1e-3  # squared distance per pixel below which two patterns are copies, not noise
+
+
+@dataclass(frozen=True)
+class NeighbourAveraging(JsonSpec):
+    """How a map's patterns are averaged with their neighbours (see the module docstring).
+
+    ``lam``: λ (None: chosen per map for ``self_weight``); ``search_radius``: the window's
+    half-width in map steps; ``threshold``: ``t``, the z-score below which a neighbour counts
+    fully; ``self_weight``: the automatic λ's target, in (0, 1).
+    """
+
+    what = "neighbour averaging spec"
+
+    lam: float | None = None
+    search_radius: int = 3
+    threshold: float = 0.0
+    self_weight: float = 1 / 3
+
+    def __post_init__(self) -> None:
+        if self.lam is not None:
+            object.__setattr__(self, "lam", _positive(self.lam, "lam"))
+        if not _is_positive_int(self.search_radius):
+            raise ConfigError(
+                f"search_radius must be a positive integer, got {self.search_radius!r}"
+            )
+        object.__setattr__(self, "search_radius", int(self.search_radius))
+        if not 0 < _positive(self.self_weight, "self_weight") < 1:
+            raise ConfigError(f"self_weight must lie within (0, 1), got {self.self_weight!r}")
+        if not np.isfinite(self.threshold):
+            raise ConfigError(f"threshold must be finite, got {self.threshold!r}")
+
+
+@dataclass
+class AveragedMap:
+    """A map's patterns after :func:`average_neighbours`: ``patterns`` (n, height, width)
+    float32, the ``lam`` used, each pattern's estimated noise standard deviation ``noise``
+    (n,) and its ``self_weight`` (n,), the share of its average that is its own pattern."""
+
+    patterns: np.ndarray
+    lam: float
+    noise: np.ndarray
+    self_weight: np.ndarray
+
+    def description(self, spec: NeighbourAveraging) -> str:
+        """One line for indexing reports."""
+        chosen = "chosen for the map" if spec.lam is None else "given"
+        return (
+            f"neighbour patterns averaged (NLPAR, λ {self.lam:.3g} {chosen}, search radius "
+            f"{spec.search_radius}; median own share {np.median(self.self_weight):.2f})"
+        )
+
+
+def average_neighbours(
+    patterns: np.ndarray,
+    scan_shape: tuple[int, ...],
+    spec: NeighbourAveraging | None = None,
+    name: str = "the scan",
+    compared: np.ndarray | None = None,
+) -> AveragedMap:
+    """The patterns (n, height, width) of a map of ``scan_shape`` (rows, columns), row by
+    row, each averaged with its neighbours by NLPAR (module docstring).
+
+    ``compared``: the same patterns as the weights should judge them (n, height, width),
+    e.g. background-corrected, so that a backscatter background that varies over the map
+    does not count as a difference of bands; None: ``patterns`` themselves. A scan that is
+    not a map of at least two points (a set of patterns, a single point) or whose shape does
+    not hold its n patterns is a :class:`DataError` naming ``name``.
+    """
+    spec = spec or NeighbourAveraging()
+    array = check_patterns(patterns, f"{name}'s patterns")
+    rows, columns = _map_shape(scan_shape, len(array), name)
+    maps = array.reshape(rows, columns, -1).astype(np.float32)
+    judged = maps if compared is None else _like(compared, array.shape, name).reshape(maps.shape)
+    offsets = _offsets(spec.search_radius)
+    squared = np.stack([_squared_distances(judged, offset) for offset in offsets])
+    pixels = maps.shape[-1]
+    adjacent = np.array([max(abs(dy), abs(dx)) == 1 for dy, dx in offsets])
+    variance = _noise_variance(squared[adjacent], pixels, name)
+    z = _z_scores(squared, variance, offsets, pixels) - spec.threshold
+    lam = spec.lam if spec.lam is not None else _choose_lambda(z[adjacent], spec.self_weight)
+    weights = np.exp(-np.maximum(z, 0.0) / lam**2)  # outside the map z is inf: weight 0
+    total = 1.0 + weights.sum(axis=0)
+    averaged = maps.astype(np.float64)
+    for weight, offset in zip(weights, offsets, strict=True):
+        averaged += weight[..., None] * _shifted(maps, offset)
+    averaged /= total[..., None]
+    return AveragedMap(
+        averaged.reshape(array.shape).astype(np.float32),
+        float(lam),
+        np.sqrt(variance).ravel(),
+        (1.0 / total).ravel(),
+    )
+
+
+def _like(compared: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``compared`` as float32, checked to hold patterns of ``shape``."""
+    array = check_patterns(compared, f"{name}'s compared patterns")
+    if array.shape != shape:
+        raise DataError(f"{name}: the patterns to compare are {array.shape}, the patterns {shape}")
+    return array.astype(np.float32)
+
+
+def _map_shape(scan_shape: tuple[int, ...], n: int, name: str) -> tuple[int, int]:
+    if len(scan_shape) != 2 or int(np.prod(scan_shape)) != n or n < 2:
+        raise DataError(
+            f"{name}: neighbour averaging needs a map (rows, columns) of at least two points "
+            f"holding its {n} patterns, got scan shape {tuple(scan_shape)}"
+        )
+    return int(scan_shape[0]), int(scan_shape[1])
+
+
+def _offsets(radius: int) -> list[tuple[int, int]]:
+    """Every (row, column) step within ``radius`` but (0, 0)."""
+    steps = range(-radius, radius + 1)
+    return [(dy, dx) for dy in steps for dx in steps if (dy, dx) != (0, 0)]
+
+
+def _pairs(shape: tuple[int, ...], offset: tuple[int, int]) -> tuple[tuple, tuple]:
+    """Index of the map points (rows, columns) that have a neighbour at ``offset``, and of
+    those neighbours."""
+    points, neighbours = [], []
+    for size, step in zip(shape[:2], offset, strict=True):
+        start, stop = max(-step, 0), size - max(step, 0)
+        points.append(slice(start, max(stop, start)))
+        neighbours.append(slice(start + step, max(stop, start) + step))
+    return tuple(points), tuple(neighbours)
+
+
+def _shifted(maps: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
+    """``maps`` (rows, columns, pixels) moved so that each point holds its neighbour at
+    ``offset``; zeros where that lies outside the map."""
+    points, neighbours = _pairs(maps.shape, offset)
+    out = np.zeros_like(maps)
+    out[points] = maps[neighbours]
+    return out
+
+
+def _squared_distances(maps: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
+    """‖p_i − p_j‖² (rows, columns) from each point to its neighbour at ``offset``; inf
+    where that lies outside the map."""
+    points, neighbours = _pairs(maps.shape, offset)
+    out = np.full(maps.shape[:2], np.inf)
+    difference = maps[points] - maps[neighbours]
+    out[points] = np.einsum("ijk,ijk->ij", difference, difference, dtype=np.float64)
+    return out
+
+
+def _noise_variance(adjacent: np.ndarray, pixels: int, name: str) -> np.ndarray:
+    """σ² (rows, columns): the squared distance to the most similar adjacent pattern over
+    2N, copies (distance below rounding) left out."""
+    per_pixel = adjacent / (2 * pixels)
+    variance = np.where(per_pixel > _SAME / 2, per_pixel, np.inf).min(axis=0)
+    if not np.isfinite(variance).any():
+        raise DataError(f"{name}: every pattern equals its neighbours; nothing to average")
+    return np.where(np.isfinite(variance), variance, np.median(variance[np.isfinite(variance)]))
+
+
+def _z_scores(
+    squared: np.ndarray, variance: np.ndarray, offsets: list[tuple[int, int]], pixels: int
+) -> np.ndarray:
+    """z_ij (offsets, rows, columns) of the module docstring; inf outside the map."""
+    z = np.empty_like(squared)
+    for k, offset in enumerate(offsets):
+        other = _shifted(variance[..., None], offset)[..., 0]
+        both = variance + other
+        z[k] = (squared[k] - pixels * both) / (both * np.sqrt(2 * pixels))
+    return z
+
+
+def _choose_lambda(adjacent: np.ndarray, self_weight: float) -> float:
+    """λ whose weights leave each pattern ``self_weight`` of the weight among itself and its
+    adjacent points, on average (PyEBSDIndex's criterion)."""
+
+    def miss(lam: float) -> float:
+        total = 1.0 + np.exp(-np.maximum(adjacent, 0.0) / lam**2).sum(axis=0)
+        return float(np.mean(np.abs(self_weight - 1.0 / total)))
+
+    return float(minimize_scalar(miss, bounds=_LAMBDA_RANGE, method="bounded").x)
