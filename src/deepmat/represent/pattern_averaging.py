@@ -79,7 +79,8 @@ class NeighbourAveraging(JsonSpec):
 class AveragedMap:
     """A map's patterns after :func:`average_neighbours`: ``patterns`` (n, height, width)
     float32, the ``lam`` used, each pattern's estimated noise standard deviation ``noise``
-    (n,) and its ``self_weight`` (n,), the share of its average that is its own pattern."""
+    (n,; on the scale of the patterns compared) and its ``self_weight`` (n,), the share of
+    its average that is its own pattern."""
 
     patterns: np.ndarray
     lam: float
@@ -109,13 +110,15 @@ def average_neighbours(
     e.g. background-corrected, so that a backscatter background that varies over the map
     does not count as a difference of bands; None: ``patterns`` themselves. A scan that is
     not a map of at least two points (a set of patterns, a single point) or whose shape does
-    not hold its n patterns is a :class:`DataError` naming ``name``.
+    not hold its n patterns is a :class:`DataError` naming ``name``. The map is held in
+    memory as float32 about three times over (patterns, compared patterns, average).
     """
     spec = spec or NeighbourAveraging()
     array = check_patterns(patterns, f"{name}'s patterns")
     rows, columns = _map_shape(scan_shape, len(array), name)
     maps = array.reshape(rows, columns, -1).astype(np.float32)
-    judged = maps if compared is None else _like(compared, array.shape, name).reshape(maps.shape)
+    judged = maps if compared is None else _checked_like(compared, array.shape, name)
+    judged = judged.reshape(maps.shape)
     offsets = _offsets(spec.search_radius)
     squared = np.stack([_squared_distances(judged, offset) for offset in offsets])
     pixels = maps.shape[-1]
@@ -125,19 +128,19 @@ def average_neighbours(
     lam = spec.lam if spec.lam is not None else _choose_lambda(z[adjacent], spec.self_weight)
     weights = np.exp(-np.maximum(z, 0.0) / lam**2)  # outside the map z is inf: weight 0
     total = 1.0 + weights.sum(axis=0)
-    averaged = maps.astype(np.float64)
+    averaged = maps.copy()
     for weight, offset in zip(weights, offsets, strict=True):
         averaged += weight[..., None] * _shifted(maps, offset)
     averaged /= total[..., None]
     return AveragedMap(
-        averaged.reshape(array.shape).astype(np.float32),
+        averaged.reshape(array.shape),
         float(lam),
         np.sqrt(variance).ravel(),
         (1.0 / total).ravel(),
     )
 
 
-def _like(compared: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+def _checked_like(compared: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
     """``compared`` as float32, checked to hold patterns of ``shape``."""
     array = check_patterns(compared, f"{name}'s compared patterns")
     if array.shape != shape:
