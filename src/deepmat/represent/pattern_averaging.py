@@ -115,7 +115,7 @@ def average_neighbours(
     """
     spec = spec or NeighbourAveraging()
     array = check_patterns(patterns, f"{name}'s patterns")
-    rows, columns = _map_shape(scan_shape, len(array), name)
+    rows, columns = map_shape(scan_shape, len(array), name)
     maps = array.reshape(rows, columns, -1).astype(np.float32)
     judged = maps if compared is None else _checked_like(compared, array.shape, name)
     judged = judged.reshape(maps.shape)
@@ -148,7 +148,9 @@ def _checked_like(compared: np.ndarray, shape: tuple[int, ...], name: str) -> np
     return array.astype(np.float32)
 
 
-def _map_shape(scan_shape: tuple[int, ...], n: int, name: str) -> tuple[int, int]:
+def map_shape(scan_shape: tuple[int, ...], n: int, name: str = "the scan") -> tuple[int, int]:
+    """(rows, columns) of a map of ``n`` patterns whose shape is ``scan_shape``; anything else
+    (a set of patterns, a single point, a shape that does not hold n) is a DataError."""
     if len(scan_shape) != 2 or int(np.prod(scan_shape)) != n or n < 2:
         raise DataError(
             f"{name}: neighbour averaging needs a map (rows, columns) of at least two points "

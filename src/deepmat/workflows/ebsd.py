@@ -63,7 +63,11 @@ from deepmat.errors import ConfigError, DataError, ModelFormatError
 from deepmat.models.ebsd import ORIENTATION_CNN_SMALL, OrientationCNNSpec
 from deepmat.physics.cubic_embedding import supports_cubic_embedding
 from deepmat.physics.orientations import disorientation_angle, point_group_symmetry
-from deepmat.represent.pattern_averaging import NeighbourAveraging, average_neighbours
+from deepmat.represent.pattern_averaging import (
+    NeighbourAveraging,
+    average_neighbours,
+    map_shape,
+)
 from deepmat.represent.patterns import BACKGROUND_CORRECTION, PreprocessSpec
 from deepmat.train.config import TrainConfig
 from deepmat.train.dictionary import dictionary_index
@@ -376,9 +380,13 @@ def average_scan(scan: Scan, spec: NeighbourAveraging | None = None) -> Scan:
     varies over the map is not a difference of bands) and the patterns as read are averaged,
     so that every indexer prepares them as before. The scan must be a map."""
     spec = spec or NeighbourAveraging()
+    map_shape(scan.scan_shape, len(scan), scan.source)
+    start = time.perf_counter()
     corrected = BACKGROUND_CORRECTION.apply(scan.patterns, scan.static_background)
     averaged = average_neighbours(scan.patterns, scan.scan_shape, spec, scan.source, corrected)
-    return replace(scan, patterns=averaged.patterns, averaging=averaged.description(spec))
+    seconds = time.perf_counter() - start
+    described = f"{averaged.description(spec)} in {seconds:.2f} s"
+    return replace(scan, patterns=averaged.patterns, averaging=described)
 
 
 def scan_input(
