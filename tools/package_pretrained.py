@@ -179,11 +179,9 @@ def cgcnn_mp_eform(source: Path) -> dict:
     return structure_model(source, "mp-eform", command)
 
 
-EBSD_COMMAND = (  # 6 epochs, then two cosine cycles of 6 on the same patterns
+EBSD_COMMAND = (  # 6 epochs, then a cosine cycle of 6 on the same patterns
     "python benchmarks/ebsd.py --out runs/ebsd --epochs 6 && python benchmarks/ebsd.py "
-    "--out runs/ebsd-2 --epochs 6 --lr 5e-4 --schedule cosine --init runs/ebsd/cnn && "
-    "python benchmarks/ebsd.py --out runs/ebsd-3 --epochs 6 --lr 3e-4 --schedule cosine "
-    "--init runs/ebsd-2/cnn"
+    "--out runs/ebsd-2 --epochs 6 --lr 5e-4 --schedule cosine --init runs/ebsd/cnn"
 )
 
 

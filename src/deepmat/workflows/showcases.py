@@ -104,30 +104,38 @@ def _perovskite_sites(model, console: Console, folder: Path) -> list[dict]:
 
 def _ebsd_indexing(model, console: Console, folder: Path) -> list[dict]:
     """The 9 real patterns of kikuchipy's nickel scan, as stored (the model removes their
-    static and dynamic background itself), indexed by the CNN and then refined against the
-    master pattern; the reference is the orientation the scan's crystal map stores."""
-    from deepmat.workflows.ebsd import index_with_model, nickel_scan, orientation_table
+    static and dynamic background itself), indexed by the CNN, by the CNN after neighbour
+    averaging (NLPAR) and then refined against the master pattern; the reference is the
+    orientation the scan's crystal map stores."""
+    from deepmat.workflows.ebsd import (
+        average_scan,
+        index_with_model,
+        nickel_scan,
+        orientation_table,
+    )
     from deepmat.workflows.ebsd_refinement import refine_indexed
 
     scan = nickel_scan()
     indexed = index_with_model(model, scan)
     found = orientation_table(indexed, scan)
+    averaged = average_scan(scan)
+    nlpar = orientation_table(index_with_model(model, averaged), averaged)["disorientation_deg"]
     refined = orientation_table(refine_indexed(indexed, scan), scan)["disorientation_deg"]
     euler_found = found[["phi1", "Phi", "phi2"]].to_numpy()
     euler_true = np.degrees(scan.reference.to_euler())
     title = "real nickel EBSD patterns (kikuchipy's 3×3 scan): CNN orientation"
     table = Table(title=title + " vs the one the scan stores (Euler angles, degrees)")
-    for column in ("pattern", "scan stores", "CNN", "disorientation (°)", "refined (°)"):
+    columns = ("pattern", "scan stores", "CNN", "disorientation (°)", "NLPAR (°)", "refined (°)")
+    for column in columns:
         table.add_column(column)
     rows = []
-    angles = zip(found["disorientation_deg"], refined, strict=True)
-    for i, (angle, refined_angle) in enumerate(angles):
+    angles = zip(found["disorientation_deg"], nlpar, refined, strict=True)
+    for i, (angle, averaged_angle, refined_angle) in enumerate(angles):
         table.add_row(
             str(i),
             " ".join(f"{v:6.1f}" for v in euler_true[i]),
             " ".join(f"{v:6.1f}" for v in euler_found[i]),
-            f"{angle:.2f}",
-            f"{refined_angle:.2f}",
+            *(f"{a:.2f}" for a in (angle, averaged_angle, refined_angle)),
         )
         rows.append(
             {
@@ -135,6 +143,7 @@ def _ebsd_indexing(model, console: Console, folder: Path) -> list[dict]:
                 "prediction": euler_found[i].tolist(),
                 "reference": euler_true[i].tolist(),
                 "disorientation_deg": float(angle),
+                "averaged_disorientation_deg": float(averaged_angle),
                 "refined_disorientation_deg": float(refined_angle),
             }
         )
