@@ -262,6 +262,8 @@ def test_rerunning_a_finished_one_cycle_run_trains_nothing_and_keeps_its_best(tr
     assert [row["epoch"] for row in again.fit_result.history] == [1, 2]
     assert again.fit_result.epochs_trained == 0 and again.fit_result.epochs_run == 2
     np.testing.assert_allclose(again.predict(val), first.predict(val), rtol=1e-6)
+    # the card still says how long the epochs took, though this fit trained none
+    assert again.training["epoch_seconds"] == first.training["epoch_seconds"] > 0
 
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")

@@ -157,11 +157,15 @@ class FitResult:
     epochs_trained: int = 0
 
     def record(self, config: TrainConfig) -> dict:
-        """The part of a model card's ``training`` entry that training itself decides."""
+        """The part of a model card's ``training`` entry that training itself decides;
+        ``epoch_seconds`` sums the training epochs' times over every run that trained them,
+        so a card written by a resumed run (or by a run that found its training finished)
+        still says how long training took."""
         return {
             "config": config.to_dict(),
             "epochs_run": self.epochs_run,
             "epochs_trained": self.epochs_trained,
+            "epoch_seconds": round(sum(row.get("epoch_seconds", 0.0) for row in self.history), 2),
             "best_val_mae": self.best_val_mae,
             "resumed_from": self.resumed_from,
         }
