@@ -32,6 +32,7 @@ pattern that the corrections remove after averaging as before.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,7 @@ from deepmat.represent.patterns import _is_positive_int, _positive, check_patter
 from deepmat.specs import JsonSpec
 
 _LAMBDA_RANGE = (0.05, 10.0)  # the automatic λ's search interval
+_BLOCK_BYTES = 256 * 2**20  # float32 pattern data read at a time
 _SAME = 1e-3  # squared distance per pixel below which two patterns are copies, not noise
 
 
@@ -101,37 +103,44 @@ def average_neighbours(
     scan_shape: tuple[int, ...],
     spec: NeighbourAveraging | None = None,
     name: str = "the scan",
-    compared: np.ndarray | None = None,
+    compare: Callable[[np.ndarray], np.ndarray] | None = None,
+    block_rows: int | None = None,
 ) -> AveragedMap:
     """The patterns (n, height, width) of a map of ``scan_shape`` (rows, columns), row by
     row, each averaged with its neighbours by NLPAR (module docstring).
 
-    ``compared``: the same patterns as the weights should judge them (n, height, width),
-    e.g. background-corrected, so that a backscatter background that varies over the map
-    does not count as a difference of bands; None: ``patterns`` themselves. A scan that is
-    not a map of at least two points (a set of patterns, a single point) or whose shape does
-    not hold its n patterns is a :class:`DataError` naming ``name``. The map is held in
-    memory as float32 about three times over (patterns, compared patterns, average).
+    ``compare`` maps patterns (k, height, width) to the same patterns as the weights should
+    judge them, e.g. background-corrected, so that a backscatter background that varies over
+    the map does not count as a difference of bands (None: the patterns themselves); it is
+    applied to a block of map rows at a time. The map is read ``block_rows`` rows at a time
+    (None: as many as fit in about 256 MB as float32), with the search radius's rows around
+    them, so that only the float32 average is held whole. A scan that is not a map of at
+    least two points (a set of patterns, a single point) or whose shape does not hold its n
+    patterns is a :class:`DataError` naming ``name``.
     """
     spec = spec or NeighbourAveraging()
     array = check_patterns(patterns, f"{name}'s patterns")
     rows, columns = map_shape(scan_shape, len(array), name)
-    maps = array.reshape(rows, columns, -1).astype(np.float32)
-    judged = maps if compared is None else _checked_like(compared, array.shape, name)
-    judged = judged.reshape(maps.shape)
+    pixels = array.shape[1] * array.shape[2]
+    block = block_rows or max(1, _BLOCK_BYTES // (4 * columns * pixels))
+    reading = (array, (rows, columns), block, spec.search_radius, name)
     offsets = _offsets(spec.search_radius)
-    squared = np.stack([_squared_distances(judged, offset) for offset in offsets])
-    pixels = maps.shape[-1]
+    squared = np.empty((len(offsets), rows, columns))
+    for part, around, judged in _blocks(*reading, compare):
+        for k, offset in enumerate(offsets):
+            squared[k, part] = _squared_distances(judged, offset)[around]
     adjacent = np.array([max(abs(dy), abs(dx)) == 1 for dy, dx in offsets])
     variance = _noise_variance(squared[adjacent], pixels, name)
     z = _z_scores(squared, variance, offsets, pixels) - spec.threshold
     lam = spec.lam if spec.lam is not None else _choose_lambda(z[adjacent], spec.self_weight)
     weights = np.exp(-np.maximum(z, 0.0) / lam**2)  # outside the map z is inf: weight 0
     total = 1.0 + weights.sum(axis=0)
-    averaged = maps.copy()
-    for weight, offset in zip(weights, offsets, strict=True):
-        averaged += weight[..., None] * _shifted(maps, offset)
-    averaged /= total[..., None]
+    averaged = np.empty((rows, columns, pixels), dtype=np.float32)
+    for part, around, sub in _blocks(*reading):
+        out = sub[around].copy()
+        for weight, offset in zip(weights, offsets, strict=True):
+            out += weight[part][..., None] * _shifted(sub, offset)[around]
+        averaged[part] = out / total[part][..., None]
     return AveragedMap(
         averaged.reshape(array.shape),
         float(lam),
@@ -140,12 +149,32 @@ def average_neighbours(
     )
 
 
-def _checked_like(compared: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """``compared`` as float32, checked to hold patterns of ``shape``."""
-    array = check_patterns(compared, f"{name}'s compared patterns")
-    if array.shape != shape:
-        raise DataError(f"{name}: the patterns to compare are {array.shape}, the patterns {shape}")
-    return array.astype(np.float32)
+def _blocks(
+    patterns: np.ndarray,
+    shape: tuple[int, int],
+    block: int,
+    halo: int,
+    name: str,
+    compare: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Iterator[tuple[slice, slice, np.ndarray]]:
+    """The map of ``patterns`` (n, height, width) of ``shape`` (rows, columns), ``block``
+    rows at a time: those rows (a slice of the map), where they lie in the float32 sub-map
+    (rows, columns, pixels) that holds them and ``halo`` rows either side, and that sub-map,
+    as ``compare`` gives its patterns when it is given."""
+    rows, columns = shape
+    for start in range(0, rows, block):
+        stop = min(start + block, rows)
+        low, high = max(start - halo, 0), min(stop + halo, rows)
+        sub = patterns[low * columns : high * columns]
+        if compare is not None:
+            judged = check_patterns(compare(sub), f"{name}'s compared patterns")
+            if judged.shape != sub.shape:
+                raise DataError(
+                    f"{name}: compare gave patterns of shape {judged.shape[1:]} for {sub.shape[1:]}"
+                )
+            sub = judged
+        maps = sub.reshape(high - low, columns, -1).astype(np.float32)
+        yield slice(start, stop), slice(start - low, stop - low), maps
 
 
 def map_shape(scan_shape: tuple[int, ...], n: int, name: str = "the scan") -> tuple[int, int]:

@@ -382,8 +382,13 @@ def average_scan(scan: Scan, spec: NeighbourAveraging | None = None) -> Scan:
     spec = spec or NeighbourAveraging()
     map_shape(scan.scan_shape, len(scan), scan.source)
     start = time.perf_counter()
-    corrected = BACKGROUND_CORRECTION.apply(scan.patterns, scan.static_background)
-    averaged = average_neighbours(scan.patterns, scan.scan_shape, spec, scan.source, corrected)
+    averaged = average_neighbours(
+        scan.patterns,
+        scan.scan_shape,
+        spec,
+        scan.source,
+        compare=lambda patterns: BACKGROUND_CORRECTION.apply(patterns, scan.static_background),
+    )
     seconds = time.perf_counter() - start
     described = f"{averaged.description(spec)} in {seconds:.2f} s"
     return replace(scan, patterns=averaged.patterns, averaging=described)
