@@ -28,9 +28,13 @@ index the 9 raw experimental patterns of ``kikuchipy.data.nickel_ebsd_small()`` 
 with their static background by block means to the detector's shape if it is smaller),
 each method preparing them by its own preprocessing (the dictionary by static and dynamic
 background removal: without it, it misses by ~27°), and are compared with the orientations
-stored in its crystal map. PyEBSDIndex's Hough/Radon indexing (``pyebsdindex`` from PyPI,
-in its own environment under ``benchmarks/.peers``, run by ``peers/pyebsdindex_hough.py``)
-indexes the same test sets and real patterns, as dictionary indexing is given them; with
+stored in its crystal map; every method indexes that scan also after neighbour averaging
+(NLPAR, :func:`~deepmat.workflows.ebsd.average_scan`), and the CNN and the dictionary a
+simulated map of grains (--map-shape, --map-grains, --map-spread; through the
+realistic-corrected camera) as simulated and averaged, whose truth is known.
+PyEBSDIndex's Hough/Radon indexing (``pyebsdindex`` from PyPI, in its own environment
+under ``benchmarks/.peers``, run by ``peers/pyebsdindex_hough.py``) indexes the same test
+sets and real patterns, as dictionary indexing is given them; with
 --quick it runs only if that environment exists, and what fails to install or run is its
 result.
 
@@ -441,14 +445,21 @@ def real_scan(
     return scan, averaged, reference, found
 
 
+def indexers(
+    cnn: OrientationCNNRegressor, dictionary: PatternDataset, scan: Scan
+) -> dict[str, Callable[[], Indexed]]:
+    """The CNN's and the dictionary's indexing of ``scan``, each a call."""
+    return {
+        "cnn": partial(index_with_model, cnn, scan),
+        "dictionary": partial(index_with_dictionary, dictionary, scan),
+    }
+
+
 def methods_on(cnn: OrientationCNNRegressor, dictionary: PatternDataset, scan: Scan) -> dict:
     """What the CNN and the dictionary, each then refined, find on ``scan`` (or why they do
     not apply): {method: :func:`real_result`}."""
     found = {}
-    for name, index in (
-        ("cnn", lambda: index_with_model(cnn, scan)),
-        ("dictionary", lambda: index_with_dictionary(dictionary, scan)),
-    ):
+    for name, index in indexers(cnn, dictionary, scan).items():
         found[name] = real_result(index, scan)
         if "indexed" in found[name]:
             refine = partial(refine_indexed, found[name]["indexed"], scan)
@@ -486,10 +497,7 @@ def map_results(cnn: OrientationCNNRegressor, dictionary: PatternDataset, scan: 
     seconds = time.perf_counter() - start
     results: dict = {}
     for variant, patterns in (("as_simulated", scan), ("averaged", averaged)):
-        for name, index in (
-            ("cnn", lambda s=patterns: index_with_model(cnn, s)),
-            ("dictionary", lambda s=patterns: index_with_dictionary(dictionary, s)),
-        ):
+        for name, index in indexers(cnn, dictionary, patterns).items():
             result = real_result(index, patterns)
             result.pop("indexed", None)
             results.setdefault(name, {})[variant] = result

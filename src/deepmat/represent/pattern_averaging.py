@@ -120,7 +120,7 @@ def average_neighbours(
     """
     spec = spec or NeighbourAveraging()
     array = check_patterns(patterns, f"{name}'s patterns")
-    rows, columns = map_shape(scan_shape, len(array), name)
+    rows, columns = _map_shape(scan_shape, len(array), name)
     pixels = array.shape[1] * array.shape[2]
     block = block_rows or max(1, _BLOCK_BYTES // (4 * columns * pixels))
     reading = (array, (rows, columns), block, spec.search_radius, name)
@@ -177,7 +177,7 @@ def _blocks(
         yield slice(start, stop), slice(start - low, stop - low), maps
 
 
-def map_shape(scan_shape: tuple[int, ...], n: int, name: str = "the scan") -> tuple[int, int]:
+def _map_shape(scan_shape: tuple[int, ...], n: int, name: str = "the scan") -> tuple[int, int]:
     """(rows, columns) of a map of ``n`` patterns whose shape is ``scan_shape``; anything else
     (a set of patterns, a single point, a shape that does not hold n) is a DataError."""
     if len(scan_shape) != 2 or int(np.prod(scan_shape)) != n or n < 2:
