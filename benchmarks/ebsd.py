@@ -507,8 +507,9 @@ def map_results(cnn: OrientationCNNRegressor, dictionary: PatternDataset, scan: 
 
 
 def real_result(index: Callable[[], Indexed], scan: Scan) -> dict:
-    """What ``index()`` finds on the real scan: its metrics, notes, the preprocessing it
-    gave the patterns and the Indexed itself, or why it does not apply."""
+    """What ``index()`` finds on a scan (the real one, the simulated map): its metrics, its
+    speed, notes, the preprocessing it gave the patterns and the Indexed itself, or why it
+    does not apply."""
     try:
         indexed = index()
     except DataError as exc:
@@ -518,6 +519,7 @@ def real_result(index: Callable[[], Indexed], scan: Scan) -> dict:
         "notes": indexed.notes,
         "preprocessing": list(scan.corrections),
         **indexing_metrics(indexed, scan),
+        "patterns_per_second": indexed.patterns_per_second,
         "indexed": indexed,
     }
 
