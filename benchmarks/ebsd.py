@@ -765,7 +765,7 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_seconds": {
             "simulate": simulate_seconds,
             "train": train_seconds,
-            "train_in_card": cnn.training.get("seconds"),
+            "train_epochs": cnn.training.get("epoch_seconds"),
             "train_resumed_from": cnn.training.get("resumed_from"),
             **{
                 f"index_{name}": sum(indexed.seconds for indexed, _ in by_level.values())
