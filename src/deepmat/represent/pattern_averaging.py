@@ -25,9 +25,14 @@ far from "the same pattern" a neighbour may be and still count; by default it is
 map, without any orientation, so that a pattern keeps on average ``self_weight`` of the
 weight among itself and its adjacent points (PyEBSDIndex's middle target, a third).
 
-Patterns are averaged as stored, before any background correction: the static background
-is common to all and cancels in the distances, and the dynamic one is a smooth part of each
-pattern that the corrections remove after averaging as before.
+Patterns are averaged as stored, before any background correction, so that whatever
+indexes them prepares them as before (a background is a smooth part of each pattern that the
+corrections remove after averaging). The distances may be taken on other versions of the
+same patterns (``compare``): :func:`deepmat.workflows.ebsd.average_scan` compares them
+background-corrected, as a backscatter background that varies over the map is not a
+difference of bands (on a simulated camera map of 8 grains, comparing the raw patterns let 3
+of 144 points average across a boundary, comparing the corrected ones 1, a grain of one
+point).
 """
 
 from __future__ import annotations
