@@ -51,6 +51,15 @@ def test_calibrated_predictions_cover_as_claimed_and_others_do_not():
     assert np.all(np.diff(observed) >= 0)
 
 
+def test_a_few_gross_errors_move_the_mean_nll_not_the_median():
+    truth, mean, std = gaussian_predictions(1.0)
+    clean = calibration_metrics(truth, mean, std)
+    truth[:5] = mean[:5] + 100 * std[:5]  # 5 of 2,000 truths 100 σ off
+    spoiled = calibration_metrics(truth, mean, std)
+    assert spoiled["nll"] > clean["nll"] + 10
+    assert spoiled["median_nll"] == pytest.approx(clean["median_nll"], abs=0.02)
+
+
 def test_unusable_standard_deviations_are_refused_with_the_record():
     truth, mean, std = gaussian_predictions(1.0, n=10)
     std[3] = 0.0

@@ -298,7 +298,7 @@ def _print_recalibration(record: dict) -> None:
         console.print(
             f"{when}: miscalibration area {metrics['miscalibration_area']:.4f}, 95 % coverage "
             f"{metrics['coverage_95']:.3f}, 68 % coverage {metrics['coverage_68']:.3f}, NLL "
-            f"{metrics['nll']:.4g}"
+            f"{metrics['nll']:.4g} (median {metrics['median_nll']:.4g})"
         )
 
 

@@ -10,7 +10,9 @@ definitions of uncertainty-toolbox (Chung et al. 2021), against which a test che
   the worst);
 - ``rms_calibration_error``: the root mean square of observed − expected over the bins;
 - ``sharpness``: √(mean σᵢ²), how narrow the predictions are whatever their truth;
-- ``nll``: the mean Gaussian negative log-likelihood of the truths;
+- ``nll``: the mean Gaussian negative log-likelihood of the truths, and ``median_nll`` its
+  median: a few truths many σ off (a handful of gross errors in thousands of records)
+  dominate the mean and leave the median alone;
 - ``coverage_68`` and ``coverage_95``: the observed share in the 68 % and 95 % intervals.
 """
 
@@ -30,6 +32,7 @@ CALIBRATION_KEYS = (
     "rms_calibration_error",
     "sharpness",
     "nll",
+    "median_nll",
     "coverage_68",
     "coverage_95",
 )
@@ -88,6 +91,7 @@ def calibration_metrics(truth, mean, std, bins: int = 100) -> dict[str, float]:
         "rms_calibration_error": float(np.sqrt(np.mean((observed - expected) ** 2))),
         "sharpness": float(np.sqrt(np.mean(std**2))),
         "nll": float(np.mean(nll)),
+        "median_nll": float(np.median(nll)),
         "coverage_68": coverage(truth, mean, std, 0.68),
         "coverage_95": coverage(truth, mean, std, 0.95),
     }
