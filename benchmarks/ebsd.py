@@ -433,9 +433,7 @@ def real_scan(
     and what each method and its refinement finds on each: {"real_nickel": {method: ...},
     "real_nickel_averaged": {method: ...}}."""
     scan, reference = real_patterns(detector)
-    start = time.perf_counter()
-    averaged = average_scan(scan)
-    averaging_seconds = time.perf_counter() - start
+    averaged, averaging_seconds = timed_average(scan)
     found = {
         "real_nickel": methods_on(cnn, dictionary, scan),
         "real_nickel_averaged": methods_on(cnn, dictionary, averaged),
@@ -443,6 +441,13 @@ def real_scan(
     for result in found["real_nickel_averaged"].values():
         result["averaging_seconds"] = averaging_seconds
     return scan, averaged, reference, found
+
+
+def timed_average(scan: Scan) -> tuple[Scan, float]:
+    """``scan`` after neighbour averaging, and the seconds that took."""
+    start = time.perf_counter()
+    averaged = average_scan(scan)
+    return averaged, time.perf_counter() - start
 
 
 def indexers(
@@ -492,9 +497,7 @@ def grain_map(detector: DetectorSpec, args: argparse.Namespace) -> Scan:
 def map_results(cnn: OrientationCNNRegressor, dictionary: PatternDataset, scan: Scan) -> dict:
     """The CNN and the dictionary on the simulated grain map, as simulated and after neighbour
     averaging: {method: {"as_simulated": metrics, "averaged": metrics}}."""
-    start = time.perf_counter()
-    averaged = average_scan(scan)
-    seconds = time.perf_counter() - start
+    averaged, seconds = timed_average(scan)
     results: dict = {}
     for variant, patterns in (("as_simulated", scan), ("averaged", averaged)):
         for name, index in indexers(cnn, dictionary, patterns).items():

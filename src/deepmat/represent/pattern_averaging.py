@@ -86,20 +86,21 @@ class NeighbourAveraging(JsonSpec):
 class AveragedMap:
     """A map's patterns after :func:`average_neighbours`: ``patterns`` (n, height, width)
     float32, the ``lam`` used, each pattern's estimated noise standard deviation ``noise``
-    (n,; on the scale of the patterns compared) and its ``self_weight`` (n,), the share of
-    its average that is its own pattern."""
+    (n,; on the scale of the patterns compared), its ``self_weight`` (n,), the share of its
+    average that is its own pattern, and the ``spec`` they were averaged by."""
 
     patterns: np.ndarray
     lam: float
     noise: np.ndarray
     self_weight: np.ndarray
+    spec: NeighbourAveraging
 
-    def description(self, spec: NeighbourAveraging) -> str:
+    def description(self) -> str:
         """One line for indexing reports."""
-        chosen = "chosen for the map" if spec.lam is None else "given"
+        chosen = "chosen for the map" if self.spec.lam is None else "given"
         return (
             f"neighbour patterns averaged (NLPAR, λ {self.lam:.3g} {chosen}, search radius "
-            f"{spec.search_radius}; median own share {np.median(self.self_weight):.2f})"
+            f"{self.spec.search_radius}; median own share {np.median(self.self_weight):.2f})"
         )
 
 
@@ -131,7 +132,7 @@ def average_neighbours(
     reading = (array, (rows, columns), block, spec.search_radius, name)
     offsets = _offsets(spec.search_radius)
     squared = np.empty((len(offsets), rows, columns))
-    for part, around, judged in _blocks(*reading, compare):
+    for part, around, _, judged in _blocks(*reading, compare):
         for k, offset in enumerate(offsets):
             squared[k, part] = _squared_distances(judged, offset)[around]
     adjacent = np.array([max(abs(dy), abs(dx)) == 1 for dy, dx in offsets])
@@ -141,16 +142,18 @@ def average_neighbours(
     weights = np.exp(-np.maximum(z, 0.0) / lam**2)  # outside the map z is inf: weight 0
     total = 1.0 + weights.sum(axis=0)
     averaged = np.empty((rows, columns, pixels), dtype=np.float32)
-    for part, around, sub in _blocks(*reading):
-        out = sub[around].copy()
-        for weight, offset in zip(weights, offsets, strict=True):
-            out += weight[part][..., None] * _shifted(sub, offset)[around]
-        averaged[part] = out / total[part][..., None]
+    for part, around, held, sub in _blocks(*reading):
+        out = sub.copy()  # the halo rows' sums lack neighbours beyond the block: not kept
+        for weight, offset in zip(weights[:, held], offsets, strict=True):
+            points, neighbours = _pairs(sub.shape, offset)
+            out[points] += weight[points][..., None] * sub[neighbours]
+        averaged[part] = out[around] / total[part][..., None]
     return AveragedMap(
         averaged.reshape(array.shape),
         float(lam),
         np.sqrt(variance).ravel(),
         (1.0 / total).ravel(),
+        spec,
     )
 
 
@@ -161,11 +164,11 @@ def _blocks(
     halo: int,
     name: str,
     compare: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> Iterator[tuple[slice, slice, np.ndarray]]:
+) -> Iterator[tuple[slice, slice, slice, np.ndarray]]:
     """The map of ``patterns`` (n, height, width) of ``shape`` (rows, columns), ``block``
     rows at a time: those rows (a slice of the map), where they lie in the float32 sub-map
-    (rows, columns, pixels) that holds them and ``halo`` rows either side, and that sub-map,
-    as ``compare`` gives its patterns when it is given."""
+    (rows, columns, pixels) that holds them and ``halo`` rows either side, the map rows that
+    sub-map holds, and the sub-map, as ``compare`` gives its patterns when it is given."""
     rows, columns = shape
     for start in range(0, rows, block):
         stop = min(start + block, rows)
@@ -179,7 +182,7 @@ def _blocks(
                 )
             sub = judged
         maps = sub.reshape(high - low, columns, -1).astype(np.float32)
-        yield slice(start, stop), slice(start - low, stop - low), maps
+        yield slice(start, stop), slice(start - low, stop - low), slice(low, high), maps
 
 
 def _map_shape(scan_shape: tuple[int, ...], n: int, name: str = "the scan") -> tuple[int, int]:
@@ -210,15 +213,6 @@ def _pairs(shape: tuple[int, ...], offset: tuple[int, int]) -> tuple[tuple, tupl
     return tuple(points), tuple(neighbours)
 
 
-def _shifted(maps: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
-    """``maps`` (rows, columns, pixels) moved so that each point holds its neighbour at
-    ``offset``; zeros where that lies outside the map."""
-    points, neighbours = _pairs(maps.shape, offset)
-    out = np.zeros_like(maps)
-    out[points] = maps[neighbours]
-    return out
-
-
 def _squared_distances(maps: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
     """‖p_i − p_j‖² (rows, columns) from each point to its neighbour at ``offset``; inf
     where that lies outside the map."""
@@ -245,8 +239,9 @@ def _z_scores(
     """z_ij (offsets, rows, columns) of the module docstring; inf outside the map."""
     z = np.empty_like(squared)
     for k, offset in enumerate(offsets):
-        other = _shifted(variance[..., None], offset)[..., 0]
-        both = variance + other
+        points, neighbours = _pairs(variance.shape, offset)
+        both = variance.copy()  # beyond the map the distance is inf, and so is z
+        both[points] += variance[neighbours]
         z[k] = (squared[k] - pixels * both) / (both * np.sqrt(2 * pixels))
     return z
 

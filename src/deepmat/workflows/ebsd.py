@@ -385,7 +385,7 @@ def average_scan(scan: Scan, spec: NeighbourAveraging | None = None) -> Scan:
         compare=lambda patterns: BACKGROUND_CORRECTION.apply(patterns, scan.static_background),
     )
     seconds = time.perf_counter() - start
-    described = f"{averaged.description(spec)} in {seconds:.2f} s"
+    described = f"{averaged.description()} in {seconds:.2f} s"
     return replace(scan, patterns=averaged.patterns, averaging=described)
 
 
